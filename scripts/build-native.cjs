@@ -1,0 +1,36 @@
+#!/usr/bin/env node
+// Builds the native addon (native/*.cc → build/Release/shrink_native.node) with node-gyp during `npm ci`.
+// node-gyp only builds offline when it is given the running Node's headers, so pass --nodedir=<prefix of
+// process.execPath> when npm_config_nodedir is unset (see ../shared/docs/ENGINE-NOTES.md §1.1).
+// A failed build is not fatal: Shrink then runs on the plain TypeScript `ref` backend and says so once.
+'use strict';
+const { spawnSync } = require('node:child_process');
+const { existsSync } = require('node:fs');
+const path = require('node:path');
+
+const root = path.resolve(__dirname, '..');
+const prefix = path.resolve(path.dirname(process.execPath), '..');
+const force = process.argv.includes('--force');
+if (process.env.SHRINK_SKIP_NATIVE_BUILD === '1' && !force) {
+  console.log('shrink: SHRINK_SKIP_NATIVE_BUILD=1, not building the native addon');
+  process.exit(0);
+}
+
+function findNodeGyp() {
+  // Inside npm lifecycle scripts node-gyp is on PATH; elsewhere use the copy bundled with npm.
+  const bundled = [
+    path.join(prefix, 'lib', 'node_modules', 'npm', 'node_modules', 'node-gyp', 'bin', 'node-gyp.js'),
+    path.join(path.dirname(process.execPath), 'node_modules', 'npm', 'node_modules', 'node-gyp', 'bin', 'node-gyp.js'),
+  ].find((p) => existsSync(p));
+  if (bundled) return [process.execPath, [bundled]];
+  return ['node-gyp', []];
+}
+
+const [cmd, pre] = findNodeGyp();
+const args = [...pre, 'rebuild', `--jobs=${process.env.JOBS || 'max'}`];
+if (!process.env.npm_config_nodedir && existsSync(path.join(prefix, 'include', 'node', 'node_api.h'))) args.push(`--nodedir=${prefix}`);
+const r = spawnSync(cmd, args, { cwd: root, stdio: 'inherit', shell: process.platform === 'win32' });
+if (r.status !== 0) {
+  console.warn('shrink: the native addon did not build; Shrink will run on the TypeScript reference backend (slow).');
+  if (force) process.exit(r.status ?? 1);
+}

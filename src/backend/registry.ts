@@ -1,0 +1,79 @@
+/**
+ * Backend selection. `native` (the Node-API addon) is the default when it loads; `SHRINK_BACKEND=ref|native`
+ * forces one. Without the addon Shrink runs on `ref` and says so once on stderr. float64 tensors always run on
+ * `ref` (the native backend delegates any Float64Array call to it).
+ */
+import type { Backend } from './backend.ts';
+import { refBackend } from './ref/index.ts';
+import { bulkConvert } from '../tensor/dtype.ts';
+import { createNativeBackend, loadNative, type NativeAddon } from './native/index.ts';
+
+export type BackendName = 'ref' | 'native';
+
+let active: Backend | null = null;
+let addon: NativeAddon | null | undefined;
+let warned = false;
+
+/** The loaded addon, or null when it did not build/load. */
+export function nativeAddon(): NativeAddon | null {
+  if (addon === undefined) {
+    addon = loadNative();
+    if (addon) {
+      bulkConvert.f32ToF16 = (s, d) => addon!.f32ToF16(s, d);
+      bulkConvert.f16ToF32 = (s, d) => addon!.f16ToF32(s, d);
+      bulkConvert.f32ToBf16 = (s, d) => addon!.f32ToBf16(s, d);
+      bulkConvert.bf16ToF32 = (s, d) => addon!.bf16ToF32(s, d);
+      const t = process.env.SHRINK_THREADS;
+      if (t !== undefined) {
+        const n = Number(t);
+        if (!Number.isInteger(n) || n < 1) throw new Error(`SHRINK_THREADS must be a positive integer, got '${t}'`);
+        addon.setThreads(n);
+      }
+    }
+  }
+  return addon;
+}
+
+function choose(): Backend {
+  const want = process.env.SHRINK_BACKEND;
+  if (want !== undefined && want !== '' && want !== 'ref' && want !== 'native')
+    throw new Error(`SHRINK_BACKEND must be 'ref' or 'native', got '${want}'`);
+  if (want === 'ref') return refBackend;
+  const a = nativeAddon();
+  if (a) return createNativeBackend(a, refBackend);
+  if (want === 'native')
+    throw new Error("SHRINK_BACKEND=native but the native addon is not built (build/Release/shrink_native.node); run 'npm run build:native'");
+  if (!warned) {
+    warned = true;
+    process.stderr.write('shrink: native addon not available, using the TypeScript reference backend (slow). Run `npm run build:native`.\n');
+  }
+  return refBackend;
+}
+
+/** The backend float32 ops run on. */
+export function backend(): Backend {
+  return (active ??= choose());
+}
+
+/** Force a backend for this process ('ref' or 'native'). Returns the previous one's name. */
+export function setBackend(name: BackendName): BackendName {
+  const prev = backend().name as BackendName;
+  if (name === 'ref') active = refBackend;
+  else {
+    const a = nativeAddon();
+    if (!a) throw new Error("setBackend('native'): the native addon is not built; run 'npm run build:native'");
+    active = createNativeBackend(a, refBackend);
+  }
+  return prev;
+}
+
+/** Number of threads the native pool uses (1 on ref). */
+export function setNumThreads(n: number): void {
+  if (!Number.isInteger(n) || n < 1) throw new Error(`setNumThreads: expected a positive integer, got ${n}`);
+  nativeAddon()?.setThreads(n);
+}
+export function getNumThreads(): number {
+  return nativeAddon()?.info().threads ?? 1;
+}
+
+export { refBackend };

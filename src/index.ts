@@ -1,0 +1,16 @@
+/**
+ * Shrink: make transformer language models small and fast. This is the public surface; import nothing else.
+ */
+export { Tensor, tensor, type TensorLike, type TensorOptions } from './tensor/tensor.ts';
+export * from './tensor/creation.ts';
+export { DTYPES, type DType } from './tensor/dtype.ts';
+export { Generator, manualSeed, defaultGenerator } from './tensor/random.ts';
+export { noGrad, enableGrad, isGradEnabled, defineOp, OP_REGISTRY, type Op } from './tensor/autograd.ts';
+export * as ops from './ops/index.ts';
+export {
+  add, sub, mul, div, pow, maximum, minimum, where, maskedFill, clamp, gelu, geluTanh, silu, relu, sigmoid, tanh, exp, log, sqrt, erf,
+  sum, mean, amax, amin, logsumexp, norm, reshape, transpose, permute, narrow, expand, squeeze, unsqueeze, cat, stack, split, chunk,
+  indexSelect, gather, scatterAdd, matmul, linear, softmax, logSoftmax, layerNorm, rmsNorm, embedding, dropout, crossEntropy, mseLoss,
+  klDiv, softCrossEntropy, topk, oneHot, cumsum, movedim,
+} from './ops/index.ts';
+export { backend, setBackend, setNumThreads, getNumThreads, nativeAddon, type BackendName } from './backend/registry.ts';

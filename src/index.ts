@@ -14,3 +14,4 @@ export {
   klDiv, softCrossEntropy, topk, oneHot, cumsum, movedim,
 } from './ops/index.ts';
 export { backend, setBackend, setNumThreads, getNumThreads, nativeAddon, type BackendName } from './backend/registry.ts';
+export * from './nn/index.ts';

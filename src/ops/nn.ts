@@ -147,11 +147,14 @@ export function rmsNorm(x: Tensor, weight: Tensor | null = null, eps = 1e-6): Te
 
 // ---------------------------------------------------------------- embedding
 
-/** Rows of weight [V, D] picked by integer input of any shape → [...input.shape, D] (torch F.embedding). */
+/**
+ * Rows of weight [V, D] picked by integer input of any shape → [...input.shape, D] (torch F.embedding). Rows
+ * looked up at `paddingIdx` get no gradient, as torch's padding_idx.
+ */
 export const embedding = defineOp({
   name: 'embedding',
   inputs: ([, weight]) => [weight],
-  forward: (input: Tensor, weight: Tensor) => {
+  forward: (input: Tensor, weight: Tensor, paddingIdx?: number | null) => {
     requireFloat('embedding', weight, 'weight');
     if (weight.ndim !== 2) throw new Error(`embedding: weight must be 2-D [num_embeddings, dim], got ${fmtShape(weight.shape)}`);
     const [V, D] = weight.shape as [number, number];
@@ -160,10 +163,12 @@ export const embedding = defineOp({
     if (idx.length > 0 && D > 0) backendFor(weight.dtype).embedding(weight.floatData('embedding'), idx, D, out.data as FArray);
     return { out, saved: idx };
   },
-  backward: (g, { args: [, weight], saved: idx }) => {
+  backward: (g, { args: [, weight, paddingIdx], saved: idx }) => {
     const D = weight.shape[1]!;
     const dw = newFloat(weight.shape, weight.dtype);
     if (idx.length > 0 && D > 0) backendFor(weight.dtype).embeddingBackward(g.to(weight.dtype).floatData('embedding'), idx, D, dw.data as FArray);
+    if (paddingIdx !== undefined && paddingIdx !== null && paddingIdx >= 0 && paddingIdx < weight.shape[0]!)
+      dw.data.fill(0, paddingIdx * D, (paddingIdx + 1) * D);
     return [dw];
   },
 });
@@ -172,6 +177,7 @@ export const embedding = defineOp({
 
 /** Inverted dropout: zero each element with probability p and scale the rest by 1/(1-p); identity when !training. */
 export function dropout(x: Tensor, p = 0.5, training = true, generator: Generator = defaultGenerator): Tensor {
+  generator ??= defaultGenerator;
   if (!(p >= 0 && p <= 1)) throw new Error(`dropout: probability must be in [0, 1], got ${p}`);
   if (!training || p === 0) return x;
   requireFloat('dropout', x);

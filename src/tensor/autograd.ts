@@ -166,6 +166,8 @@ export function runBackward(root: Tensor, grad: Tensor | undefined, opts: Backwa
 
 function accumulateGrad(t: Tensor, g: Tensor): void {
   const gc = g.dtype === t.dtype ? g : g.to(t.dtype);
+  // Every leaf gets a gradient tensor of its own (a copy on first accumulation): gradients returned by backward
+  // functions may be shared between inputs (add passes g to both), and optimizers/clipping update .grad in place.
   if (t.grad) t.grad = t.grad.add(gc);
-  else t.grad = gc.isContiguous() && gc.data.length === gc.numel && gc.offset === 0 ? gc : gc.contiguous().clone();
+  else t.grad = gc.isContiguous() ? gc.clone() : gc.contiguous();
 }

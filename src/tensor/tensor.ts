@@ -177,8 +177,9 @@ export class Tensor {
   toFloat32Array(): Float32Array {
     return this.to('float32').toArray() as Float32Array;
   }
-  /** Nested JS arrays (float16/bfloat16 decoded to numbers). */
-  tolist(): TensorLike {
+  /** Nested JS arrays (float16/bfloat16 decoded to numbers); a number for a 0-d tensor. Typed loosely, like torch. */
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  tolist(): any {
     const flat = isFloatCompute(this.dtype) || this.dtype === 'int32' || this.dtype === 'int8' || this.dtype === 'uint8' ? this.toArray() : this.toFloat32Array();
     if (this.ndim === 0) return flat[0]!;
     let i = 0;

@@ -1,4 +1,7 @@
 {
+  "variables": {
+    "has_openblas": "<!(node scripts/has-openblas.cjs)"
+  },
   "targets": [
     {
       "target_name": "shrink_native",
@@ -17,5 +20,19 @@
       "cflags_cc!": ["-fno-exceptions"],
       "ldflags": ["-pthread"]
     }
+  ],
+  "conditions": [
+    ["has_openblas=='true'", {
+      "targets": [
+        {
+          "target_name": "shrink_blas_bench",
+          "sources": ["native/bench/blas_bench.cc"],
+          "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
+          "defines": ["NAPI_DISABLE_CPP_EXCEPTIONS", "NAPI_VERSION=8"],
+          "cflags_cc": ["-O3", "-std=c++17"],
+          "libraries": ["-lopenblas"]
+        }
+      ]
+    }]
   ]
 }

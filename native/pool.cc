@@ -9,6 +9,7 @@
 #include "pool.h"
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdlib>
 #include <mutex>
@@ -25,6 +26,7 @@ namespace shrink {
 namespace {
 
 constexpr int kSpin = 2000;  // pause iterations before a waiter yields / sleeps
+constexpr auto kYieldWindow = std::chrono::microseconds(300);
 
 int default_threads() {
   if (const char* s = std::getenv("SHRINK_THREADS")) {
@@ -81,11 +83,16 @@ thread_local bool t_in_job = false;
 void Pool::worker_loop(int tid, uint64_t seen) {
   t_in_job = true;  // anything a worker calls runs serially
   for (;;) {
-    // bounded spin for a new generation, then sleep
+    // Bounded wait for a new generation: a burst of pauses, then yields for up to kYieldWindow (kernels are
+    // often called back to back, and a condition-variable wake costs tens of µs), then sleep.
     int spins = 0;
     while (generation.load(std::memory_order_acquire) == seen && spins < kSpin) {
       SHRINK_PAUSE();
       spins++;
+    }
+    if (generation.load(std::memory_order_acquire) == seen) {
+      auto until = std::chrono::steady_clock::now() + kYieldWindow;
+      while (generation.load(std::memory_order_acquire) == seen && std::chrono::steady_clock::now() < until) std::this_thread::yield();
     }
     if (generation.load(std::memory_order_acquire) == seen) {
       std::unique_lock<std::mutex> lk(mu);

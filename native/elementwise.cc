@@ -24,7 +24,13 @@ enum Unary {
 };
 enum Binary { B_ADD, B_SUB, B_MUL, B_DIV, B_POW, B_MAX, B_MIN, B_EQ, B_NE, B_LT, B_LE, B_GT, B_GE, B_COUNT };
 
-constexpr int64_t kGrain = 32768;  // elements per task before splitting over threads
+constexpr int64_t kGrain = 32768;  // elements per task before splitting over threads (compute-bound ops)
+// Memory-bound ops (copies, +, −, ×, ÷) gain little from a second thread on fresh output pages (first-touch page
+// faults serialise in the kernel), so they split only when very large.
+constexpr int64_t kGrainMemBound = 1 << 20;
+inline bool cheap_unary(int op) {
+  return op == U_COPY || op == U_NEG || op == U_AFFINE || op == U_SQUARE || op == U_ABS || op == U_RELU || op == U_CLAMP;
+}
 constexpr double kSqrt1_2 = 0.70710678118654752440;
 constexpr double kInvSqrt2Pi = 0.39894228040143267794;
 constexpr float kGeluTanhC = 0.79788456080286535588f;  // sqrt(2/pi)
@@ -234,7 +240,7 @@ Napi::Value UnaryContig(const Napi::CallbackInfo& info) {
   float* y = f32(info[3]);
   int64_t n = info[4].As<Napi::Number>().Int64Value();
   float a = info[5].As<Napi::Number>().FloatValue(), b = info[6].As<Napi::Number>().FloatValue();
-  parallel_for(n, kGrain, [&](int64_t s, int64_t e) { unary_contig(op, x + s, y + s, e - s, a, b); });
+  parallel_for(n, cheap_unary(op) ? kGrainMemBound : kGrain, [&](int64_t s, int64_t e) { unary_contig(op, x + s, y + s, e - s, a, b); });
   return info.Env().Undefined();
 }
 
@@ -295,11 +301,12 @@ Napi::Value BinaryOp(const Napi::CallbackInfo& info) {
   }
   int64_t inner = it.shape[it.nd - 1], sa = it.st[0][it.nd - 1], sb = it.st[1][it.nd - 1], rows = 1;
   for (int d = 0; d < it.nd - 1; d++) rows *= it.shape[d];
+  const int64_t grain = op <= B_DIV ? kGrainMemBound : kGrain;
   if (rows == 1) {  // one run: split it
-    parallel_for(inner, kGrain, [&](int64_t s, int64_t e) { binary_run(op, a + s * sa, sa, b + s * sb, sb, out + s, e - s); });
+    parallel_for(inner, grain, [&](int64_t s, int64_t e) { binary_run(op, a + s * sa, sa, b + s * sb, sb, out + s, e - s); });
     return info.Env().Undefined();
   }
-  parallel_for(rows, std::max<int64_t>(1, kGrain / std::max<int64_t>(inner, 1)), [&](int64_t r0, int64_t r1) {
+  parallel_for(rows, std::max<int64_t>(1, grain / std::max<int64_t>(inner, 1)), [&](int64_t r0, int64_t r1) {
     for_rows(it, 2, r0, r1, [&](int64_t r, const int64_t* off) { binary_run(op, a + off[0], sa, b + off[1], sb, out + r * inner, inner); });
   });
   return info.Env().Undefined();

@@ -1,7 +1,7 @@
 /** Helpers shared by the op families: dtype checks, backend choice, views, output allocation. */
 import type { Backend, View } from '../backend/backend.ts';
 import { backend, refBackend } from '../backend/registry.ts';
-import { isFloatCompute, type DType, type FloatArray } from '../tensor/dtype.ts';
+import { allocArray, isFloatCompute, type DType, type FloatArray } from '../tensor/dtype.ts';
 import { Tensor } from '../tensor/tensor.ts';
 import { fmtShape, numel } from '../tensor/shape.ts';
 
@@ -33,12 +33,11 @@ export function viewAs(t: Tensor, strides: readonly number[]): View {
 
 /** A new contiguous float tensor of `shape` and `dtype` (uninitialised = zeros). */
 export function newFloat(shape: readonly number[], dtype: DType): Tensor {
-  const n = numel(shape);
-  return new Tensor(dtype === 'float64' ? new Float64Array(n) : new Float32Array(n), shape, dtype);
+  return new Tensor(floatArray(dtype, numel(shape)), shape, dtype);
 }
 
 export function floatArray(dtype: DType, n: number): FloatArray {
-  return dtype === 'float64' ? new Float64Array(n) : new Float32Array(n);
+  return allocArray(dtype === 'float64' ? 'float64' : 'float32', n) as FloatArray;
 }
 
 /** Contiguous int32 indices of an integer tensor, validated in [-bound, bound) (negatives wrap) or equal to `ignore`. */

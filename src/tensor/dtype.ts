@@ -29,6 +29,7 @@ export function isIntegral(d: DType): boolean {
   return d === 'int8' || d === 'uint8' || d === 'int32';
 }
 
+/** A zeroed array of n elements. */
 export function allocArray(dtype: DType, n: number): TypedArray {
   return new ARRAY_CTOR[dtype](n);
 }

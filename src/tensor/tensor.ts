@@ -5,7 +5,7 @@
  *
  * The methods here are one-line wrappers over the ops in src/ops, where each op and its gradient are declared.
  */
-import { ARRAY_CTOR, DTYPE_BYTES, convertArray, isFloatCompute, type DType, type FloatArray, type TypedArray } from './dtype.ts';
+import { ARRAY_CTOR, DTYPE_BYTES, allocArray, convertArray, isFloatCompute, type DType, type FloatArray, type TypedArray } from './dtype.ts';
 import { checkShape, contiguousStrides, fmtShape, normDim, numel as shapeNumel } from './shape.ts';
 import { runBackward, type BackwardOptions, type GradNode } from './autograd.ts';
 import { defaultGenerator, type Generator } from './random.ts';
@@ -84,7 +84,7 @@ export class Tensor {
   static empty(shape: readonly number[], opts: TensorOptions = {}): Tensor {
     const s = checkShape('empty', shape);
     const dtype = opts.dtype ?? 'float32';
-    return new Tensor(new ARRAY_CTOR[dtype](shapeNumel(s)), s, dtype, undefined, 0, opts.requiresGrad ?? false);
+    return new Tensor(allocArray(dtype, shapeNumel(s)), s, dtype, undefined, 0, opts.requiresGrad ?? false);
   }
   static zeros(shape: readonly number[], opts: TensorOptions = {}): Tensor {
     return Tensor.empty(shape, opts);

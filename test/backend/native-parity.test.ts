@@ -249,7 +249,7 @@ for (const threads of [1, 2]) {
           const bOff = new Int32Array(batch).fill(3); // B broadcast over the batch
           for (const accumulate of [false, true]) {
             const init = rnd(batch * M * N);
-            const run = (f: typeof addon.sgemm) => {
+            const run = (f: NonNullable<typeof addon>["sgemm"]) => {
               const out = init.slice();
               f(a, b, out, batch, M, N, K, aOff, bOff, lda, ldb, ta, tb, accumulate);
               return out;

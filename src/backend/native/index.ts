@@ -84,8 +84,34 @@ function numel(shape: readonly number[]): number {
   return n;
 }
 
+/**
+ * V8 keeps typed arrays of ≤ 64 bytes inside the JS heap and must move ("externalize") their storage the first
+ * time native code asks for it, which costs more than the kernel. So tiny outputs run on `ref` (faster than any
+ * native call at that size), and tiny inputs next to a large output are copied into persistent off-heap scratch.
+ */
+const TINY = 16;
+
 export function createNativeBackend(addon: NativeAddon, ref: Backend): Backend {
   const meta = new Int32Array(1 + MAX_DIMS * 4);
+  const fScratch = [0, 1, 2, 3].map(() => new Float32Array(new ArrayBuffer(TINY * 4)));
+  const iScratch = [0, 1].map(() => new Int32Array(new ArrayBuffer(TINY * 4)));
+  /** An off-heap array with the same contents (scratch slot k) when `a` is tiny. */
+  const oh = <T extends Float32Array | Int32Array>(a: T, k: number): T => {
+    if (a.length > TINY) return a;
+    const s = (a instanceof Int32Array ? iScratch[k]! : fScratch[k]!) as T;
+    s.set(a as never);
+    return s.subarray(0, a.length) as T;
+  };
+  /** Run a native call whose small outputs (≤ TINY) go through scratch slots, then copy them back. */
+  const withOut = (outs: (FArray | null)[], call: (o: (F32 | null)[]) => void): void => {
+    let slot = 2;
+    const mapped = outs.map((a) => (a && a.length <= TINY ? fScratch[slot++]!.subarray(0, a.length) : (a as F32 | null)));
+    call(mapped);
+    outs.forEach((a, i) => {
+      if (a && mapped[i] !== a) a.set(mapped[i]!);
+    });
+  };
+  const ohv = (v: View, k: number): View => (v.data.length > TINY ? v : { data: oh(v.data as F32, k), offset: v.offset, strides: v.strides });
   /** [nd, shape, strides of each view] into the shared scratch array. */
   const pack = (shape: readonly number[], views: View[]): Int32Array => {
     const nd = shape.length;
@@ -103,89 +129,91 @@ export function createNativeBackend(addon: NativeAddon, ref: Backend): Backend {
     name: 'native',
 
     unary(op, x, shape, out, alpha, beta) {
-      if (f64(x.data, out) || shape.length > MAX_DIMS) return ref.unary(op, x, shape, out, alpha, beta);
+      if (f64(x.data, out) || shape.length > MAX_DIMS || out.length <= TINY) return ref.unary(op, x, shape, out, alpha, beta);
       const n = numel(shape);
       if (n === 0) return;
       const code = UNARY_CODE.get(op)!;
+      x = ohv(x, 0);
       if (isContiguousView(shape, x.strides)) addon.unary(code, x.data as F32, x.offset, out as F32, n, alpha, beta);
       else addon.unaryStrided(code, x.data as F32, x.offset, pack(shape, [x]), out as F32, alpha, beta);
     },
 
     unaryBackward(op, x, y, g, out, alpha, beta) {
-      if (f64(x, y, g, out)) return ref.unaryBackward(op, x, y, g, out, alpha, beta);
-      if (out.length === 0) return;
+      if (f64(x, y, g, out) || out.length <= TINY) return ref.unaryBackward(op, x, y, g, out, alpha, beta);
       addon.unaryBackward(UNARY_CODE.get(op)!, x as F32, y as F32, g as F32, out as F32, alpha, beta);
     },
 
     binary(op, a, b, shape, out) {
-      if (f64(a.data, b.data, out) || shape.length > MAX_DIMS) return ref.binary(op, a, b, shape, out);
-      if (out.length === 0) return;
+      if (f64(a.data, b.data, out) || shape.length > MAX_DIMS || out.length <= TINY) return ref.binary(op, a, b, shape, out);
+      a = ohv(a, 0);
+      b = ohv(b, 1);
       addon.binary(BINARY_CODE.get(op)!, a.data as F32, a.offset, b.data as F32, b.offset, pack(shape, [a, b]), out as F32);
     },
 
     where(cond, a, b, shape, out) {
-      if (f64(cond.data, a.data, b.data, out) || shape.length > MAX_DIMS) return ref.where(cond, a, b, shape, out);
-      if (out.length === 0) return;
+      if (f64(cond.data, a.data, b.data, out) || shape.length > MAX_DIMS || out.length <= TINY) return ref.where(cond, a, b, shape, out);
+      cond = ohv(cond, 0);
+      a = ohv(a, 1);
+      b = ohv(b, 2);
       addon.where(cond.data as F32, cond.offset, a.data as F32, a.offset, b.data as F32, b.offset, pack(shape, [cond, a, b]), out as F32);
     },
 
     reduce(op, x, outer, r, inner, out, idx) {
-      if (f64(x, out)) return ref.reduce(op, x, outer, r, inner, out, idx);
-      if (outer * inner === 0) return;
+      if (f64(x, out) || x.length <= TINY || out.length <= TINY) return ref.reduce(op, x, outer, r, inner, out, idx);
       addon.reduce(REDUCE_CODE.get(op)!, x as F32, outer, r, inner, out as F32, idx);
     },
 
     matmul(p) {
-      if (f64(p.a, p.b, p.out)) return ref.matmul(p);
-      addon.sgemm(p.a as F32, p.b as F32, p.out as F32, p.batch, p.M, p.N, p.K, p.aOffsets, p.bOffsets, p.lda, p.ldb, p.transA, p.transB, p.accumulate);
+      if (f64(p.a, p.b, p.out) || p.out.length <= TINY) return ref.matmul(p);
+      addon.sgemm(oh(p.a as F32, 0), oh(p.b as F32, 1), p.out as F32, p.batch, p.M, p.N, p.K, oh(p.aOffsets, 0), oh(p.bOffsets, 1), p.lda, p.ldb, p.transA, p.transB, p.accumulate);
     },
 
     softmax(x, rows, n, out, log) {
-      if (f64(x, out)) return ref.softmax(x, rows, n, out, log);
+      if (f64(x, out) || out.length <= TINY) return ref.softmax(x, rows, n, out, log);
       addon.softmax(x as F32, rows, n, out as F32, log);
     },
     softmaxBackward(y, g, rows, n, out, log) {
-      if (f64(y, g, out)) return ref.softmaxBackward(y, g, rows, n, out, log);
+      if (f64(y, g, out) || out.length <= TINY) return ref.softmaxBackward(y, g, rows, n, out, log);
       addon.softmaxBackward(y as F32, g as F32, rows, n, out as F32, log);
     },
 
     layerNorm(x, w, b, rows, n, eps, out, mean, rstd) {
-      if (f64(x, w, b, out, mean, rstd)) return ref.layerNorm(x, w, b, rows, n, eps, out, mean, rstd);
-      addon.layerNorm(x as F32, w as F32 | null, b as F32 | null, rows, n, eps, out as F32, mean as F32, rstd as F32);
+      if (f64(x, w, b, out, mean, rstd) || out.length <= TINY) return ref.layerNorm(x, w, b, rows, n, eps, out, mean, rstd);
+      withOut([mean, rstd], ([m, r]) => addon.layerNorm(x as F32, w && oh(w as F32, 0), b && oh(b as F32, 1), rows, n, eps, out as F32, m!, r!));
     },
     layerNormBackward(x, w, mean, rstd, g, rows, n, dx, dw, db) {
-      if (f64(x, w, mean, rstd, g, dx, dw, db)) return ref.layerNormBackward(x, w, mean, rstd, g, rows, n, dx, dw, db);
-      addon.layerNormBackward(x as F32, w as F32 | null, mean as F32, rstd as F32, g as F32, rows, n, dx as F32, dw as F32 | null, db as F32 | null);
+      if (f64(x, w, mean, rstd, g, dx, dw, db) || dx.length <= TINY || n <= TINY) return ref.layerNormBackward(x, w, mean, rstd, g, rows, n, dx, dw, db);
+      addon.layerNormBackward(x as F32, w as F32 | null, oh(mean as F32, 0), oh(rstd as F32, 1), g as F32, rows, n, dx as F32, dw as F32 | null, db as F32 | null);
     },
     rmsNorm(x, w, rows, n, eps, out, rstd) {
-      if (f64(x, w, out, rstd)) return ref.rmsNorm(x, w, rows, n, eps, out, rstd);
-      addon.rmsNorm(x as F32, w as F32 | null, rows, n, eps, out as F32, rstd as F32);
+      if (f64(x, w, out, rstd) || out.length <= TINY) return ref.rmsNorm(x, w, rows, n, eps, out, rstd);
+      withOut([rstd], ([r]) => addon.rmsNorm(x as F32, w && oh(w as F32, 0), rows, n, eps, out as F32, r!));
     },
     rmsNormBackward(x, w, rstd, g, rows, n, dx, dw) {
-      if (f64(x, w, rstd, g, dx, dw)) return ref.rmsNormBackward(x, w, rstd, g, rows, n, dx, dw);
-      addon.rmsNormBackward(x as F32, w as F32 | null, rstd as F32, g as F32, rows, n, dx as F32, dw as F32 | null);
+      if (f64(x, w, rstd, g, dx, dw) || dx.length <= TINY || n <= TINY) return ref.rmsNormBackward(x, w, rstd, g, rows, n, dx, dw);
+      addon.rmsNormBackward(x as F32, w as F32 | null, oh(rstd as F32, 0), g as F32, rows, n, dx as F32, dw as F32 | null);
     },
 
     embedding(w, idx, dim, out) {
-      if (f64(w, out)) return ref.embedding(w, idx, dim, out);
-      addon.embedding(w as F32, idx, dim, out as F32);
+      if (f64(w, out) || out.length <= TINY) return ref.embedding(w, idx, dim, out);
+      addon.embedding(oh(w as F32, 0), oh(idx, 0), dim, out as F32);
     },
     embeddingBackward(g, idx, dim, dw) {
-      if (f64(g, dw)) return ref.embeddingBackward(g, idx, dim, dw);
-      addon.embeddingBackward(g as F32, idx, dim, dw as F32);
+      if (f64(g, dw) || dw.length <= TINY || g.length <= TINY) return ref.embeddingBackward(g, idx, dim, dw);
+      addon.embeddingBackward(g as F32, oh(idx, 0), dim, dw as F32);
     },
 
     crossEntropy(x, t, rows, V, ignoreIndex, eps, loss, lse) {
-      if (f64(x, loss, lse)) return ref.crossEntropy(x, t, rows, V, ignoreIndex, eps, loss, lse);
-      addon.crossEntropy(x as F32, t, rows, V, ignoreIndex, eps, loss as F32, lse as F32);
+      if (f64(x, loss, lse) || x.length <= TINY) return ref.crossEntropy(x, t, rows, V, ignoreIndex, eps, loss, lse);
+      withOut([loss, lse], ([l, s]) => addon.crossEntropy(x as F32, oh(t, 0), rows, V, ignoreIndex, eps, l!, s!));
     },
     crossEntropyBackward(x, t, lse, gRow, rows, V, ignoreIndex, eps, out) {
-      if (f64(x, lse, gRow, out)) return ref.crossEntropyBackward(x, t, lse, gRow, rows, V, ignoreIndex, eps, out);
-      addon.crossEntropyBackward(x as F32, t, lse as F32, gRow as F32, rows, V, ignoreIndex, eps, out as F32);
+      if (f64(x, lse, gRow, out) || out.length <= TINY) return ref.crossEntropyBackward(x, t, lse, gRow, rows, V, ignoreIndex, eps, out);
+      addon.crossEntropyBackward(x as F32, oh(t, 0), oh(lse as F32, 0), oh(gRow as F32, 1), rows, V, ignoreIndex, eps, out as F32);
     },
 
     adamw(p, g, m, v, lr, b1, b2, eps, wd, bc1, bc2) {
-      if (f64(p, g, m, v)) return ref.adamw(p, g, m, v, lr, b1, b2, eps, wd, bc1, bc2);
+      if (f64(p, g, m, v) || p.length <= TINY) return ref.adamw(p, g, m, v, lr, b1, b2, eps, wd, bc1, bc2);
       addon.adamw(p, g, m, v, lr, b1, b2, eps, wd, bc1, bc2);
     },
   };

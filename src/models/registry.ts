@@ -1,0 +1,69 @@
+/**
+ * model_type → classes, and loading/saving Hugging Face folders (config.json + model.safetensors).
+ * `fromPretrained(dir)` reads config.json, builds the class named by `architectures[0]` (or the one asked for),
+ * and loads the weights strictly: one error lists every missing, unexpected and wrong-shape key.
+ */
+import type { Module } from '../nn/module.ts';
+import { loadWeights, readConfig, writePretrained } from '../io/hf.ts';
+import { BertForMaskedLM, BertForSequenceClassification, BertModel, bertConfig } from './bert/modeling.ts';
+import { GPT2LMHeadModel, GPT2Model, gpt2Config } from './gpt2/modeling.ts';
+import { LlamaForCausalLM, LlamaModel, llamaConfig } from './llama/modeling.ts';
+
+type AnyConfig = Record<string, unknown>;
+interface Entry {
+  config: (raw: AnyConfig) => AnyConfig;
+  classes: Record<string, new (cfg: never) => Module>;
+  default: string;
+}
+
+export const MODEL_REGISTRY: Record<string, Entry> = {
+  bert: {
+    config: bertConfig as (raw: AnyConfig) => AnyConfig,
+    classes: { BertModel, BertForMaskedLM, BertForSequenceClassification } as Entry['classes'],
+    default: 'BertModel',
+  },
+  gpt2: { config: gpt2Config as (raw: AnyConfig) => AnyConfig, classes: { GPT2Model, GPT2LMHeadModel } as Entry['classes'], default: 'GPT2LMHeadModel' },
+  llama: { config: llamaConfig as (raw: AnyConfig) => AnyConfig, classes: { LlamaModel, LlamaForCausalLM } as Entry['classes'], default: 'LlamaForCausalLM' },
+};
+
+export function supportedModelTypes(): string[] {
+  return Object.keys(MODEL_REGISTRY);
+}
+
+/** Build a model (random init) from a config object. */
+export function modelFromConfig(raw: AnyConfig, className?: string): Module {
+  const type = raw.model_type;
+  if (typeof type !== 'string') throw new Error(`config: missing "model_type" (supported: ${supportedModelTypes().join(', ')})`);
+  const entry = MODEL_REGISTRY[type];
+  if (!entry) throw new Error(`config: unknown model_type '${type}' (supported: ${supportedModelTypes().join(', ')})`);
+  const name = className ?? (Array.isArray(raw.architectures) && typeof raw.architectures[0] === 'string' ? raw.architectures[0] : entry.default);
+  const cls = entry.classes[name];
+  if (!cls) throw new Error(`config: class '${name}' is not available for model_type '${type}' (available: ${Object.keys(entry.classes).join(', ')})`);
+  const cfg = entry.config(raw);
+  return new cls(cfg as never);
+}
+
+export interface FromPretrainedOptions {
+  /** Class to build instead of config.architectures[0] (e.g. 'BertForSequenceClassification' on an MLM checkpoint). */
+  className?: string;
+  /** Config fields to override (e.g. { num_labels: 2 }). */
+  configOverrides?: AnyConfig;
+  /** Strict key checking (default true). With false, missing keys keep their random init. */
+  strict?: boolean;
+}
+
+/** Load a Hugging Face model folder. */
+export function fromPretrained<M extends Module = Module>(dir: string, opts: FromPretrainedOptions = {}): M {
+  const raw = { ...readConfig(dir), ...(opts.configOverrides ?? {}) };
+  const model = modelFromConfig(raw, opts.className);
+  const weights = loadWeights(dir);
+  model.loadStateDict(weights, { strict: opts.strict ?? true });
+  model.eval();
+  return model as M;
+}
+
+/** Write config.json + model.safetensors (tied duplicates left out, as HF saves them). */
+export function savePretrained(model: Module & { config: AnyConfig }, dir: string, metadata: Record<string, string> = {}): void {
+  const architectures = [model.constructor.name];
+  writePretrained(dir, { config: { ...model.config, architectures }, tensors: model.stateDict({ forSave: true }), metadata: { format: 'pt', ...metadata } });
+}

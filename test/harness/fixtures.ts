@@ -1,0 +1,47 @@
+/**
+ * Fixture access. Parity tests read their folder from SHRINK_FIXTURES (default: the repo's copy of
+ * ../shared/fixtures/seed1 in test/data/fixtures/seed1), so any fixture set with the same layout runs through the
+ * same tests.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { loadSafetensors } from '../../src/io/safetensors.ts';
+import type { Tensor } from '../../src/index.ts';
+
+export const FIXTURES = path.resolve(process.env.SHRINK_FIXTURES ?? path.join(import.meta.dirname, '../data/fixtures/seed1'));
+
+export interface TensorMeta {
+  dtype: string;
+  shape: number[];
+  description?: string;
+  near_zero_in_exact_arithmetic?: boolean;
+  [k: string]: unknown;
+}
+
+export interface Fixture {
+  dir: string;
+  index: Record<string, unknown> & { tensors: Record<string, TensorMeta> };
+  tensors: Map<string, Tensor>;
+  t(name: string): Tensor;
+  names(prefix: string): string[];
+}
+
+export function modelFixture(name: string): Fixture {
+  const dir = path.join(FIXTURES, name);
+  if (!fs.existsSync(dir)) throw new Error(`fixture folder ${dir} is missing (SHRINK_FIXTURES=${FIXTURES})`);
+  const index = JSON.parse(fs.readFileSync(path.join(dir, 'expected.json'), 'utf8'));
+  const { tensors } = loadSafetensors(path.join(dir, 'expected.safetensors'));
+  return {
+    dir,
+    index,
+    tensors,
+    t(n) {
+      const t = tensors.get(n);
+      if (!t) throw new Error(`fixture ${name}: no tensor '${n}'`);
+      return t;
+    },
+    names(prefix) {
+      return [...tensors.keys()].filter((k) => k.startsWith(prefix)).sort();
+    },
+  };
+}

@@ -119,7 +119,7 @@ export function parseHeader(file: string, headerText: string, dataStart: number,
 function decode(file: string, name: string, info: TensorInfo, bytes: Uint8Array, want?: DType): Tensor {
   const [size, dtype] = ST_DTYPES[info.dtype]!;
   const n = bytes.length / size;
-  const aligned = bytes.byteOffset % size === 0 ? bytes : bytes.slice();
+  const aligned = bytes.byteOffset % size === 0 ? bytes : new Uint8Array(bytes); // copy (Buffer.slice would be a view)
   let data: TypedArray;
   switch (info.dtype) {
     case 'F32': data = new Float32Array(aligned.buffer, aligned.byteOffset, n).slice(); break;

@@ -15,3 +15,14 @@ export {
 } from './ops/index.ts';
 export { backend, setBackend, setNumThreads, getNumThreads, nativeAddon, type BackendName } from './backend/registry.ts';
 export * from './nn/index.ts';
+export { SafetensorsFile, loadSafetensors, saveSafetensors, readSafetensorsBuffer } from './io/safetensors.ts';
+export { readConfig, loadWeights, findWeights, writePretrained } from './io/hf.ts';
+export { atomicWriteFile, atomicWriteJson } from './io/atomic.ts';
+export { fromPretrained, savePretrained, modelFromConfig, supportedModelTypes, MODEL_REGISTRY } from './models/registry.ts';
+export { BertModel, BertForMaskedLM, BertForSequenceClassification, bertConfig } from './models/bert/modeling.ts';
+export { GPT2Model, GPT2LMHeadModel, gpt2Config } from './models/gpt2/modeling.ts';
+export { LlamaModel, LlamaForCausalLM, llamaConfig } from './models/llama/modeling.ts';
+export { generate, KVCache, type GenerateOptions } from './models/generation.ts';
+export type { ModelInputs, ModelOutput, ForwardOptions } from './models/outputs.ts';
+export { loadTokenizer, SentencePieceBPETokenizer, type Tokenizer } from './tokenizers/index.ts';
+export * as metrics from './eval/metrics.ts';

@@ -7,6 +7,7 @@ import { cat } from '../ops/index.ts';
 import { noGrad } from '../tensor/autograd.ts';
 import { Generator, defaultGenerator } from '../tensor/random.ts';
 import type { ModelInputs, ModelOutput, ForwardOptions } from './outputs.ts';
+import type { Module } from '../nn/module.ts';
 
 export class KVCache {
   private k: (Tensor | null)[] = [];
@@ -80,8 +81,10 @@ export function sampleNext(logits: Float32Array | Float64Array, opts: GenerateOp
   return idx[idx.length - 1]!;
 }
 
-/** Continue one prompt (ids without padding) and return prompt + new ids. */
-export function generate(model: CausalLM, promptIds: number[], opts: GenerateOptions = {}): number[] {
+/** Continue one prompt (ids without padding) and return prompt + new ids. `model` is a GPT-2 or Llama LM. */
+export function generate(lm: CausalLM | Module, promptIds: number[], opts: GenerateOptions = {}): number[] {
+  const model = lm as CausalLM;
+  if (typeof model.forward !== 'function') throw new Error(`generate: ${lm.constructor.name} is not a causal language model`);
   const { maxNewTokens = 32, useCache = true, eosTokenId = null } = opts;
   if (promptIds.length === 0) throw new Error('generate: the prompt must contain at least one token');
   model.eval();

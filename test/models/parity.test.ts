@@ -62,3 +62,17 @@ for (const name of ['bert_mlm', 'bert_cls', 'gpt2', 'llama', 'llama_gqa']) {
       });
   });
 }
+
+test('BertForMaskedLM predictOnlyLabelled gives the same loss and gradients', () => {
+  const fx = modelFixture('bert_mlm');
+  const inputs = { inputIds: fx.t('inputs.input_ids'), attentionMask: fx.t('inputs.attention_mask'), tokenTypeIds: fx.t('inputs.token_type_ids'), labels: fx.t('inputs.labels') };
+  const a = fromPretrained<Model>(fx.dir);
+  const b = fromPretrained<Model & { forward(i: ModelInputs, o?: ForwardOptions & { predictOnlyLabelled?: boolean }): ModelOutput }>(fx.dir);
+  const la = a.forward(inputs).loss!;
+  const lb = b.forward(inputs, { predictOnlyLabelled: true }).loss!;
+  expectClose(lb, la, { atol: 1e-6, rtol: 1e-5 }, 'loss');
+  la.backward();
+  lb.backward();
+  const gb = new Map(b.namedParameters());
+  for (const [n, p] of a.namedParameters()) expectClose(gb.get(n)!.grad!, p.grad!, { atol: 1e-6, rtol: 1e-4 }, `grad ${n}`);
+});

@@ -50,7 +50,7 @@ inline float unary_scalar(int op, float x, float a, float b) {
     case U_SIGMOID: return sigm(x);
     case U_RELU: return x > 0 ? x : (x == x ? 0.f : x);
     case U_SILU: return x * sigm(x);
-    case U_GELU: return static_cast<float>(0.5 * x * (1.0 + std::erf(x * kSqrt1_2)));
+    case U_GELU: return 0.5f * x * (1.f + std::erf(x * static_cast<float>(kSqrt1_2)));  // float erf: ~1 ulp, 2× faster than double
     case U_GELU_TANH: return 0.5f * x * (1.f + std::tanh(kGeluTanhC * (x + 0.044715f * x * x * x)));
     case U_ERF: return static_cast<float>(std::erf(static_cast<double>(x)));
     case U_AFFINE: return x * a + b;
@@ -97,10 +97,7 @@ inline float unary_deriv(int op, float x, float y, float a, float b) {
     case U_SIGMOID: return y * (1.f - y);
     case U_RELU: return x > 0 ? 1.f : 0.f;
     case U_SILU: { float s = sigm(x); return s * (1.f + x * (1.f - s)); }
-    case U_GELU: {
-      double xd = x;
-      return static_cast<float>(0.5 * (1.0 + std::erf(xd * kSqrt1_2)) + xd * kInvSqrt2Pi * std::exp(-0.5 * xd * xd));
-    }
+    case U_GELU: return 0.5f * (1.f + std::erf(x * static_cast<float>(kSqrt1_2))) + x * static_cast<float>(kInvSqrt2Pi) * std::exp(-0.5f * x * x);
     case U_GELU_TANH: {
       float t = std::tanh(kGeluTanhC * (x + 0.044715f * x * x * x));
       return 0.5f * (1.f + t) + 0.5f * x * (1.f - t * t) * kGeluTanhC * (1.f + 3.f * 0.044715f * x * x);

@@ -26,3 +26,4 @@ export { generate, KVCache, type GenerateOptions } from './models/generation.ts'
 export type { ModelInputs, ModelOutput, ForwardOptions } from './models/outputs.ts';
 export { loadTokenizer, SentencePieceBPETokenizer, type Tokenizer } from './tokenizers/index.ts';
 export * as metrics from './eval/metrics.ts';
+export * from './data/index.ts';

@@ -27,3 +27,4 @@ export type { ModelInputs, ModelOutput, ForwardOptions } from './models/outputs.
 export { loadTokenizer, SentencePieceBPETokenizer, type Tokenizer } from './tokenizers/index.ts';
 export * as metrics from './eval/metrics.ts';
 export * from './data/index.ts';
+export { Trainer, type TrainerConfig, type TrainerHooks, type TrainResult, type LogEntry } from './train/trainer.ts';

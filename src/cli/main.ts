@@ -12,6 +12,37 @@ import { generate } from '../models/generation.ts';
 import type { CausalLM } from '../models/generation.ts';
 import { loadTokenizer } from '../tokenizers/index.ts';
 import { Generator } from '../tensor/random.ts';
+import { TEACHER_DIR, finetuneGlue, pretrainTeacher, type FinetuneResult } from '../train/bert-tasks.ts';
+import { formatBytes } from './inspect.ts';
+import type { GlueTask } from '../data/glue.ts';
+import type { LogEntry } from '../train/trainer.ts';
+
+/** A one-line progress report on stderr (a TTY gets a carriage-return bar). */
+function progress(label: string, total: number, quiet = false): (e: LogEntry) => void {
+  const t0 = performance.now();
+  return (e) => {
+    if (quiet) return;
+    const done = e.step / total;
+    const eta = ((performance.now() - t0) / e.step) * (total - e.step) / 1000;
+    const bar = '#'.repeat(Math.round(done * 30)).padEnd(30, '.');
+    const line = `${label} [${bar}] ${e.step}/${total} loss ${e.loss?.toFixed(4)} lr ${e.lr?.toExponential(2)}${e.eval ? ` eval ${e.eval.metric.toFixed(4)}` : ''} eta ${eta.toFixed(0)}s`;
+    if (process.stderr.isTTY) process.stderr.write(`\r${line}${e.step === total ? '\n' : ''}`);
+    else if (e.step % Math.max(1, Math.floor(total / 20)) === 0 || e.step === total || e.eval) process.stderr.write(line + '\n');
+  };
+}
+
+function formatFinetune(r: FinetuneResult, label: string): string {
+  return [
+    `| ${label} | value |`,
+    '| --- | --- |',
+    `| task | ${r.task} (dev) |`,
+    `| ${r.metric} | ${(r.score * 100).toFixed(2)} |`,
+    `| parameters | ${r.parameters.toLocaleString('en-US')} |`,
+    `| size (fp32) | ${formatBytes(r.bytes)} |`,
+    `| latency | ${r.latencyMsPerExample.toFixed(3)} ms / example (batch 32) |`,
+    `| steps | ${r.steps} |`,
+  ].join('\n') + '\n';
+}
 
 function num(name: string, min: number, max = Infinity, integer = false) {
   return (v: string): number => {
@@ -105,6 +136,45 @@ export function buildProgram(out: (s: string) => void = (s) => process.stdout.wr
       if (o.json) out(JSON.stringify({ text, ids, newTokens, ms: +ms.toFixed(1), tokensPerS: +((newTokens / ms) * 1000).toFixed(1) }) + '\n');
       else out(`${text}\n\n(${newTokens} tokens in ${ms.toFixed(0)} ms, ${((newTokens / ms) * 1000).toFixed(1)} tokens/s)\n`);
     });
+  program
+    .command('pretrain')
+    .description('MLM-pretrain a small BERT teacher on the bundled corpus (SST-2 train + WikiText-2 valid), vocabulary trimmed to the corpus')
+    .option('-o, --out <dir>', 'output model folder', TEACHER_DIR)
+    .option('--steps <n>', 'optimizer steps', num('steps', 1, 1e9, true), 3000)
+    .option('--batch-size <n>', 'sequences per step', num('batch-size', 1, 4096, true), 32)
+    .option('--seq-len <n>', 'tokens per sequence', num('seq-len', 8, 128, true), 64)
+    .option('--lr <lr>', 'peak learning rate', num('lr', 0), 1e-3)
+    .option('--hidden <n>', 'hidden size', num('hidden', 8, 4096, true), 128)
+    .option('--layers <n>', 'layers', num('layers', 1, 48, true), 2)
+    .option('--heads <n>', 'attention heads', num('heads', 1, 64, true), 2)
+    .option('--intermediate <n>', 'FFN size', num('intermediate', 8, 16384, true), 512)
+    .option('--seed <s>', 'random seed', num('seed', 0, 2 ** 32, true), 0)
+    .option('--json', 'print JSON')
+    .action((o: { out: string; steps: number; batchSize: number; seqLen: number; lr: number; hidden: number; layers: number; heads: number; intermediate: number; seed: number; json?: boolean }) => {
+      const r = pretrainTeacher({ outDir: o.out, steps: o.steps, batchSize: o.batchSize, seqLen: o.seqLen, lr: o.lr, hidden: o.hidden, layers: o.layers, heads: o.heads, intermediate: o.intermediate, seed: o.seed, onLog: progress('pretrain', o.steps, o.json) });
+      out(o.json ? JSON.stringify({ out: o.out, vocabSize: r.vocabSize, finalLoss: r.finalLoss }) + '\n' : `wrote ${o.out} (vocabulary ${r.vocabSize}, final MLM loss ${r.finalLoss.toFixed(3)})\n`);
+    });
+
+  const trainCmd = (name: string, description: string, defaults: { steps: number }) =>
+    program
+      .command(name)
+      .description(description)
+      .option('-m, --model <dir>', 'BERT folder with vocab.txt', TEACHER_DIR)
+      .option('-t, --task <task>', 'GLUE task: sst2, mrpc, rte, cola', 'sst2')
+      .option('--steps <n>', 'optimizer steps', num('steps', 1, 1e9, true), defaults.steps)
+      .option('--batch-size <n>', 'examples per step', num('batch-size', 1, 4096, true), 32)
+      .option('--lr <lr>', 'peak learning rate', num('lr', 0), 1e-4)
+      .option('--max-length <n>', 'tokens per example', num('max-length', 8, 512, true), 64)
+      .option('--seed <s>', 'random seed', num('seed', 0, 2 ** 32, true), 0)
+      .option('-o, --out <dir>', 'checkpoint folder (resumable)')
+      .option('--json', 'print JSON')
+      .action((o: { model: string; task: string; steps: number; batchSize: number; lr: number; maxLength: number; seed: number; out?: string; json?: boolean }) => {
+        if (!['sst2', 'mrpc', 'rte', 'cola'].includes(o.task)) throw new Error(`--task must be one of sst2, mrpc, rte, cola, got '${o.task}'`);
+        const r = finetuneGlue({ modelDir: o.model, task: o.task as GlueTask, steps: o.steps, batchSize: o.batchSize, lr: o.lr, maxLength: o.maxLength, seed: o.seed, outDir: o.out, onLog: progress(name, o.steps, o.json) });
+        out(o.json ? JSON.stringify(r) + '\n' : formatFinetune(r, `${name}: ${o.model}`));
+      });
+  trainCmd('train', 'Fine-tune a BERT folder on a GLUE task and report the dev metric, size and latency', { steps: 2000 });
+  trainCmd('demo', 'The main job: fine-tune the bundled BERT teacher on the bundled SST-2 and print accuracy, size and latency', { steps: 1500 });
   return program;
 }
 

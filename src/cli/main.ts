@@ -174,7 +174,7 @@ export function buildProgram(out: (s: string) => void = (s) => process.stdout.wr
         out(o.json ? JSON.stringify(r) + '\n' : formatFinetune(r, `${name}: ${o.model}`));
       });
   trainCmd('train', 'Fine-tune a BERT folder on a GLUE task and report the dev metric, size and latency', { steps: 2000 });
-  trainCmd('demo', 'The main job: fine-tune the bundled BERT teacher on the bundled SST-2 and print accuracy, size and latency', { steps: 1500 });
+  trainCmd('demo', 'The main job: fine-tune the bundled BERT teacher on the bundled SST-2 and print accuracy, size and latency', { steps: 1000 });
   return program;
 }
 

@@ -13,12 +13,13 @@ export function clipGradNorm(params: Iterable<Tensor>, maxNorm: number, normType
   if (grads.length === 0) return 0;
   let total = 0;
   for (const g of grads) {
-    const d = g.contiguous().data;
-    const lo = g.isContiguous() ? g.offset : 0;
-    for (let i = lo; i < lo + g.numel; i++) {
-      const a = Math.abs(d[i]!);
-      total = normType === Infinity ? Math.max(total, a) : total + a ** normType;
-    }
+    const c = g.contiguous();
+    const d = c.data;
+    const lo = c.offset;
+    const hi = lo + c.numel;
+    if (normType === 2) for (let i = lo; i < hi; i++) total += d[i]! * d[i]!;
+    else if (normType === Infinity) for (let i = lo; i < hi; i++) total = Math.max(total, Math.abs(d[i]!));
+    else for (let i = lo; i < hi; i++) total += Math.abs(d[i]!) ** normType;
   }
   if (normType !== Infinity) total = total ** (1 / normType);
   const coef = maxNorm / (total + 1e-6);
@@ -26,7 +27,8 @@ export function clipGradNorm(params: Iterable<Tensor>, maxNorm: number, normType
     for (const g of grads) {
       if (!g.isContiguous()) throw new Error('clipGradNorm: gradients must be contiguous');
       const d = g.data;
-      for (let i = g.offset; i < g.offset + g.numel; i++) d[i]! *= coef;
+      const hi = g.offset + g.numel;
+      for (let i = g.offset; i < hi; i++) d[i]! *= coef;
     }
   return total;
 }

@@ -5,7 +5,8 @@ import { defaultGenerator, type Generator } from '../tensor/random.ts';
 function fill(t: Tensor, f: () => number): Tensor {
   if (!t.isContiguous()) throw new Error('init: the tensor must be contiguous');
   const d = t.data;
-  for (let i = t.offset; i < t.offset + t.numel; i++) d[i] = f();
+  const hi = t.offset + t.numel;
+  for (let i = t.offset; i < hi; i++) d[i] = f();
   return t;
 }
 

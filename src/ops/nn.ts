@@ -185,7 +185,8 @@ export function dropout(x: Tensor, p = 0.5, training = true, generator: Generato
   const mask = newFloat(x.shape, x.dtype);
   const m = mask.data;
   const scale = 1 / (1 - p);
-  for (let i = 0; i < m.length; i++) m[i] = generator.random() >= p ? scale : 0;
+  const threshold = Math.round(p * 4294967296); // keep when a uniform 32-bit draw ≥ p·2³² (one draw per element)
+  for (let i = 0; i < m.length; i++) m[i] = generator.nextU32() >= threshold ? scale : 0;
   return x.mul(mask);
 }
 

@@ -163,7 +163,7 @@ export function buildProgram(out: (s: string) => void = (s) => process.stdout.wr
       .option('-t, --task <task>', 'GLUE task: sst2, mrpc, rte, cola', 'sst2')
       .option('--steps <n>', 'optimizer steps', num('steps', 1, 1e9, true), defaults.steps)
       .option('--batch-size <n>', 'examples per step', num('batch-size', 1, 4096, true), 32)
-      .option('--lr <lr>', 'peak learning rate', num('lr', 0), 1e-4)
+      .option('--lr <lr>', 'peak learning rate', num('lr', 0), 5e-4)
       .option('--max-length <n>', 'tokens per example', num('max-length', 8, 512, true), 64)
       .option('--seed <s>', 'random seed', num('seed', 0, 2 ** 32, true), 0)
       .option('-o, --out <dir>', 'checkpoint folder (resumable)')

@@ -172,7 +172,7 @@ export function finetuneGlue(o: FinetuneOptions): FinetuneResult {
   const sampler = new BatchSampler(enc.length, o.batchSize ?? 32, { seed: o.seed ?? 0 });
   const trainer = new Trainer(
     model,
-    { totalSteps: o.steps, lr: o.lr ?? 1e-4, warmupSteps: Math.floor(o.steps / 10), maxGradNorm: 1, outDir: o.outDir, evalEvery: o.evalEvery },
+    { totalSteps: o.steps, lr: o.lr ?? 5e-4, warmupSteps: Math.floor(o.steps / 10), maxGradNorm: 1, outDir: o.outDir, evalEvery: o.evalEvery },
     {
       lossFn: () => {
         const idx = sampler.next();

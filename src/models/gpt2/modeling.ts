@@ -8,7 +8,7 @@
 import { Module } from '../../nn/module.ts';
 import { Dropout, Embedding, LayerNorm, Linear } from '../../nn/layers.ts';
 import { Tensor } from '../../tensor/tensor.ts';
-import { cat, crossEntropy, dropout as dropoutFn, sub, where } from '../../ops/index.ts';
+import { crossEntropy, dropout as dropoutFn, sub, where } from '../../ops/index.ts';
 import { activation } from '../activations.ts';
 import { FLOAT32_MIN, type ForwardOptions, type ModelInputs, type ModelOutput } from '../outputs.ts';
 import { gpt2Config, type GPT2Config } from './config.ts';
@@ -187,4 +187,4 @@ export class GPT2LMHeadModel extends Module {
   }
 }
 
-export { gpt2Config, cat };
+export { gpt2Config };

@@ -16,6 +16,7 @@ import { TEACHER_DIR, finetuneGlue, pretrainTeacher, type FinetuneResult } from 
 import { formatBytes } from './inspect.ts';
 import type { GlueTask } from '../data/glue.ts';
 import type { LogEntry } from '../train/trainer.ts';
+import { evalGlue, evalPerplexity } from '../eval/evaluate.ts';
 
 /** A one-line progress report on stderr (a TTY gets a carriage-return bar). */
 function progress(label: string, total: number, quiet = false): (e: LogEntry) => void {
@@ -173,6 +174,31 @@ export function buildProgram(out: (s: string) => void = (s) => process.stdout.wr
         const r = finetuneGlue({ modelDir: o.model, task: o.task as GlueTask, steps: o.steps, batchSize: o.batchSize, lr: o.lr, maxLength: o.maxLength, seed: o.seed, outDir: o.out, onLog: progress(name, o.steps, o.json) });
         out(o.json ? JSON.stringify(r) + '\n' : formatFinetune(r, `${name}: ${o.model}`));
       });
+  program
+    .command('eval')
+    .description('Evaluate a model folder: GLUE dev metric of a BERT classifier, or perplexity of a causal LM on a text file; with size and latency')
+    .argument('<model>', 'model folder')
+    .option('-t, --task <task>', 'sst2, mrpc, rte, cola, or ppl', 'sst2')
+    .option('--text <file>', 'text file for --task ppl')
+    .option('--block-size <n>', 'tokens per perplexity block', num('block-size', 2, 1e6, true), 256)
+    .option('--max-tokens <n>', 'evaluate only the first n tokens', num('max-tokens', 2, 1e9, true))
+    .option('--json', 'print JSON')
+    .action((dir: string, o: { task: string; text?: string; blockSize: number; maxTokens?: number; json?: boolean }) => {
+      let r;
+      if (o.task === 'ppl') {
+        if (!o.text) throw new Error('--task ppl needs --text <file>');
+        r = evalPerplexity(dir, o.text, { blockSize: o.blockSize, maxTokens: o.maxTokens });
+      } else if (['sst2', 'mrpc', 'rte', 'cola'].includes(o.task)) r = evalGlue(dir, o.task as GlueTask);
+      else throw new Error(`--task must be one of sst2, mrpc, rte, cola, ppl, got '${o.task}'`);
+      if (o.json) out(JSON.stringify(r) + '\n');
+      else
+        out(
+          [`| eval: ${dir} | value |`, '| --- | --- |', `| task | ${r.task} |`, `| ${r.metric} | ${r.metric === 'perplexity' ? r.score.toFixed(3) : (r.score * 100).toFixed(2)} |`,
+            `| parameters | ${r.parameters.toLocaleString('en-US')} |`, `| size | ${formatBytes(r.bytes)} |`,
+            `| latency | ${r.latencyMs.toFixed(3)} ms / ${r.metric === 'perplexity' ? 'token' : 'example'} |`, ...(r.tokens ? [`| tokens | ${r.tokens} |`] : [])].join('\n') + '\n',
+        );
+    });
+
   trainCmd('train', 'Fine-tune a BERT folder on a GLUE task and report the dev metric, size and latency', { steps: 2000 });
   trainCmd('demo', 'The main job: fine-tune the bundled BERT teacher on the bundled SST-2 and print accuracy, size and latency', { steps: 1000 });
   return program;

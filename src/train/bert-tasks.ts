@@ -186,6 +186,13 @@ export function finetuneGlue(o: FinetuneOptions): FinetuneResult {
     },
   );
   const r = trainer.train();
+  if (o.outDir) {
+    // a self-contained folder for `shrink eval`: the final weights with their vocabulary
+    const final = path.join(o.outDir, 'final');
+    savePretrained(model as never, final);
+    fs.copyFileSync(path.join(o.modelDir, 'vocab.txt'), path.join(final, 'vocab.txt'));
+    if (fs.existsSync(path.join(o.outDir, 'best'))) fs.copyFileSync(path.join(o.modelDir, 'vocab.txt'), path.join(o.outDir, 'best', 'vocab.txt'));
+  }
   const ev = evaluateGlue(model, tok, o.task, maxLength);
   const parameters = model.numParameters();
   return { task: o.task, metric: ev.metric, score: ev.score, parameters, bytes: parameters * 4, latencyMsPerExample: ev.latencyMsPerExample, steps: r.step };

@@ -1,0 +1,184 @@
+// The native fp32 GEMM (native/gemm.cc) against its triple-loop reference (sgemmRef) on random shapes: sizes that
+// are not multiples of the 6×16 tile, size 1 (GEMV paths), empty dims, K = 0, all transpose combinations, leading
+// dimensions larger than a row, batch offsets (including one operand broadcast over the batch), accumulate, shrunken
+// cache blocks (so every blocking loop and the double-buffered B panel run on small sizes), at 1 and 2 threads.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+type F32 = Float32Array;
+interface GemmAddon {
+  setThreads(n: number): number;
+  setGemmBlocking(kc?: number, mc?: number, nc?: number): [number, number, number];
+  sgemm(a: F32, b: F32, out: F32, batch: number, M: number, N: number, K: number, aOff: Int32Array, bOff: Int32Array, lda: number, ldb: number, transA: boolean, transB: boolean, accumulate: boolean): void;
+  sgemmRef(a: F32, b: F32, out: F32, batch: number, M: number, N: number, K: number, aOff: Int32Array, bOff: Int32Array, lda: number, ldb: number, transA: boolean, transB: boolean, accumulate: boolean): void;
+}
+
+const ADDON = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../build/Release/shrink_native.node');
+const addon: GemmAddon | null = existsSync(ADDON) ? (createRequire(import.meta.url)(ADDON) as GemmAddon) : null;
+const skip = addon ? false : `${ADDON} not built (npm run build:native)`;
+
+// mulberry32: deterministic inputs
+let seed = 12345;
+function rand(): number {
+  seed = (seed + 0x6d2b79f5) | 0;
+  let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+  t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+  return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+}
+const randInt = (lo: number, hi: number) => lo + Math.floor(rand() * (hi - lo + 1));
+const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)]!;
+const randArray = (n: number) => Float32Array.from({ length: n }, () => rand() * 2 - 1);
+
+interface Case {
+  batch: number;
+  M: number;
+  N: number;
+  K: number;
+  transA: boolean;
+  transB: boolean;
+  accumulate: boolean;
+  padA?: number; // lda - stored row length
+  padB?: number;
+  broadcastA?: boolean; // every batch entry reads the same A
+  broadcastB?: boolean;
+}
+
+function describeCase(c: Case): string {
+  return `batch ${c.batch} M ${c.M} N ${c.N} K ${c.K} tA ${c.transA} tB ${c.transB} acc ${c.accumulate} padA ${c.padA ?? 0} padB ${c.padB ?? 0}${c.broadcastA ? ' bcastA' : ''}${c.broadcastB ? ' bcastB' : ''}`;
+}
+
+/** Runs sgemm and sgemmRef on the same inputs and compares with a tolerance that grows with K. */
+function check(c: Case): void {
+  const { batch, M, N, K, transA, transB, accumulate } = c;
+  // stored shapes: A is M×K (K×M when transposed), B is K×N (N×K)
+  const [aRows, aCols] = transA ? [K, M] : [M, K];
+  const [bRows, bCols] = transB ? [N, K] : [K, N];
+  const lda = aCols + (c.padA ?? 0);
+  const ldb = bCols + (c.padB ?? 0);
+  const aSize = aRows > 0 ? (aRows - 1) * lda + aCols : 0;
+  const bSize = bRows > 0 ? (bRows - 1) * ldb + bCols : 0;
+  const lead = 3; // offsets start past a few unused floats
+  const aOff = Int32Array.from({ length: batch }, (_, i) => lead + (c.broadcastA ? 0 : i * (aSize + 2)));
+  const bOff = Int32Array.from({ length: batch }, (_, i) => lead + (c.broadcastB ? 0 : i * (bSize + 1)));
+  const a = randArray(lead + (c.broadcastA ? 1 : batch) * (aSize + 2));
+  const b = randArray(lead + (c.broadcastB ? 1 : batch) * (bSize + 1));
+  const init = randArray(batch * M * N);
+  const got = init.slice();
+  const want = init.slice();
+  addon!.sgemm(a, b, got, batch, M, N, K, aOff, bOff, lda, ldb, transA, transB, accumulate);
+  addon!.sgemmRef(a, b, want, batch, M, N, K, aOff, bOff, lda, ldb, transA, transB, accumulate);
+  // |a|, |b| ≤ 1: the fp32 rounding error of a length-K dot product stays well below 1e-6·(K + 1)
+  const tol = 1e-6 * (K + 1) + 1e-6;
+  for (let i = 0; i < want.length; i++) {
+    const d = Math.abs(got[i]! - want[i]!);
+    if (!(d <= tol * Math.max(1, Math.abs(want[i]!))))
+      assert.fail(`${describeCase(c)}: element ${i} (batch ${Math.floor(i / (M * N))}) got ${got[i]} want ${want[i]} (tol ${tol})`);
+  }
+}
+
+const SIZES = [1, 2, 5, 7, 16, 17, 33, 129, 257];
+const TRANSPOSES: [boolean, boolean][] = [
+  [false, false],
+  [false, true],
+  [true, false],
+  [true, true],
+];
+
+for (const threads of [1, 2]) {
+  test(`sgemm vs sgemmRef, ${threads} thread(s)`, { skip }, async (t) => {
+    assert.equal(addon!.setThreads(threads), threads);
+
+    await t.test('random shapes, all transposes, lda/ldb padding, accumulate', () => {
+      for (const [transA, transB] of TRANSPOSES)
+        for (let r = 0; r < 10; r++) {
+          let M = pick(SIZES), N = pick(SIZES), K = pick(SIZES);
+          while (M * N * K > 2e6) (M = pick(SIZES)), (N = pick(SIZES)), (K = pick(SIZES));
+          check({ batch: 1, M, N, K, transA, transB, accumulate: rand() < 0.5, padA: pick([0, 0, 1, 5]), padB: pick([0, 0, 3, 16]) });
+        }
+    });
+
+    await t.test('size 1 (GEMV paths) and tile edges', () => {
+      for (const [transA, transB] of TRANSPOSES)
+        for (const [M, N, K] of [
+          [1, 1, 1],
+          [1, 1, 300],
+          [1, 700, 300],
+          [1, 77, 5],
+          [300, 1, 257],
+          [130, 1, 33],
+          [6, 16, 1],
+          [7, 17, 9],
+          [12, 32, 64],
+        ] as const)
+          for (const accumulate of [false, true]) check({ batch: 1, M, N, K, transA, transB, accumulate, padA: 2, padB: 1 });
+    });
+
+    await t.test('empty dims and K = 0', () => {
+      for (const [transA, transB] of TRANSPOSES)
+        for (const [M, N, K] of [
+          [0, 5, 3],
+          [4, 0, 3],
+          [0, 0, 0],
+          [4, 5, 0],
+          [1, 1, 0],
+          [40, 50, 0],
+        ] as const)
+          for (const accumulate of [false, true]) check({ batch: 2, M, N, K, transA, transB, accumulate });
+      // batch 0 touches nothing
+      const out = new Float32Array(4).fill(7);
+      addon!.sgemm(new Float32Array(4), new Float32Array(4), out, 0, 2, 2, 1, new Int32Array(0), new Int32Array(0), 1, 2, false, false, false);
+      assert.deepEqual([...out], [7, 7, 7, 7]);
+    });
+
+    await t.test('batches: offsets, broadcast operands, batch-parallel and per-matrix threading', () => {
+      for (const [transA, transB] of TRANSPOSES) {
+        check({ batch: 3, M: 17, N: 33, K: 7, transA, transB, accumulate: false, padA: 1 });
+        check({ batch: 4, M: 40, N: 30, K: 50, transA, transB, accumulate: true, broadcastB: true }); // shared weight
+        check({ batch: 5, M: 33, N: 20, K: 65, transA, transB, accumulate: false, broadcastA: true });
+        check({ batch: 8, M: 64, N: 64, K: 32, transA, transB, accumulate: false }); // attention-like, split over the batch
+        check({ batch: 3, M: 70, N: 90, K: 100, transA, transB, accumulate: true, padB: 2 }); // odd batch: each matrix threaded
+      }
+    });
+
+    await t.test('larger single GEMMs (threaded row and column splits)', () => {
+      for (const [transA, transB] of TRANSPOSES) {
+        check({ batch: 1, M: 200, N: 150, K: 130, transA, transB, accumulate: false, padA: 3 });
+        check({ batch: 1, M: 5, N: 700, K: 150, transA, transB, accumulate: true }); // one row tile: columns split
+        check({ batch: 1, M: 131, N: 17, K: 300, transA, transB, accumulate: false, padB: 1 });
+      }
+    });
+
+    await t.test('small cache blocks: every blocking loop, edge blocks, double-buffered B panel', () => {
+      const saved = addon!.setGemmBlocking();
+      try {
+        for (const [kc, mc, nc] of [
+          [16, 12, 32],
+          [9, 6, 16],
+          [40, 18, 48],
+        ] as const) {
+          addon!.setGemmBlocking(kc, mc, nc);
+          for (const [transA, transB] of TRANSPOSES) {
+            check({ batch: 1, M: 65, N: 77, K: 70, transA, transB, accumulate: false, padA: 1, padB: 2 });
+            check({ batch: 2, M: 19, N: 100, K: 33, transA, transB, accumulate: true });
+            check({ batch: 1, M: 3, N: 130, K: 41, transA, transB, accumulate: false });
+          }
+        }
+      } finally {
+        addon!.setGemmBlocking(...saved);
+      }
+      assert.deepEqual(addon!.setGemmBlocking(), saved);
+    });
+
+    await t.test('bad arguments throw instead of touching memory', () => {
+      const off = new Int32Array([0]);
+      assert.throws(() => addon!.sgemm(new Float32Array(4), new Float32Array(4), new Float32Array(3), 1, 2, 2, 2, off, off, 2, 2, false, false, false), RangeError);
+      assert.throws(() => addon!.sgemm(new Float32Array(3), new Float32Array(4), new Float32Array(4), 1, 2, 2, 2, off, off, 2, 2, false, false, false), RangeError);
+      assert.throws(() => addon!.sgemm(new Float32Array(4), new Float32Array(4), new Float32Array(4), 1, 2, 2, 2, new Int32Array([1]), off, 2, 2, false, false, false), RangeError);
+      assert.throws(() => (addon!.sgemm as (...a: unknown[]) => void)(new Float64Array(4), new Float32Array(4), new Float32Array(4), 1, 2, 2, 2, off, off, 2, 2, false, false, false), TypeError);
+    });
+  });
+}

@@ -1,62 +1,97 @@
 /**
- * npm run bench:gemm [-- --json] [-- --quick]
+ * npm run bench:gemm [-- --json] [-- --quick] [-- --rounds N]
  *
- * fp32 GEMM throughput of the native addon at 1 and 2 threads, and OpenBLAS's on the same shapes in the same
- * process when the optional benchmark addon was built (libopenblas-dev installed). Each cell is the best of
- * several rounds of ≥ 300 ms; OpenBLAS gets a 300 ms pause after each round so its spinning threads go idle.
- * This is a shared VM: compare columns from the same run, never against fixed numbers.
+ * fp32 GEMM throughput (GFLOPS) of the native addon at 1 and 2 threads on square and transformer shapes, and
+ * OpenBLAS's on the same shapes in the same process when the optional benchmark addon was built (libopenblas-dev
+ * installed, then `npm run build:native`). Rounds alternate ours / OpenBLAS and each cell is the best round; every
+ * round runs ≥ 300 ms, and OpenBLAS rounds are followed by a 300 ms pause so its spinning threads go idle before
+ * ours run. Also prints max |ours − float64| over a sample of output entries.
+ *
+ * This is a shared VM: compare columns of the same run, never against fixed numbers.
+ *
+ * --json: one object per line, {"m","k","n","threads","gflops"} for ours, and
+ *         {"m","k","n","threads","gflops","impl":"openblas","ratio"} (ratio = ours / OpenBLAS) when available.
  */
 import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { loadNative } from '../src/backend/native/index.ts';
-import { Generator } from '../src/tensor/random.ts';
+
+type F32 = Float32Array;
+interface ShrinkAddon {
+  setThreads(n: number): number;
+  sgemm(a: F32, b: F32, out: F32, batch: number, M: number, N: number, K: number, aOff: Int32Array, bOff: Int32Array, lda: number, ldb: number, transA: boolean, transB: boolean, accumulate: boolean): void;
+}
+interface BlasAddon {
+  sgemm(a: F32, b: F32, out: F32, M: number, N: number, K: number): void;
+  setThreads(n: number): void;
+}
 
 const args = process.argv.slice(2);
 const json = args.includes('--json');
 const quick = args.includes('--quick');
-const addon = loadNative();
+const roundsArg = args.indexOf('--rounds');
+const ROUNDS = roundsArg >= 0 ? Math.max(1, Number(args[roundsArg + 1]) || 1) : quick ? 2 : 4;
+const ROUND_MS = quick ? 150 : 300;
+const BLAS_PAUSE_MS = 300;
+const THREADS = [1, 2];
+
+const release = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../build/Release');
+const require = createRequire(import.meta.url);
+const load = <T>(file: string): T | null => (existsSync(path.join(release, file)) ? (require(path.join(release, file)) as T) : null);
+const addon = load<ShrinkAddon>('shrink_native.node');
 if (!addon) {
-  console.error('bench:gemm: the native addon is not built (npm run build:native)');
+  console.error(`bench:gemm: ${path.join(release, 'shrink_native.node')} is not built (npm run build:native)`);
   process.exit(1);
 }
-const blasPath = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../build/Release/shrink_blas_bench.node');
-const blas = existsSync(blasPath)
-  ? (createRequire(import.meta.url)(blasPath) as { sgemm(a: Float32Array, b: Float32Array, c: Float32Array, M: number, N: number, K: number): void; setThreads(n: number): void })
-  : null;
+const blas = load<BlasAddon>('shrink_blas_bench.node');
 
+/** [M, K, N]: C (M×N) = A (M×K) · B (K×N). */
 const SHAPES: [number, number, number][] = quick
-  ? [[256, 256, 256], [128, 768, 768]]
-  : [[256, 256, 256], [512, 512, 512], [1024, 1024, 1024], [2048, 2048, 2048], [4096, 768, 3072], [4096, 3072, 768], [128, 128, 512], [128, 768, 768]];
-const ROUNDS = quick ? 2 : 3;
-const ROUND_MS = quick ? 150 : 300;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const g = new Generator(1);
-const rnd = (n: number) => Float32Array.from({ length: n }, () => g.random() - 0.5);
+  ? [
+      [256, 256, 256],
+      [128, 768, 768],
+    ]
+  : [
+      [256, 256, 256],
+      [512, 512, 512],
+      [1024, 1024, 1024],
+      [2048, 2048, 2048],
+      [4096, 768, 3072], // BERT-base FFN up, 32 × 128 tokens
+      [4096, 3072, 768], // FFN down
+      [128, 128, 512],
+      [128, 768, 768], // attention projection, one sequence of 128
+    ];
 
-async function measure(run: () => void, flops: number, pause: number): Promise<number> {
-  run(); // warm up (packing buffers, pool start)
-  let best = 0;
-  for (let r = 0; r < ROUNDS; r++) {
-    let n = 0;
-    const t0 = performance.now();
-    while (performance.now() - t0 < ROUND_MS) {
-      run();
-      n++;
-    }
-    best = Math.max(best, (flops * n) / ((performance.now() - t0) / 1000) / 1e9);
-    if (pause) await sleep(pause);
-  }
-  return best;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+let seed = 1;
+function rand(): number {
+  seed = (seed + 0x6d2b79f5) | 0;
+  let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+  t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+  return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+}
+const rnd = (n: number) => Float32Array.from({ length: n }, () => rand() - 0.5);
+
+/** GFLOPS of one round: calls `run` until ≥ ROUND_MS have passed. */
+function round(run: () => void, flops: number): number {
+  let n = 0;
+  const t0 = performance.now();
+  let t = t0;
+  do {
+    run();
+    n++;
+    t = performance.now();
+  } while (t - t0 < ROUND_MS);
+  return (flops * n) / ((t - t0) / 1e3) / 1e9;
 }
 
-/** max |ours − float64| over a sample of entries, as a sanity check. */
-function maxErr(A: Float32Array, B: Float32Array, C: Float32Array, M: number, N: number, K: number): number {
+/** max |C − A·B (float64)| over a sample of entries. */
+function maxErr(A: F32, B: F32, C: F32, M: number, N: number, K: number): number {
   let e = 0;
   for (let s = 0; s < 64; s++) {
     const i = (s * 7919) % M;
-    const j = (s * 104729) % N;
+    const j = (s * 104729 + 13) % N;
     let acc = 0;
     for (let k = 0; k < K; k++) acc += A[i * K + k]! * B[k * N + j]!;
     e = Math.max(e, Math.abs(acc - C[i * N + j]!));
@@ -64,52 +99,95 @@ function maxErr(A: Float32Array, B: Float32Array, C: Float32Array, M: number, N:
   return e;
 }
 
-interface Row {
-  m: number;
-  k: number;
-  n: number;
-  threads: number;
+/**
+ * One implementation measured on a shape: `make` prepares inputs and returns the call to time. Kept as a list so
+ * more rows (e.g. an int8 GEMM) can be added next to fp32 without touching the measurement loop.
+ */
+interface Impl {
+  name: string;
+  setThreads(n: number): void;
+  make(M: number, K: number, N: number): { run: () => void; check?: () => number };
+  pauseMs: number;
+}
+
+const ours: Impl = {
+  name: 'ours',
+  setThreads: (n) => void addon.setThreads(n),
+  pauseMs: 0,
+  make(M, K, N) {
+    const A = rnd(M * K), B = rnd(K * N), C = new Float32Array(M * N), off = new Int32Array([0]);
+    return { run: () => addon.sgemm(A, B, C, 1, M, N, K, off, off, K, N, false, false, false), check: () => maxErr(A, B, C, M, N, K) };
+  },
+};
+const openblas: Impl | null = blas && {
+  name: 'openblas',
+  setThreads: (n) => blas.setThreads(n),
+  pauseMs: BLAS_PAUSE_MS,
+  make(M, K, N) {
+    const A = rnd(M * K), B = rnd(K * N), C = new Float32Array(M * N);
+    return { run: () => blas.sgemm(A, B, C, M, N, K) };
+  },
+};
+
+interface Cell {
   gflops: number;
   blas?: number;
+  err: number;
 }
-const rows: Row[] = [];
-const errs = new Map<string, number>();
+const cells = new Map<string, Cell>();
+const key = (M: number, K: number, N: number, t: number) => `${M}x${K}x${N}@${t}`;
+
 for (const [M, K, N] of SHAPES) {
-  const A = rnd(M * K);
-  const B = rnd(K * N);
-  const C = new Float32Array(M * N);
-  const off = new Int32Array([0]);
   const flops = 2 * M * N * K;
-  for (const threads of [1, 2]) {
-    addon.setThreads(threads);
-    const ours = await measure(() => addon.sgemm(A, B, C, 1, M, N, K, off, off, K, N, false, false, false), flops, 0);
-    errs.set(`${M}x${K}x${N}`, maxErr(A, B, C, M, N, K));
-    let theirs: number | undefined;
-    if (blas) {
-      blas.setThreads(threads);
-      theirs = await measure(() => blas.sgemm(A, B, C, M, N, K), flops, 300);
+  const mine = ours.make(M, K, N);
+  const theirs = openblas?.make(M, K, N);
+  for (const threads of THREADS) {
+    ours.setThreads(threads);
+    openblas?.setThreads(threads);
+    mine.run(); // warm up: packing buffers, pool start, first touch of C
+    if (theirs) {
+      theirs.run();
+      await sleep(BLAS_PAUSE_MS);
     }
-    const row: Row = { m: M, k: K, n: N, threads, gflops: +ours.toFixed(1), ...(theirs !== undefined ? { blas: +theirs.toFixed(1) } : {}) };
-    rows.push(row);
+    let best = 0;
+    let bestBlas = 0;
+    for (let r = 0; r < ROUNDS; r++) {
+      best = Math.max(best, round(mine.run, flops));
+      if (theirs) {
+        bestBlas = Math.max(bestBlas, round(theirs.run, flops));
+        await sleep(openblas!.pauseMs);
+      }
+    }
+    const cell: Cell = { gflops: best, err: mine.check!(), ...(theirs ? { blas: bestBlas } : {}) };
+    cells.set(key(M, K, N, threads), cell);
     if (json) {
-      console.log(JSON.stringify({ m: M, k: K, n: N, threads, gflops: row.gflops }));
-      if (theirs !== undefined) console.log(JSON.stringify({ m: M, k: K, n: N, threads, gflops: row.blas, impl: 'openblas', ratio: +(ours / theirs).toFixed(3) }));
+      console.log(JSON.stringify({ m: M, k: K, n: N, threads, gflops: +best.toFixed(1) }));
+      if (cell.blas !== undefined)
+        console.log(JSON.stringify({ m: M, k: K, n: N, threads, gflops: +cell.blas.toFixed(1), impl: 'openblas', ratio: +(best / cell.blas).toFixed(3) }));
     }
   }
 }
 
 if (!json) {
-  const hdr = blas ? '| M×K×N | ours 1t | OpenBLAS 1t | ratio 1t | ours 2t | OpenBLAS 2t | ratio 2t | max abs err |' : '| M×K×N | ours 1t | ours 2t | max abs err |';
-  console.log(`fp32 GEMM, GFLOPS (best of ${ROUNDS} × ${ROUND_MS} ms)${blas ? '; ratio = ours / OpenBLAS' : '; OpenBLAS not installed (apt-get install libopenblas-dev, then npm run build:native)'}`);
-  console.log(hdr);
-  console.log(hdr.replace(/[^|]+/g, ' --- '));
+  const f = (x: number) => x.toFixed(1);
+  const cols = ['M×K×N'];
+  for (const t of THREADS) cols.push(`ours ${t}t`, ...(blas ? [`OpenBLAS ${t}t`, `ratio ${t}t`] : []));
+  cols.push('max abs err');
+  console.log(
+    `fp32 GEMM, GFLOPS (best of ${ROUNDS} rounds × ≥ ${ROUND_MS} ms)` +
+      (blas ? '; ratio = ours / OpenBLAS' : '; OpenBLAS column absent: apt-get install libopenblas-dev, then npm run build:native'),
+  );
+  console.log(`| ${cols.join(' | ')} |`);
+  console.log(`| ${cols.map(() => '---').join(' | ')} |`);
   for (const [M, K, N] of SHAPES) {
-    const r1 = rows.find((r) => r.m === M && r.k === K && r.n === N && r.threads === 1)!;
-    const r2 = rows.find((r) => r.m === M && r.k === K && r.n === N && r.threads === 2)!;
-    const shape = M === K && K === N ? `${M}³` : `${M}×${K}×${N}`;
-    const err = errs.get(`${M}x${K}x${N}`)!.toExponential(1);
-    if (blas)
-      console.log(`| ${shape} | ${r1.gflops} | ${r1.blas} | ${(r1.gflops / r1.blas!).toFixed(2)} | ${r2.gflops} | ${r2.blas} | ${(r2.gflops / r2.blas!).toFixed(2)} | ${err} |`);
-    else console.log(`| ${shape} | ${r1.gflops} | ${r2.gflops} | ${err} |`);
+    const row = [M === K && K === N ? `${M}³` : `${M}×${K}×${N}`];
+    let err = 0;
+    for (const t of THREADS) {
+      const c = cells.get(key(M, K, N, t))!;
+      err = Math.max(err, c.err);
+      row.push(f(c.gflops), ...(c.blas !== undefined ? [f(c.blas), (c.gflops / c.blas).toFixed(2)] : []));
+    }
+    row.push(err.toExponential(1));
+    console.log(`| ${row.join(' | ')} |`);
   }
 }

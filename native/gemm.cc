@@ -1,18 +1,36 @@
 // fp32 GEMM: C = A·B (or C += A·B) for batches of row-major matrices with transposes and leading dimensions.
 //
-// BLIS-style blocking (ENGINE-NOTES §1.2): jc (NC) → pc (KC) → pack a KC×NC panel of B into NR-wide micro-panels
-// → ic (MC) → pack an MC×KC block of A into MR-tall micro-panels → 6×16 AVX2/FMA micro-kernel (12 ymm
-// accumulators). Packing absorbs transposes and leading dimensions, so transposed views never need a copy.
-// Threads: a large single GEMM is split along its larger dimension (each thread packs its own panels, so no
-// barrier is needed); a batch of matrices is split across matrices. A portable micro-kernel with the same
-// packing runs on CPUs without AVX2/FMA. sgemm_ref is the plain triple loop the tests compare against.
-#include <immintrin.h>
-
+// BLIS-style blocking (ENGINE-NOTES §1.2): jc (NC columns) → pc (KC) → pack a KC×NC panel of B into NR-wide
+// micro-panels → ic (MC rows) → pack an MC×KC block of A into MR-tall micro-panels → jr → ir → 6×16 AVX2/FMA
+// micro-kernel (12 ymm accumulators, C tile prefetched at entry). Packing absorbs transposes and leading
+// dimensions. Block sizes are balanced (K = 768 runs as 3 × 256, not 2 × 320 + 128).
+//
+// Threads (one GEMM): all threads pack the B panel together, meet at a barrier, then each computes its own share
+// of the (row tiles × column micro-panels) grid, packing its own A blocks. B is double-buffered, so one barrier per
+// (jc, pc) step is enough. Rows are split evenly in whole 6-row tiles (the "round the block count up to a multiple
+// of the threads" rule); when there are too few row tiles, columns are split instead. A batch of many matrices is
+// split across matrices; small total work (< 2·64³ flop) runs on one thread. M = 1 and N = 1 go to GEMV-style
+// loops with no packing. Every barrier wait is a bounded spin, then yield.
+//
+// The AVX2/FMA kernels and packers carry __attribute__((target("avx2,fma"))) and are chosen at run time with
+// has_avx2_fma(); a portable micro-kernel with the same packing runs elsewhere. sgemmRef is the plain
+// triple loop (double accumulator) the tests compare against.
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
-#include <vector>
+#include <new>
+#include <string>
+#include <thread>
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define SHRINK_X86 1
+#define SHRINK_PAUSE() _mm_pause()
+#else
+#define SHRINK_X86 0
+#define SHRINK_PAUSE() std::this_thread::yield()
+#endif
 
 #include "common.h"
 #include "pool.h"
@@ -22,19 +40,22 @@ namespace {
 
 constexpr int MR = 6;
 constexpr int NR = 16;
-// Cache blocking, tuned on the Zen 3 VM by interleaved A/B runs (KC 256/MC 168, the BLIS Haswell defaults, were
-// 5–15 % slower on 1024³ and the K = 3072 shape); adjustable at run time through setGemmBlocking for tuning.
-int KC = 320;  // B micro-panel (KC×16 floats, 20 KB) + A micro-panel (KC×6, 7.5 KB) fit L1 (32 KB)
-int MC = 120;  // multiple of MR; the MC×KC A block (150 KB) stays in L2 (512 KB)
-constexpr int NC = 4080;  // multiple of NR
+// Cache blocking: a KC×NR B micro-panel (16 KB at KC 256) + a KC×MR A micro-panel stay in L1 (32 KB); the MC×KC
+// A block (168 KB) stays in L2 (512 KB); the KC×NC B panel lives in L3. Adjustable through setGemmBlocking.
+int g_kc = 256;
+int g_mc = 168;   // multiple of MR
+int g_nc = 4080;  // multiple of NR
+constexpr int64_t kSmallFlops = 2LL * 64 * 64 * 64;  // below this, one thread
 
 struct Mat {
   const float* p;  // base of this matrix (batch offset applied)
   int64_t ld;
   bool trans;  // element (r, c) at p[c*ld + r] instead of p[r*ld + c]
-  inline float at(int64_t r, int64_t c) const { return trans ? p[c * ld + r] : p[r * ld + c]; }
+  float at(int64_t r, int64_t c) const { return trans ? p[c * ld + r] : p[r * ld + c]; }
 };
 
+// A 64-byte aligned scratch buffer that only grows; one per thread, kept for the life of the thread, so large
+// GEMMs do not pay for fresh pages on every call.
 struct AlignedBuf {
   float* p = nullptr;
   size_t n = 0;
@@ -43,82 +64,147 @@ struct AlignedBuf {
       std::free(p);
       size_t bytes = ((want * sizeof(float) + 63) / 64) * 64;
       p = static_cast<float*>(std::aligned_alloc(64, bytes));
+      if (!p) throw std::bad_alloc();
       n = want;
     }
     return p;
   }
   ~AlignedBuf() { std::free(p); }
 };
-thread_local AlignedBuf t_apack, t_bpack;
+thread_local AlignedBuf t_work, t_vec;
 
-// Pack rows [i0, i0+mc) × k [k0, k0+kc) of A into MR-row micro-panels (k-major inside a panel), zero-padded.
-void pack_a(const Mat& A, int64_t i0, int mc, int64_t k0, int kc, float* dst) {
-  for (int ir = 0; ir < mc; ir += MR) {
+// ---------------------------------------------------------------------------------------------------------------
+// Packing. A block: rows [i0, i0+mc) × k [k0, k0+kc) into MR-row micro-panels, k-major inside a panel
+// (dst[k*MR + r]), rows past mc zero. B panel: k [k0, k0+kc) × micro-panels [p0, p1) of the columns starting at j0
+// (nc columns in all) into NR-column micro-panels (dst[k*NR + c]), columns past nc zero.
+
+void pack_a_scalar(const Mat& A, int64_t i0, int mc, int64_t k0, int kc, float* dst) {
+  for (int ir = 0; ir < mc; ir += MR, dst += MR * kc) {
     int mr = std::min(MR, mc - ir);
-    if (!A.trans) {  // read each row sequentially, write with stride MR
-      for (int r = 0; r < mr; r++) {
-        const float* src = A.p + (i0 + ir + r) * A.ld + k0;
-        for (int k = 0; k < kc; k++) dst[k * MR + r] = src[k];
-      }
-      for (int r = mr; r < MR; r++)
-        for (int k = 0; k < kc; k++) dst[k * MR + r] = 0.f;
-    } else {  // A stored K×M: a row of storage is contiguous in m
-      for (int k = 0; k < kc; k++) {
-        const float* src = A.p + (k0 + k) * A.ld + i0 + ir;
-        for (int r = 0; r < mr; r++) dst[k * MR + r] = src[r];
-        for (int r = mr; r < MR; r++) dst[k * MR + r] = 0.f;
-      }
-    }
-    dst += MR * kc;
+    for (int k = 0; k < kc; k++)
+      for (int r = 0; r < MR; r++) dst[k * MR + r] = r < mr ? A.at(i0 + ir + r, k0 + k) : 0.f;
   }
 }
 
-// Pack k [k0, k0+kc) × columns [j0, j0+nc) of B into NR-column micro-panels, zero-padded.
-void pack_b(const Mat& B, int64_t k0, int kc, int64_t j0, int nc, float* dst) {
-  for (int jr = 0; jr < nc; jr += NR) {
-    int nr = std::min(NR, nc - jr);
-    if (!B.trans) {
-      for (int k = 0; k < kc; k++) {
-        const float* src = B.p + (k0 + k) * B.ld + j0 + jr;
-        float* d = dst + k * NR;
-        if (nr == NR) std::memcpy(d, src, NR * sizeof(float));
-        else {
-          for (int c = 0; c < nr; c++) d[c] = src[c];
-          for (int c = nr; c < NR; c++) d[c] = 0.f;
-        }
-      }
-    } else {  // B stored N×K
-      for (int c = 0; c < nr; c++) {
-        const float* src = B.p + (j0 + jr + c) * B.ld + k0;
-        for (int k = 0; k < kc; k++) dst[k * NR + c] = src[k];
-      }
-      for (int c = nr; c < NR; c++)
-        for (int k = 0; k < kc; k++) dst[k * NR + c] = 0.f;
-    }
-    dst += NR * kc;
+void pack_b_scalar(const Mat& B, int64_t k0, int kc, int64_t j0, int nc, int p0, int p1, float* dst) {
+  for (int p = p0; p < p1; p++) {
+    float* d = dst + static_cast<int64_t>(p) * NR * kc;
+    int jr = p * NR, nr = std::min(NR, nc - jr);
+    for (int k = 0; k < kc; k++)
+      for (int c = 0; c < NR; c++) d[k * NR + c] = c < nr ? B.at(k0 + k, j0 + jr + c) : 0.f;
   }
 }
 
-// Portable micro-kernel: acc[MR][NR] over kc, then C (mr×nr valid) = or += acc.
+#if SHRINK_X86
+// 8×8 transpose: in r[i] = row i, out r[j] = column j.
+__attribute__((target("avx2,fma"))) inline void transpose8(__m256 r[8]) {
+  __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+  __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+  __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+  __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+  __m256 s0 = _mm256_shuffle_ps(t0, t2, 0x44), s1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+  __m256 s2 = _mm256_shuffle_ps(t1, t3, 0x44), s3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+  __m256 s4 = _mm256_shuffle_ps(t4, t6, 0x44), s5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+  __m256 s6 = _mm256_shuffle_ps(t5, t7, 0x44), s7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+  r[0] = _mm256_permute2f128_ps(s0, s4, 0x20);
+  r[1] = _mm256_permute2f128_ps(s1, s5, 0x20);
+  r[2] = _mm256_permute2f128_ps(s2, s6, 0x20);
+  r[3] = _mm256_permute2f128_ps(s3, s7, 0x20);
+  r[4] = _mm256_permute2f128_ps(s0, s4, 0x31);
+  r[5] = _mm256_permute2f128_ps(s1, s5, 0x31);
+  r[6] = _mm256_permute2f128_ps(s2, s6, 0x31);
+  r[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
+}
+
+__attribute__((target("avx2,fma"))) void pack_a_avx2(const Mat& A, int64_t i0, int mc, int64_t k0, int kc, float* dst) {
+  for (int ir = 0; ir < mc; ir += MR, dst += MR * kc) {
+    int mr = std::min(MR, mc - ir);
+    if (mr < MR) {  // edge panel
+      for (int k = 0; k < kc; k++)
+        for (int r = 0; r < MR; r++) dst[k * MR + r] = r < mr ? A.at(i0 + ir + r, k0 + k) : 0.f;
+      continue;
+    }
+    if (A.trans) {  // storage K×M: the MR values for one k are contiguous
+      const float* src = A.p + k0 * A.ld + i0 + ir;
+      for (int k = 0; k < kc; k++, src += A.ld) std::memcpy(dst + k * MR, src, MR * sizeof(float));
+      continue;
+    }
+    // storage M×K: transpose 6 rows × 8 k at a time; each 8-float column store overlaps the next by 2 floats
+    // (in order, so the overlap is overwritten; the buffer has slack for the last one).
+    const float* src[MR];
+    for (int r = 0; r < MR; r++) src[r] = A.p + (i0 + ir + r) * A.ld + k0;
+    int k = 0;
+    for (; k + 8 <= kc; k += 8) {
+      __m256 v[8];
+      for (int r = 0; r < MR; r++) v[r] = _mm256_loadu_ps(src[r] + k);
+      v[6] = v[7] = _mm256_setzero_ps();
+      transpose8(v);
+      for (int j = 0; j < 8; j++) _mm256_storeu_ps(dst + (k + j) * MR, v[j]);
+    }
+    for (; k < kc; k++)
+      for (int r = 0; r < MR; r++) dst[k * MR + r] = src[r][k];
+  }
+}
+
+__attribute__((target("avx2,fma"))) void pack_b_avx2(const Mat& B, int64_t k0, int kc, int64_t j0, int nc, int p0, int p1, float* dst) {
+  for (int p = p0; p < p1; p++) {
+    float* d = dst + static_cast<int64_t>(p) * NR * kc;
+    int jr = p * NR, nr = std::min(NR, nc - jr);
+    if (nr < NR) {  // edge panel
+      for (int k = 0; k < kc; k++)
+        for (int c = 0; c < NR; c++) d[k * NR + c] = c < nr ? B.at(k0 + k, j0 + jr + c) : 0.f;
+      continue;
+    }
+    if (!B.trans) {  // storage K×N: 16 contiguous values per k
+      const float* src = B.p + k0 * B.ld + j0 + jr;
+      for (int k = 0; k < kc; k++, src += B.ld) {
+        _mm256_store_ps(d + k * NR, _mm256_loadu_ps(src));
+        _mm256_store_ps(d + k * NR + 8, _mm256_loadu_ps(src + 8));
+      }
+      continue;
+    }
+    // storage N×K: transpose 8 columns × 8 k at a time
+    for (int h = 0; h < 2; h++) {
+      const float* src = B.p + (j0 + jr + h * 8) * B.ld + k0;
+      int k = 0;
+      for (; k + 8 <= kc; k += 8) {
+        __m256 v[8];
+        for (int c = 0; c < 8; c++) v[c] = _mm256_loadu_ps(src + c * B.ld + k);
+        transpose8(v);
+        for (int j = 0; j < 8; j++) _mm256_store_ps(d + (k + j) * NR + h * 8, v[j]);
+      }
+      for (; k < kc; k++)
+        for (int c = 0; c < 8; c++) d[k * NR + h * 8 + c] = src[c * B.ld + k];
+    }
+  }
+}
+#endif
+
+// ---------------------------------------------------------------------------------------------------------------
+// Micro-kernels: C[mr×nr] (=|+=) A-micro-panel · B-micro-panel over kc. Edge tiles (mr < MR or nr < NR) go
+// through a temporary so only valid elements of C are touched.
+
 void micro_portable(int kc, const float* a, const float* b, float* c, int64_t ldc, int mr, int nr, bool add) {
   float acc[MR][NR] = {};
-  for (int k = 0; k < kc; k++) {
+  for (int k = 0; k < kc; k++, a += MR, b += NR)
     for (int r = 0; r < MR; r++) {
-      float av = a[k * MR + r];
-      for (int j = 0; j < NR; j++) acc[r][j] += av * b[k * NR + j];
+      float av = a[r];
+      for (int j = 0; j < NR; j++) acc[r][j] += av * b[j];
     }
-  }
   for (int r = 0; r < mr; r++)
     for (int j = 0; j < nr; j++) c[r * ldc + j] = add ? c[r * ldc + j] + acc[r][j] : acc[r][j];
 }
 
-__attribute__((target("avx2,fma"))) void micro_avx2(int kc, const float* a, const float* b, float* c, int64_t ldc, int mr, int nr,
-                                                     bool add) {
+#if SHRINK_X86
+__attribute__((target("avx2,fma"))) void micro_avx2(int kc, const float* a, const float* b, float* c, int64_t ldc, int mr, int nr, bool add) {
+  // prefetch the C tile (both cache lines of each 64-byte row): ENGINE-NOTES measured +10-15 % on large shapes
+  for (int r = 0; r < mr; r++) {
+    _mm_prefetch(reinterpret_cast<const char*>(c + r * ldc), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(c + r * ldc + NR - 1), _MM_HINT_T0);
+  }
   __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps(), c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
   __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps(), c30 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps();
   __m256 c40 = _mm256_setzero_ps(), c41 = _mm256_setzero_ps(), c50 = _mm256_setzero_ps(), c51 = _mm256_setzero_ps();
-  // prefetch the C tile we will update (measured: +10-15% on large shapes)
-  for (int r = 0; r < mr; r++) _mm_prefetch(reinterpret_cast<const char*>(c + r * ldc), _MM_HINT_T0);
 #pragma GCC unroll 4
   for (int k = 0; k < kc; k++) {
     _mm_prefetch(reinterpret_cast<const char*>(b + 8 * NR), _MM_HINT_T0);
@@ -144,98 +230,289 @@ __attribute__((target("avx2,fma"))) void micro_avx2(int kc, const float* a, cons
     a += MR;
     b += NR;
   }
-  if (mr == MR && nr == NR) {
-#define SHRINK_STORE_ROW(r, x0, x1)                                                        \
-  {                                                                                        \
-    float* cr = c + (r)*ldc;                                                               \
-    if (add) {                                                                             \
-      _mm256_storeu_ps(cr, _mm256_add_ps(_mm256_loadu_ps(cr), x0));                        \
-      _mm256_storeu_ps(cr + 8, _mm256_add_ps(_mm256_loadu_ps(cr + 8), x1));                \
-    } else {                                                                               \
-      _mm256_storeu_ps(cr, x0);                                                            \
-      _mm256_storeu_ps(cr + 8, x1);                                                        \
-    }                                                                                      \
-  }
-    SHRINK_STORE_ROW(0, c00, c01)
-    SHRINK_STORE_ROW(1, c10, c11)
-    SHRINK_STORE_ROW(2, c20, c21)
-    SHRINK_STORE_ROW(3, c30, c31)
-    SHRINK_STORE_ROW(4, c40, c41)
-    SHRINK_STORE_ROW(5, c50, c51)
-#undef SHRINK_STORE_ROW
-    return;
-  }
-  // edge tile: spill to a temporary and copy the valid part
   alignas(32) float tmp[MR * NR];
-  _mm256_store_ps(tmp + 0 * NR, c00);
-  _mm256_store_ps(tmp + 0 * NR + 8, c01);
-  _mm256_store_ps(tmp + 1 * NR, c10);
-  _mm256_store_ps(tmp + 1 * NR + 8, c11);
-  _mm256_store_ps(tmp + 2 * NR, c20);
-  _mm256_store_ps(tmp + 2 * NR + 8, c21);
-  _mm256_store_ps(tmp + 3 * NR, c30);
-  _mm256_store_ps(tmp + 3 * NR + 8, c31);
-  _mm256_store_ps(tmp + 4 * NR, c40);
-  _mm256_store_ps(tmp + 4 * NR + 8, c41);
-  _mm256_store_ps(tmp + 5 * NR, c50);
-  _mm256_store_ps(tmp + 5 * NR + 8, c51);
+  const bool full = mr == MR && nr == NR;
+  float* d = full ? c : tmp;
+  const int64_t ld = full ? ldc : NR;
+  const bool addd = full && add;  // edge tiles add while copying out of tmp
+#define SHRINK_ROW(r, x0, x1)                                                       \
+  {                                                                                 \
+    float* dr = d + (r) * ld;                                                       \
+    if (addd) {                                                                     \
+      x0 = _mm256_add_ps(_mm256_loadu_ps(dr), x0);                                  \
+      x1 = _mm256_add_ps(_mm256_loadu_ps(dr + 8), x1);                              \
+    }                                                                               \
+    _mm256_storeu_ps(dr, x0);                                                       \
+    _mm256_storeu_ps(dr + 8, x1);                                                   \
+  }
+  SHRINK_ROW(0, c00, c01)
+  SHRINK_ROW(1, c10, c11)
+  SHRINK_ROW(2, c20, c21)
+  SHRINK_ROW(3, c30, c31)
+  SHRINK_ROW(4, c40, c41)
+  SHRINK_ROW(5, c50, c51)
+#undef SHRINK_ROW
+  if (full) return;
   for (int r = 0; r < mr; r++)
     for (int j = 0; j < nr; j++) c[r * ldc + j] = add ? c[r * ldc + j] + tmp[r * NR + j] : tmp[r * NR + j];
 }
+#endif
 
+using PackAFn = void (*)(const Mat&, int64_t, int, int64_t, int, float*);
+using PackBFn = void (*)(const Mat&, int64_t, int, int64_t, int, int, int, float*);
 using MicroFn = void (*)(int, const float*, const float*, float*, int64_t, int, int, bool);
 
-// Serial blocked GEMM of the sub-problem rows [m0, m1) × columns [n0, n1) of C (ldc = row stride of C).
-void gemm_serial(const Mat& A, const Mat& B, float* C, int64_t ldc, int64_t m0, int64_t m1, int64_t n0, int64_t n1, int64_t K,
-                 bool accumulate) {
-  const int64_t M = m1 - m0, N = n1 - n0;
-  if (M <= 0 || N <= 0) return;
-  if (K == 0) {
-    if (!accumulate)
-      for (int64_t i = m0; i < m1; i++) std::memset(C + i * ldc + n0, 0, N * sizeof(float));
-    return;
+struct Kernels {
+  PackAFn pack_a;
+  PackBFn pack_b;
+  MicroFn micro;
+};
+
+const Kernels kPortable{pack_a_scalar, pack_b_scalar, micro_portable};
+#if SHRINK_X86
+const Kernels kAvx2{pack_a_avx2, pack_b_avx2, micro_avx2};
+#endif
+std::atomic<bool> g_force_portable{false};  // test hook (setGemmKernel)
+
+bool avx2_active() { return has_avx2_fma() && !g_force_portable.load(std::memory_order_relaxed); }
+
+const Kernels& kernels() {
+#if SHRINK_X86
+  if (avx2_active()) return kAvx2;
+#endif
+  return kPortable;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Barrier for the threads of one GEMM: bounded spin, then yield (never an unbounded spin).
+struct Barrier {
+  std::atomic<int> count{0};
+  std::atomic<int> phase{0};
+  void wait(int n) {
+    if (n <= 1) return;
+    int ph = phase.load(std::memory_order_acquire);
+    if (count.fetch_add(1, std::memory_order_acq_rel) == n - 1) {
+      count.store(0, std::memory_order_relaxed);
+      phase.store(ph + 1, std::memory_order_release);
+      return;
+    }
+    for (int spins = 0; phase.load(std::memory_order_acquire) == ph;) {
+      if (spins < 2000) {
+        SHRINK_PAUSE();
+        spins++;
+      } else {
+        std::this_thread::yield();
+      }
+    }
   }
-  MicroFn micro = has_avx2_fma() ? micro_avx2 : micro_portable;
-  float* bp = t_bpack.get(static_cast<size_t>(KC) * ((std::min<int64_t>(NC, N) + NR - 1) / NR * NR));
-  float* ap = t_apack.get(static_cast<size_t>(KC) * MC);
-  for (int64_t jc = n0; jc < n1; jc += NC) {
-    int nc = static_cast<int>(std::min<int64_t>(NC, n1 - jc));
-    for (int64_t pc = 0; pc < K; pc += KC) {
-      int kc = static_cast<int>(std::min<int64_t>(KC, K - pc));
-      bool add = accumulate || pc > 0;
-      pack_b(B, pc, kc, jc, nc, bp);
-      for (int64_t ic = m0; ic < m1; ic += MC) {
-        int mc = static_cast<int>(std::min<int64_t>(MC, m1 - ic));
-        pack_a(A, ic, mc, pc, kc, ap);
-        for (int jr = 0; jr < nc; jr += NR) {
-          int nr = std::min(NR, nc - jr);
-          const float* bpanel = bp + static_cast<int64_t>(jr / NR) * NR * kc;
-          for (int ir = 0; ir < mc; ir += MR) {
-            int mr = std::min(MR, mc - ir);
-            micro(kc, ap + static_cast<int64_t>(ir / MR) * MR * kc, bpanel, C + (ic + ir) * ldc + jc + jr, ldc, mr, nr, add);
+};
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// Balanced block size: split `total` into ceil(total / nominal) near-equal blocks, rounded up to `align`.
+int64_t balanced(int64_t total, int64_t nominal, int64_t align) {
+  int64_t nb = ceil_div(total, nominal);
+  return ceil_div(ceil_div(total, nb), align) * align;
+}
+
+
+// One packed GEMM on `nt` threads (nt = 1: no pool call). C has row stride N. M, N, K ≥ 1.
+void gemm_packed(const Mat& A, const Mat& B, float* C, int64_t M, int64_t N, int64_t K, bool accumulate, int nt) {
+  const Kernels& kn = kernels();
+  const int64_t kcb = balanced(K, g_kc, 1);
+  const int64_t ncb = balanced(N, g_nc, NR);
+  const int64_t mcb = std::max<int64_t>(MR, g_mc / MR * MR);
+  const int64_t npan_max = ceil_div(std::min(ncb, N), NR);
+  const int64_t mtiles = ceil_div(M, MR);
+  // One scratch block owned by the calling thread: the B panel (two of them when threaded) and one A block per
+  // thread. Allocated here, before the team starts, so that nothing inside it can fail between barriers.
+  const size_t bstride = static_cast<size_t>(kcb * npan_max * NR) + 64;
+  const size_t astride = static_cast<size_t>(ceil_div(std::min(mcb, mtiles * MR) * kcb, 16) * 16) + 64;
+  const int nbuf = nt > 1 ? 2 : 1;
+  float* bbuf = t_work.get(bstride * nbuf + astride * nt);
+  Barrier bar;
+
+  auto body = [&](int tid, int total) {
+    // Thread grid: tm row groups × tn column groups (tm·tn = total) minimising the busiest thread's tile count;
+    // ties go to more row groups (every column group packs its own copy of its rows of A).
+    int tm = total, tn = 1;
+    int64_t best = -1;
+    for (int d = total; d >= 1; d--) {
+      if (total % d) continue;
+      int64_t cost = ceil_div(mtiles, d) * ceil_div(npan_max, total / d);
+      if (best < 0 || cost < best) best = cost, tm = d, tn = total / d;
+    }
+    const int im = tid % tm, in = tid / tm;
+    const int64_t r0 = std::min(M, mtiles * im / tm * MR), r1 = std::min(M, mtiles * (im + 1) / tm * MR);
+    const int64_t mc_blk = r1 > r0 ? balanced(r1 - r0, mcb, MR) : MR;
+    float* ap = bbuf + bstride * nbuf + astride * tid;
+    int step = 0;
+    for (int64_t jc = 0; jc < N; jc += ncb) {
+      const int nc = static_cast<int>(std::min(ncb, N - jc));
+      const int64_t npan = ceil_div(nc, NR);
+      const int q0 = static_cast<int>(npan * in / tn), q1 = static_cast<int>(npan * (in + 1) / tn);
+      for (int64_t pc = 0; pc < K; pc += kcb, step++) {
+        const int kc = static_cast<int>(std::min(kcb, K - pc));
+        float* bp = bbuf + (total > 1 ? (step & 1) * bstride : 0);
+        // Pack this thread's share of the B panel, then wait for the others' shares. With two buffers, passing
+        // this barrier also means every thread has finished with the buffer the next step overwrites.
+        kn.pack_b(B, pc, kc, jc, nc, static_cast<int>(npan * tid / total), static_cast<int>(npan * (tid + 1) / total), bp);
+        bar.wait(total);
+        const bool add = accumulate || pc > 0;
+        for (int64_t ic = r0; ic < r1; ic += mc_blk) {
+          const int mc = static_cast<int>(std::min(mc_blk, r1 - ic));
+          kn.pack_a(A, ic, mc, pc, kc, ap);
+          for (int q = q0; q < q1; q++) {
+            const int jr = q * NR, nr = std::min(NR, nc - jr);
+            const float* bpanel = bp + static_cast<int64_t>(q) * NR * kc;
+            float* cblk = C + ic * N + jc + jr;
+            for (int ir = 0; ir < mc; ir += MR)
+              kn.micro(kc, ap + static_cast<int64_t>(ir) * kc, bpanel, cblk + ir * N, N, std::min(MR, mc - ir), nr, add);
           }
         }
       }
     }
+  };
+  if (nt > 1)
+    parallel_run(nt, body);
+  else
+    body(0, 1);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// GEMV-style paths for M = 1 or N = 1 (packing would triple the memory traffic of a memory-bound product).
+//   dot:    x·y over n
+//   gemv_t: c[j] (=|+=) Σ_k x[k]·P[k·ld + j] for j < n
+
+float dot_portable(const float* x, const float* y, int64_t n) {
+  float s[8] = {};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int j = 0; j < 8; j++) s[j] += x[i + j] * y[i + j];
+  float t = ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+  for (; i < n; i++) t += x[i] * y[i];
+  return t;
+}
+
+void gemv_t_portable(const float* x, const float* P, int64_t ld, int64_t K, float* c, int64_t n, bool acc) {
+  for (int64_t j0 = 0; j0 < n; j0 += 64) {
+    const int64_t w = std::min<int64_t>(64, n - j0);
+    float s[64];
+    for (int64_t j = 0; j < w; j++) s[j] = acc ? c[j0 + j] : 0.f;
+    for (int64_t k = 0; k < K; k++) {
+      const float xk = x[k];
+      const float* row = P + k * ld + j0;
+      for (int64_t j = 0; j < w; j++) s[j] += xk * row[j];
+    }
+    for (int64_t j = 0; j < w; j++) c[j0 + j] = s[j];
   }
 }
 
-// Split one GEMM over `nt` threads along its larger dimension, in whole micro-tiles.
-void gemm_one(const Mat& A, const Mat& B, float* C, int64_t M, int64_t N, int64_t K, bool accumulate, int nt) {
-  if (nt <= 1) {
-    gemm_serial(A, B, C, N, 0, M, 0, N, K, accumulate);
+#if SHRINK_X86
+__attribute__((target("avx2,fma"))) float hsum8(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+__attribute__((target("avx2,fma"))) float dot_avx2(const float* x, const float* y, int64_t n) {
+  __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps(), s2 = _mm256_setzero_ps(), s3 = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    s0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i), s0);
+    s1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 8), _mm256_loadu_ps(y + i + 8), s1);
+    s2 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 16), _mm256_loadu_ps(y + i + 16), s2);
+    s3 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 24), _mm256_loadu_ps(y + i + 24), s3);
+  }
+  for (; i + 8 <= n; i += 8) s0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i), s0);
+  float t = hsum8(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+  for (; i < n; i++) t += x[i] * y[i];
+  return t;
+}
+
+__attribute__((target("avx2,fma"))) void gemv_t_avx2(const float* x, const float* P, int64_t ld, int64_t K, float* c, int64_t n, bool acc) {
+  int64_t j0 = 0;
+  for (; j0 + 64 <= n; j0 += 64) {
+    __m256 s[8];
+    for (int i = 0; i < 8; i++) s[i] = acc ? _mm256_loadu_ps(c + j0 + 8 * i) : _mm256_setzero_ps();
+    const float* row = P + j0;
+    for (int64_t k = 0; k < K; k++, row += ld) {
+      const __m256 xk = _mm256_broadcast_ss(x + k);
+      for (int i = 0; i < 8; i++) s[i] = _mm256_fmadd_ps(xk, _mm256_loadu_ps(row + 8 * i), s[i]);
+    }
+    for (int i = 0; i < 8; i++) _mm256_storeu_ps(c + j0 + 8 * i, s[i]);
+  }
+  for (; j0 + 8 <= n; j0 += 8) {
+    __m256 s = acc ? _mm256_loadu_ps(c + j0) : _mm256_setzero_ps();
+    const float* row = P + j0;
+    for (int64_t k = 0; k < K; k++, row += ld) s = _mm256_fmadd_ps(_mm256_broadcast_ss(x + k), _mm256_loadu_ps(row), s);
+    _mm256_storeu_ps(c + j0, s);
+  }
+  if (j0 < n) gemv_t_portable(x, P + j0, ld, K, c + j0, n - j0, acc);
+}
+#endif
+
+using DotFn = float (*)(const float*, const float*, int64_t);
+using GemvTFn = void (*)(const float*, const float*, int64_t, int64_t, float*, int64_t, bool);
+
+// C (1×N or M×1, contiguous) for M = 1 or N = 1, outputs split over nt threads.
+void gemv(const Mat& A, const Mat& B, float* C, int64_t M, int64_t N, int64_t K, bool acc, int nt) {
+#if SHRINK_X86
+  const bool avx = avx2_active();
+  const DotFn dot = avx ? dot_avx2 : dot_portable;
+  const GemvTFn gemv_t = avx ? gemv_t_avx2 : gemv_t_portable;
+#else
+  const DotFn dot = dot_portable;
+  const GemvTFn gemv_t = gemv_t_portable;
+#endif
+  // The length-K vector (row of A when M = 1, column of B otherwise), gathered when it is strided.
+  const bool row_case = M == 1;
+  const Mat& V = row_case ? A : B;
+  const bool v_contig = row_case ? (!A.trans || A.ld == 1) : (B.trans || B.ld == 1);
+  const float* v = V.p;
+  if (!v_contig) {
+    float* buf = t_vec.get(static_cast<size_t>(K));
+    for (int64_t k = 0; k < K; k++) buf[k] = row_case ? A.at(0, k) : B.at(k, 0);
+    v = buf;
+  }
+  // The other operand: either K-contiguous rows (dot per output) or K rows of outputs (gemv_t).
+  const Mat& W = row_case ? B : A;
+  const bool dots = row_case ? B.trans : !A.trans;
+  const int64_t nout = row_case ? N : M;
+  auto run = [&](int64_t o0, int64_t o1) {
+    if (dots) {
+      for (int64_t o = o0; o < o1; o++) {
+        float s = dot(v, W.p + o * W.ld, K);
+        C[o] = acc ? C[o] + s : s;
+      }
+    } else {
+      gemv_t(v, W.p + o0, W.ld, K, C + o0, o1 - o0, acc);
+    }
+  };
+  if (nt <= 1 || nout < 2 * 64) {
+    run(0, nout);
     return;
   }
-  bool splitM = M >= N;
-  int64_t units = splitM ? (M + MR - 1) / MR : (N + NR - 1) / NR;
-  if (units < nt) nt = static_cast<int>(std::max<int64_t>(1, units));
+  const int64_t units = ceil_div(nout, 64);
   parallel_run(nt, [&](int tid, int total) {
-    int64_t u0 = units * tid / total, u1 = units * (tid + 1) / total;
-    if (splitM)
-      gemm_serial(A, B, C, N, std::min(M, u0 * MR), std::min(M, u1 * MR), 0, N, K, accumulate);
-    else
-      gemm_serial(A, B, C, N, 0, M, std::min(N, u0 * NR), std::min(N, u1 * NR), K, accumulate);
+    const int64_t o0 = std::min(nout, units * tid / total * 64), o1 = std::min(nout, units * (tid + 1) / total * 64);
+    if (o0 < o1) run(o0, o1);
   });
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+
+void gemm_one(const Mat& A, const Mat& B, float* C, int64_t M, int64_t N, int64_t K, bool acc, int nt) {
+  if (M <= 0 || N <= 0) return;
+  if (K <= 0) {
+    if (!acc) std::memset(C, 0, static_cast<size_t>(M * N) * sizeof(float));
+    return;
+  }
+  if (M == 1 || N == 1)
+    gemv(A, B, C, M, N, K, acc, nt);
+  else
+    gemm_packed(A, B, C, M, N, K, acc, nt);
 }
 
 struct GemmArgs {
@@ -250,23 +527,26 @@ struct GemmArgs {
 };
 
 void sgemm_run(const GemmArgs& g) {
-  if (g.batch == 0 || g.M == 0 || g.N == 0) return;
-  const double flops = 2.0 * g.M * g.N * std::max<int64_t>(g.K, 1);
+  if (g.batch <= 0 || g.M <= 0 || g.N <= 0) return;
+  const int64_t mn = g.M * g.N;
+  const int64_t flops_one = 2 * mn * std::max<int64_t>(g.K, 1);
   const int threads = num_threads();
-  auto mat_a = [&](int64_t i) { return Mat{g.a + g.aoff[i], g.lda, g.ta}; };
-  auto mat_b = [&](int64_t i) { return Mat{g.b + g.boff[i], g.ldb, g.tb}; };
-  // Small total work: one thread (dispatch costs ~1-2 µs).
-  if (threads <= 1 || flops * g.batch < 2.0 * 64 * 64 * 64) {
-    for (int64_t i = 0; i < g.batch; i++) gemm_serial(mat_a(i), mat_b(i), g.out + i * g.M * g.N, g.N, 0, g.M, 0, g.N, g.K, g.acc);
+  auto one = [&](int64_t i, int nt) {
+    gemm_one(Mat{g.a + g.aoff[i], g.lda, g.ta}, Mat{g.b + g.boff[i], g.ldb, g.tb}, g.out + i * mn, g.M, g.N, g.K, g.acc, nt);
+  };
+  if (threads <= 1 || flops_one * g.batch < kSmallFlops) {  // small total work: dispatch would cost more
+    for (int64_t i = 0; i < g.batch; i++) one(i, 1);
     return;
   }
-  if (g.batch >= threads) {
+  // Many matrices (an even share each, or enough that the remainder hardly matters, or each one too small to
+  // split): one whole matrix per thread at a time.
+  if (g.batch >= threads && (g.batch % threads == 0 || g.batch >= 4 * threads || flops_one < kSmallFlops)) {
     parallel_for(g.batch, 1, [&](int64_t b0, int64_t b1) {
-      for (int64_t i = b0; i < b1; i++) gemm_serial(mat_a(i), mat_b(i), g.out + i * g.M * g.N, g.N, 0, g.M, 0, g.N, g.K, g.acc);
+      for (int64_t i = b0; i < b1; i++) one(i, 1);
     });
     return;
   }
-  for (int64_t i = 0; i < g.batch; i++) gemm_one(mat_a(i), mat_b(i), g.out + i * g.M * g.N, g.M, g.N, g.K, g.acc, threads);
+  for (int64_t i = 0; i < g.batch; i++) one(i, threads);
 }
 
 void sgemm_ref(const GemmArgs& g) {
@@ -283,33 +563,67 @@ void sgemm_ref(const GemmArgs& g) {
 }
 
 // JS: sgemm(a, b, out, batch, M, N, K, aOffsets, bOffsets, lda, ldb, transA, transB, accumulate)
-// Arguments are validated in TypeScript (src/backend/native); this only unwraps them.
+// TypeScript validates the arguments (src/backend/native); this only checks types and the cheap extents so that a
+// bad call throws instead of reading or writing out of bounds.
 bool unwrap(const Napi::CallbackInfo& info, GemmArgs& g) {
-  if (info.Length() < 14 || !info[0].IsTypedArray() || !info[1].IsTypedArray() || !info[2].IsTypedArray() || !info[7].IsTypedArray() ||
-      !info[8].IsTypedArray()) {
-    Napi::TypeError::New(info.Env(), "sgemm: bad arguments").ThrowAsJavaScriptException();
+  Napi::Env env = info.Env();
+  auto f32 = [&](size_t i) { return info[i].IsTypedArray() && info[i].As<Napi::TypedArray>().TypedArrayType() == napi_float32_array; };
+  auto i32 = [&](size_t i) { return info[i].IsTypedArray() && info[i].As<Napi::TypedArray>().TypedArrayType() == napi_int32_array; };
+  if (info.Length() < 14 || !f32(0) || !f32(1) || !f32(2) || !i32(7) || !i32(8) || !info[3].IsNumber() || !info[4].IsNumber() ||
+      !info[5].IsNumber() || !info[6].IsNumber() || !info[9].IsNumber() || !info[10].IsNumber()) {
+    Napi::TypeError::New(env, "sgemm(a: Float32Array, b: Float32Array, out: Float32Array, batch, M, N, K, aOffsets: Int32Array, "
+                              "bOffsets: Int32Array, lda, ldb, transA, transB, accumulate)")
+        .ThrowAsJavaScriptException();
     return false;
   }
-  g.a = info[0].As<Napi::Float32Array>().Data();
-  g.b = info[1].As<Napi::Float32Array>().Data();
-  g.out = info[2].As<Napi::Float32Array>().Data();
+  auto a = info[0].As<Napi::Float32Array>(), b = info[1].As<Napi::Float32Array>(), out = info[2].As<Napi::Float32Array>();
+  auto aoff = info[7].As<Napi::Int32Array>(), boff = info[8].As<Napi::Int32Array>();
+  g.a = a.Data();
+  g.b = b.Data();
+  g.out = out.Data();
   g.batch = info[3].As<Napi::Number>().Int64Value();
   g.M = info[4].As<Napi::Number>().Int64Value();
   g.N = info[5].As<Napi::Number>().Int64Value();
   g.K = info[6].As<Napi::Number>().Int64Value();
-  g.aoff = info[7].As<Napi::Int32Array>().Data();
-  g.boff = info[8].As<Napi::Int32Array>().Data();
+  g.aoff = aoff.Data();
+  g.boff = boff.Data();
   g.lda = info[9].As<Napi::Number>().Int64Value();
   g.ldb = info[10].As<Napi::Number>().Int64Value();
   g.ta = info[11].ToBoolean().Value();
   g.tb = info[12].ToBoolean().Value();
   g.acc = info[13].ToBoolean().Value();
+  const char* err = nullptr;
+  if (g.batch < 0 || g.M < 0 || g.N < 0 || g.K < 0 || g.lda < 0 || g.ldb < 0)
+    err = "sgemm: negative size";
+  else if (g.batch > 0 && g.M > 0 && g.N > 0) {
+    if (static_cast<int64_t>(out.ElementLength()) < g.batch * g.M * g.N) err = "sgemm: out is too short";
+    else if (static_cast<int64_t>(aoff.ElementLength()) < g.batch || static_cast<int64_t>(boff.ElementLength()) < g.batch)
+      err = "sgemm: fewer offsets than batch";
+    else if (g.K > 0) {
+      // extent of one operand: (rows-1)·ld + cols, rows/cols as stored
+      const int64_t a_ext = g.ta ? (g.K - 1) * g.lda + g.M : (g.M - 1) * g.lda + g.K;
+      const int64_t b_ext = g.tb ? (g.N - 1) * g.ldb + g.K : (g.K - 1) * g.ldb + g.N;
+      const int64_t alen = static_cast<int64_t>(a.ElementLength()), blen = static_cast<int64_t>(b.ElementLength());
+      for (int64_t i = 0; i < g.batch && !err; i++)
+        if (g.aoff[i] < 0 || g.aoff[i] + a_ext > alen || g.boff[i] < 0 || g.boff[i] + b_ext > blen) err = "sgemm: operand out of range";
+    }
+  }
+  if (err) {
+    Napi::RangeError::New(env, err).ThrowAsJavaScriptException();
+    return false;
+  }
   return true;
 }
 
 Napi::Value Sgemm(const Napi::CallbackInfo& info) {
   GemmArgs g;
-  if (unwrap(info, g)) sgemm_run(g);
+  if (unwrap(info, g)) {
+    try {
+      sgemm_run(g);
+    } catch (const std::bad_alloc&) {
+      Napi::Error::New(info.Env(), "sgemm: out of memory").ThrowAsJavaScriptException();
+    }
+  }
   return info.Env().Undefined();
 }
 
@@ -319,20 +633,39 @@ Napi::Value SgemmRef(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// setGemmBlocking(kc, mc): tuning hook for benchmarks (mc is rounded to a multiple of MR).
+// setGemmBlocking(kc, mc, nc?): tuning hook for benchmarks (mc rounded down to a multiple of 6, nc of 16).
+// Returns [kc, mc, nc] in effect.
 Napi::Value SetGemmBlocking(const Napi::CallbackInfo& info) {
-  int kc = info[0].As<Napi::Number>().Int32Value(), mc = info[1].As<Napi::Number>().Int32Value();
-  if (kc >= 16 && kc <= 4096) KC = kc;
-  if (mc >= MR && mc <= 4096) MC = mc / MR * MR;
-  return info.Env().Undefined();
+  auto arg = [&](size_t i) { return info.Length() > i && info[i].IsNumber() ? info[i].As<Napi::Number>().Int32Value() : 0; };
+  const int kc = arg(0), mc = arg(1), nc = arg(2);
+  if (kc >= 8 && kc <= 4096) g_kc = kc;
+  if (mc >= MR && mc <= 4096) g_mc = mc / MR * MR;
+  if (nc >= NR && nc <= 65536) g_nc = nc / NR * NR;
+  Napi::Array r = Napi::Array::New(info.Env(), 3);
+  r.Set(0u, g_kc);
+  r.Set(1u, g_mc);
+  r.Set(2u, g_nc);
+  return r;
+}
+
+// setGemmKernel(name?): test hook. 'portable' forces the portable kernels, 'auto' restores run-time selection.
+// Returns the kernel family now in use ('avx2' or 'portable').
+Napi::Value SetGemmKernel(const Napi::CallbackInfo& info) {
+  if (info.Length() > 0 && info[0].IsString()) {
+    const std::string name = info[0].As<Napi::String>().Utf8Value();
+    if (name == "portable") g_force_portable = true;
+    if (name == "auto" || name == "avx2") g_force_portable = false;
+  }
+  return Napi::String::New(info.Env(), avx2_active() ? "avx2" : "portable");
 }
 
 }  // namespace
 
 void init_gemm(Napi::Env env, Napi::Object exports) {
-  exports.Set("setGemmBlocking", Napi::Function::New(env, SetGemmBlocking));
   exports.Set("sgemm", Napi::Function::New(env, Sgemm));
   exports.Set("sgemmRef", Napi::Function::New(env, SgemmRef));
+  exports.Set("setGemmBlocking", Napi::Function::New(env, SetGemmBlocking));
+  exports.Set("setGemmKernel", Napi::Function::New(env, SetGemmKernel));
 }
 
 }  // namespace shrink

@@ -1,17 +1,24 @@
-// Persistent thread pool shared by all native kernels.
+// Persistent thread pool shared by all native kernels (API in pool.h).
 //
-// Workers are started once (lazily, on the first parallel call) and sleep on a condition variable between jobs.
-// A job is published by bumping a generation counter; the caller runs part 0 itself and then waits for the
-// workers. Every spin is bounded: a short burst of `pause` instructions, then yield/sleep, so an idle or
-// descheduled peer never makes another core burn (ENGINE-NOTES §1.2: unbounded spins collapsed 2-thread GEMM
-// throughput on this shared VM). Calls from inside a job (nested) and concurrent calls from another JS thread
-// run serially instead of dispatching.
+// Workers start lazily (on the first parallel call that needs them) and then live for the whole process. A job is
+// published under the mutex together with a generation number; each worker reads (generation, job) as one pair
+// under that mutex, so it can never run one generation twice or miss the generation it is counted in. The caller
+// runs part 0 itself and then waits for the others.
+//
+// Every wait is bounded (ENGINE-NOTES §1.2: an unbounded spin barrier collapsed 2-thread GEMM on this shared VM):
+// a burst of `pause` instructions, then sched_yield for a short window (kernels often come back to back and a
+// condition-variable wake costs tens of µs), then the worker sleeps on the condition variable.
+//
+// Calls from inside a job (nested) and concurrent calls from another thread (e.g. a second JS worker) run
+// serially on the calling thread instead of dispatching. An exception thrown by a job part is caught on the
+// thread that threw it, the caller waits for all parts, and then rethrows the first one on its own thread.
 #include "pool.h"
 
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdlib>
+#include <exception>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -25,156 +32,168 @@
 namespace shrink {
 namespace {
 
-constexpr int kSpin = 2000;  // pause iterations before a waiter yields / sleeps
-constexpr auto kYieldWindow = std::chrono::microseconds(300);
+constexpr int kSpin = 2000;                                   // pause iterations before yielding
+constexpr auto kYieldWindow = std::chrono::microseconds(300);  // then yields for this long before sleeping
+constexpr int kMaxThreads = 1024;
+
+int clamp_threads(int n) { return n < 1 ? 1 : (n > kMaxThreads ? kMaxThreads : n); }
 
 int default_threads() {
   if (const char* s = std::getenv("SHRINK_THREADS")) {
     int n = std::atoi(s);
-    if (n >= 1 && n <= 1024) return n;
+    if (n >= 1) return clamp_threads(n);
   }
   unsigned hc = std::thread::hardware_concurrency();
-  return hc == 0 ? 1 : static_cast<int>(hc);
+  return hc == 0 ? 1 : clamp_threads(static_cast<int>(hc));
 }
 
-struct Pool {
-  std::mutex mu;
-  std::condition_variable cv;
-  std::vector<std::thread> workers;  // worker i has tid i + 1
-  std::atomic<uint64_t> generation{0};
-  std::atomic<int> remaining{0};
-  const std::function<void(int, int)>* job = nullptr;
-  int job_threads = 0;
-  bool stop = false;
-  int threads = default_threads();
-  std::mutex dispatch;  // one job at a time
+thread_local bool t_in_job = false;  // true on workers always, and on the caller while it runs its part
 
-  ~Pool() {
+class Pool {
+ public:
+  std::atomic<int> threads{default_threads()};
+
+  // Runs fn(tid, n) for tid in [0, n) with the caller as tid 0; n >= 2 and at most kMaxThreads.
+  // Returns false (without running anything) when another thread is dispatching right now.
+  bool run(int n, const std::function<void(int, int)>& fn) {
+    std::unique_lock<std::mutex> guard(dispatch_, std::try_to_lock);
+    if (!guard.owns_lock()) return false;
+    ensure_workers(n);
+    error_ = nullptr;
     {
-      std::lock_guard<std::mutex> lk(mu);
-      stop = true;
-      generation.fetch_add(1);
+      std::lock_guard<std::mutex> lk(mu_);
+      job_ = &fn;
+      job_threads_ = n;
+      pending_.store(n - 1, std::memory_order_relaxed);
+      generation_.store(generation_.load(std::memory_order_relaxed) + 1, std::memory_order_release);
     }
-    cv.notify_all();
-    for (auto& t : workers)
-      if (t.joinable()) t.join();
+    if (sleepers_.load(std::memory_order_acquire) > 0) cv_.notify_all();
+    t_in_job = true;
+    call(fn, 0, n);
+    t_in_job = false;
+    // Bounded spin, then yield, until every other part has finished.
+    for (int spins = 0; pending_.load(std::memory_order_acquire) > 0;) {
+      if (spins < kSpin) {
+        SHRINK_PAUSE();
+        spins++;
+      } else {
+        std::this_thread::yield();
+      }
+    }
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      job_ = nullptr;
+      job_threads_ = 0;
+    }
+    std::exception_ptr err = error_;
+    error_ = nullptr;
+    guard.unlock();
+    if (err) std::rethrow_exception(err);
+    return true;
   }
 
-  void ensure_workers(int n) {  // n = total threads including the caller
-    while (static_cast<int>(workers.size()) < n - 1) {
-      int tid = static_cast<int>(workers.size()) + 1;
-      // The generation is read here, before the job that needs this worker is published; reading it inside the
-      // new thread could miss that job and deadlock.
-      uint64_t start = generation.load(std::memory_order_acquire);
-      workers.emplace_back([this, tid, start] { worker_loop(tid, start); });
+ private:
+  std::mutex dispatch_;  // one job at a time
+  std::mutex mu_;        // guards job_, job_threads_ and generation_ updates
+  std::condition_variable cv_;
+  std::vector<std::thread> workers_;  // worker i has tid i + 1
+  std::atomic<uint64_t> generation_{0};
+  std::atomic<int> pending_{0};
+  std::atomic<int> sleepers_{0};
+  const std::function<void(int, int)>* job_ = nullptr;
+  int job_threads_ = 0;
+  std::mutex error_mu_;
+  std::exception_ptr error_;
+
+  void call(const std::function<void(int, int)>& fn, int tid, int n) {
+    try {
+      fn(tid, n);
+    } catch (...) {
+      std::lock_guard<std::mutex> lk(error_mu_);
+      if (!error_) error_ = std::current_exception();
     }
   }
 
-  void worker_loop(int tid, uint64_t seen);
+  void ensure_workers(int n) {  // n = total threads including the caller; called with dispatch_ held
+    while (static_cast<int>(workers_.size()) < n - 1) {
+      int tid = static_cast<int>(workers_.size()) + 1;
+      // Read the generation before the job that needs this worker is published; reading it inside the new
+      // thread could see that job's generation already and skip it.
+      uint64_t seen = generation_.load(std::memory_order_acquire);
+      try {
+        workers_.emplace_back([this, tid, seen] { worker_loop(tid, seen); });
+      } catch (...) {
+        std::abort();  // cannot start a thread: a job counting on it would never finish
+      }
+    }
+  }
+
+  void worker_loop(int tid, uint64_t seen) {
+    t_in_job = true;  // anything a worker calls runs serially
+    for (;;) {
+      wait_for_change(seen);
+      const std::function<void(int, int)>* job;
+      int n;
+      {
+        std::lock_guard<std::mutex> lk(mu_);
+        seen = generation_.load(std::memory_order_relaxed);
+        job = job_;
+        n = job_threads_;
+      }
+      if (job && tid < n) {
+        call(*job, tid, n);
+        pending_.fetch_sub(1, std::memory_order_acq_rel);
+      }
+    }
+  }
+
+  void wait_for_change(uint64_t seen) {
+    auto changed = [&] { return generation_.load(std::memory_order_acquire) != seen; };
+    for (int i = 0; i < kSpin; i++) {
+      if (changed()) return;
+      SHRINK_PAUSE();
+    }
+    auto until = std::chrono::steady_clock::now() + kYieldWindow;
+    while (std::chrono::steady_clock::now() < until) {
+      if (changed()) return;
+      std::this_thread::yield();
+    }
+    std::unique_lock<std::mutex> lk(mu_);
+    sleepers_.fetch_add(1, std::memory_order_acq_rel);
+    cv_.wait(lk, changed);
+    sleepers_.fetch_sub(1, std::memory_order_acq_rel);
+  }
 };
 
+// Leaked on purpose: workers must not be joined (or their std::thread objects destroyed) during static destruction.
 Pool& pool() {
-  static Pool* p = new Pool();  // leaked on purpose: workers must not be joined during static destruction
+  static Pool* p = new Pool();
   return *p;
-}
-
-thread_local bool t_in_job = false;
-
-void Pool::worker_loop(int tid, uint64_t seen) {
-  t_in_job = true;  // anything a worker calls runs serially
-  for (;;) {
-    // Bounded wait for a new generation: a burst of pauses, then yields for up to kYieldWindow (kernels are
-    // often called back to back, and a condition-variable wake costs tens of µs), then sleep.
-    int spins = 0;
-    while (generation.load(std::memory_order_acquire) == seen && spins < kSpin) {
-      SHRINK_PAUSE();
-      spins++;
-    }
-    if (generation.load(std::memory_order_acquire) == seen) {
-      auto until = std::chrono::steady_clock::now() + kYieldWindow;
-      while (generation.load(std::memory_order_acquire) == seen && std::chrono::steady_clock::now() < until) std::this_thread::yield();
-    }
-    if (generation.load(std::memory_order_acquire) == seen) {
-      std::unique_lock<std::mutex> lk(mu);
-      cv.wait(lk, [&] { return generation.load(std::memory_order_acquire) != seen; });
-    }
-    seen = generation.load(std::memory_order_acquire);
-    const std::function<void(int, int)>* j;
-    int nt;
-    bool st;
-    {
-      std::lock_guard<std::mutex> lk(mu);
-      j = job;
-      nt = job_threads;
-      st = stop;
-    }
-    if (st) return;
-    if (j && tid < nt) {
-      (*j)(tid, nt);
-      remaining.fetch_sub(1, std::memory_order_acq_rel);
-    }
-  }
 }
 
 }  // namespace
 
-int num_threads() { return pool().threads; }
+int num_threads() { return pool().threads.load(std::memory_order_relaxed); }
 
-void set_num_threads(int n) {
-  if (n < 1) n = 1;
-  if (n > 1024) n = 1024;
-  std::lock_guard<std::mutex> lk(pool().dispatch);
-  pool().threads = n;
-}
+void set_num_threads(int n) { pool().threads.store(clamp_threads(n), std::memory_order_relaxed); }
 
 void parallel_run(int nthreads, const std::function<void(int, int)>& fn) {
   Pool& p = pool();
-  if (nthreads > p.threads) nthreads = p.threads;
-  if (nthreads <= 1 || t_in_job) {
-    fn(0, 1);
-    return;
-  }
-  std::unique_lock<std::mutex> guard(p.dispatch, std::try_to_lock);
-  if (!guard.owns_lock()) {  // another JS thread is using the pool: do the work alone
-    fn(0, 1);
-    return;
-  }
-  p.ensure_workers(nthreads);
-  {
-    std::lock_guard<std::mutex> lk(p.mu);
-    p.job = &fn;
-    p.job_threads = nthreads;
-    p.remaining.store(nthreads - 1, std::memory_order_release);
-    p.generation.fetch_add(1, std::memory_order_acq_rel);
-  }
-  p.cv.notify_all();
-  t_in_job = true;
-  fn(0, nthreads);
-  t_in_job = false;
-  int spins = 0;
-  while (p.remaining.load(std::memory_order_acquire) > 0) {
-    if (spins < kSpin) {
-      SHRINK_PAUSE();
-      spins++;
-    } else {
-      std::this_thread::yield();
-    }
-  }
-  std::lock_guard<std::mutex> lk(p.mu);
-  p.job = nullptr;
-  p.job_threads = 0;
+  int limit = p.threads.load(std::memory_order_relaxed);
+  if (nthreads > limit) nthreads = limit;
+  if (nthreads <= 1 || t_in_job || !p.run(nthreads, fn)) fn(0, 1);
 }
 
 void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
   if (n <= 0) return;
   if (grain < 1) grain = 1;
-  int64_t chunks = (n + grain - 1) / grain;
   int nt = num_threads();
-  if (chunks < nt) nt = static_cast<int>(chunks);
-  if (nt <= 1 || t_in_job) {
+  if (n <= grain || nt <= 1 || t_in_job) {
     fn(0, n);
     return;
   }
+  int64_t chunks = (n + grain - 1) / grain;
+  if (chunks < nt) nt = static_cast<int>(chunks);
   parallel_run(nt, [&](int tid, int total) {
     int64_t b = n * tid / total, e = n * (tid + 1) / total;
     if (b < e) fn(b, e);

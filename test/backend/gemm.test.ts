@@ -13,6 +13,7 @@ type F32 = Float32Array;
 interface GemmAddon {
   setThreads(n: number): number;
   setGemmBlocking(kc?: number, mc?: number, nc?: number): [number, number, number];
+  setGemmKernel(name?: 'portable' | 'auto'): 'avx2' | 'portable';
   sgemm(a: F32, b: F32, out: F32, batch: number, M: number, N: number, K: number, aOff: Int32Array, bOff: Int32Array, lda: number, ldb: number, transA: boolean, transB: boolean, accumulate: boolean): void;
   sgemmRef(a: F32, b: F32, out: F32, batch: number, M: number, N: number, K: number, aOff: Int32Array, bOff: Int32Array, lda: number, ldb: number, transA: boolean, transB: boolean, accumulate: boolean): void;
 }
@@ -171,6 +172,22 @@ for (const threads of [1, 2]) {
         addon!.setGemmBlocking(...saved);
       }
       assert.deepEqual(addon!.setGemmBlocking(), saved);
+    });
+
+    await t.test('portable kernels (CPUs without AVX2/FMA)', () => {
+      const before = addon!.setGemmKernel();
+      try {
+        assert.equal(addon!.setGemmKernel('portable'), 'portable');
+        for (const [transA, transB] of TRANSPOSES) {
+          check({ batch: 1, M: 37, N: 41, K: 300, transA, transB, accumulate: false, padA: 1, padB: 2 });
+          check({ batch: 2, M: 7, N: 1, K: 20, transA, transB, accumulate: true });
+          check({ batch: 1, M: 1, N: 150, K: 77, transA, transB, accumulate: false, padA: 3 });
+          check({ batch: 1, M: 90, N: 80, K: 70, transA, transB, accumulate: true });
+        }
+      } finally {
+        addon!.setGemmKernel('auto');
+      }
+      assert.equal(addon!.setGemmKernel(), before);
     });
 
     await t.test('bad arguments throw instead of touching memory', () => {

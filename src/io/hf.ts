@@ -1,16 +1,29 @@
 /**
- * Hugging Face model folders: config.json + model.safetensors (or sharded model-0000x-of-0000y.safetensors with
- * model.safetensors.index.json). pytorch_model.bin folders get an error that says how to convert.
+ * Hugging Face model folders (model-agnostic): config.json + model.safetensors, or sharded
+ * model-0000x-of-0000y.safetensors listed by model.safetensors.index.json. Folders with only pickled PyTorch weights
+ * (pytorch_model.bin, *.pt, *.pth) get an error that says how to convert them.
  */
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Tensor } from '../tensor/tensor.ts';
+import type { DType } from '../tensor/dtype.ts';
 import { atomicWriteJson } from './atomic.ts';
 import { SafetensorsFile, saveSafetensors } from './safetensors.ts';
 
-export function readConfig(dir: string): Record<string, unknown> {
-  const p = path.join(dir, 'config.json');
+export const CONFIG_NAME = 'config.json';
+export const WEIGHTS_NAME = 'model.safetensors';
+export const WEIGHTS_INDEX_NAME = 'model.safetensors.index.json';
+const SHARD_RE = /^model-\d+-of-\d+\.safetensors$/;
+
+function checkDir(dir: string): void {
   if (!fs.existsSync(dir)) throw new Error(`model folder ${dir} does not exist`);
+  if (!fs.statSync(dir).isDirectory()) throw new Error(`model folder ${dir} is not a directory`);
+}
+
+/** The parsed config.json of a model folder (an object; one clear error naming the file otherwise). */
+export function readConfig(dir: string): Record<string, unknown> {
+  checkDir(dir);
+  const p = path.join(dir, CONFIG_NAME);
   if (!fs.existsSync(p)) throw new Error(`${p}: missing (a Hugging Face model folder needs config.json)`);
   let raw: unknown;
   try {
@@ -18,54 +31,135 @@ export function readConfig(dir: string): Record<string, unknown> {
   } catch (e) {
     throw new Error(`${p}: invalid JSON (${(e as Error).message})`);
   }
-  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new Error(`${p}: expected a JSON object`);
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new Error(`${p}: expected a JSON object, got ${Array.isArray(raw) ? 'an array' : JSON.stringify(raw)}`);
   return raw as Record<string, unknown>;
 }
 
-/** The safetensors files holding the weights (one, or the shards named by the index). */
-export function findWeights(dir: string): string[] {
-  const single = path.join(dir, 'model.safetensors');
-  if (fs.existsSync(single)) return [single];
-  const index = path.join(dir, 'model.safetensors.index.json');
-  if (fs.existsSync(index)) {
-    let map: Record<string, string>;
-    try {
-      map = (JSON.parse(fs.readFileSync(index, 'utf8')) as { weight_map: Record<string, string> }).weight_map;
-    } catch (e) {
-      throw new Error(`${index}: invalid index (${(e as Error).message})`);
-    }
-    if (!map || typeof map !== 'object') throw new Error(`${index}: missing "weight_map"`);
-    return [...new Set(Object.values(map))].sort().map((f) => path.join(dir, f));
-  }
-  const torch = fs.existsSync(dir) ? fs.readdirSync(dir).filter((f) => /\.(bin|pt|pth)$/.test(f)) : [];
-  if (torch.length)
-    throw new Error(
-      `${dir}: found ${torch.join(', ')} but no model.safetensors. Shrink reads safetensors only (pickled PyTorch files can run code). ` +
-        `Convert with: python -c "from transformers import AutoModel; m = AutoModel.from_pretrained('${dir}'); m.save_pretrained('${dir}', safe_serialization=True)"`,
-    );
-  throw new Error(`${dir}: no model.safetensors (or model.safetensors.index.json) found`);
+/** Where a folder's weights are: the safetensors files, and for a sharded checkpoint the index's weight_map. */
+export interface WeightIndex {
+  /** Absolute-or-as-given paths of the safetensors files, sorted. */
+  files: string[];
+  /** Tensor name → shard path (sharded checkpoints only). */
+  weightMap: Map<string, string> | null;
+  /** Path of model.safetensors.index.json (sharded checkpoints only). */
+  indexPath: string | null;
 }
 
-/** Every tensor of the folder's weights, by checkpoint key. */
-export function loadWeights(dir: string): Map<string, Tensor> {
+/** Read and validate a folder's weight layout (see `findWeights`). */
+export function weightIndex(dir: string): WeightIndex {
+  checkDir(dir);
+  const single = path.join(dir, WEIGHTS_NAME);
+  if (fs.existsSync(single)) return { files: [single], weightMap: null, indexPath: null };
+  const index = path.join(dir, WEIGHTS_INDEX_NAME);
+  if (fs.existsSync(index)) return readIndex(dir, index);
+  const files = fs.readdirSync(dir);
+  const pickled = files.filter((f) => /\.(bin|pt|pth)$/.test(f)).sort();
+  if (pickled.length) throw new Error(`${dir}: found ${pickled.join(', ')} but no ${WEIGHTS_NAME}. ${conversionHint(dir)}`);
+  const other = files.filter((f) => f.endsWith('.safetensors')).sort();
+  if (other.length)
+    throw new Error(`${dir}: no ${WEIGHTS_NAME} or ${WEIGHTS_INDEX_NAME}, only ${other.join(', ')} (a sharded checkpoint needs its index file)`);
+  throw new Error(`${dir}: no ${WEIGHTS_NAME} (or ${WEIGHTS_INDEX_NAME}) found`);
+}
+
+/**
+ * The safetensors files holding a folder's weights: [model.safetensors], or the shards named by
+ * model.safetensors.index.json (each checked to exist). Pickled PyTorch files get an error with a conversion command.
+ */
+export function findWeights(dir: string): string[] {
+  return weightIndex(dir).files;
+}
+
+function readIndex(dir: string, index: string): WeightIndex {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(fs.readFileSync(index, 'utf8'));
+  } catch (e) {
+    throw new Error(`${index}: invalid JSON (${(e as Error).message})`);
+  }
+  const map = (raw as { weight_map?: unknown } | null)?.weight_map;
+  if (typeof map !== 'object' || map === null || Array.isArray(map)) throw new Error(`${index}: missing "weight_map" object {tensor name: shard file}`);
+  const weightMap = new Map<string, string>();
+  const perShard = new Map<string, string[]>();
+  for (const [k, f] of Object.entries(map as Record<string, unknown>)) {
+    if (typeof f !== 'string' || f === '' || f !== path.basename(f) || f === '.' || f === '..')
+      throw new Error(`${index}: weight_map['${k}'] must be a file name in the model folder, got ${JSON.stringify(f)}`);
+    const p = path.join(dir, f);
+    weightMap.set(k, p);
+    if (!perShard.has(p)) perShard.set(p, []);
+    perShard.get(p)!.push(k);
+  }
+  if (weightMap.size === 0) throw new Error(`${index}: "weight_map" is empty`);
+  for (const [p, keys] of perShard)
+    if (!fs.existsSync(p)) throw new Error(`${index}: shard ${path.basename(p)} (${keys.length} tensors, e.g. '${keys[0]}') is missing from ${dir}`);
+  return { files: [...perShard.keys()].sort(), weightMap, indexPath: index };
+}
+
+/** Python string literal for a path (single quotes). */
+function pyStr(s: string): string {
+  return `'${s.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
+}
+
+/** How to turn a pickled checkpoint folder into safetensors, with the class from config.json when known. */
+function conversionHint(dir: string): string {
+  let cls = 'AutoModel';
+  try {
+    const arch = (JSON.parse(fs.readFileSync(path.join(dir, CONFIG_NAME), 'utf8')) as { architectures?: unknown }).architectures;
+    if (Array.isArray(arch) && typeof arch[0] === 'string' && /^[A-Za-z_]\w*$/.test(arch[0])) cls = arch[0];
+  } catch {
+    // no/invalid config.json: AutoModel (keeps the base model only)
+  }
+  const d = pyStr(dir);
+  return (
+    'Shrink reads safetensors only (pickled PyTorch files can run arbitrary code when loaded). Convert once with: ' +
+    `python -c "from transformers import ${cls}; ${cls}.from_pretrained(${d}).save_pretrained(${d}, safe_serialization=True)"`
+  );
+}
+
+/**
+ * Every tensor of a folder's weights by checkpoint key, across shards (read one tensor at a time). For a sharded
+ * checkpoint every key of the index's weight_map must be in the shard it names, and no key may be in two shards.
+ */
+export function loadWeights(dir: string, opts: { dtype?: DType } = {}): Map<string, Tensor> {
+  const { files, weightMap, indexPath } = weightIndex(dir);
   const out = new Map<string, Tensor>();
-  for (const file of findWeights(dir)) {
+  const from = new Map<string, string>();
+  for (const file of files) {
     const f = SafetensorsFile.open(file);
     try {
       for (const k of f.keys()) {
-        if (out.has(k)) throw new Error(`${file}: tensor '${k}' appears in more than one shard`);
-        out.set(k, f.get(k));
+        if (out.has(k)) throw new Error(`${dir}: tensor '${k}' appears in both ${path.basename(from.get(k)!)} and ${path.basename(file)}`);
+        out.set(k, f.get(k, opts));
+        from.set(k, file);
       }
     } finally {
       f.close();
     }
   }
+  if (weightMap)
+    for (const [k, shard] of weightMap)
+      if (from.get(k) !== shard) throw new Error(`${indexPath}: weight_map puts '${k}' in ${path.basename(shard)} but that file has no such tensor`);
   return out;
 }
 
-/** Write config.json and model.safetensors into dir (created if needed), each atomically. */
-export function writePretrained(dir: string, opts: { config: Record<string, unknown>; tensors: Map<string, Tensor>; metadata?: Record<string, string> }): void {
+export interface WritePretrainedOptions {
+  config: Record<string, unknown>;
+  tensors: Map<string, Tensor> | Record<string, Tensor>;
+  /** safetensors `__metadata__`; `format: 'pt'` is added unless given (as transformers' save_pretrained writes). */
+  metadata?: Record<string, string>;
+  /** int32 tensors to store as I64. */
+  int64Names?: ReadonlySet<string>;
+}
+
+/**
+ * Write config.json (pretty) and model.safetensors into `dir` (created if needed), each atomically. A previous
+ * sharded checkpoint in the folder (model.safetensors.index.json and model-N-of-M.safetensors) is removed afterwards,
+ * as save_pretrained does, so the folder holds one set of weights.
+ */
+export function writePretrained(dir: string, opts: WritePretrainedOptions): void {
+  const { config } = opts;
+  if (typeof config !== 'object' || config === null || Array.isArray(config)) throw new Error(`writePretrained ${dir}: config must be an object`);
   fs.mkdirSync(dir, { recursive: true });
-  saveSafetensors(path.join(dir, 'model.safetensors'), opts.tensors, { format: 'pt', ...(opts.metadata ?? {}) });
-  atomicWriteJson(path.join(dir, 'config.json'), opts.config);
+  saveSafetensors(path.join(dir, WEIGHTS_NAME), opts.tensors, { format: 'pt', ...(opts.metadata ?? {}) }, { int64Names: opts.int64Names });
+  atomicWriteJson(path.join(dir, CONFIG_NAME), config);
+  for (const f of fs.readdirSync(dir)) if (f === WEIGHTS_INDEX_NAME || SHARD_RE.test(f)) fs.rmSync(path.join(dir, f), { force: true });
 }

@@ -1,27 +1,45 @@
 /**
  * The 512-token Llama/SentencePiece-style BPE tokenizer of stories260K, read from llama2.c's tokenizer .bin
- * (int32 max_token_length, then per token: float32 score, int32 byte length, bytes). Encoding follows llama2.c's
- * `encode()`, the reference this model was trained with: a dummy-prefix space, each UTF-8 character mapped to its
- * piece or to byte-fallback tokens <0xNN> (id = byte + 3), then repeatedly merge the adjacent pair whose
- * concatenation is a piece with the highest score. Pieces use a plain space where SentencePiece writes ▁.
+ * (int32 max_token_length, then per token: float32 score, int32 byte length, bytes) or from its JSON dump
+ * (tokenizer_vocab.json). Encoding follows llama2.c's `encode()`, the reference this model was trained with: a
+ * dummy-prefix space before non-empty text (SentencePiece's add_dummy_prefix), each UTF-8 character mapped to its
+ * piece or to byte-fallback tokens <0xNN> (id = byte + 3), then repeatedly merge the adjacent pair whose concatenation
+ * is a piece with the highest score (ties: leftmost). Pieces use a plain space where SentencePiece writes ▁.
+ * Merging runs on a heap (same order as llama2.c's rescan), so a whole document can be encoded in one call.
  */
 import fs from 'node:fs';
+import { mergePairs } from './merge.ts';
 import type { SpecialIds, Tokenizer } from './types.ts';
+
+const BYTE_PIECE = /^<0x([0-9A-Fa-f]{2})>$/;
 
 export class SentencePieceBPETokenizer implements Tokenizer {
   readonly vocabSize: number;
   readonly specialIds: SpecialIds = { unk: 0, bos: 1, eos: 2 };
   private readonly ids = new Map<string, number>();
-  private readonly bytePiece = /^<0x([0-9A-F]{2})>$/;
+  /** pair key a * vocabSize + b → merged id and priority (-score); null when the pair does not merge */
+  private readonly pairCache = new Map<number, { id: number; priority: number } | null>();
+  private readonly charCache = new Map<string, number[]>();
+  /** byte value of each <0xNN> piece, -1 for other pieces */
+  private readonly byteOf: Int16Array;
+  private readonly pieceBytes: Uint8Array[];
 
   constructor(
     readonly pieces: string[],
     readonly scores: Float32Array,
   ) {
+    if (pieces.length !== scores.length) throw new Error(`SentencePieceBPETokenizer: ${pieces.length} pieces but ${scores.length} scores`);
     this.vocabSize = pieces.length;
+    this.byteOf = new Int16Array(pieces.length).fill(-1);
+    const enc = new TextEncoder();
+    this.pieceBytes = pieces.map((p) => enc.encode(p));
     pieces.forEach((p, i) => {
       if (!this.ids.has(p)) this.ids.set(p, i);
+      const m = BYTE_PIECE.exec(p);
+      if (m) this.byteOf[i] = parseInt(m[1]!, 16);
     });
+    if (pieces.length < 259 || this.byteOf[3] !== 0 || this.byteOf[258] !== 255)
+      throw new Error('SentencePieceBPETokenizer: expected <unk>, <s>, </s> then the 256 byte pieces <0x00>..<0xFF> at ids 3..258');
   }
 
   /** Read llama2.c's tokenizer.bin (e.g. stories260K's tok512.bin); vocabSize defaults to every entry in the file. */
@@ -32,10 +50,11 @@ export class SentencePieceBPETokenizer implements Tokenizer {
     } catch (e) {
       throw new Error(`${path}: cannot read tokenizer (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
     }
+    if (buf.length < 4) throw new Error(`${path}: too short for a llama2.c tokenizer (${buf.length} bytes)`);
     const pieces: string[] = [];
     const scores: number[] = [];
     let off = 4; // max_token_length
-    const dec = new TextDecoder('utf-8');
+    const dec = new TextDecoder('utf-8', { ignoreBOM: true });
     while (off < buf.length && (vocabSize === undefined || pieces.length < vocabSize)) {
       if (off + 8 > buf.length) throw new Error(`${path}: truncated at token ${pieces.length} (byte ${off})`);
       scores.push(buf.readFloatLE(off));
@@ -48,6 +67,28 @@ export class SentencePieceBPETokenizer implements Tokenizer {
     return new SentencePieceBPETokenizer(pieces, Float32Array.from(scores));
   }
 
+  /** Read the JSON dump of a llama2.c tokenizer: `{ tokens: [{ id, piece, bytes_hex?, score }, …] }`. */
+  static fromVocabJson(path: string): SentencePieceBPETokenizer {
+    let json: { tokens?: { id: number; piece: string; bytes_hex?: string; score: number }[] };
+    try {
+      json = JSON.parse(fs.readFileSync(path, 'utf8'));
+    } catch (e) {
+      throw new Error(`${path}: cannot read tokenizer JSON (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+    }
+    const toks = json.tokens;
+    if (!Array.isArray(toks)) throw new Error(`${path}: no "tokens" array`);
+    const pieces = new Array<string>(toks.length);
+    const scores = new Float32Array(toks.length);
+    const dec = new TextDecoder('utf-8', { ignoreBOM: true });
+    for (const t of toks) {
+      if (!Number.isInteger(t.id) || t.id < 0 || t.id >= toks.length || pieces[t.id] !== undefined)
+        throw new Error(`${path}: token ids must be 0..${toks.length - 1}, each once (bad id ${t.id})`);
+      pieces[t.id] = t.bytes_hex !== undefined ? dec.decode(Buffer.from(t.bytes_hex, 'hex')) : t.piece;
+      scores[t.id] = t.score;
+    }
+    return new SentencePieceBPETokenizer(pieces, scores);
+  }
+
   tokenToId(token: string): number | undefined {
     return this.ids.get(token);
   }
@@ -55,58 +96,64 @@ export class SentencePieceBPETokenizer implements Tokenizer {
     return this.pieces[id];
   }
 
+  private pair = (a: number, b: number): { id: number; priority: number } | undefined => {
+    const key = a * this.vocabSize + b;
+    let m = this.pairCache.get(key);
+    if (m === undefined) {
+      const id = this.ids.get(this.pieces[a]! + this.pieces[b]!);
+      m = id === undefined ? null : { id, priority: -this.scores[id]! };
+      this.pairCache.set(key, m);
+    }
+    return m ?? undefined;
+  };
+
+  private charIds(ch: string): number[] {
+    let ids = this.charCache.get(ch);
+    if (ids === undefined) {
+      const id = this.ids.get(ch);
+      ids = id !== undefined ? [id] : [...new TextEncoder().encode(ch)].map((b) => b + 3); // byte fallback <0xNN>
+      this.charCache.set(ch, ids);
+    }
+    return ids;
+  }
+
+  /** llama2.c encode(): [bos] (addSpecialTokens, default true), dummy-prefix space, pieces, [eos] (opts.eos). */
   encode(text: string, opts: { addSpecialTokens?: boolean; eos?: boolean } = {}): number[] {
-    const out: number[] = [];
-    if (opts.addSpecialTokens ?? true) out.push(this.specialIds.bos!);
     const tokens: number[] = [];
     if (text.length > 0) {
       const dummy = this.ids.get(' ');
       if (dummy !== undefined) tokens.push(dummy);
     }
-    for (const ch of text) {
-      const id = this.ids.get(ch);
-      if (id !== undefined) tokens.push(id);
-      else for (const b of new TextEncoder().encode(ch)) tokens.push(b + 3); // byte fallback <0xNN>
-    }
-    // greedy merges, best score first (ties: leftmost), as llama2.c
-    for (;;) {
-      let best = -Infinity;
-      let bestId = -1;
-      let bestIdx = -1;
-      for (let i = 0; i + 1 < tokens.length; i++) {
-        const id = this.ids.get(this.pieces[tokens[i]!]! + this.pieces[tokens[i + 1]!]!);
-        if (id !== undefined && this.scores[id]! > best) {
-          best = this.scores[id]!;
-          bestId = id;
-          bestIdx = i;
-        }
-      }
-      if (bestIdx < 0) break;
-      tokens.splice(bestIdx, 2, bestId);
-    }
-    out.push(...tokens);
-    if (opts.eos) out.push(this.specialIds.eos!);
-    return out;
+    for (const ch of text) for (const id of this.charIds(ch)) tokens.push(id);
+    const merged = mergePairs(tokens, this.pair);
+    if (opts.addSpecialTokens ?? true) merged.unshift(this.specialIds.bos!);
+    if (opts.eos) merged.push(this.specialIds.eos!);
+    return merged;
   }
 
+  /**
+   * Pieces back to text: <0xNN> pieces become bytes, the dummy-prefix space is dropped after BOS (as llama2.c does)
+   * and at the start of the sequence, so decode(encode(x)) === x. BOS/EOS are skipped unless skipSpecialTokens is false.
+   */
   decode(ids: readonly number[], opts: { skipSpecialTokens?: boolean } = {}): string {
+    const skip = opts.skipSpecialTokens ?? true;
     const bytes: number[] = [];
-    const enc = new TextEncoder();
     let prev = -1;
     for (const id of ids) {
-      if (id < 0 || id >= this.vocabSize) throw new Error(`decode: token id ${id} is out of range for a vocabulary of ${this.vocabSize}`);
-      if ((opts.skipSpecialTokens ?? true) && (id === this.specialIds.bos || id === this.specialIds.eos)) {
+      if (!Number.isInteger(id) || id < 0 || id >= this.vocabSize) throw new Error(`decode: token id ${id} is out of range for a vocabulary of ${this.vocabSize}`);
+      if (skip && (id === this.specialIds.bos || id === this.specialIds.eos)) {
         prev = id;
         continue;
       }
-      let piece = this.pieces[id]!;
-      if (prev === this.specialIds.bos && piece.startsWith(' ')) piece = piece.slice(1); // llama2.c strips the dummy space after BOS
-      if (prev === -1 && piece.startsWith(' ')) piece = piece.slice(1);
-      const m = this.bytePiece.exec(piece);
-      if (m) bytes.push(parseInt(m[1]!, 16));
-      else bytes.push(...enc.encode(piece));
+      const b = this.byteOf[id]!;
+      if (b >= 0) bytes.push(b);
+      else {
+        const pb = this.pieceBytes[id]!;
+        const from = (prev === this.specialIds.bos || prev === -1) && pb[0] === 0x20 ? 1 : 0;
+        for (let k = from; k < pb.length; k++) bytes.push(pb[k]!);
+      }
       prev = id;
     }
-    return new TextDecoder('utf-8').decode(Uint8Array.from(bytes));
+    return new TextDecoder('utf-8', { ignoreBOM: true }).decode(Uint8Array.from(bytes));
   }
 }

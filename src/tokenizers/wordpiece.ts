@@ -6,21 +6,32 @@
  * 100 characters, becomes [UNK]. Checked against @huggingface/tokenizers on real GLUE sentences.
  */
 import fs from 'node:fs';
-import { Tokenizer as HFTokenizer } from '@huggingface/tokenizers';
+import { HFJsonTokenizer } from './hf-json.ts';
 import type { SpecialIds, Tokenizer } from './types.ts';
 
+export { HFJsonTokenizer };
+
+/** BERT's _is_whitespace: space, \t, \n, \r and Unicode Zs. */
 function isWhitespace(c: string): boolean {
   return c === ' ' || c === '\t' || c === '\n' || c === '\r' || /\p{Zs}/u.test(c);
 }
+/** BERT's _is_control: any Unicode C* category (Cc, Cf, Cn, Co, Cs) except \t, \n, \r. */
 function isControl(c: string): boolean {
   if (c === '\t' || c === '\n' || c === '\r') return false;
-  return /\p{Cc}|\p{Cf}/u.test(c);
+  return /\p{C}/u.test(c);
 }
 function isPunctuation(c: string): boolean {
   const cp = c.codePointAt(0)!;
   if ((cp >= 33 && cp <= 47) || (cp >= 58 && cp <= 64) || (cp >= 91 && cp <= 96) || (cp >= 123 && cp <= 126)) return true;
   return /\p{P}/u.test(c);
 }
+/**
+ * The characters that separate words both before and after BERT's cleaning: whitespace by _is_whitespace
+ * (\t \n \r and Zs) plus \u2028/\u2029, which Python's str.split() also splits on. (\v, \f and \uFEFF are in JS's \s
+ * but are control characters that cleaning deletes, so they must not separate words.)
+ */
+const WORD_SEP = /[\t\n\r \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+/;
+
 function isCjk(cp: number): boolean {
   return (
     (cp >= 0x4e00 && cp <= 0x9fff) || (cp >= 0x3400 && cp <= 0x4dbf) || (cp >= 0x20000 && cp <= 0x2a6df) || (cp >= 0x2a700 && cp <= 0x2b73f) ||
@@ -40,9 +51,13 @@ export class WordPieceTokenizer implements Tokenizer {
   readonly specialIds: SpecialIds;
   private readonly vocab = new Map<string, number>();
   private readonly cache = new Map<string, number[]>();
+  /** whitespace-free chunk of raw text → its ids (the whole pipeline is a function of the chunk) */
+  private readonly chunkCache = new Map<string, number[]>();
   private readonly lower: boolean;
   private readonly strip: boolean;
   private readonly maxChars: number;
+  /** matches the special tokens ([CLS], [SEP], [MASK], …) written in the text, which map to their ids */
+  private readonly specialRe: RegExp;
 
   constructor(readonly tokens: string[], opts: WordPieceOptions = {}) {
     tokens.forEach((t, i) => {
@@ -58,8 +73,19 @@ export class WordPieceTokenizer implements Tokenizer {
       return id;
     };
     this.specialIds = { pad: need('[PAD]'), unk: need('[UNK]'), cls: need('[CLS]'), sep: need('[SEP]'), mask: need('[MASK]') };
+    const names = ['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]'].map((t) => t.replace(/[[\]]/g, '\\$&'));
+    this.specialRe = new RegExp(`(${names.join('|')})`);
   }
 
+  /**
+   * A folder's tokenizer.json (and tokenizer_config.json) run by @huggingface/tokenizers instead of this class; it
+   * gives the same ids as fromVocabFile on bert-base-uncased (checked on GLUE sentences).
+   */
+  static fromTokenizerJson(dir: string): HFJsonTokenizer {
+    return HFJsonTokenizer.fromDir(dir);
+  }
+
+  /** One token per line (BERT's vocab.txt); the line number is the id. */
   static fromVocabFile(path: string, opts: WordPieceOptions = {}): WordPieceTokenizer {
     let text: string;
     try {
@@ -90,7 +116,8 @@ export class WordPieceTokenizer implements Tokenizer {
       else clean += c;
     }
     const out: string[] = [];
-    for (let word of clean.split(' ')) {
+    // whitespace_tokenize: Python's str.split() also splits on \u2028/\u2029 etc., which survive cleaning
+    for (let word of clean.split(/\s+/u)) {
       if (!word) continue;
       if (this.lower) word = word.toLowerCase();
       if (this.strip) word = word.normalize('NFD').replace(/\p{Mn}/gu, '');
@@ -137,9 +164,25 @@ export class WordPieceTokenizer implements Tokenizer {
     return ids;
   }
 
+  /** Ids without [CLS]/[SEP] around them; special tokens written in the text ("[MASK]") become their ids, as in HF. */
   private pieces(text: string): number[] {
     const out: number[] = [];
-    for (const w of this.basicTokenize(text)) out.push(...this.wordPiece(w));
+    const parts = text.split(this.specialRe); // odd indices are the specials
+    for (let k = 0; k < parts.length; k++) {
+      if (k % 2 === 1) out.push(this.vocab.get(parts[k]!)!);
+      else
+        for (const chunk of parts[k]!.split(WORD_SEP)) {
+          if (!chunk) continue;
+          let ids = this.chunkCache.get(chunk);
+          if (ids === undefined) {
+            ids = [];
+            for (const w of this.basicTokenize(chunk)) for (const id of this.wordPiece(w)) ids.push(id);
+            if (this.chunkCache.size >= 200000) this.chunkCache.clear();
+            this.chunkCache.set(chunk, ids);
+          }
+          for (const id of ids) out.push(id);
+        }
+    }
     return out;
   }
 
@@ -167,10 +210,11 @@ export class WordPieceTokenizer implements Tokenizer {
       if (skip && special.has(id)) continue;
       toks.push(t);
     }
-    // join ## continuations, then HF's clean_up_tokenization
+    // join ## continuations (convert_tokens_to_string), then HF's clean_up_tokenization
     return toks
       .join(' ')
       .replace(/ ##/g, '')
+      .trim()
       .replace(/ \./g, '.')
       .replace(/ \?/g, '?')
       .replace(/ !/g, '!')
@@ -184,53 +228,3 @@ export class WordPieceTokenizer implements Tokenizer {
   }
 }
 
-/** A tokenizer.json folder through @huggingface/tokenizers, behind the same interface. */
-export class HFJsonTokenizer implements Tokenizer {
-  readonly vocabSize: number;
-  readonly specialIds: SpecialIds;
-  private readonly tok: HFTokenizer;
-  private readonly vocab: Map<string, number>;
-  private readonly inv: string[];
-  constructor(tokenizerJson: Record<string, unknown>, tokenizerConfig: Record<string, unknown> = {}) {
-    this.tok = new HFTokenizer(tokenizerJson as never, tokenizerConfig as never);
-    const model = (tokenizerJson as { model?: { vocab?: Record<string, number> | [string, number][] } }).model;
-    const v = model?.vocab ?? {};
-    this.vocab = new Map(Array.isArray(v) ? v.map(([t], i) => [t, i] as [string, number]) : Object.entries(v));
-    this.inv = [];
-    for (const [t, i] of this.vocab) this.inv[i] = t;
-    this.vocabSize = this.inv.length;
-    const id = (t: string) => this.vocab.get(t);
-    this.specialIds = { pad: id('[PAD]') ?? id('<pad>'), unk: id('[UNK]') ?? id('<unk>'), cls: id('[CLS]'), sep: id('[SEP]'), mask: id('[MASK]'), bos: id('<s>'), eos: id('</s>') };
-  }
-  static fromDir(dir: string): HFJsonTokenizer {
-    const read = (f: string, required: boolean) => {
-      const p = `${dir}/${f}`;
-      if (!fs.existsSync(p)) {
-        if (required) throw new Error(`${p}: missing`);
-        return {};
-      }
-      try {
-        return JSON.parse(fs.readFileSync(p, 'utf8')) as Record<string, unknown>;
-      } catch (e) {
-        throw new Error(`${p}: invalid JSON (${(e as Error).message})`);
-      }
-    };
-    return new HFJsonTokenizer(read('tokenizer.json', true), read('tokenizer_config.json', false));
-  }
-  encode(text: string, opts: { addSpecialTokens?: boolean } = {}): number[] {
-    return this.tok.encode(text, { add_special_tokens: opts.addSpecialTokens ?? true }).ids;
-  }
-  encodePair(a: string, b: string): { ids: number[]; tokenTypeIds: number[] } {
-    const e = this.tok.encode(a, { text_pair: b, return_token_type_ids: true }) as { ids: number[]; token_type_ids?: number[] };
-    return { ids: e.ids, tokenTypeIds: e.token_type_ids ?? e.ids.map(() => 0) };
-  }
-  decode(ids: readonly number[], opts: { skipSpecialTokens?: boolean } = {}): string {
-    return this.tok.decode([...ids], { skip_special_tokens: opts.skipSpecialTokens ?? true });
-  }
-  tokenToId(t: string): number | undefined {
-    return this.vocab.get(t);
-  }
-  idToToken(id: number): string | undefined {
-    return this.inv[id];
-  }
-}

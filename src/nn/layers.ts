@@ -1,5 +1,5 @@
 /** Basic layers with torch names, argument order and default initialisation. Field names are checkpoint keys. */
-import { Module } from './module.ts';
+import { Module, ModuleList } from './module.ts';
 import { Tensor } from '../tensor/tensor.ts';
 import { defaultGenerator, type Generator } from '../tensor/random.ts';
 import { dropout, embedding, layerNorm, linear, rmsNorm } from '../ops/index.ts';
@@ -82,15 +82,17 @@ export class Dropout extends Module {
   }
 }
 
-/** Modules applied in order. */
-export class Sequential extends Module {
-  layers: Module[];
+/** Modules applied in order (torch nn.Sequential: keys `0.weight`, `1.bias`, …). Each must have forward(x). */
+export class Sequential extends ModuleList {
   constructor(...layers: Module[]) {
-    super();
-    this.layers = layers;
+    super(layers);
   }
   forward(x: Tensor): Tensor {
-    for (const l of this.layers) x = (l as unknown as { forward(x: Tensor): Tensor }).forward(x);
+    for (const l of this) {
+      const f = (l as unknown as { forward?: (x: Tensor) => Tensor }).forward;
+      if (typeof f !== 'function') throw new Error(`Sequential: ${l.constructor.name} has no forward(x)`);
+      x = f.call(l, x);
+    }
     return x;
   }
 }

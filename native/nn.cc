@@ -1,354 +1,726 @@
-// Fused row-wise kernels: softmax / log-softmax (forward and backward), LayerNorm, RMSNorm (forward and
+// Fused row-wise kernels: softmax / log-softmax (forward and backward), LayerNorm and RMSNorm (forward and
 // backward), embedding gather and scatter-add, cross-entropy (forward and backward), and the AdamW update.
-// Semantics are those documented on the Backend interface (src/backend/backend.ts); the `ref` backend is the
-// spec these are tested against. Row statistics accumulate in double. Rows are split over the thread pool;
-// parameter gradients (LayerNorm weight/bias, embedding rows) are reduced per thread, then summed.
+// Semantics are those documented on the Backend interface (src/backend/backend.ts); the `ref` backend is the spec.
+//
+// Accuracy: row statistics (sums, means, variances, dot products, log-sum-exp) accumulate in double, and the
+// per-element formulas that can cancel (x − mean, g − Σg·y, x − logsumexp, the target logit's gradient) are formed
+// in double too, so results stay within a few float ulps of `ref`, which computes everything in double. exp runs
+// as an 8-lane AVX2 approximation (vecmath.h, ≤ 1 ulp) on e^(hi)·(1 + lo), where hi + lo = x − max exactly.
+//
+// Threads: rows are split over the pool. Parameter gradients (LayerNorm/RMSNorm weight and bias) go to per-slot
+// double buffers, summed in slot order at the end. The embedding scatter-add splits the columns (wide rows) or the
+// destination rows (narrow rows: slot s owns the rows with idx % slots == s), so no element is written by two
+// threads and each element's contributions are added in index order, as `ref` does.
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
+#include <limits>
 #include <vector>
 
+#include "args.h"
 #include "common.h"
 #include "pool.h"
+#include "vecmath.h"
 
 namespace shrink {
 namespace {
 
-#define CLONES __attribute__((target_clones("avx2,fma", "default")))
+#define ALWAYS_INLINE inline __attribute__((always_inline))
+constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
-inline float* f32(const Napi::Value& v) { return v.IsTypedArray() ? v.As<Napi::Float32Array>().Data() : nullptr; }
-inline int64_t i64(const Napi::Value& v) { return v.As<Napi::Number>().Int64Value(); }
-inline double num(const Napi::Value& v) { return v.As<Napi::Number>().DoubleValue(); }
+// Rows per task: ~32K elements of work.
+inline int64_t row_grain(int64_t n) { return std::max<int64_t>(1, 32768 / std::max<int64_t>(n, 1)); }
 
-int64_t row_grain(int64_t n) { return std::max<int64_t>(1, 16384 / std::max<int64_t>(n, 1)); }
+// ---- AVX2 building blocks (double accumulation of float data)
 
-// Like parallel_for, but fn also receives the chunk's slot (0..nslots-1) so it can own a partial-sum buffer.
-// Returns the number of slots used.
-template <typename F>
-int parallel_slots(int64_t n, int64_t grain, F fn) {
-  if (n <= 0) return 0;
-  int64_t chunks = (n + grain - 1) / grain;
-  int nt = static_cast<int>(std::min<int64_t>(chunks, num_threads()));
-  if (nt <= 1) {
-    fn(0, 0, n);
-    return 1;
+SHRINK_AVX2_FN float max_avx2(const float* x, int64_t n) {  // NaN ignored, as `ref`'s `if (x > mx)`
+  __m256 m0 = _mm256_set1_ps(kNegInf), m1 = m0;
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    m0 = _mm256_max_ps(_mm256_loadu_ps(x + i), m0);  // max_ps returns the 2nd operand when the 1st is NaN
+    m1 = _mm256_max_ps(_mm256_loadu_ps(x + i + 8), m1);
   }
-  parallel_run(nt, [&](int tid, int total) {
-    int64_t b = n * tid / total, e = n * (tid + 1) / total;
-    if (b < e) fn(tid, b, e);
-  });
-  return nt;
+  for (; i + 8 <= n; i += 8) m0 = _mm256_max_ps(_mm256_loadu_ps(x + i), m0);
+  if (i < n) m1 = _mm256_max_ps(vm::load_tail(x + i, n - i, kNegInf), m1);
+  return vm::hmax(_mm256_max_ps(m0, m1));
 }
+SHRINK_AVX2_FN double sum_avx2(const float* x, int64_t n) {
+  __m256d a0 = _mm256_setzero_pd(), a1 = a0;
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) vm::add_pd(a0, a1, _mm256_loadu_ps(x + i));
+  if (i < n) vm::add_pd(a0, a1, vm::load_tail(x + i, n - i));
+  return vm::hsum(_mm256_add_pd(a0, a1));
+}
+// Σ e^(x − m); when y is given, also y = e^(x − m).
+SHRINK_AVX2_FN double sum_exp_avx2(const float* x, int64_t n, float m, float* y) {
+  const __m256 mv = _mm256_set1_ps(m);
+  __m256d a0 = _mm256_setzero_pd(), a1 = a0;
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    __m256 lo;
+    const __m256 hi = vm::two_diff(_mm256_loadu_ps(x + i), mv, lo);
+    const __m256 e = vm::exp_corr(hi, lo);
+    if (y) _mm256_storeu_ps(y + i, e);
+    vm::add_pd(a0, a1, e);
+  }
+  if (i < n) {
+    __m256 lo;
+    const __m256 hi = vm::two_diff(vm::load_tail(x + i, n - i, kNegInf), mv, lo);  // padding: e^(−inf) = 0
+    const __m256 e = vm::exp_corr(hi, lo);
+    if (y) vm::store_tail(y + i, n - i, e);
+    vm::add_pd(a0, a1, e);
+  }
+  return vm::hsum(_mm256_add_pd(a0, a1));
+}
+SHRINK_VM __m256d ld4(const float* p) { return _mm256_cvtps_pd(_mm_loadu_ps(p)); }
+SHRINK_VM void st4(float* p, __m256d v) { _mm_storeu_ps(p, _mm256_cvtpd_ps(v)); }
 
 // ---- softmax
 
-CLONES void softmax_row(const float* x, float* y, int64_t n, bool log) {
-  float mx = -INFINITY;
+void softmax_row_portable(const float* x, float* y, int64_t n, bool log) {
+  float mx = kNegInf;
   for (int64_t i = 0; i < n; i++) mx = x[i] > mx ? x[i] : mx;
-  if (mx == -INFINITY) mx = 0;  // an all -inf row gives 0/0 = NaN, as torch
+  if (mx == kNegInf) mx = 0;  // an all −inf row gives 0/0 = NaN, as torch
   double s = 0;
-  for (int64_t i = 0; i < n; i++) s += std::exp(x[i] - mx);
+  for (int64_t i = 0; i < n; i++) s += std::exp(static_cast<double>(x[i]) - mx);
   if (log) {
-    float ls = static_cast<float>(std::log(s)) + mx;
-    for (int64_t i = 0; i < n; i++) y[i] = x[i] - ls;
+    const double ls = std::log(s) + mx;
+    for (int64_t i = 0; i < n; i++) y[i] = static_cast<float>(x[i] - ls);
   } else {
-    float inv = static_cast<float>(1.0 / s);
-    for (int64_t i = 0; i < n; i++) y[i] = std::exp(x[i] - mx) * inv;
+    for (int64_t i = 0; i < n; i++) y[i] = static_cast<float>(std::exp(static_cast<double>(x[i]) - mx) / s);
   }
+}
+SHRINK_AVX2_FN void softmax_row_avx2(const float* x, float* y, int64_t n, bool log) {
+  float mx = max_avx2(x, n);
+  if (mx == kNegInf) mx = 0;
+  if (!log) {
+    const double s = sum_exp_avx2(x, n, mx, y);
+    const __m256 inv = _mm256_set1_ps(static_cast<float>(1.0 / s));
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_mul_ps(_mm256_loadu_ps(y + i), inv));
+    for (; i < n; i++) y[i] *= _mm256_cvtss_f32(inv);
+    return;
+  }
+  const double ls = std::log(sum_exp_avx2(x, n, mx, nullptr)) + mx;
+  const __m256d lv = _mm256_set1_pd(ls);
+  int64_t i = 0;
+  for (; i + 4 <= n; i += 4) st4(y + i, _mm256_sub_pd(ld4(x + i), lv));
+  for (; i < n; i++) y[i] = static_cast<float>(x[i] - ls);
+}
+
+void softmax_bwd_row_portable(const float* y, const float* g, float* o, int64_t n, bool log) {
+  double s = 0;
+  if (log) {
+    for (int64_t i = 0; i < n; i++) s += g[i];
+    for (int64_t i = 0; i < n; i++) o[i] = static_cast<float>(g[i] - std::exp(static_cast<double>(y[i])) * s);
+  } else {
+    for (int64_t i = 0; i < n; i++) s += static_cast<double>(g[i]) * y[i];
+    for (int64_t i = 0; i < n; i++) o[i] = static_cast<float>(y[i] * (g[i] - s));
+  }
+}
+SHRINK_AVX2_FN void softmax_bwd_row_avx2(const float* y, const float* g, float* o, int64_t n, bool log) {
+  __m256d a0 = _mm256_setzero_pd(), a1 = a0;
+  int64_t i = 0;
+  if (log) {
+    const double s = sum_avx2(g, n);
+    const __m256d sv = _mm256_set1_pd(s);
+    for (; i + 8 <= n; i += 8) {
+      const __m256 e = vm::exp(_mm256_loadu_ps(y + i));
+      const __m256d e0 = _mm256_cvtps_pd(_mm256_castps256_ps128(e)), e1 = _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1));
+      st4(o + i, _mm256_fnmadd_pd(e0, sv, ld4(g + i)));
+      st4(o + i + 4, _mm256_fnmadd_pd(e1, sv, ld4(g + i + 4)));
+    }
+    for (; i < n; i++) o[i] = static_cast<float>(g[i] - std::exp(static_cast<double>(y[i])) * s);
+    return;
+  }
+  for (; i + 4 <= n; i += 4) a0 = _mm256_fmadd_pd(ld4(g + i), ld4(y + i), a0);
+  double s = vm::hsum(_mm256_add_pd(a0, a1));
+  for (; i < n; i++) s += static_cast<double>(g[i]) * y[i];
+  const __m256d sv = _mm256_set1_pd(s);
+  for (i = 0; i + 4 <= n; i += 4) st4(o + i, _mm256_mul_pd(ld4(y + i), _mm256_sub_pd(ld4(g + i), sv)));
+  for (; i < n; i++) o[i] = static_cast<float>(y[i] * (g[i] - s));
 }
 
 // softmax(x, rows, n, out, log)
-Napi::Value Softmax(const Napi::CallbackInfo& info) {
-  const float* x = f32(info[0]);
-  int64_t rows = i64(info[1]), n = i64(info[2]);
-  float* y = f32(info[3]);
-  bool log = info[4].ToBoolean().Value();
-  parallel_for(rows, row_grain(n), [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; r++) softmax_row(x + r * n, y + r * n, n, log);
+napi_value Softmax(napi_env env, napi_callback_info info) {
+  Args args(env, info, "softmax");
+  size_t xl, ol;
+  const float* x = args.f32(0, xl);
+  const int64_t rows = args.int64(1), n = args.int64(2);
+  float* y = args.f32(3, ol);
+  const bool log = args.flag(4);
+  if (args.failed() || !args.check(rows >= 0 && n >= 0 && rows * n <= static_cast<int64_t>(std::min(xl, ol)), "x or out is too short"))
+    return args.fail();
+  const bool avx = simd_enabled();
+  par_for(rows, row_grain(n), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; r++) {
+      if (avx) softmax_row_avx2(x + r * n, y + r * n, n, log);
+      else softmax_row_portable(x + r * n, y + r * n, n, log);
+    }
   });
-  return info.Env().Undefined();
+  return nullptr;
 }
 
 // softmaxBackward(y, g, rows, n, out, log)
-Napi::Value SoftmaxBackward(const Napi::CallbackInfo& info) {
-  const float *y = f32(info[0]), *g = f32(info[1]);
-  int64_t rows = i64(info[2]), n = i64(info[3]);
-  float* out = f32(info[4]);
-  bool log = info[5].ToBoolean().Value();
-  parallel_for(rows, row_grain(n), [&](int64_t r0, int64_t r1) {
+napi_value SoftmaxBackward(napi_env env, napi_callback_info info) {
+  Args args(env, info, "softmaxBackward");
+  size_t yl, gl, ol;
+  const float* y = args.f32(0, yl);
+  const float* g = args.f32(1, gl);
+  const int64_t rows = args.int64(2), n = args.int64(3);
+  float* out = args.f32(4, ol);
+  const bool log = args.flag(5);
+  if (args.failed() || !args.check(rows >= 0 && n >= 0 && rows * n <= static_cast<int64_t>(std::min({yl, gl, ol})), "an array is too short"))
+    return args.fail();
+  const bool avx = simd_enabled();
+  par_for(rows, row_grain(n), [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; r++) {
-      const float *yr = y + r * n, *gr = g + r * n;
-      float* o = out + r * n;
-      double s = 0;
-      if (log) {
-        for (int64_t i = 0; i < n; i++) s += gr[i];
-        float sf = static_cast<float>(s);
-        for (int64_t i = 0; i < n; i++) o[i] = gr[i] - std::exp(yr[i]) * sf;
-      } else {
-        for (int64_t i = 0; i < n; i++) s += static_cast<double>(gr[i]) * yr[i];
-        float sf = static_cast<float>(s);
-        for (int64_t i = 0; i < n; i++) o[i] = yr[i] * (gr[i] - sf);
-      }
+      if (avx) softmax_bwd_row_avx2(y + r * n, g + r * n, out + r * n, n, log);
+      else softmax_bwd_row_portable(y + r * n, g + r * n, out + r * n, n, log);
     }
   });
-  return info.Env().Undefined();
+  return nullptr;
 }
 
-// ---- LayerNorm / RMSNorm
+// ---- LayerNorm
 
-// layerNorm(x, weight|null, bias|null, rows, n, eps, out, mean, rstd)
-Napi::Value LayerNorm(const Napi::CallbackInfo& info) {
-  const float *x = f32(info[0]), *w = f32(info[1]), *b = f32(info[2]);
-  int64_t rows = i64(info[3]), n = i64(info[4]);
-  double eps = num(info[5]);
-  float *out = f32(info[6]), *mean = f32(info[7]), *rstd = f32(info[8]);
-  parallel_for(rows, row_grain(n), [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; r++) {
-      const float* xr = x + r * n;
-      double s = 0;
-      for (int64_t i = 0; i < n; i++) s += xr[i];
-      double mu = s / n, v = 0;
-      for (int64_t i = 0; i < n; i++) {
-        double d = xr[i] - mu;
-        v += d * d;
-      }
-      float m = static_cast<float>(mu), rs = static_cast<float>(1.0 / std::sqrt(v / n + eps));
-      mean[r] = m;
-      rstd[r] = rs;
-      float* o = out + r * n;
-      for (int64_t i = 0; i < n; i++) {
-        float yv = (xr[i] - m) * rs;
-        if (w) yv *= w[i];
-        if (b) yv += b[i];
-        o[i] = yv;
-      }
-    }
-  });
-  return info.Env().Undefined();
+// Mean and 1/sqrt(var + eps) of one row, in double.
+void ln_stats_portable(const float* x, int64_t n, double eps, double& mu, double& rs) {
+  double s = 0;
+  for (int64_t i = 0; i < n; i++) s += x[i];
+  mu = s / n;
+  double v = 0;
+  for (int64_t i = 0; i < n; i++) v += (x[i] - mu) * (x[i] - mu);
+  rs = 1 / std::sqrt(v / n + eps);
 }
-
-// Per-thread partial sums for parameter gradients, added into `dst` at the end.
-struct Partials {
-  std::vector<std::vector<double>> parts;
-  Partials(int threads, int64_t n, int k) : parts(threads, std::vector<double>(static_cast<size_t>(n) * k, 0.0)) {}
-};
-
-// layerNormBackward(x, weight|null, mean, rstd, g, rows, n, dx, dWeight|null, dBias|null)
-Napi::Value LayerNormBackward(const Napi::CallbackInfo& info) {
-  const float *x = f32(info[0]), *w = f32(info[1]), *mean = f32(info[2]), *rstd = f32(info[3]), *g = f32(info[4]);
-  int64_t rows = i64(info[5]), n = i64(info[6]);
-  float *dx = f32(info[7]), *dw = f32(info[8]), *db = f32(info[9]);
-  const int T = num_threads();
-  std::vector<std::vector<double>> pw(T), pb(T);
-  int used = parallel_slots(rows, row_grain(n), [&](int slot, int64_t r0, int64_t r1) {
-    if (dw) pw[slot].assign(n, 0.0);
-    if (db) pb[slot].assign(n, 0.0);
-    for (int64_t r = r0; r < r1; r++) {
-      const float *xr = x + r * n, *gr = g + r * n;
-      float mu = mean[r], rs = rstd[r];
-      double sd = 0, sdx = 0;
-      for (int64_t i = 0; i < n; i++) {
-        float xh = (xr[i] - mu) * rs;
-        float d = gr[i] * (w ? w[i] : 1.f);
-        sd += d;
-        sdx += static_cast<double>(d) * xh;
-        if (dw) pw[slot][i] += static_cast<double>(gr[i]) * xh;
-        if (db) pb[slot][i] += gr[i];
-      }
-      float md = static_cast<float>(sd / n), mdx = static_cast<float>(sdx / n);
-      float* o = dx + r * n;
-      for (int64_t i = 0; i < n; i++) {
-        float xh = (xr[i] - mu) * rs;
-        float d = gr[i] * (w ? w[i] : 1.f);
-        o[i] = rs * (d - md - xh * mdx);
-      }
-    }
-  });
-  for (int t = 0; t < used; t++) {
-    if (dw && !pw[t].empty()) for (int64_t i = 0; i < n; i++) dw[i] += static_cast<float>(pw[t][i]);
-    if (db && !pb[t].empty()) for (int64_t i = 0; i < n; i++) db[i] += static_cast<float>(pb[t][i]);
+SHRINK_AVX2_FN void ln_stats_avx2(const float* x, int64_t n, double eps, double& mu, double& rs) {
+  mu = sum_avx2(x, n) / n;
+  const __m256d m = _mm256_set1_pd(mu);
+  __m256d a0 = _mm256_setzero_pd(), a1 = a0;
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256d d0 = _mm256_sub_pd(ld4(x + i), m), d1 = _mm256_sub_pd(ld4(x + i + 4), m);
+    a0 = _mm256_fmadd_pd(d0, d0, a0);
+    a1 = _mm256_fmadd_pd(d1, d1, a1);
   }
-  return info.Env().Undefined();
+  double v = vm::hsum(_mm256_add_pd(a0, a1));
+  for (; i < n; i++) v += (x[i] - mu) * (x[i] - mu);
+  rs = 1 / std::sqrt(v / n + eps);
 }
 
-// rmsNorm(x, weight|null, rows, n, eps, out, rstd)
-Napi::Value RmsNorm(const Napi::CallbackInfo& info) {
-  const float *x = f32(info[0]), *w = f32(info[1]);
-  int64_t rows = i64(info[2]), n = i64(info[3]);
-  double eps = num(info[4]);
-  float *out = f32(info[5]), *rstd = f32(info[6]);
-  parallel_for(rows, row_grain(n), [&](int64_t r0, int64_t r1) {
+// out = x̂·w + b with x̂ = (x − μ)·rstd formed in double (a float μ would cost accuracy when |x − μ| ≪ |μ|).
+void ln_out_portable(const float* x, const float* w, const float* b, int64_t n, double mu, double rs, float* o) {
+  for (int64_t i = 0; i < n; i++) {
+    double yv = (x[i] - mu) * rs;
+    if (w) yv *= w[i];
+    if (b) yv += b[i];
+    o[i] = static_cast<float>(yv);
+  }
+}
+SHRINK_AVX2_FN void ln_out_avx2(const float* x, const float* w, const float* b, int64_t n, double mu, double rs, float* o) {
+  const __m256d m = _mm256_set1_pd(mu), r = _mm256_set1_pd(rs);
+  int64_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    __m256d yv = _mm256_mul_pd(_mm256_sub_pd(ld4(x + i), m), r);
+    if (w) yv = _mm256_mul_pd(yv, ld4(w + i));
+    if (b) yv = _mm256_add_pd(yv, ld4(b + i));
+    st4(o + i, yv);
+  }
+  ln_out_portable(x + i, w ? w + i : nullptr, b ? b + i : nullptr, n - i, mu, rs, o + i);
+}
+
+// layerNorm(x, weight | null, bias | null, rows, n, eps, out, mean, rstd)
+napi_value LayerNorm(napi_env env, napi_callback_info info) {
+  Args args(env, info, "layerNorm");
+  size_t xl, wl, bl, ol, ml, rl;
+  const float* x = args.f32(0, xl);
+  const float* w = args.f32_opt(1, wl);
+  const float* b = args.f32_opt(2, bl);
+  const int64_t rows = args.int64(3), n = args.int64(4);
+  const double eps = args.num(5);
+  float* out = args.f32(6, ol);
+  float* mean = args.f32(7, ml);
+  float* rstd = args.f32(8, rl);
+  if (args.failed()) return args.fail();
+  args.check(rows >= 0 && n >= 0 && rows * n <= static_cast<int64_t>(std::min(xl, ol)), "x or out is too short");
+  args.check((!w || static_cast<int64_t>(wl) >= n) && (!b || static_cast<int64_t>(bl) >= n), "weight or bias is too short");
+  args.check(static_cast<int64_t>(std::min(ml, rl)) >= rows, "mean or rstd is too short");
+  if (args.failed()) return args.fail();
+  const bool avx = simd_enabled();
+  par_for(rows, row_grain(n), [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; r++) {
       const float* xr = x + r * n;
-      double s = 0;
-      for (int64_t i = 0; i < n; i++) s += static_cast<double>(xr[i]) * xr[i];
-      float rs = static_cast<float>(1.0 / std::sqrt(s / n + eps));
-      rstd[r] = rs;
-      float* o = out + r * n;
-      for (int64_t i = 0; i < n; i++) o[i] = xr[i] * rs * (w ? w[i] : 1.f);
+      double mu, rs;
+      if (avx) ln_stats_avx2(xr, n, eps, mu, rs);
+      else ln_stats_portable(xr, n, eps, mu, rs);
+      mean[r] = static_cast<float>(mu);
+      rstd[r] = static_cast<float>(rs);
+      if (avx) ln_out_avx2(xr, w, b, n, mu, rs, out + r * n);
+      else ln_out_portable(xr, w, b, n, mu, rs, out + r * n);
     }
   });
-  return info.Env().Undefined();
+  return nullptr;
 }
 
-// rmsNormBackward(x, weight|null, rstd, g, rows, n, dx, dWeight|null)
-Napi::Value RmsNormBackward(const Napi::CallbackInfo& info) {
-  const float *x = f32(info[0]), *w = f32(info[1]), *rstd = f32(info[2]), *g = f32(info[3]);
-  int64_t rows = i64(info[4]), n = i64(info[5]);
-  float *dx = f32(info[6]), *dw = f32(info[7]);
-  const int T = num_threads();
-  std::vector<std::vector<double>> pw(T);
-  int used = parallel_slots(rows, row_grain(n), [&](int slot, int64_t r0, int64_t r1) {
-    if (dw) pw[slot].assign(n, 0.0);
+// Runs fn(slot, r0, r1) over `rows` split into `slots` contiguous parts (slot s gets its own gradient buffer).
+// The split depends only on rows and slots, not on how the pool schedules it.
+template <class F>
+void for_slots(int64_t rows, int slots, F&& fn) {
+  par_for(slots, 1, [&](int64_t s0, int64_t s1) {
+    for (int64_t s = s0; s < s1; s++) fn(static_cast<int>(s), rows * s / slots, rows * (s + 1) / slots);
+  });
+}
+int slots_for(int64_t rows, int64_t n) {
+  const int64_t by_work = std::max<int64_t>(1, rows * n / 32768);
+  return static_cast<int>(std::min<int64_t>({static_cast<int64_t>(num_threads()), rows, by_work, 64}));
+}
+
+// One row of the LayerNorm backward. pw/pb (double, may be null) receive g·x̂ and g.
+void ln_bwd_row_portable(const float* x, const float* w, double mu, double rs, const float* g, int64_t n, float* dx, double* pw, double* pb) {
+  double sd = 0, sdx = 0;
+  for (int64_t i = 0; i < n; i++) {
+    const double xh = (x[i] - mu) * rs, d = g[i] * (w ? static_cast<double>(w[i]) : 1.0);
+    sd += d;
+    sdx += d * xh;
+    if (pw) pw[i] += g[i] * xh;
+    if (pb) pb[i] += g[i];
+  }
+  const double md = sd / n, mdx = sdx / n;
+  for (int64_t i = 0; i < n; i++) {
+    const double xh = (x[i] - mu) * rs, d = g[i] * (w ? static_cast<double>(w[i]) : 1.0);
+    dx[i] = static_cast<float>(rs * (d - md - xh * mdx));
+  }
+}
+SHRINK_AVX2_FN void ln_bwd_row_avx2(const float* x, const float* w, double mu, double rs, const float* g, int64_t n, float* dx, double* pw, double* pb) {
+  const __m256d m = _mm256_set1_pd(mu), r = _mm256_set1_pd(rs);
+  __m256d a_d = _mm256_setzero_pd(), a_dx = a_d;
+  int64_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const __m256d xh = _mm256_mul_pd(_mm256_sub_pd(ld4(x + i), m), r), gv = ld4(g + i);
+    const __m256d d = w ? _mm256_mul_pd(gv, ld4(w + i)) : gv;
+    a_d = _mm256_add_pd(a_d, d);
+    a_dx = _mm256_fmadd_pd(d, xh, a_dx);
+    if (pw) _mm256_storeu_pd(pw + i, _mm256_fmadd_pd(gv, xh, _mm256_loadu_pd(pw + i)));
+    if (pb) _mm256_storeu_pd(pb + i, _mm256_add_pd(gv, _mm256_loadu_pd(pb + i)));
+  }
+  double sd = vm::hsum(a_d), sdx = vm::hsum(a_dx);
+  for (int64_t k = i; k < n; k++) {
+    const double xh = (x[k] - mu) * rs, d = g[k] * (w ? static_cast<double>(w[k]) : 1.0);
+    sd += d;
+    sdx += d * xh;
+    if (pw) pw[k] += g[k] * xh;
+    if (pb) pb[k] += g[k];
+  }
+  const double md = sd / n, mdx = sdx / n;
+  const __m256d mdv = _mm256_set1_pd(md), mdxv = _mm256_set1_pd(mdx);
+  for (i = 0; i + 4 <= n; i += 4) {
+    const __m256d xh = _mm256_mul_pd(_mm256_sub_pd(ld4(x + i), m), r), gv = ld4(g + i);
+    const __m256d d = w ? _mm256_mul_pd(gv, ld4(w + i)) : gv;
+    st4(dx + i, _mm256_mul_pd(r, _mm256_fnmadd_pd(xh, mdxv, _mm256_sub_pd(d, mdv))));
+  }
+  for (; i < n; i++) {
+    const double xh = (x[i] - mu) * rs, d = g[i] * (w ? static_cast<double>(w[i]) : 1.0);
+    dx[i] = static_cast<float>(rs * (d - md - xh * mdx));
+  }
+}
+
+// Adds the slot buffers, in slot order, into dst (float).
+void add_partials(float* dst, const std::vector<std::vector<double>>& parts, int64_t n) {
+  if (!dst) return;
+  for (int64_t i = 0; i < n; i++) {
+    double s = 0;
+    for (const auto& p : parts) s += p[i];
+    dst[i] += static_cast<float>(s);
+  }
+}
+
+// layerNormBackward(x, weight | null, mean, rstd, g, rows, n, dx, dWeight | null, dBias | null)
+napi_value LayerNormBackward(napi_env env, napi_callback_info info) {
+  Args args(env, info, "layerNormBackward");
+  size_t xl, wl, ml, rl, gl, dxl, dwl, dbl;
+  const float* x = args.f32(0, xl);
+  const float* w = args.f32_opt(1, wl);
+  const float* mean = args.f32(2, ml);
+  const float* rstd = args.f32(3, rl);
+  const float* g = args.f32(4, gl);
+  const int64_t rows = args.int64(5), n = args.int64(6);
+  float* dx = args.f32(7, dxl);
+  float* dw = args.f32_opt(8, dwl);
+  float* db = args.f32_opt(9, dbl);
+  if (args.failed()) return args.fail();
+  args.check(rows >= 0 && n >= 0 && rows * n <= static_cast<int64_t>(std::min({xl, gl, dxl})), "x, g or dx is too short");
+  args.check(static_cast<int64_t>(std::min(ml, rl)) >= rows, "mean or rstd is too short");
+  args.check((!w || static_cast<int64_t>(wl) >= n) && (!dw || static_cast<int64_t>(dwl) >= n) && (!db || static_cast<int64_t>(dbl) >= n),
+             "weight, dWeight or dBias is too short");
+  if (args.failed()) return args.fail();
+  if (rows == 0 || n == 0) return nullptr;
+  const bool avx = simd_enabled();
+  const int slots = slots_for(rows, n);
+  std::vector<std::vector<double>> pw(dw ? slots : 0, std::vector<double>(n, 0.0)), pb(db ? slots : 0, std::vector<double>(n, 0.0));
+  for_slots(rows, slots, [&](int s, int64_t r0, int64_t r1) {
+    double* w_acc = dw ? pw[s].data() : nullptr;
+    double* b_acc = db ? pb[s].data() : nullptr;
     for (int64_t r = r0; r < r1; r++) {
-      const float *xr = x + r * n, *gr = g + r * n;
-      float rs = rstd[r];
-      double dot = 0;
-      for (int64_t i = 0; i < n; i++) {
-        dot += static_cast<double>(gr[i]) * (w ? w[i] : 1.f) * xr[i];
-        if (dw) pw[slot][i] += static_cast<double>(gr[i]) * xr[i] * rs;
-      }
-      float c = static_cast<float>(static_cast<double>(rs) * rs * dot / n);
-      float* o = dx + r * n;
-      for (int64_t i = 0; i < n; i++) o[i] = rs * (gr[i] * (w ? w[i] : 1.f) - xr[i] * c);
+      if (avx) ln_bwd_row_avx2(x + r * n, w, mean[r], rstd[r], g + r * n, n, dx + r * n, w_acc, b_acc);
+      else ln_bwd_row_portable(x + r * n, w, mean[r], rstd[r], g + r * n, n, dx + r * n, w_acc, b_acc);
     }
   });
-  if (dw)
-    for (int t = 0; t < used; t++)
-      if (!pw[t].empty()) for (int64_t i = 0; i < n; i++) dw[i] += static_cast<float>(pw[t][i]);
-  return info.Env().Undefined();
+  add_partials(dw, pw, n);
+  add_partials(db, pb, n);
+  return nullptr;
+}
+
+// ---- RMSNorm
+
+void rms_row_portable(const float* x, const float* w, int64_t n, double eps, float* o, float* rstd) {
+  double s = 0;
+  for (int64_t i = 0; i < n; i++) s += static_cast<double>(x[i]) * x[i];
+  const double rs = 1 / std::sqrt(s / n + eps);
+  *rstd = static_cast<float>(rs);
+  for (int64_t i = 0; i < n; i++) o[i] = static_cast<float>(x[i] * rs * (w ? static_cast<double>(w[i]) : 1.0));
+}
+SHRINK_AVX2_FN void rms_row_avx2(const float* x, const float* w, int64_t n, double eps, float* o, float* rstd) {
+  __m256d a0 = _mm256_setzero_pd(), a1 = a0;
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256d v0 = ld4(x + i), v1 = ld4(x + i + 4);
+    a0 = _mm256_fmadd_pd(v0, v0, a0);
+    a1 = _mm256_fmadd_pd(v1, v1, a1);
+  }
+  double s = vm::hsum(_mm256_add_pd(a0, a1));
+  for (; i < n; i++) s += static_cast<double>(x[i]) * x[i];
+  const double rs = 1 / std::sqrt(s / n + eps);
+  *rstd = static_cast<float>(rs);
+  const __m256d r = _mm256_set1_pd(rs);
+  for (i = 0; i + 4 <= n; i += 4) {
+    const __m256d yv = _mm256_mul_pd(ld4(x + i), r);
+    st4(o + i, w ? _mm256_mul_pd(yv, ld4(w + i)) : yv);
+  }
+  for (; i < n; i++) o[i] = static_cast<float>(x[i] * rs * (w ? static_cast<double>(w[i]) : 1.0));
+}
+
+// rmsNorm(x, weight | null, rows, n, eps, out, rstd)
+napi_value RmsNorm(napi_env env, napi_callback_info info) {
+  Args args(env, info, "rmsNorm");
+  size_t xl, wl, ol, rl;
+  const float* x = args.f32(0, xl);
+  const float* w = args.f32_opt(1, wl);
+  const int64_t rows = args.int64(2), n = args.int64(3);
+  const double eps = args.num(4);
+  float* out = args.f32(5, ol);
+  float* rstd = args.f32(6, rl);
+  if (args.failed()) return args.fail();
+  args.check(rows >= 0 && n >= 0 && rows * n <= static_cast<int64_t>(std::min(xl, ol)), "x or out is too short");
+  args.check((!w || static_cast<int64_t>(wl) >= n) && static_cast<int64_t>(rl) >= rows, "weight or rstd is too short");
+  if (args.failed()) return args.fail();
+  const bool avx = simd_enabled();
+  par_for(rows, row_grain(n), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; r++) {
+      if (avx) rms_row_avx2(x + r * n, w, n, eps, out + r * n, rstd + r);
+      else rms_row_portable(x + r * n, w, n, eps, out + r * n, rstd + r);
+    }
+  });
+  return nullptr;
+}
+
+void rms_bwd_row_portable(const float* x, const float* w, double rs, const float* g, int64_t n, float* dx, double* pw) {
+  double dot = 0;
+  for (int64_t i = 0; i < n; i++) {
+    dot += g[i] * (w ? static_cast<double>(w[i]) : 1.0) * x[i];
+    if (pw) pw[i] += static_cast<double>(g[i]) * x[i] * rs;
+  }
+  const double c = rs * rs * dot / n;
+  for (int64_t i = 0; i < n; i++) dx[i] = static_cast<float>(rs * (g[i] * (w ? static_cast<double>(w[i]) : 1.0) - x[i] * c));
+}
+SHRINK_AVX2_FN void rms_bwd_row_avx2(const float* x, const float* w, double rs, const float* g, int64_t n, float* dx, double* pw) {
+  const __m256d r = _mm256_set1_pd(rs);
+  __m256d acc = _mm256_setzero_pd();
+  int64_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const __m256d gv = ld4(g + i), xv = ld4(x + i);
+    const __m256d d = w ? _mm256_mul_pd(gv, ld4(w + i)) : gv;
+    acc = _mm256_fmadd_pd(d, xv, acc);
+    if (pw) _mm256_storeu_pd(pw + i, _mm256_fmadd_pd(_mm256_mul_pd(gv, xv), r, _mm256_loadu_pd(pw + i)));
+  }
+  double dot = vm::hsum(acc);
+  for (int64_t k = i; k < n; k++) {
+    dot += g[k] * (w ? static_cast<double>(w[k]) : 1.0) * x[k];
+    if (pw) pw[k] += static_cast<double>(g[k]) * x[k] * rs;
+  }
+  const double c = rs * rs * dot / n;
+  const __m256d cv = _mm256_set1_pd(c);
+  for (i = 0; i + 4 <= n; i += 4) {
+    const __m256d gv = ld4(g + i);
+    const __m256d d = w ? _mm256_mul_pd(gv, ld4(w + i)) : gv;
+    st4(dx + i, _mm256_mul_pd(r, _mm256_fnmadd_pd(ld4(x + i), cv, d)));
+  }
+  for (; i < n; i++) dx[i] = static_cast<float>(rs * (g[i] * (w ? static_cast<double>(w[i]) : 1.0) - x[i] * c));
+}
+
+// rmsNormBackward(x, weight | null, rstd, g, rows, n, dx, dWeight | null)
+napi_value RmsNormBackward(napi_env env, napi_callback_info info) {
+  Args args(env, info, "rmsNormBackward");
+  size_t xl, wl, rl, gl, dxl, dwl;
+  const float* x = args.f32(0, xl);
+  const float* w = args.f32_opt(1, wl);
+  const float* rstd = args.f32(2, rl);
+  const float* g = args.f32(3, gl);
+  const int64_t rows = args.int64(4), n = args.int64(5);
+  float* dx = args.f32(6, dxl);
+  float* dw = args.f32_opt(7, dwl);
+  if (args.failed()) return args.fail();
+  args.check(rows >= 0 && n >= 0 && rows * n <= static_cast<int64_t>(std::min({xl, gl, dxl})), "x, g or dx is too short");
+  args.check(static_cast<int64_t>(rl) >= rows && (!w || static_cast<int64_t>(wl) >= n) && (!dw || static_cast<int64_t>(dwl) >= n),
+             "rstd, weight or dWeight is too short");
+  if (args.failed()) return args.fail();
+  if (rows == 0 || n == 0) return nullptr;
+  const bool avx = simd_enabled();
+  const int slots = slots_for(rows, n);
+  std::vector<std::vector<double>> pw(dw ? slots : 0, std::vector<double>(n, 0.0));
+  for_slots(rows, slots, [&](int s, int64_t r0, int64_t r1) {
+    double* acc = dw ? pw[s].data() : nullptr;
+    for (int64_t r = r0; r < r1; r++) {
+      if (avx) rms_bwd_row_avx2(x + r * n, w, rstd[r], g + r * n, n, dx + r * n, acc);
+      else rms_bwd_row_portable(x + r * n, w, rstd[r], g + r * n, n, dx + r * n, acc);
+    }
+  });
+  add_partials(dw, pw, n);
+  return nullptr;
 }
 
 // ---- embedding
 
-// embedding(weight, idx, dim, out)
-Napi::Value Embedding(const Napi::CallbackInfo& info) {
-  const float* w = f32(info[0]);
-  auto idxArr = info[1].As<Napi::Int32Array>();
-  const int32_t* idx = idxArr.Data();
-  int64_t n = static_cast<int64_t>(idxArr.ElementLength()), dim = i64(info[2]);
-  float* out = f32(info[3]);
-  parallel_for(n, row_grain(dim), [&](int64_t a, int64_t b) {
-    for (int64_t i = a; i < b; i++) std::copy(w + static_cast<int64_t>(idx[i]) * dim, w + (static_cast<int64_t>(idx[i]) + 1) * dim, out + i * dim);
-  });
-  return info.Env().Undefined();
+// Checks every index against [0, V). Returns false (RangeError recorded) on the first bad one.
+bool check_indices(Args& args, const int32_t* idx, size_t n, int64_t V) {
+  for (size_t i = 0; i < n; i++)
+    if (idx[i] < 0 || idx[i] >= V) {
+      char buf[96];
+      std::snprintf(buf, sizeof buf, "index %d at position %zu is outside [0, %lld)", idx[i], i, static_cast<long long>(V));
+      return args.check(false, buf);
+    }
+  return true;
 }
 
-// embeddingBackward(g, idx, dim, dWeight): split the columns so threads never write the same element.
-Napi::Value EmbeddingBackward(const Napi::CallbackInfo& info) {
-  const float* g = f32(info[0]);
-  auto idxArr = info[1].As<Napi::Int32Array>();
-  const int32_t* idx = idxArr.Data();
-  int64_t n = static_cast<int64_t>(idxArr.ElementLength()), dim = i64(info[2]);
-  float* dw = f32(info[3]);
-  parallel_for(dim, std::max<int64_t>(16, 65536 / std::max<int64_t>(n, 1)), [&](int64_t c0, int64_t c1) {
+// embedding(weight, idx, dim, out): out[i, :] = weight[idx[i], :]
+napi_value Embedding(napi_env env, napi_callback_info info) {
+  Args args(env, info, "embedding");
+  size_t wl, il, ol;
+  const float* w = args.f32(0, wl);
+  const int32_t* idx = args.i32(1, il);
+  const int64_t dim = args.int64(2);
+  float* out = args.f32(3, ol);
+  if (args.failed() || !args.check(dim >= 0 && static_cast<int64_t>(il) * dim <= static_cast<int64_t>(ol), "out is too short")) return args.fail();
+  if (dim == 0 || il == 0) return nullptr;
+  if (!check_indices(args, idx, il, static_cast<int64_t>(wl) / dim)) return args.fail();
+  par_for(static_cast<int64_t>(il), row_grain(dim), [&](int64_t a, int64_t b) {
+    for (int64_t i = a; i < b; i++) std::memcpy(out + i * dim, w + static_cast<int64_t>(idx[i]) * dim, static_cast<size_t>(dim) * 4);
+  });
+  return nullptr;
+}
+
+ALWAYS_INLINE void add_row(float* dst, const float* src, int64_t n) {
+  for (int64_t c = 0; c < n; c++) dst[c] += src[c];
+}
+
+// embeddingBackward(g, idx, dim, dWeight): dWeight[idx[i], :] += g[i, :]
+napi_value EmbeddingBackward(napi_env env, napi_callback_info info) {
+  Args args(env, info, "embeddingBackward");
+  size_t gl, il, wl;
+  const float* g = args.f32(0, gl);
+  const int32_t* idx = args.i32(1, il);
+  const int64_t dim = args.int64(2);
+  float* dw = args.f32(3, wl);
+  if (args.failed() || !args.check(dim >= 0 && static_cast<int64_t>(il) * dim <= static_cast<int64_t>(gl), "g is too short")) return args.fail();
+  if (dim == 0 || il == 0) return nullptr;
+  if (!check_indices(args, idx, il, static_cast<int64_t>(wl) / dim)) return args.fail();
+  const int64_t n = static_cast<int64_t>(il);
+  const int nt = num_threads();
+  if (nt <= 1 || n * dim < 65536) {
+    for (int64_t i = 0; i < n; i++) add_row(dw + static_cast<int64_t>(idx[i]) * dim, g + i * dim, dim);
+    return nullptr;
+  }
+  if (dim >= 256) {  // wide rows: split the columns, in blocks of 32 floats (128 B) so threads never share a line
+    const int64_t blocks = (dim + 31) / 32;
+    par_for(blocks, 1, [&](int64_t b0, int64_t b1) {
+      const int64_t c0 = b0 * 32, c1 = std::min(dim, b1 * 32);
+      for (int64_t i = 0; i < n; i++) add_row(dw + static_cast<int64_t>(idx[i]) * dim + c0, g + i * dim + c0, c1 - c0);
+    });
+    return nullptr;
+  }
+  // narrow rows: slot s owns the destination rows with idx % nt == s
+  par_for(nt, 1, [&](int64_t s0, int64_t s1) {
     for (int64_t i = 0; i < n; i++) {
-      float* dst = dw + static_cast<int64_t>(idx[i]) * dim;
-      const float* src = g + i * dim;
-      for (int64_t c = c0; c < c1; c++) dst[c] += src[c];
+      const int64_t row = idx[i];
+      if (row % nt >= s0 && row % nt < s1) add_row(dw + row * dim, g + i * dim, dim);
     }
   });
-  return info.Env().Undefined();
+  return nullptr;
 }
 
 // ---- cross-entropy
 
-// crossEntropy(logits, target, rows, V, ignoreIndex, eps, loss, lse)
-Napi::Value CrossEntropy(const Napi::CallbackInfo& info) {
-  const float* x = f32(info[0]);
-  const int32_t* t = info[1].As<Napi::Int32Array>().Data();
-  int64_t rows = i64(info[2]), V = i64(info[3]);
-  int32_t ignore = static_cast<int32_t>(i64(info[4]));
-  double eps = num(info[5]);
-  float *loss = f32(info[6]), *lse = f32(info[7]);
-  parallel_for(rows, row_grain(V), [&](int64_t r0, int64_t r1) {
+// Targets must be in [0, V) or equal ignoreIndex.
+bool check_targets(Args& args, const int32_t* t, int64_t rows, int64_t V, int64_t ignore) {
+  for (int64_t r = 0; r < rows; r++)
+    if (t[r] != ignore && (t[r] < 0 || t[r] >= V)) {
+      char buf[96];
+      std::snprintf(buf, sizeof buf, "target %d of row %lld is outside [0, %lld)", t[r], static_cast<long long>(r), static_cast<long long>(V));
+      return args.check(false, buf);
+    }
+  return true;
+}
+
+// crossEntropy(logits, target, rows, V, ignoreIndex, labelSmoothing, loss, lse)
+napi_value CrossEntropy(napi_env env, napi_callback_info info) {
+  Args args(env, info, "crossEntropy");
+  size_t xl, tl, ll, sl;
+  const float* x = args.f32(0, xl);
+  const int32_t* t = args.i32(1, tl);
+  const int64_t rows = args.int64(2), V = args.int64(3), ignore = args.int64(4);
+  const double eps = args.num(5);
+  float* loss = args.f32(6, ll);
+  float* lse = args.f32(7, sl);
+  if (args.failed()) return args.fail();
+  args.check(rows >= 0 && V >= 1 && rows * V <= static_cast<int64_t>(xl), "logits is too short");
+  args.check(static_cast<int64_t>(std::min({tl, ll, sl})) >= rows, "target, loss or lse is too short");
+  if (args.failed() || !check_targets(args, t, rows, V, ignore)) return args.fail();
+  const bool avx = simd_enabled();
+  par_for(rows, row_grain(V), [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; r++) {
       const float* xr = x + r * V;
-      float mx = -INFINITY;
-      for (int64_t i = 0; i < V; i++) mx = xr[i] > mx ? xr[i] : mx;
-      double s = 0, sx = 0;
-      for (int64_t i = 0; i < V; i++) {
-        s += std::exp(xr[i] - mx);
-        sx += xr[i];
+      double s, sx = 0;
+      float mx;
+      if (avx) {
+        mx = max_avx2(xr, V);
+        if (mx == kNegInf) mx = 0;
+        s = sum_exp_avx2(xr, V, mx, nullptr);
+        if (eps > 0) sx = sum_avx2(xr, V);
+      } else {
+        mx = kNegInf;
+        for (int64_t i = 0; i < V; i++) mx = xr[i] > mx ? xr[i] : mx;
+        if (mx == kNegInf) mx = 0;
+        s = 0;
+        for (int64_t i = 0; i < V; i++) s += std::exp(static_cast<double>(xr[i]) - mx);
+        if (eps > 0)
+          for (int64_t i = 0; i < V; i++) sx += xr[i];
       }
-      double l = std::log(s) + mx;
+      const double l = std::log(s) + mx;
       lse[r] = static_cast<float>(l);
       if (t[r] == ignore) loss[r] = 0.f;
       else loss[r] = static_cast<float>((1 - eps) * (l - xr[t[r]]) + (eps > 0 ? eps * (l - sx / V) : 0.0));
     }
   });
-  return info.Env().Undefined();
+  return nullptr;
 }
 
-// crossEntropyBackward(logits, target, lse, gRow, rows, V, ignoreIndex, eps, out)
-Napi::Value CrossEntropyBackward(const Napi::CallbackInfo& info) {
-  const float* x = f32(info[0]);
-  const int32_t* t = info[1].As<Napi::Int32Array>().Data();
-  const float *lse = f32(info[2]), *gRow = f32(info[3]);
-  int64_t rows = i64(info[4]), V = i64(info[5]);
-  int32_t ignore = static_cast<int32_t>(i64(info[6]));
-  float eps = static_cast<float>(num(info[7]));
-  float* out = f32(info[8]);
-  parallel_for(rows, row_grain(V), [&](int64_t r0, int64_t r1) {
+// out = gr·(e^(x − l) − u) over a row, e^(x − l) from hi + lo = x − l.
+SHRINK_AVX2_FN void ce_bwd_row_avx2(const float* x, int64_t V, float l, float gr, float u, float* o) {
+  const __m256 lv = _mm256_set1_ps(l), uv = _mm256_set1_ps(u), gv = _mm256_set1_ps(gr);
+  int64_t i = 0;
+  for (; i + 8 <= V; i += 8) {
+    __m256 lo;
+    const __m256 hi = vm::two_diff(_mm256_loadu_ps(x + i), lv, lo);
+    _mm256_storeu_ps(o + i, _mm256_mul_ps(gv, _mm256_sub_ps(vm::exp_corr(hi, lo), uv)));
+  }
+  if (i < V) {
+    __m256 lo;
+    const __m256 hi = vm::two_diff(vm::load_tail(x + i, V - i), lv, lo);
+    vm::store_tail(o + i, V - i, _mm256_mul_ps(gv, _mm256_sub_ps(vm::exp_corr(hi, lo), uv)));
+  }
+}
+
+// crossEntropyBackward(logits, target, lse, gRow, rows, V, ignoreIndex, labelSmoothing, out)
+napi_value CrossEntropyBackward(napi_env env, napi_callback_info info) {
+  Args args(env, info, "crossEntropyBackward");
+  size_t xl, tl, sl, gl, ol;
+  const float* x = args.f32(0, xl);
+  const int32_t* t = args.i32(1, tl);
+  const float* lse = args.f32(2, sl);
+  const float* gRow = args.f32(3, gl);
+  const int64_t rows = args.int64(4), V = args.int64(5), ignore = args.int64(6);
+  const double eps = args.num(7);
+  float* out = args.f32(8, ol);
+  if (args.failed()) return args.fail();
+  args.check(rows >= 0 && V >= 1 && rows * V <= static_cast<int64_t>(std::min(xl, ol)), "logits or out is too short");
+  args.check(static_cast<int64_t>(std::min({tl, sl, gl})) >= rows, "target, lse or gRow is too short");
+  if (args.failed() || !check_targets(args, t, rows, V, ignore)) return args.fail();
+  const bool avx = simd_enabled();
+  const double u = eps / V;
+  par_for(rows, row_grain(V), [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; r++) {
       const float* xr = x + r * V;
       float* o = out + r * V;
       if (t[r] == ignore) {
-        for (int64_t i = 0; i < V; i++) o[i] = 0.f;
+        std::memset(o, 0, static_cast<size_t>(V) * 4);
         continue;
       }
-      float gr = gRow[r], l = lse[r], u = eps / static_cast<float>(V);
-      for (int64_t i = 0; i < V; i++) o[i] = gr * (std::exp(xr[i] - l) - u);
-      o[t[r]] -= gr * (1.f - eps);
+      const double gr = gRow[r], l = lse[r];
+      if (avx) ce_bwd_row_avx2(xr, V, static_cast<float>(l), static_cast<float>(gr), static_cast<float>(u), o);
+      else
+        for (int64_t i = 0; i < V; i++) o[i] = static_cast<float>(gr * (std::exp(xr[i] - l) - u));
+      // the target's entry cancels (softmax ≈ 1 when the prediction is right): redo it in double
+      o[t[r]] = static_cast<float>(gr * (std::exp(xr[t[r]] - l) - u - (1 - eps)));
     }
   });
-  return info.Env().Undefined();
+  return nullptr;
 }
 
 // ---- AdamW
 
-CLONES void adamw_run(float* p, const float* g, float* m, float* v, int64_t n, float lr, float b1, float b2, float eps, float decay, float step,
-                      float sbc2) {
+ALWAYS_INLINE void adamw_body(float* p, const float* g, float* m, float* v, int64_t n, float b1, float b2, float eps, float decay, float step, float sbc2) {
+  const float c1 = 1.f - b1, c2 = 1.f - b2, inv_sbc2 = 1.f / sbc2;
   for (int64_t i = 0; i < n; i++) {
-    float gi = g[i];
-    float mi = b1 * m[i] + (1.f - b1) * gi;
-    float vi = b2 * v[i] + (1.f - b2) * gi * gi;
+    const float gi = g[i];
+    const float mi = b1 * m[i] + c1 * gi;
+    const float vi = b2 * v[i] + c2 * gi * gi;
     m[i] = mi;
     v[i] = vi;
-    p[i] = p[i] * decay - step * mi / (std::sqrt(vi) / sbc2 + eps);
+    p[i] = p[i] * decay - step * mi / (std::sqrt(vi) * inv_sbc2 + eps);
   }
-  (void)lr;
+}
+void adamw_portable(float* p, const float* g, float* m, float* v, int64_t n, float b1, float b2, float eps, float decay, float step, float sbc2) {
+  adamw_body(p, g, m, v, n, b1, b2, eps, decay, step, sbc2);
+}
+SHRINK_AVX2_FN void adamw_avx2(float* p, const float* g, float* m, float* v, int64_t n, float b1, float b2, float eps, float decay, float step, float sbc2) {
+  adamw_body(p, g, m, v, n, b1, b2, eps, decay, step, sbc2);
 }
 
-// adamw(p, g, m, v, lr, beta1, beta2, eps, weightDecay, bc1, bc2)
-Napi::Value AdamW(const Napi::CallbackInfo& info) {
-  auto pArr = info[0].As<Napi::Float32Array>();
-  float* p = pArr.Data();
-  const float* g = f32(info[1]);
-  float *m = f32(info[2]), *v = f32(info[3]);
-  int64_t n = static_cast<int64_t>(pArr.ElementLength());
-  double lr = num(info[4]), b1 = num(info[5]), b2 = num(info[6]), eps = num(info[7]), wd = num(info[8]), bc1 = num(info[9]), bc2 = num(info[10]);
-  float decay = static_cast<float>(1 - lr * wd), step = static_cast<float>(lr / bc1), sbc2 = static_cast<float>(std::sqrt(bc2));
-  parallel_for(n, 1 << 15, [&](int64_t a, int64_t b) {
-    adamw_run(p + a, g + a, m + a, v + a, b - a, static_cast<float>(lr), static_cast<float>(b1), static_cast<float>(b2), static_cast<float>(eps), decay,
-              step, sbc2);
+// adamw(p, g, m, v, lr, beta1, beta2, eps, weightDecay, bc1, bc2): in place over p.length elements
+napi_value AdamW(napi_env env, napi_callback_info info) {
+  Args args(env, info, "adamw");
+  size_t pl, gl, ml, vl;
+  float* p = args.f32(0, pl);
+  const float* g = args.f32(1, gl);
+  float* m = args.f32(2, ml);
+  float* v = args.f32(3, vl);
+  const double lr = args.num(4), b1 = args.num(5), b2 = args.num(6), eps = args.num(7), wd = args.num(8), bc1 = args.num(9), bc2 = args.num(10);
+  if (args.failed() || !args.check(std::min({gl, ml, vl}) >= pl, "g, m or v is shorter than p")) return args.fail();
+  const int64_t n = static_cast<int64_t>(pl);
+  const float decay = static_cast<float>(1 - lr * wd), step = static_cast<float>(lr / bc1), sbc2 = static_cast<float>(std::sqrt(bc2));
+  const float fb1 = static_cast<float>(b1), fb2 = static_cast<float>(b2), feps = static_cast<float>(eps);
+  const bool avx = simd_enabled();
+  par_for(n, 1 << 15, [&](int64_t a, int64_t b) {
+    if (avx) adamw_avx2(p + a, g + a, m + a, v + a, b - a, fb1, fb2, feps, decay, step, sbc2);
+    else adamw_portable(p + a, g + a, m + a, v + a, b - a, fb1, fb2, feps, decay, step, sbc2);
   });
-  return info.Env().Undefined();
+  return nullptr;
 }
 
 }  // namespace
 
 void init_nn(Napi::Env env, Napi::Object exports) {
-  exports.Set("softmax", Napi::Function::New(env, Softmax));
-  exports.Set("softmaxBackward", Napi::Function::New(env, SoftmaxBackward));
-  exports.Set("layerNorm", Napi::Function::New(env, LayerNorm));
-  exports.Set("layerNormBackward", Napi::Function::New(env, LayerNormBackward));
-  exports.Set("rmsNorm", Napi::Function::New(env, RmsNorm));
-  exports.Set("rmsNormBackward", Napi::Function::New(env, RmsNormBackward));
-  exports.Set("embedding", Napi::Function::New(env, Embedding));
-  exports.Set("embeddingBackward", Napi::Function::New(env, EmbeddingBackward));
-  exports.Set("crossEntropy", Napi::Function::New(env, CrossEntropy));
-  exports.Set("crossEntropyBackward", Napi::Function::New(env, CrossEntropyBackward));
-  exports.Set("adamw", Napi::Function::New(env, AdamW));
+  export_fn(env, exports, "softmax", Softmax);
+  export_fn(env, exports, "softmaxBackward", SoftmaxBackward);
+  export_fn(env, exports, "layerNorm", LayerNorm);
+  export_fn(env, exports, "layerNormBackward", LayerNormBackward);
+  export_fn(env, exports, "rmsNorm", RmsNorm);
+  export_fn(env, exports, "rmsNormBackward", RmsNormBackward);
+  export_fn(env, exports, "embedding", Embedding);
+  export_fn(env, exports, "embeddingBackward", EmbeddingBackward);
+  export_fn(env, exports, "crossEntropy", CrossEntropy);
+  export_fn(env, exports, "crossEntropyBackward", CrossEntropyBackward);
+  export_fn(env, exports, "adamw", AdamW);
 }
 
 }  // namespace shrink

@@ -1,219 +1,380 @@
 /**
- * The `native` backend: the Node-API addon (native/*.cc, built into build/Release/shrink_native.node during
- * `npm ci`) behind the Backend interface. Typed arrays are handed over without copying. Shapes and strides travel
- * in one reused Int32Array (each typed-array argument costs ~85 ns, ENGINE-NOTES §1.3). Any call with a
- * Float64Array (gradient checks) goes to `ref`. Everything is validated by the op layer before it gets here.
+ * The `native` backend: the Node-API addon (native/*.cc, built into build/Release/shrink_native.node by
+ * `npm run build:native`) behind the Backend interface. Typed arrays are handed over without copying.
+ *
+ * Per-call cost is dominated by Node-API unwrapping each typed-array argument (~85 ns, ENGINE-NOTES §1.3), so:
+ * shapes, strides, offsets and the op code of strided calls travel in one reused Int32Array (`meta`); scalars go as
+ * plain numbers; nothing is allocated per call. Any call with a Float64Array (gradient checks) goes to `ref`.
+ *
+ * V8 stores typed arrays of ≤ 64 bytes inside the JS heap and has to move their storage out ("externalize") the
+ * first time native code asks for it, which costs more than a small kernel. So outputs of ≤ 16 floats run on `ref`
+ * (faster than any native call at that size), and tiny inputs or side outputs next to a large main output are
+ * copied through persistent off-heap scratch arrays.
+ *
+ * The op layer validates everything before it gets here; the addon re-checks types and extents (a mistake there
+ * throws a TypeError/RangeError rather than crashing the process).
  */
 import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
-import { BINARY_OPS, REDUCE_OPS, UNARY_OPS, type Backend, type FArray, type View } from '../backend.ts';
+import { BINARY_OPS, REDUCE_OPS, UNARY_OPS, type Backend, type FArray, type UnaryOp, type View } from '../backend.ts';
 
 type F32 = Float32Array;
 
-/** Functions exported by the addon (see native/*.cc for each signature). */
+/** Functions exported by the addon. Signatures are those of native/*.cc; `meta` layouts are documented there. */
 export interface NativeAddon {
+  /** avx2: the CPU has AVX2+FMA; threads: the pool size. */
   info(): { avx2: boolean; threads: number };
+  /** Sets the pool size (the caller counts as one thread); returns the new size. */
   setThreads(n: number): number;
+  /** Enables/disables the AVX2/F16C paths of the elementwise, reduce, nn and convert kernels (for tests); returns whether they are active. */
+  setSimd(enabled?: boolean): boolean;
+
   sgemm(a: F32, b: F32, out: F32, batch: number, M: number, N: number, K: number, aOff: Int32Array, bOff: Int32Array, lda: number, ldb: number, transA: boolean, transB: boolean, accumulate: boolean): void;
+  /** Triple-loop reference GEMM (tests). */
   sgemmRef(a: F32, b: F32, out: F32, batch: number, M: number, N: number, K: number, aOff: Int32Array, bOff: Int32Array, lda: number, ldb: number, transA: boolean, transB: boolean, accumulate: boolean): void;
+  setGemmBlocking(kc?: number, mc?: number, nc?: number): [number, number, number];
+  setGemmKernel(name?: 'portable' | 'auto'): 'avx2' | 'portable';
+
+  /** out[0, n) = f(x[xOffset, xOffset + n)). */
   unary(op: number, x: F32, xOffset: number, out: F32, n: number, alpha: number, beta: number): void;
-  unaryStrided(op: number, x: F32, xOffset: number, meta: Int32Array, out: F32, alpha: number, beta: number): void;
-  unaryBackward(op: number, x: F32, y: F32, g: F32, out: F32, alpha: number, beta: number): void;
-  binary(op: number, a: F32, aOffset: number, b: F32, bOffset: number, meta: Int32Array, out: F32): void;
-  where(c: F32, cOffset: number, a: F32, aOffset: number, b: F32, bOffset: number, meta: Int32Array, out: F32): void;
+  /** meta = [op, xOffset, nd, shape[nd], strides[nd]]; out is contiguous over shape. */
+  unaryStrided(x: F32, out: F32, meta: Int32Array, alpha: number, beta: number): void;
+  /** out = g·f'(x) over out.length elements; x or y may be null when the op's derivative does not read it. */
+  unaryBackward(op: number, x: F32 | null, y: F32 | null, g: F32, out: F32, alpha: number, beta: number): void;
+  /** meta = [op, aOffset, bOffset, nd, shape[nd], aStrides[nd], bStrides[nd]]. */
+  binary(a: F32, b: F32, out: F32, meta: Int32Array): void;
+  /** Both operands contiguous: out[i] = a[aOffset + i] op b[bOffset + i] over out.length elements. */
+  binaryContig(op: number, a: F32, aOffset: number, b: F32, bOffset: number, out: F32): void;
+  /** meta = [cOffset, aOffset, bOffset, nd, shape[nd], cStrides[nd], aStrides[nd], bStrides[nd]]. */
+  where(cond: F32, a: F32, b: F32, out: F32, meta: Int32Array): void;
   reduce(op: number, x: F32, outer: number, r: number, inner: number, out: F32, idx: Int32Array | null): void;
+
   softmax(x: F32, rows: number, n: number, out: F32, log: boolean): void;
   softmaxBackward(y: F32, g: F32, rows: number, n: number, out: F32, log: boolean): void;
   layerNorm(x: F32, w: F32 | null, b: F32 | null, rows: number, n: number, eps: number, out: F32, mean: F32, rstd: F32): void;
   layerNormBackward(x: F32, w: F32 | null, mean: F32, rstd: F32, g: F32, rows: number, n: number, dx: F32, dw: F32 | null, db: F32 | null): void;
   rmsNorm(x: F32, w: F32 | null, rows: number, n: number, eps: number, out: F32, rstd: F32): void;
   rmsNormBackward(x: F32, w: F32 | null, rstd: F32, g: F32, rows: number, n: number, dx: F32, dw: F32 | null): void;
+  /** Row count = idx.length. */
   embedding(w: F32, idx: Int32Array, dim: number, out: F32): void;
   embeddingBackward(g: F32, idx: Int32Array, dim: number, dw: F32): void;
   crossEntropy(x: F32, t: Int32Array, rows: number, V: number, ignoreIndex: number, eps: number, loss: F32, lse: F32): void;
   crossEntropyBackward(x: F32, t: Int32Array, lse: F32, gRow: F32, rows: number, V: number, ignoreIndex: number, eps: number, out: F32): void;
+  /** In place over p.length elements. */
   adamw(p: F32, g: F32, m: F32, v: F32, lr: number, b1: number, b2: number, eps: number, wd: number, bc1: number, bc2: number): void;
-  f32ToF16(s: F32, d: Uint16Array): void;
-  f16ToF32(s: Uint16Array, d: F32): void;
-  f32ToBf16(s: F32, d: Uint16Array): void;
-  bf16ToF32(s: Uint16Array, d: F32): void;
+
+  /** Converts src.length elements; dst must be at least as long. Round to nearest even; bit-exact with src/tensor/dtype.ts. */
+  f32ToF16(src: F32, dst: Uint16Array): void;
+  f16ToF32(src: Uint16Array, dst: F32): void;
+  f32ToBf16(src: F32, dst: Uint16Array): void;
+  bf16ToF32(src: Uint16Array, dst: F32): void;
 }
 
 export const ADDON_PATH = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../build/Release/shrink_native.node');
 
+let loaded: NativeAddon | null | undefined;
 let loadError: string | null = null;
+
 /** Why the addon did not load (null if it did or was not tried). */
 export function nativeLoadError(): string | null {
   return loadError;
 }
 
-/** Load the addon; null (never a throw) when it is not built or fails to load. */
+/** The addon (loaded once), or null — never a throw — when it is not built or fails to load; see nativeLoadError(). */
 export function loadNative(): NativeAddon | null {
+  if (loaded !== undefined) return loaded;
   if (!existsSync(ADDON_PATH)) {
-    loadError = `${ADDON_PATH} not found`;
-    return null;
+    loadError = `${ADDON_PATH} not found (run 'npm run build:native')`;
+    return (loaded = null);
   }
   try {
-    return createRequire(import.meta.url)(ADDON_PATH) as NativeAddon;
+    loaded = createRequire(import.meta.url)(ADDON_PATH) as NativeAddon;
   } catch (e) {
     loadError = e instanceof Error ? e.message : String(e);
-    return null;
+    loaded = null;
   }
-}
-
-const UNARY_CODE = new Map(UNARY_OPS.map((o, i) => [o, i]));
-const BINARY_CODE = new Map(BINARY_OPS.map((o, i) => [o, i]));
-const REDUCE_CODE = new Map(REDUCE_OPS.map((o, i) => [o, i]));
-const MAX_DIMS = 16;
-
-/** True when the view reads `shape` contiguously from its offset. */
-function isContiguousView(shape: readonly number[], strides: readonly number[]): boolean {
-  let expect = 1;
-  for (let d = shape.length - 1; d >= 0; d--) {
-    if (shape[d] !== 1 && strides[d] !== expect) return false;
-    expect *= shape[d]!;
-  }
-  return true;
-}
-
-function numel(shape: readonly number[]): number {
-  let n = 1;
-  for (const s of shape) n *= s;
-  return n;
+  return loaded;
 }
 
 /**
- * V8 keeps typed arrays of ≤ 64 bytes inside the JS heap and must move ("externalize") their storage the first
- * time native code asks for it, which costs more than the kernel. So tiny outputs run on `ref` (faster than any
- * native call at that size), and tiny inputs next to a large output are copied into persistent off-heap scratch.
+ * Bulk float16/bfloat16 conversion through the addon, for the dtype layer. Each helper converts src.length elements
+ * into dst (allocated when omitted) and returns it, or returns null when the addon is not available.
  */
-const TINY = 16;
+export const nativeConvert = {
+  f32ToF16(src: Float32Array, dst?: Uint16Array): Uint16Array | null {
+    const a = loadNative();
+    if (!a) return null;
+    const d = dst ?? new Uint16Array(src.length);
+    a.f32ToF16(src, d);
+    return d;
+  },
+  f16ToF32(src: Uint16Array, dst?: Float32Array): Float32Array | null {
+    const a = loadNative();
+    if (!a) return null;
+    const d = dst ?? new Float32Array(src.length);
+    a.f16ToF32(src, d);
+    return d;
+  },
+  f32ToBf16(src: Float32Array, dst?: Uint16Array): Uint16Array | null {
+    const a = loadNative();
+    if (!a) return null;
+    const d = dst ?? new Uint16Array(src.length);
+    a.f32ToBf16(src, d);
+    return d;
+  },
+  bf16ToF32(src: Uint16Array, dst?: Float32Array): Float32Array | null {
+    const a = loadNative();
+    if (!a) return null;
+    const d = dst ?? new Float32Array(src.length);
+    a.bf16ToF32(src, d);
+    return d;
+  },
+};
 
-export function createNativeBackend(addon: NativeAddon, ref: Backend): Backend {
-  const meta = new Int32Array(1 + MAX_DIMS * 4);
-  const fScratch = [0, 1, 2, 3].map(() => new Float32Array(new ArrayBuffer(TINY * 4)));
-  const iScratch = [0, 1].map(() => new Int32Array(new ArrayBuffer(TINY * 4)));
-  /** An off-heap array with the same contents (scratch slot k) when `a` is tiny. */
-  const oh = <T extends Float32Array | Int32Array>(a: T, k: number): T => {
+const code = <T extends string>(names: readonly T[]): Record<T, number> => Object.fromEntries(names.map((o, i) => [o, i])) as Record<T, number>;
+const UNARY_CODE = code(UNARY_OPS);
+const BINARY_CODE = code(BINARY_OPS);
+const REDUCE_CODE = code(REDUCE_OPS);
+
+/** Views with more dims than this (after nothing is collapsed) run on `ref`; native/elementwise.cc allows 16. */
+export const MAX_DIMS = 16;
+/** Outputs up to this many elements run on `ref` (see the file comment). */
+export const TINY = 16;
+/** Offsets, strides and sizes go through an Int32Array. */
+const I32_MAX = 0x7fffffff;
+
+/** unaryBackward reads y for these ops, x for all others but the four constant-derivative ones. */
+const DERIV_NEEDS_Y = new Set<UnaryOp>(['exp', 'sqrt', 'rsqrt', 'tanh', 'sigmoid', 'recip']);
+const DERIV_NEEDS_NOTHING = new Set<UnaryOp>(['copy', 'neg', 'affine', 'sign']);
+
+export interface NativeBackendOptions {
+  /**
+   * Outputs of at most this many elements run on `ref` (default TINY = 16). Tests pass 0 so that every size,
+   * 1-element outputs included, reaches the native kernels.
+   */
+  minNative?: number;
+}
+
+export function createNativeBackend(addon: NativeAddon, ref: Backend, options: NativeBackendOptions = {}): Backend {
+  const MIN = options.minNative ?? TINY;
+  const meta = new Int32Array(4 + MAX_DIMS * 4);
+  // Off-heap scratch (an explicit ArrayBuffer is never stored in the JS heap).
+  const fs = [0, 1, 2, 3, 4, 5].map(() => new Float32Array(new ArrayBuffer(TINY * 4)));
+  const is = [0, 1].map(() => new Int32Array(new ArrayBuffer(TINY * 4)));
+  /** Exact-length off-heap Int32Arrays for index inputs whose length is the row count (embedding, targets). */
+  const iByLen = Array.from({ length: TINY + 1 }, (_, k) => new Int32Array(new ArrayBuffer(k * 4)));
+
+  /** `a`, or its contents in scratch slot k when it is tiny (the scratch may be longer; callers pass sizes). */
+  const offF = (a: F32, k: number): F32 => {
     if (a.length > TINY) return a;
-    const s = (a instanceof Int32Array ? iScratch[k]! : fScratch[k]!) as T;
-    s.set(a as never);
-    return s.subarray(0, a.length) as T;
+    const s = fs[k]!;
+    s.set(a);
+    return s;
   };
-  /** Run a native call whose small outputs (≤ TINY) go through scratch slots, then copy them back. */
-  const withOut = (outs: (FArray | null)[], call: (o: (F32 | null)[]) => void): void => {
-    let slot = 2;
-    const mapped = outs.map((a) => (a && a.length <= TINY ? fScratch[slot++]!.subarray(0, a.length) : (a as F32 | null)));
-    call(mapped);
-    outs.forEach((a, i) => {
-      if (a && mapped[i] !== a) a.set(mapped[i]!);
-    });
+  const offI = (a: Int32Array, k: number): Int32Array => {
+    if (a.length > TINY) return a;
+    const s = is[k]!;
+    s.set(a);
+    return s;
   };
-  const ohv = (v: View, k: number): View => (v.data.length > TINY ? v : { data: oh(v.data as F32, k), offset: v.offset, strides: v.strides });
-  /** [nd, shape, strides of each view] into the shared scratch array. */
-  const pack = (shape: readonly number[], views: View[]): Int32Array => {
+  /** Exact-length copy for index arrays whose length the kernel reads. */
+  const offIdx = (a: Int32Array): Int32Array => {
+    if (a.length > TINY) return a;
+    const s = iByLen[a.length]!;
+    s.set(a);
+    return s;
+  };
+  /** Output slot: `a` itself, or scratch slot k when tiny (copy back with back()). */
+  const outF = (a: F32, k: number): F32 => (a.length > TINY ? a : fs[k]!);
+  const back = (dst: F32, src: F32): void => {
+    if (dst !== src) for (let i = 0; i < dst.length; i++) dst[i] = src[i]!;
+  };
+  const tooManyDims = (shape: readonly number[]): boolean => shape.length > MAX_DIMS;
+  const big = (a: FArray): boolean => a.length > I32_MAX;
+
+  /** Writes nd, shape and each view's strides at meta[at…]; returns meta. */
+  const pack = (at: number, shape: readonly number[], v0: View, v1: View | null, v2: View | null): Int32Array => {
     const nd = shape.length;
-    meta[0] = nd;
-    for (let d = 0; d < nd; d++) meta[1 + d] = shape[d]!;
-    for (let v = 0; v < views.length; v++) {
-      const st = views[v]!.strides;
-      for (let d = 0; d < nd; d++) meta[1 + nd * (v + 1) + d] = st[d]!;
+    meta[at] = nd;
+    let p = at + 1;
+    for (let d = 0; d < nd; d++) meta[p++] = shape[d]!;
+    let st = v0.strides;
+    for (let d = 0; d < nd; d++) meta[p++] = st[d]!;
+    if (v1) {
+      st = v1.strides;
+      for (let d = 0; d < nd; d++) meta[p++] = st[d]!;
+    }
+    if (v2) {
+      st = v2.strides;
+      for (let d = 0; d < nd; d++) meta[p++] = st[d]!;
     }
     return meta;
   };
-  const f64 = (...xs: (FArray | null)[]) => xs.some((x) => x instanceof Float64Array);
+  /** numel of shape when the view reads it contiguously from its offset, else -1. */
+  const contiguousNumel = (shape: readonly number[], strides: readonly number[]): number => {
+    let expect = 1;
+    for (let d = shape.length - 1; d >= 0; d--) {
+      const s = shape[d]!;
+      if (s !== 1 && strides[d] !== expect) return -1;
+      expect *= s;
+    }
+    return expect;
+  };
 
   return {
     name: 'native',
 
     unary(op, x, shape, out, alpha, beta) {
-      if (f64(x.data, out) || shape.length > MAX_DIMS || out.length <= TINY) return ref.unary(op, x, shape, out, alpha, beta);
-      const n = numel(shape);
-      if (n === 0) return;
-      const code = UNARY_CODE.get(op)!;
-      x = ohv(x, 0);
-      if (isContiguousView(shape, x.strides)) addon.unary(code, x.data as F32, x.offset, out as F32, n, alpha, beta);
-      else addon.unaryStrided(code, x.data as F32, x.offset, pack(shape, [x]), out as F32, alpha, beta);
+      const xd = x.data;
+      if (!(xd instanceof Float32Array) || !(out instanceof Float32Array) || out.length <= MIN || tooManyDims(shape) || big(xd))
+        return ref.unary(op, x, shape, out, alpha, beta);
+      const data = offF(xd, 0);
+      const n = contiguousNumel(shape, x.strides);
+      if (n >= 0) {
+        if (n > 0) addon.unary(UNARY_CODE[op], data, x.offset, out, n, alpha, beta);
+        return;
+      }
+      meta[0] = UNARY_CODE[op];
+      meta[1] = x.offset;
+      addon.unaryStrided(data, out, pack(2, shape, x, null, null), alpha, beta);
     },
 
     unaryBackward(op, x, y, g, out, alpha, beta) {
-      if (f64(x, y, g, out) || out.length <= TINY) return ref.unaryBackward(op, x, y, g, out, alpha, beta);
-      addon.unaryBackward(UNARY_CODE.get(op)!, x as F32, y as F32, g as F32, out as F32, alpha, beta);
+      if (!(out instanceof Float32Array) || !(g instanceof Float32Array) || !(x instanceof Float32Array) || !(y instanceof Float32Array) || out.length <= MIN)
+        return ref.unaryBackward(op, x, y, g, out, alpha, beta);
+      // Pass only what the derivative reads: each typed-array argument costs ~85 ns.
+      const needY = DERIV_NEEDS_Y.has(op);
+      const needX = !needY && !DERIV_NEEDS_NOTHING.has(op);
+      addon.unaryBackward(UNARY_CODE[op], needX ? x : null, needY ? y : null, g, out, alpha, beta);
     },
 
     binary(op, a, b, shape, out) {
-      if (f64(a.data, b.data, out) || shape.length > MAX_DIMS || out.length <= TINY) return ref.binary(op, a, b, shape, out);
-      a = ohv(a, 0);
-      b = ohv(b, 1);
-      addon.binary(BINARY_CODE.get(op)!, a.data as F32, a.offset, b.data as F32, b.offset, pack(shape, [a, b]), out as F32);
+      const ad = a.data;
+      const bd = b.data;
+      if (!(ad instanceof Float32Array) || !(bd instanceof Float32Array) || !(out instanceof Float32Array) || out.length <= MIN || tooManyDims(shape) || big(ad) || big(bd))
+        return ref.binary(op, a, b, shape, out);
+      if (out.length === contiguousNumel(shape, a.strides) && out.length === contiguousNumel(shape, b.strides))
+        return addon.binaryContig(BINARY_CODE[op], offF(ad, 0), a.offset, offF(bd, 1), b.offset, out);
+      meta[0] = BINARY_CODE[op];
+      meta[1] = a.offset;
+      meta[2] = b.offset;
+      addon.binary(offF(ad, 0), offF(bd, 1), out, pack(3, shape, a, b, null));
     },
 
     where(cond, a, b, shape, out) {
-      if (f64(cond.data, a.data, b.data, out) || shape.length > MAX_DIMS || out.length <= TINY) return ref.where(cond, a, b, shape, out);
-      cond = ohv(cond, 0);
-      a = ohv(a, 1);
-      b = ohv(b, 2);
-      addon.where(cond.data as F32, cond.offset, a.data as F32, a.offset, b.data as F32, b.offset, pack(shape, [cond, a, b]), out as F32);
+      const cd = cond.data;
+      const ad = a.data;
+      const bd = b.data;
+      if (
+        !(cd instanceof Float32Array) || !(ad instanceof Float32Array) || !(bd instanceof Float32Array) || !(out instanceof Float32Array) ||
+        out.length <= MIN || tooManyDims(shape) || big(cd) || big(ad) || big(bd)
+      )
+        return ref.where(cond, a, b, shape, out);
+      meta[0] = cond.offset;
+      meta[1] = a.offset;
+      meta[2] = b.offset;
+      addon.where(offF(cd, 0), offF(ad, 1), offF(bd, 2), out, pack(3, shape, cond, a, b));
     },
 
     reduce(op, x, outer, r, inner, out, idx) {
-      if (f64(x, out) || x.length <= TINY || out.length <= TINY) return ref.reduce(op, x, outer, r, inner, out, idx);
-      addon.reduce(REDUCE_CODE.get(op)!, x as F32, outer, r, inner, out as F32, idx);
+      if (!(x instanceof Float32Array) || !(out instanceof Float32Array) || x.length <= MIN) return ref.reduce(op, x, outer, r, inner, out, idx);
+      if (outer * inner === 0) return;
+      // A large input with a tiny output (a full sum, a per-row loss…) still runs natively, through scratch.
+      const o = outF(out, 0);
+      const ix = idx === null ? null : idx.length > TINY ? idx : is[0]!;
+      addon.reduce(REDUCE_CODE[op], x, outer, r, inner, o, ix);
+      back(out, o);
+      if (idx && ix !== idx) for (let i = 0; i < idx.length; i++) idx[i] = ix![i]!;
     },
 
     matmul(p) {
-      if (f64(p.a, p.b, p.out) || p.out.length <= TINY) return ref.matmul(p);
-      addon.sgemm(oh(p.a as F32, 0), oh(p.b as F32, 1), p.out as F32, p.batch, p.M, p.N, p.K, oh(p.aOffsets, 0), oh(p.bOffsets, 1), p.lda, p.ldb, p.transA, p.transB, p.accumulate);
+      const { a, b, out } = p;
+      if (!(a instanceof Float32Array) || !(b instanceof Float32Array) || !(out instanceof Float32Array) || out.length <= MIN) return ref.matmul(p);
+      addon.sgemm(offF(a, 0), offF(b, 1), out, p.batch, p.M, p.N, p.K, offI(p.aOffsets, 0), offI(p.bOffsets, 1), p.lda, p.ldb, p.transA, p.transB, p.accumulate);
     },
 
     softmax(x, rows, n, out, log) {
-      if (f64(x, out) || out.length <= TINY) return ref.softmax(x, rows, n, out, log);
-      addon.softmax(x as F32, rows, n, out as F32, log);
+      if (!(x instanceof Float32Array) || !(out instanceof Float32Array) || out.length <= MIN) return ref.softmax(x, rows, n, out, log);
+      addon.softmax(x, rows, n, out, log);
     },
     softmaxBackward(y, g, rows, n, out, log) {
-      if (f64(y, g, out) || out.length <= TINY) return ref.softmaxBackward(y, g, rows, n, out, log);
-      addon.softmaxBackward(y as F32, g as F32, rows, n, out as F32, log);
+      if (!(y instanceof Float32Array) || !(g instanceof Float32Array) || !(out instanceof Float32Array) || out.length <= MIN)
+        return ref.softmaxBackward(y, g, rows, n, out, log);
+      addon.softmaxBackward(y, g, rows, n, out, log);
     },
 
     layerNorm(x, w, b, rows, n, eps, out, mean, rstd) {
-      if (f64(x, w, b, out, mean, rstd) || out.length <= TINY) return ref.layerNorm(x, w, b, rows, n, eps, out, mean, rstd);
-      withOut([mean, rstd], ([m, r]) => addon.layerNorm(x as F32, w && oh(w as F32, 0), b && oh(b as F32, 1), rows, n, eps, out as F32, m!, r!));
+      if (
+        !(x instanceof Float32Array) || !(out instanceof Float32Array) || !(mean instanceof Float32Array) || !(rstd instanceof Float32Array) ||
+        (w !== null && !(w instanceof Float32Array)) || (b !== null && !(b instanceof Float32Array)) || out.length <= MIN
+      )
+        return ref.layerNorm(x, w, b, rows, n, eps, out, mean, rstd);
+      const m = outF(mean, 2);
+      const r = outF(rstd, 3);
+      addon.layerNorm(x, w && offF(w, 0), b && offF(b, 1), rows, n, eps, out, m, r);
+      back(mean, m);
+      back(rstd, r);
     },
     layerNormBackward(x, w, mean, rstd, g, rows, n, dx, dw, db) {
-      if (f64(x, w, mean, rstd, g, dx, dw, db) || dx.length <= TINY || n <= TINY) return ref.layerNormBackward(x, w, mean, rstd, g, rows, n, dx, dw, db);
-      addon.layerNormBackward(x as F32, w as F32 | null, oh(mean as F32, 0), oh(rstd as F32, 1), g as F32, rows, n, dx as F32, dw as F32 | null, db as F32 | null);
+      if (
+        !(x instanceof Float32Array) || !(mean instanceof Float32Array) || !(rstd instanceof Float32Array) || !(g instanceof Float32Array) ||
+        !(dx instanceof Float32Array) || (w !== null && !(w instanceof Float32Array)) || (dw !== null && !(dw instanceof Float32Array)) ||
+        (db !== null && !(db instanceof Float32Array)) || dx.length <= MIN
+      )
+        return ref.layerNormBackward(x, w, mean, rstd, g, rows, n, dx, dw, db);
+      // dWeight/dBias are accumulated into: tiny ones go through scratch loaded with their current values.
+      const dwo = dw && offF(dw, 3);
+      const dbo = db && offF(db, 4);
+      addon.layerNormBackward(x, w && offF(w, 0), offF(mean, 1), offF(rstd, 2), g, rows, n, dx, dwo, dbo);
+      if (dw) back(dw, dwo!);
+      if (db) back(db, dbo!);
     },
     rmsNorm(x, w, rows, n, eps, out, rstd) {
-      if (f64(x, w, out, rstd) || out.length <= TINY) return ref.rmsNorm(x, w, rows, n, eps, out, rstd);
-      withOut([rstd], ([r]) => addon.rmsNorm(x as F32, w && oh(w as F32, 0), rows, n, eps, out as F32, r!));
+      if (!(x instanceof Float32Array) || !(out instanceof Float32Array) || !(rstd instanceof Float32Array) || (w !== null && !(w instanceof Float32Array)) || out.length <= MIN)
+        return ref.rmsNorm(x, w, rows, n, eps, out, rstd);
+      const r = outF(rstd, 1);
+      addon.rmsNorm(x, w && offF(w, 0), rows, n, eps, out, r);
+      back(rstd, r);
     },
     rmsNormBackward(x, w, rstd, g, rows, n, dx, dw) {
-      if (f64(x, w, rstd, g, dx, dw) || dx.length <= TINY || n <= TINY) return ref.rmsNormBackward(x, w, rstd, g, rows, n, dx, dw);
-      addon.rmsNormBackward(x as F32, w as F32 | null, oh(rstd as F32, 0), g as F32, rows, n, dx as F32, dw as F32 | null);
+      if (
+        !(x instanceof Float32Array) || !(rstd instanceof Float32Array) || !(g instanceof Float32Array) || !(dx instanceof Float32Array) ||
+        (w !== null && !(w instanceof Float32Array)) || (dw !== null && !(dw instanceof Float32Array)) || dx.length <= MIN
+      )
+        return ref.rmsNormBackward(x, w, rstd, g, rows, n, dx, dw);
+      const dwo = dw && offF(dw, 2);
+      addon.rmsNormBackward(x, w && offF(w, 0), offF(rstd, 1), g, rows, n, dx, dwo);
+      if (dw) back(dw, dwo!);
     },
 
     embedding(w, idx, dim, out) {
-      if (f64(w, out) || out.length <= TINY) return ref.embedding(w, idx, dim, out);
-      addon.embedding(oh(w as F32, 0), oh(idx, 0), dim, out as F32);
+      if (!(w instanceof Float32Array) || !(out instanceof Float32Array) || out.length <= MIN) return ref.embedding(w, idx, dim, out);
+      addon.embedding(offF(w, 0), offIdx(idx), dim, out);
     },
     embeddingBackward(g, idx, dim, dw) {
-      if (f64(g, dw) || dw.length <= TINY || g.length <= TINY) return ref.embeddingBackward(g, idx, dim, dw);
-      addon.embeddingBackward(g as F32, oh(idx, 0), dim, dw as F32);
+      if (!(g instanceof Float32Array) || !(dw instanceof Float32Array) || g.length <= MIN || dw.length <= MIN) return ref.embeddingBackward(g, idx, dim, dw);
+      addon.embeddingBackward(g, offIdx(idx), dim, dw);
     },
 
     crossEntropy(x, t, rows, V, ignoreIndex, eps, loss, lse) {
-      if (f64(x, loss, lse) || x.length <= TINY) return ref.crossEntropy(x, t, rows, V, ignoreIndex, eps, loss, lse);
-      withOut([loss, lse], ([l, s]) => addon.crossEntropy(x as F32, oh(t, 0), rows, V, ignoreIndex, eps, l!, s!));
+      if (!(x instanceof Float32Array) || !(loss instanceof Float32Array) || !(lse instanceof Float32Array) || x.length <= MIN)
+        return ref.crossEntropy(x, t, rows, V, ignoreIndex, eps, loss, lse);
+      const l = outF(loss, 0);
+      const s = outF(lse, 1);
+      addon.crossEntropy(x, offI(t, 0), rows, V, ignoreIndex, eps, l, s);
+      back(loss, l);
+      back(lse, s);
     },
     crossEntropyBackward(x, t, lse, gRow, rows, V, ignoreIndex, eps, out) {
-      if (f64(x, lse, gRow, out) || out.length <= TINY) return ref.crossEntropyBackward(x, t, lse, gRow, rows, V, ignoreIndex, eps, out);
-      addon.crossEntropyBackward(x as F32, oh(t, 0), oh(lse as F32, 0), oh(gRow as F32, 1), rows, V, ignoreIndex, eps, out as F32);
+      if (!(x instanceof Float32Array) || !(lse instanceof Float32Array) || !(gRow instanceof Float32Array) || !(out instanceof Float32Array) || out.length <= MIN)
+        return ref.crossEntropyBackward(x, t, lse, gRow, rows, V, ignoreIndex, eps, out);
+      addon.crossEntropyBackward(x, offI(t, 0), offF(lse, 0), offF(gRow, 1), rows, V, ignoreIndex, eps, out);
     },
 
     adamw(p, g, m, v, lr, b1, b2, eps, wd, bc1, bc2) {
-      if (f64(p, g, m, v) || p.length <= TINY) return ref.adamw(p, g, m, v, lr, b1, b2, eps, wd, bc1, bc2);
+      if (p.length <= MIN) return ref.adamw(p, g, m, v, lr, b1, b2, eps, wd, bc1, bc2);
       addon.adamw(p, g, m, v, lr, b1, b2, eps, wd, bc1, bc2);
     },
   };

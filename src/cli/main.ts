@@ -12,11 +12,16 @@ import { generate } from '../models/generation.ts';
 import type { CausalLM } from '../models/generation.ts';
 import { loadTokenizer } from '../tokenizers/index.ts';
 import { Generator } from '../tensor/random.ts';
+import { DEFAULT_LM_TOKENIZER, pretrainCausalLM } from '../train/lm-tasks.ts';
 import { TEACHER_DIR, finetuneGlue, pretrainTeacher, type FinetuneResult } from '../train/bert-tasks.ts';
 import { formatBytes } from './inspect.ts';
 import type { GlueTask } from '../data/glue.ts';
 import type { LogEntry } from '../train/trainer.ts';
 import { evalGlue, evalPerplexity } from '../eval/evaluate.ts';
+import { classify, fillMask, taskOf } from '../eval/predict.ts';
+import { BertForMaskedLM, BertForSequenceClassification } from '../models/bert/modeling.ts';
+import { GPT2LMHeadModel } from '../models/gpt2/modeling.ts';
+import { LlamaForCausalLM } from '../models/llama/modeling.ts';
 
 /** A one-line progress report on stderr (a TTY gets a carriage-return bar). */
 function progress(label: string, total: number, quiet = false): (e: LogEntry) => void {
@@ -52,6 +57,40 @@ function num(name: string, min: number, max = Infinity, integer = false) {
       throw new Error(`--${name} must be ${integer ? 'an integer' : 'a number'} in [${min}, ${max}], got '${v}'`);
     return n;
   };
+}
+
+interface GenerateOpts {
+  prompt: string;
+  maxNewTokens: number;
+  temperature?: number;
+  topK?: number;
+  topP?: number;
+  seed: number;
+  json?: boolean;
+}
+
+/** Continue a prompt with a causal LM folder; returns the text to print (a table line or JSON). */
+function runGenerate(dir: string, o: GenerateOpts, loaded?: CausalLM): string {
+  const tok = loadTokenizer(dir);
+  const model = loaded ?? (fromPretrained(dir) as unknown as CausalLM);
+  if (!(model instanceof GPT2LMHeadModel || model instanceof LlamaForCausalLM)) throw new Error(`${dir}: not a causal LM (${(model as object).constructor.name})`);
+  const doSample = o.temperature !== undefined || o.topK !== undefined || o.topP !== undefined;
+  const prompt = tok.encode(o.prompt);
+  const t0 = performance.now();
+  const ids = generate(model, prompt, {
+    maxNewTokens: o.maxNewTokens,
+    doSample,
+    temperature: o.temperature,
+    topK: o.topK,
+    topP: o.topP,
+    eosTokenId: tok.specialIds.eos ?? null,
+    generator: new Generator(o.seed),
+  });
+  const ms = performance.now() - t0;
+  const text = tok.decode(ids);
+  const newTokens = ids.length - prompt.length;
+  if (o.json) return JSON.stringify({ task: 'generate', text, ids, newTokens, ms: +ms.toFixed(1), tokensPerS: +((newTokens / ms) * 1000).toFixed(1) }) + '\n';
+  return `${text}\n\n(${newTokens} tokens in ${ms.toFixed(0)} ms, ${((newTokens / ms) * 1000).toFixed(1)} tokens/s)\n`;
 }
 
 const require = createRequire(import.meta.url);
@@ -115,45 +154,75 @@ export function buildProgram(out: (s: string) => void = (s) => process.stdout.wr
     .option('--top-p <p>', 'nucleus sampling mass (implies sampling)', num('top-p', 1e-6, 1))
     .option('--seed <s>', 'random seed', num('seed', 0, 2 ** 32, true), 0)
     .option('--json', 'print JSON')
-    .action((dir: string, o: { prompt: string; maxNewTokens: number; temperature?: number; topK?: number; topP?: number; seed: number; json?: boolean }) => {
+    .action((dir: string, o: GenerateOpts) => out(runGenerate(dir, o)));
+
+  program
+    .command('predict')
+    .description('Run a model folder on a text: fill-mask (BERT MLM: top-k fillers per [MASK]), classify (sequence classifier: label probabilities), or generate (causal LM)')
+    .argument('<model>', 'model folder with its tokenizer (vocab.txt, tokenizer.json or tok512.bin)')
+    .argument('[text]', 'input text (fill-mask: with [MASK]; generate: the prompt)')
+    .option('--pair <text>', 'second sentence for pair classifiers (MRPC, RTE)')
+    .option('-k, --top-k <k>', 'fill-mask: candidates per mask; generate: top-k sampling', num('top-k', 1, Infinity, true))
+    .option('-n, --max-new-tokens <n>', 'generate: tokens to generate', num('max-new-tokens', 1, 100000, true), 64)
+    .option('--temperature <t>', 'generate: sampling temperature (implies sampling)', num('temperature', 1e-6))
+    .option('--top-p <p>', 'generate: nucleus sampling mass (implies sampling)', num('top-p', 1e-6, 1))
+    .option('--seed <s>', 'generate: random seed', num('seed', 0, 2 ** 32, true), 0)
+    .option('--json', 'print JSON')
+    .action((dir: string, text: string | undefined, o: { pair?: string; topK?: number; maxNewTokens: number; temperature?: number; topP?: number; seed: number; json?: boolean }) => {
+      const model = fromPretrained(dir);
+      const task = taskOf(model);
+      if (task === 'generate') {
+        out(runGenerate(dir, { ...o, prompt: text ?? 'Once upon a time' }, model as unknown as CausalLM));
+        return;
+      }
+      if (text === undefined) throw new Error(`predict: ${task} needs a text argument`);
       const tok = loadTokenizer(dir);
-      const model = fromPretrained(dir) as unknown as CausalLM;
-      if (typeof (model as { forward?: unknown }).forward !== 'function') throw new Error(`${dir}: not a causal LM`);
-      const doSample = o.temperature !== undefined || o.topK !== undefined || o.topP !== undefined;
-      const prompt = tok.encode(o.prompt);
-      const t0 = performance.now();
-      const ids = generate(model, prompt, {
-        maxNewTokens: o.maxNewTokens,
-        doSample,
-        temperature: o.temperature,
-        topK: o.topK,
-        topP: o.topP,
-        eosTokenId: tok.specialIds.eos ?? null,
-        generator: new Generator(o.seed),
-      });
-      const ms = performance.now() - t0;
-      const text = tok.decode(ids);
-      const newTokens = ids.length - prompt.length;
-      if (o.json) out(JSON.stringify({ text, ids, newTokens, ms: +ms.toFixed(1), tokensPerS: +((newTokens / ms) * 1000).toFixed(1) }) + '\n');
-      else out(`${text}\n\n(${newTokens} tokens in ${ms.toFixed(0)} ms, ${((newTokens / ms) * 1000).toFixed(1)} tokens/s)\n`);
+      if (task === 'fill-mask') {
+        const r = fillMask(model as BertForMaskedLM, tok, text, o.topK ?? 5);
+        if (o.json) out(JSON.stringify({ task, predictions: r }) + '\n');
+        else
+          for (const m of r)
+            out([`| mask ${m.mask} | token | score | sequence |`, '| --- | --- | --- | --- |', ...m.candidates.map((c, i) => `| ${i + 1} | ${c.token} | ${c.score.toFixed(4)} | ${c.sequence} |`)].join('\n') + '\n');
+      } else {
+        const r = classify(model as BertForSequenceClassification, tok, text, o.pair);
+        if (o.json) out(JSON.stringify({ task, ...r }) + '\n');
+        else out([`| label | score |`, '| --- | --- |', ...r.scores.map((c) => `| ${c.label}${c.label === r.label ? ' *' : ''} | ${c.score.toFixed(4)} |`)].join('\n') + '\n');
+      }
     });
   program
     .command('pretrain')
-    .description('MLM-pretrain a small BERT teacher on the bundled corpus (SST-2 train + WikiText-2 valid), vocabulary trimmed to the corpus')
-    .option('-o, --out <dir>', 'output model folder', TEACHER_DIR)
+    .description('Pretrain a small model: --arch bert (MLM teacher on SST-2 train + WikiText-2 valid, vocabulary trimmed to the corpus) or --arch gpt2|llama (causal LM on --corpus with an existing tokenizer)')
+    .option('--arch <arch>', 'bert, gpt2 or llama', 'bert')
+    .option('-o, --out <dir>', 'output model folder (default for bert: the bundled teacher folder)')
+    .option('--corpus <name>', 'gpt2/llama: tinyshakespeare, wikitext2, or a text file', 'tinyshakespeare')
+    .option('--tokenizer <dir>', 'gpt2/llama: tokenizer folder', DEFAULT_LM_TOKENIZER)
     .option('--steps <n>', 'optimizer steps', num('steps', 1, 1e9, true), 3000)
-    .option('--batch-size <n>', 'sequences per step', num('batch-size', 1, 4096, true), 32)
-    .option('--seq-len <n>', 'tokens per sequence', num('seq-len', 8, 128, true), 64)
+    .option('--batch-size <n>', 'sequences per step (default: bert 32, gpt2/llama 16)', num('batch-size', 1, 4096, true))
+    .option('--seq-len <n>', 'tokens per sequence (default: bert 64, gpt2/llama 128)', num('seq-len', 8, 4096, true))
     .option('--lr <lr>', 'peak learning rate', num('lr', 0), 1e-3)
-    .option('--hidden <n>', 'hidden size', num('hidden', 8, 4096, true), 128)
-    .option('--layers <n>', 'layers', num('layers', 1, 48, true), 2)
-    .option('--heads <n>', 'attention heads', num('heads', 1, 64, true), 2)
-    .option('--intermediate <n>', 'FFN size', num('intermediate', 8, 16384, true), 512)
+    .option('--hidden <n>', 'hidden size (default: bert 128, gpt2/llama 128)', num('hidden', 8, 4096, true))
+    .option('--layers <n>', 'layers (default: bert 2, gpt2/llama 4)', num('layers', 1, 48, true))
+    .option('--heads <n>', 'attention heads (default: bert 2, gpt2/llama 4)', num('heads', 1, 64, true))
+    .option('--intermediate <n>', 'FFN size (default: bert 512, gpt2 4·hidden, llama 8/3·hidden)', num('intermediate', 8, 16384, true))
     .option('--seed <s>', 'random seed', num('seed', 0, 2 ** 32, true), 0)
     .option('--json', 'print JSON')
-    .action((o: { out: string; steps: number; batchSize: number; seqLen: number; lr: number; hidden: number; layers: number; heads: number; intermediate: number; seed: number; json?: boolean }) => {
-      const r = pretrainTeacher({ outDir: o.out, steps: o.steps, batchSize: o.batchSize, seqLen: o.seqLen, lr: o.lr, hidden: o.hidden, layers: o.layers, heads: o.heads, intermediate: o.intermediate, seed: o.seed, onLog: progress('pretrain', o.steps, o.json) });
-      out(o.json ? JSON.stringify({ out: o.out, vocabSize: r.vocabSize, finalLoss: r.finalLoss }) + '\n' : `wrote ${o.out} (vocabulary ${r.vocabSize}, final MLM loss ${r.finalLoss.toFixed(3)})\n`);
+    .action((o: { arch: string; out?: string; corpus: string; tokenizer: string; steps: number; batchSize?: number; seqLen?: number; lr: number; hidden?: number; layers?: number; heads?: number; intermediate?: number; seed: number; json?: boolean }) => {
+      const common = { steps: o.steps, batchSize: o.batchSize, seqLen: o.seqLen, lr: o.lr, hidden: o.hidden, layers: o.layers, heads: o.heads, intermediate: o.intermediate, seed: o.seed, onLog: progress('pretrain', o.steps, o.json) };
+      if (o.arch === 'bert') {
+        if (o.seqLen !== undefined && o.seqLen > 128) throw new Error(`--seq-len must be at most 128 for --arch bert (max_position_embeddings), got ${o.seqLen}`);
+        const dir = o.out ?? TEACHER_DIR;
+        const r = pretrainTeacher({ outDir: dir, ...common });
+        out(o.json ? JSON.stringify({ out: dir, vocabSize: r.vocabSize, finalLoss: r.finalLoss }) + '\n' : `wrote ${dir} (vocabulary ${r.vocabSize}, final MLM loss ${r.finalLoss.toFixed(3)})\n`);
+        return;
+      }
+      if (o.arch !== 'gpt2' && o.arch !== 'llama') throw new Error(`--arch must be bert, gpt2 or llama, got '${o.arch}'`);
+      if (!o.out) throw new Error(`--arch ${o.arch} needs --out <dir>`);
+      const r = pretrainCausalLM({ arch: o.arch, outDir: o.out, corpus: o.corpus, tokenizerDir: o.tokenizer, ...common });
+      out(
+        o.json
+          ? JSON.stringify({ out: o.out, ...r }) + '\n'
+          : `wrote ${o.out} (vocabulary ${r.vocabSize}, ${r.trainTokens.toLocaleString('en-US')} training tokens, final loss ${r.finalLoss.toFixed(3)}, held-out perplexity ${r.heldOutPerplexity.toFixed(2)})\n`,
+      );
     });
 
   const trainCmd = (name: string, description: string, defaults: { steps: number }) =>
@@ -180,14 +249,15 @@ export function buildProgram(out: (s: string) => void = (s) => process.stdout.wr
     .argument('<model>', 'model folder')
     .option('-t, --task <task>', 'sst2, mrpc, rte, cola, or ppl', 'sst2')
     .option('--text <file>', 'text file for --task ppl')
-    .option('--block-size <n>', 'tokens per perplexity block', num('block-size', 2, 1e6, true), 256)
+    .option('--block-size <n>', 'tokens per perplexity window (capped at the model\'s context)', num('block-size', 2, 1e6, true), 256)
+    .option('--stride <n>', 'sliding-window perplexity: move windows by n tokens, scoring only new tokens (default: disjoint blocks)', num('stride', 1, 1e6, true))
     .option('--max-tokens <n>', 'evaluate only the first n tokens', num('max-tokens', 2, 1e9, true))
     .option('--json', 'print JSON')
-    .action((dir: string, o: { task: string; text?: string; blockSize: number; maxTokens?: number; json?: boolean }) => {
+    .action((dir: string, o: { task: string; text?: string; blockSize: number; stride?: number; maxTokens?: number; json?: boolean }) => {
       let r;
       if (o.task === 'ppl') {
         if (!o.text) throw new Error('--task ppl needs --text <file>');
-        r = evalPerplexity(dir, o.text, { blockSize: o.blockSize, maxTokens: o.maxTokens });
+        r = evalPerplexity(dir, o.text, { blockSize: o.blockSize, stride: o.stride, maxTokens: o.maxTokens });
       } else if (['sst2', 'mrpc', 'rte', 'cola'].includes(o.task)) r = evalGlue(dir, o.task as GlueTask);
       else throw new Error(`--task must be one of sst2, mrpc, rte, cola, ppl, got '${o.task}'`);
       if (o.json) out(JSON.stringify(r) + '\n');

@@ -14,6 +14,7 @@ import { Tensor } from '../tensor/tensor.ts';
 import { noGrad } from '../tensor/autograd.ts';
 import { evaluateGlue } from '../train/bert-tasks.ts';
 import { perplexity } from './metrics.ts';
+import { causalLabels, chunkTokens } from '../data/text.ts';
 import type { GlueTask } from '../data/glue.ts';
 
 export interface EvalReport {
@@ -48,10 +49,17 @@ export function evalGlue(dir: string, task: GlueTask): EvalReport {
   return { model: dir, task, metric: r.metric, score: r.score, ...size(model), latencyMs: r.latencyMsPerExample };
 }
 
-/** Perplexity of a causal LM on a text file, over consecutive blocks of `blockSize` tokens. */
-export function evalPerplexity(dir: string, textFile: string, opts: { blockSize?: number; maxTokens?: number } = {}): EvalReport {
+/**
+ * Perplexity of a causal LM on a text file. Without `stride`: consecutive blocks of `blockSize` tokens (each block
+ * starts without context). With `stride` (HF's sliding-window perplexity): windows of `blockSize` tokens moved by
+ * `stride`, each scoring only the tokens after the previous window, so every token is predicted once with up to
+ * blockSize − stride tokens of context. Either way the first token of the text is never scored.
+ */
+export function evalPerplexity(dir: string, textFile: string, opts: { blockSize?: number; stride?: number; maxTokens?: number } = {}): EvalReport {
   const tok = loadTokenizer(dir);
   const model = fromPretrained(dir) as Module & { forward(i: ModelInputs): ModelOutput; config: Record<string, unknown> };
+  if (!['gpt2', 'llama'].includes(String(model.config.model_type)))
+    throw new Error(`${dir}: perplexity needs a causal LM (gpt2 or llama), got model_type '${String(model.config.model_type)}'`);
   let text: string;
   try {
     text = fs.readFileSync(textFile, 'utf8');
@@ -60,6 +68,8 @@ export function evalPerplexity(dir: string, textFile: string, opts: { blockSize?
   }
   const maxPos = Number(model.config.max_position_embeddings ?? model.config.n_positions ?? 512);
   const block = Math.min(opts.blockSize ?? 256, maxPos);
+  if (opts.stride !== undefined && (opts.stride < 1 || opts.stride > block))
+    throw new Error(`stride must be in [1, block size ${block}], got ${opts.stride}`);
   // Encode line by line: BPE merging is quadratic in the length of one encode() call.
   let ids: number[] = [];
   for (const line of text.split('\n')) {
@@ -68,17 +78,21 @@ export function evalPerplexity(dir: string, textFile: string, opts: { blockSize?
     if (opts.maxTokens && ids.length >= opts.maxTokens) break;
   }
   if (opts.maxTokens) ids = ids.slice(0, opts.maxTokens);
+  if (ids.length < 2) throw new Error(`${textFile}: fewer than 2 tokens; nothing to score`);
+  const windows = opts.stride === undefined ? chunkTokens(ids, block, { stride: block }) : chunkTokens(ids, block, { stride: opts.stride });
   let nll = 0;
   let count = 0;
   const t0 = performance.now();
   noGrad(() => {
-    for (let s = 0; s + 1 < ids.length; s += block) {
-      const chunk = ids.slice(s, s + block);
-      if (chunk.length < 2) break;
-      const input = Tensor.from(Int32Array.from(chunk), { shape: [1, chunk.length] });
-      const loss = model.forward({ inputIds: input, labels: input }).loss!.item(); // mean over chunk.length - 1 predictions
-      nll += loss * (chunk.length - 1);
-      count += chunk.length - 1;
+    for (const w of windows) {
+      const labels = causalLabels(w);
+      const scored = labels.slice(1).filter((l) => l !== -100).length;
+      if (scored === 0) continue;
+      const input = Tensor.from(Int32Array.from(w.ids), { shape: [1, w.ids.length] });
+      const lab = Tensor.from(Int32Array.from(labels), { shape: [1, labels.length] });
+      const loss = model.forward({ inputIds: input, labels: lab }).loss!.item(); // mean over the scored predictions
+      nll += loss * scored;
+      count += scored;
     }
   });
   const ms = performance.now() - t0;

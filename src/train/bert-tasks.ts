@@ -165,8 +165,15 @@ export function evaluateGlue(model: BertForSequenceClassification, tok: WordPiec
 export function finetuneGlue(o: FinetuneOptions): FinetuneResult {
   manualSeed(o.seed ?? 0);
   const tok = WordPieceTokenizer.fromVocabFile(path.join(o.modelDir, 'vocab.txt'));
-  const model = fromPretrained<BertForSequenceClassification>(o.modelDir, { className: 'BertForSequenceClassification', strict: false });
   const train = loadGlue(o.task, 'train');
+  // label names travel in config.json (id2label / label2id as HF writes them), so `shrink predict` can print them
+  const id2label = Object.fromEntries(train.labelNames.map((n, i) => [String(i), n]));
+  const label2id = Object.fromEntries(train.labelNames.map((n, i) => [n, i]));
+  const model = fromPretrained<BertForSequenceClassification>(o.modelDir, {
+    className: 'BertForSequenceClassification',
+    strict: false,
+    configOverrides: { num_labels: train.numLabels, id2label, label2id, finetuning_task: o.task },
+  });
   const maxLength = o.maxLength ?? 64;
   const enc = train.texts.map((t) => encodeExample(tok, t, maxLength));
   const sampler = new BatchSampler(enc.length, o.batchSize ?? 32, { seed: o.seed ?? 0 });

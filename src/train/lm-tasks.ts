@@ -1,0 +1,140 @@
+/**
+ * Causal-LM pretraining of small GPT-2 or Llama models on a bundled corpus (Tiny Shakespeare, WikiText-2) or any
+ * text file, with an existing tokenizer folder (default: stories260K's 512-piece SentencePiece BPE, which covers
+ * English text without unknown tokens). The text is split into a training part and a held-out part; training
+ * uses run_clm-style blocks (documents concatenated, cut into fixed-length blocks), and the held-out perplexity is
+ * reported at the end. `shrink pretrain --arch gpt2|llama` calls this.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { GPT2LMHeadModel } from '../models/gpt2/modeling.ts';
+import { gpt2Config } from '../models/gpt2/config.ts';
+import { LlamaForCausalLM } from '../models/llama/modeling.ts';
+import { llamaConfig } from '../models/llama/config.ts';
+import { savePretrained } from '../models/registry.ts';
+import { loadTokenizer } from '../tokenizers/index.ts';
+import type { Tokenizer } from '../tokenizers/types.ts';
+import { chunkTokens, loadText, loadTinyShakespeare, wikiTextLines } from '../data/text.ts';
+import { BatchSampler } from '../data/batch.ts';
+import { Trainer, type LogEntry } from './trainer.ts';
+import { Tensor } from '../tensor/tensor.ts';
+import { noGrad } from '../tensor/autograd.ts';
+import { manualSeed } from '../tensor/random.ts';
+import { atomicWriteFile } from '../io/atomic.ts';
+import { DATA_DIR } from './bert-tasks.ts';
+
+export const DEFAULT_LM_TOKENIZER = path.join(DATA_DIR, 'models', 'stories260K');
+/** Files that make up a tokenizer folder (whichever exist are copied next to the trained weights). */
+const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'vocab.txt', 'tok512.bin', 'tokenizer.bin', 'tokenizer_vocab.json', 'encoder.json', 'merges.txt', 'vocab.bpe'];
+
+export type LMArch = 'gpt2' | 'llama';
+
+export interface CausalPretrainOptions {
+  arch: LMArch;
+  outDir: string;
+  steps: number;
+  /** 'tinyshakespeare' (default), 'wikitext2', or a path to a UTF-8 text file. */
+  corpus?: string;
+  tokenizerDir?: string;
+  batchSize?: number;
+  seqLen?: number;
+  lr?: number;
+  hidden?: number;
+  layers?: number;
+  heads?: number;
+  intermediate?: number;
+  seed?: number;
+  onLog?: (e: LogEntry) => void;
+}
+
+export interface CausalPretrainResult {
+  vocabSize: number;
+  trainTokens: number;
+  heldOutTokens: number;
+  finalLoss: number;
+  heldOutPerplexity: number;
+}
+
+/**
+ * Training and held-out lines of a corpus. WikiText-2 trains on `valid` and holds out `test` (train is not
+ * bundled); other texts hold out their last 10 % of lines.
+ */
+export function lmCorpus(corpus: string): { train: string[]; heldOut: string[]; name: string } {
+  const nonEmpty = (ls: string[]) => ls.map((l) => l.trim()).filter((l) => l.length > 0);
+  if (corpus === 'wikitext2') return { train: nonEmpty(wikiTextLines('valid')), heldOut: nonEmpty(wikiTextLines('test')), name: 'wikitext2 valid (held out: test)' };
+  const text = corpus === 'tinyshakespeare' ? loadTinyShakespeare() : loadText(corpus);
+  const lines = nonEmpty(text.split('\n'));
+  if (lines.length < 10) throw new Error(`${corpus}: only ${lines.length} non-empty lines; need at least 10 to hold out 10 %`);
+  const cut = Math.floor(lines.length * 0.9);
+  return { train: lines.slice(0, cut), heldOut: lines.slice(cut), name: `${corpus === 'tinyshakespeare' ? 'tinyshakespeare' : path.basename(corpus)} (held out: last 10 % of lines)` };
+}
+
+function encodeLines(tok: Tokenizer, lines: string[]): number[] {
+  const ids: number[] = [];
+  for (const l of lines) for (const id of tok.encode(l, { addSpecialTokens: false })) ids.push(id);
+  return ids;
+}
+
+/** Mean NLL per predicted token over blocks (no grad). */
+function blocksNll(model: GPT2LMHeadModel | LlamaForCausalLM, blocks: number[][]): number {
+  let nll = 0;
+  let n = 0;
+  noGrad(() => {
+    for (const b of blocks) {
+      const x = Tensor.from(Int32Array.from(b), { shape: [1, b.length] });
+      nll += model.forward({ inputIds: x, labels: x }).loss!.item() * (b.length - 1);
+      n += b.length - 1;
+    }
+  });
+  return nll / Math.max(1, n);
+}
+
+/** Pretrain a small causal LM; writes a HF folder (config, weights, tokenizer files) and returns its held-out perplexity. */
+export function pretrainCausalLM(o: CausalPretrainOptions): CausalPretrainResult {
+  if (o.arch !== 'gpt2' && o.arch !== 'llama') throw new Error(`--arch must be bert, gpt2 or llama, got '${o.arch as string}'`);
+  manualSeed(o.seed ?? 0);
+  const tokDir = o.tokenizerDir ?? DEFAULT_LM_TOKENIZER;
+  const tok = loadTokenizer(tokDir);
+  const corpus = lmCorpus(o.corpus ?? 'tinyshakespeare');
+  const T = o.seqLen ?? 128;
+  const train = chunkTokens(encodeLines(tok, corpus.train), T).map((b) => b.ids);
+  const heldOut = chunkTokens(encodeLines(tok, corpus.heldOut), T).map((b) => b.ids);
+  if (train.length === 0) throw new Error(`${o.corpus}: fewer than ${T} training tokens; lower --seq-len`);
+  const hidden = o.hidden ?? 128;
+  const layers = o.layers ?? 4;
+  const heads = o.heads ?? 4;
+  const V = tok.vocabSize;
+  const model =
+    o.arch === 'gpt2'
+      ? new GPT2LMHeadModel(gpt2Config({ vocab_size: V, n_positions: Math.max(T, 256), n_embd: hidden, n_layer: layers, n_head: heads, n_inner: o.intermediate ?? 4 * hidden, bos_token_id: tok.specialIds.bos ?? 0, eos_token_id: tok.specialIds.eos ?? 0, architectures: ['GPT2LMHeadModel'] }))
+      : new LlamaForCausalLM(
+          llamaConfig({ vocab_size: V, hidden_size: hidden, intermediate_size: o.intermediate ?? Math.round((8 * hidden) / 3), num_hidden_layers: layers, num_attention_heads: heads, max_position_embeddings: Math.max(T, 256), tie_word_embeddings: true, rms_norm_eps: 1e-5, bos_token_id: tok.specialIds.bos ?? 1, eos_token_id: tok.specialIds.eos ?? 2, architectures: ['LlamaForCausalLM'] }),
+        );
+  // GPT-2 / Llama init: N(0, 0.02) for every matrix (embeddings included); norms and biases keep their defaults
+  for (const [, p] of model.namedParameters()) if (p.ndim === 2) p.copy_(Tensor.randn(p.shape).mul(0.02));
+  const sampler = new BatchSampler(train.length, o.batchSize ?? 16, { seed: o.seed ?? 0 });
+  const trainer = new Trainer(
+    model,
+    { totalSteps: o.steps, lr: o.lr ?? 1e-3, warmupSteps: Math.min(200, Math.floor(o.steps / 10)), maxGradNorm: 1, weightDecay: 0.1, schedule: 'cosine', outDir: path.join(o.outDir, '.run'), saveEvery: 500, resume: true },
+    {
+      lossFn: () => {
+        const idx = sampler.next();
+        const x = Tensor.from(Int32Array.from(idx.flatMap((i) => train[i]!)), { shape: [idx.length, T] });
+        return model.forward({ inputIds: x, labels: x }).loss!;
+      },
+      stateful: { sampler },
+      onLog: o.onLog,
+    },
+  );
+  const r = trainer.train();
+  savePretrained(model as never, o.outDir, { recipe: JSON.stringify({ method: 'pretrain.clm', arch: o.arch, steps: o.steps, corpus: corpus.name }) });
+  for (const f of TOKENIZER_FILES) if (fs.existsSync(path.join(tokDir, f))) atomicWriteFile(path.join(o.outDir, f), fs.readFileSync(path.join(tokDir, f)));
+  const losses = r.history.slice(-50).map((e) => e.loss!);
+  return {
+    vocabSize: V,
+    trainTokens: train.length * T,
+    heldOutTokens: heldOut.length * T,
+    finalLoss: losses.reduce((a, b) => a + b, 0) / Math.max(1, losses.length),
+    heldOutPerplexity: Math.exp(blocksNll(model, heldOut.slice(0, 64))),
+  };
+}

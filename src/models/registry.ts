@@ -4,6 +4,7 @@
  * and loads the weights strictly: one error lists every missing, unexpected and wrong-shape key.
  */
 import type { Module } from '../nn/module.ts';
+import type { Tensor } from '../tensor/tensor.ts';
 import { loadWeights, readConfig, writePretrained } from '../io/hf.ts';
 import { BertForMaskedLM, BertForSequenceClassification, BertModel, bertConfig } from './bert/modeling.ts';
 import { GPT2LMHeadModel, GPT2Model, gpt2Config } from './gpt2/modeling.ts';
@@ -52,11 +53,30 @@ export interface FromPretrainedOptions {
   strict?: boolean;
 }
 
+/**
+ * Hooks that turn a freshly built float model into the skeleton a compressed checkpoint needs before its weights
+ * load (e.g. `quantization_config` swaps Linear for QuantLinear). Compression methods register them, so models
+ * do not depend on compress/.
+ */
+export type CheckpointPreparer = (model: Module, section: unknown, weights: Map<string, Tensor>, dir: string) => void;
+const PREPARERS = new Map<string, CheckpointPreparer>();
+
+/** Register the preparer for a config.json section (one per section name). */
+export function registerCheckpointPreparer(configKey: string, fn: CheckpointPreparer): void {
+  PREPARERS.set(configKey, fn);
+}
+
 /** Load a Hugging Face model folder. */
 export function fromPretrained<M extends Module = Module>(dir: string, opts: FromPretrainedOptions = {}): M {
   const raw = { ...readConfig(dir), ...(opts.configOverrides ?? {}) };
   const model = modelFromConfig(raw, opts.className);
   const weights = loadWeights(dir);
+  for (const key of ['quantization_config', 'compression_config']) {
+    if (raw[key] === undefined || raw[key] === null) continue;
+    const prep = PREPARERS.get(key);
+    if (!prep) throw new Error(`${dir}: config.json has "${key}" but no loader for it is registered (import Shrink's compress module, e.g. from 'src/index.ts')`);
+    prep(model, raw[key], weights, dir);
+  }
   model.loadStateDict(weights, { strict: opts.strict ?? true });
   model.eval();
   return model as M;

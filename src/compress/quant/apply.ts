@@ -1,0 +1,234 @@
+/**
+ * Quantizing a whole model: every Linear (and GPT-2 Conv1D, transposed to [out, in]) chosen by the targets becomes
+ * a QuantLinear, every Embedding a QuantEmbedding; a head tied to an embedding shares its integer weight. RTN
+ * quantizes each weight on its own; GPTQ runs block by block (stage s sees blocks < s already quantized, as the
+ * reference's sequential pass does) and accumulates each layer's Hessian from real calibration batches.
+ *
+ * The module plan is recorded in config.json's `quantization_config` (format.ts), so a saved model rebuilds the
+ * same skeleton on load.
+ */
+import { Module } from '../../nn/module.ts';
+import { Embedding, Linear } from '../../nn/layers.ts';
+import { Conv1D } from '../../models/gpt2/modeling.ts';
+import { Tensor } from '../../tensor/tensor.ts';
+import { noGrad } from '../../tensor/autograd.ts';
+import { matchesAny } from '../select.ts';
+import { QuantEmbedding, QuantLinear, quantizedBytes, type QuantScheme, type QuantizedWeight } from './modules.ts';
+import { quantizeWeight, type Granularity, type WeightQuantSpec } from './rtn.ts';
+import { accumulateHessian, gptqQuantize } from './gptq-adapter.ts';
+
+export interface QuantizeOptions {
+  scheme: QuantScheme;
+  /** Bits for scheme int4: 4 (default), 3 or 2 (stored in 4-bit containers). */
+  bits?: number;
+  /** Default: int8 → channel, int8-dynamic → channel (the only choice), int4 → group with groupSize 64. */
+  granularity?: Granularity;
+  groupSize?: number;
+  /** Default: true for 8-bit (torch's per-channel symmetric), false for int4 (asymmetric, as GPTQ/AWQ). */
+  symmetric?: boolean;
+  method?: 'rtn' | 'gptq';
+  /** Globs over module names; default: every Linear / Conv1D / Embedding. */
+  targets?: string[];
+  ignore?: string[];
+  /** Quantize embeddings too (default true; they dominate small models' size). */
+  embeddings?: boolean;
+  /** GPTQ: calibration batches (model inputs), dampening, act-order, block size. */
+  calibration?: () => Iterable<Record<string, Tensor>>;
+  percdamp?: number;
+  actOrder?: boolean;
+  log?: (line: string) => void;
+}
+
+/** One entry of quantization_config.modules. */
+export interface QuantModuleEntry {
+  type: 'linear' | 'conv1d' | 'embedding';
+  scheme: QuantScheme;
+  bits: number;
+  shape: [number, number];
+  group_size: number;
+  per_tensor: boolean;
+  symmetric: boolean;
+  bias: boolean;
+  padding_idx?: number | null;
+  /** Input features when the stored weight is zero-padded to a multiple of the group size. */
+  in_features?: number;
+  /** A head tied to this embedding's integer weight (module name). */
+  shares?: string;
+}
+
+export interface QuantizeReport {
+  modules: Record<string, QuantModuleEntry>;
+  /** Float32 bytes of the quantized weights before, and integer bytes after (codes + scales + zeros). */
+  floatBytes: number;
+  quantBytes: number;
+  /** GPTQ: Σ (w − q)²/d² per layer (the reference's "error"). */
+  gptqLoss?: Record<string, number>;
+}
+
+type Target = { name: string; module: Linear | Conv1D | Embedding; kind: QuantModuleEntry['type'] };
+
+function resolved(o: QuantizeOptions): Required<Pick<QuantizeOptions, 'bits' | 'granularity' | 'groupSize' | 'symmetric' | 'method'>> {
+  const int4 = o.scheme === 'int4';
+  const bits = int4 ? (o.bits ?? 4) : 8;
+  if (!int4 && o.bits !== undefined && o.bits !== 8) throw new Error(`scheme ${o.scheme} stores 8 bits, got bits ${o.bits}`);
+  if (int4 && ![2, 3, 4].includes(bits)) throw new Error(`scheme int4: bits must be 2, 3 or 4, got ${bits}`);
+  const granularity = o.granularity ?? (int4 ? 'group' : 'channel');
+  if (o.scheme === 'int8-dynamic' && granularity !== 'channel') throw new Error(`scheme int8-dynamic needs per-channel weights, got granularity ${granularity}`);
+  const symmetric = o.symmetric ?? !int4;
+  if (o.scheme === 'int8-dynamic' && !symmetric) throw new Error('scheme int8-dynamic needs symmetric weights');
+  const method = o.method ?? 'rtn';
+  if (method !== 'rtn' && method !== 'gptq') throw new Error(`--method must be rtn or gptq, got '${method as string}'`);
+  return { bits, granularity, groupSize: o.groupSize ?? (granularity === 'group' ? 64 : 0), symmetric, method };
+}
+
+/** Float weight of a target as [N, K] float32 (Conv1D's [in, out] transposed). */
+function weightOf(t: Target): { w: Float32Array; N: number; K: number } {
+  const W = t.module.weight;
+  if (t.kind === 'conv1d') {
+    const [K, N] = W.shape as [number, number];
+    return { w: W.t().contiguous().data as Float32Array, N, K };
+  }
+  const [N, K] = W.shape as [number, number];
+  return { w: W.contiguous().data as Float32Array, N, K };
+}
+
+function collectTargets(model: Module, o: QuantizeOptions): Target[] {
+  const out: Target[] = [];
+  for (const [name, m] of model.namedModules()) {
+    if (name === '') continue;
+    if (o.targets && !matchesAny(name, o.targets)) continue;
+    if (o.ignore && matchesAny(name, o.ignore)) continue;
+    if (m instanceof Linear) out.push({ name, module: m, kind: 'linear' });
+    else if (m instanceof Conv1D) out.push({ name, module: m, kind: 'conv1d' });
+    else if (m instanceof Embedding && o.embeddings !== false) out.push({ name, module: m, kind: 'embedding' });
+  }
+  return out;
+}
+
+/** A Hessian [K0, K0] embedded in [K, K] with zero rows/columns for padded inputs (GPTQ treats them as dead). */
+function padHessian(H: Float64Array, K0: number, K: number): Float64Array {
+  const out = new Float64Array(K * K);
+  for (let i = 0; i < K0; i++) out.set(H.subarray(i * K0, (i + 1) * K0), i * K);
+  return out;
+}
+
+/** The transformer block a module belongs to (`….layer.3.` / `….h.3.` / `….layers.3.`), for GPTQ's stages. */
+function blockIndex(name: string): number {
+  const m = /\.(?:layer|layers|h)\.(\d+)\./.exec(name);
+  return m ? Number(m[1]) : Infinity;
+}
+
+/** Quantize `model` in place; returns the module plan and sizes. */
+export function quantizeModel(model: Module, o: QuantizeOptions): QuantizeReport {
+  const r = resolved(o);
+  const targets = collectTargets(model, o);
+  const report: QuantizeReport = { modules: {}, floatBytes: 0, quantBytes: 0 };
+  // Embeddings first: heads tied to them reuse their integer weight.
+  const byTensor = new Map<Tensor, { name: string; q: QuantizedWeight }>();
+  const specFor = (K: number, embedding: boolean): WeightQuantSpec => {
+    // int8-dynamic embeddings are plain int8 rows; group sizes that do not divide an embedding fall back to rows
+    if (embedding && r.granularity === 'group' && K % r.groupSize !== 0) return { bits: 8, granularity: 'channel', symmetric: true };
+    return { bits: r.bits, granularity: r.granularity, groupSize: r.groupSize, symmetric: r.symmetric };
+  };
+  const schemeFor = (spec: WeightQuantSpec): QuantScheme => (spec.bits < 8 ? 'int4' : o.scheme === 'int8-dynamic' ? 'int8-dynamic' : 'int8');
+  const entry = (t: Target, q: QuantizedWeight, scheme: QuantScheme, spec: WeightQuantSpec, extra: Partial<QuantModuleEntry> = {}): QuantModuleEntry => ({
+    type: t.kind,
+    scheme,
+    bits: q.bits,
+    shape: q.shape,
+    group_size: q.groupSize,
+    per_tensor: q.perTensor,
+    symmetric: spec.symmetric,
+    bias: 'bias' in t.module && t.module.bias instanceof Tensor,
+    ...extra,
+  });
+
+  for (const t of targets.filter((x) => x.kind === 'embedding')) {
+    const emb = t.module as Embedding;
+    const { w, N, K } = weightOf(t);
+    const spec = specFor(K, true);
+    const q = quantizeWeight(`${t.name}.weight`, w, N, K, spec);
+    byTensor.set(emb.weight, { name: t.name, q });
+    model.setSubmodule(t.name, new QuantEmbedding(q, emb.paddingIdx));
+    report.modules[t.name] = entry(t, q, spec.bits < 8 ? 'int4' : 'int8', spec, { padding_idx: emb.paddingIdx });
+    report.floatBytes += N * K * 4;
+    report.quantBytes += quantizedBytes(q);
+  }
+
+  const linears = targets.filter((x) => x.kind !== 'embedding');
+  // tied heads: share the embedding's integer weight (its rows are the head's output channels)
+  const tied = linears.filter((t) => byTensor.has(t.module.weight));
+  for (const t of tied) {
+    const { name, q } = byTensor.get(t.module.weight)!;
+    const bias = (t.module as Linear).bias;
+    const scheme: QuantScheme = q.bits < 8 ? 'int4' : 'int8';
+    model.setSubmodule(t.name, new QuantLinear(scheme, q, bias));
+    report.modules[t.name] = { ...report.modules[name]!, type: t.kind, scheme, bias: bias instanceof Tensor, shares: name, padding_idx: undefined };
+  }
+  const todo = linears.filter((t) => !byTensor.has(t.module.weight));
+  const quantizeOne = (t: Target, H: Float64Array | null) => {
+    const { w: w0, N, K: K0 } = weightOf(t);
+    const spec = specFor(K0, false);
+    // a group size that does not divide in_features: zero columns up to the next multiple (stored, never computed on)
+    const K = spec.granularity === 'group' && K0 % spec.groupSize! !== 0 ? Math.ceil(K0 / spec.groupSize!) * spec.groupSize! : K0;
+    let w = w0;
+    if (K !== K0) {
+      w = new Float32Array(N * K);
+      for (let n = 0; n < N; n++) w.set(w0.subarray(n * K0, (n + 1) * K0), n * K);
+      if (H) H = padHessian(H, K0, K);
+    }
+    let q: QuantizedWeight;
+    if (H) {
+      const g = gptqQuantize(`${t.name}.weight`, w, N, K, H, spec, { percdamp: o.percdamp ?? 0.01, actOrder: o.actOrder ?? false });
+      q = g.q;
+      (report.gptqLoss ??= {})[t.name] = g.loss;
+    } else q = quantizeWeight(`${t.name}.weight`, w, N, K, spec);
+    const b = (t.module as Linear | Conv1D).bias;
+    const bias = b instanceof Tensor ? b : null;
+    const scheme = schemeFor(spec);
+    model.setSubmodule(t.name, new QuantLinear(scheme, q, bias, K0));
+    report.modules[t.name] = entry(t, q, scheme, spec, K !== K0 ? { in_features: K0 } : {});
+    report.floatBytes += N * K0 * 4;
+    report.quantBytes += quantizedBytes(q);
+  };
+
+  if (r.method === 'rtn') {
+    for (const t of todo) quantizeOne(t, null);
+    return report;
+  }
+  if (!o.calibration) throw new Error('GPTQ needs calibration data (--calib)');
+  // GPTQ, stage by stage: hook the stage's layers, run the calibration set through the partly quantized model.
+  const stages = [...new Set(todo.map((t) => blockIndex(t.name)))].sort((a, b) => a - b);
+  for (const s of stages) {
+    const stage = todo.filter((t) => blockIndex(t.name) === s);
+    const H = new Map<Target, { h: Float64Array; n: number }>();
+    const restore: (() => void)[] = [];
+    for (const t of stage) {
+      const K = t.kind === 'conv1d' ? t.module.weight.shape[0]! : t.module.weight.shape[1]!;
+      const acc = { h: new Float64Array(K * K), n: 0 };
+      H.set(t, acc);
+      const m = t.module as Module & { forward(x: Tensor): Tensor };
+      const orig = m.forward;
+      m.forward = (x: Tensor) => {
+        const rows = x.numel / K;
+        acc.n = accumulateHessian(acc.h, x.contiguous().data as Float32Array, rows, K, acc.n);
+        return orig.call(m, x);
+      };
+      restore.push(() => {
+        m.forward = orig;
+      });
+    }
+    try {
+      noGrad(() => {
+        for (const batch of o.calibration!()) (model as unknown as { forward(i: Record<string, Tensor>): unknown }).forward(batch);
+      });
+    } finally {
+      for (const f of restore) f();
+    }
+    for (const t of stage) {
+      o.log?.(`gptq ${t.name}`);
+      quantizeOne(t, H.get(t)!.h);
+    }
+  }
+  return report;
+}

@@ -1,0 +1,135 @@
+/**
+ * Quantized checkpoints: a Hugging Face folder whose model.safetensors holds integer tensors beside their scales,
+ * with `quantization_config` in config.json describing every quantized module, and the recipe in the file's
+ * `__metadata__`. Keys per quantized module `<name>`:
+ *
+ * | key | dtype | shape |
+ * | --- | --- | --- |
+ * | `<name>.weight` (8-bit) | I8 | [out, in] (GPT-2 Conv1D too: stored transposed, `type: "conv1d"`) |
+ * | `<name>.weight_packed` (2–4-bit) | U8 | [out, in/2], low nibble = even column |
+ * | `<name>.weight_scale` | F32 | [1] per tensor, [out] per channel, [out, in/group] per group |
+ * | `<name>.weight_zero_point` | I8 / U8 | as weight_scale (asymmetric and 2–4-bit only) |
+ * | `<name>.bias` | F32 | [out] |
+ *
+ * A head tied to an embedding shares its integer tensors; the duplicates are left out of the file and listed in
+ * `quantization_config.tied_keys` (as HF leaves tied weights out). Loading (registered with fromPretrained)
+ * rebuilds the QuantLinear / QuantEmbedding skeleton from the config, so `shrink eval` runs the integer kernels
+ * directly.
+ */
+import type { Module } from '../../nn/module.ts';
+import type { Tensor } from '../../tensor/tensor.ts';
+import { registerCheckpointPreparer } from '../../models/registry.ts';
+import { writePretrained } from '../../io/hf.ts';
+import { QuantEmbedding, QuantLinear, type QuantScheme, type QuantizedWeight } from './modules.ts';
+import type { QuantModuleEntry } from './apply.ts';
+
+export const QUANT_FORMAT_VERSION = 1;
+
+export interface QuantizationConfig {
+  quant_method: 'shrink';
+  format_version: number;
+  scheme: QuantScheme;
+  bits: number;
+  method: 'rtn' | 'gptq';
+  granularity: string;
+  modules: Record<string, QuantModuleEntry>;
+  tied_keys: Record<string, string>;
+}
+
+/** State dict with tensors shared by storage written once: returns the kept tensors and dropped → kept keys. */
+function dedupe(sd: Map<string, Tensor>): { tensors: Map<string, Tensor>; tied: Record<string, string> } {
+  const seen = new Map<unknown, string>();
+  const tensors = new Map<string, Tensor>();
+  const tied: Record<string, string> = {};
+  for (const [k, t] of sd) {
+    const first = seen.get(t.data);
+    if (first !== undefined && t.numel === sd.get(first)!.numel) tied[k] = first;
+    else {
+      seen.set(t.data, k);
+      tensors.set(k, t);
+    }
+  }
+  return { tensors, tied };
+}
+
+/** Write a quantized model as a HF folder (config.json with quantization_config, model.safetensors). */
+export function saveQuantized(
+  model: Module & { config: Record<string, unknown> },
+  dir: string,
+  qc: Omit<QuantizationConfig, 'quant_method' | 'format_version' | 'tied_keys'>,
+  metadata: Record<string, string> = {},
+): QuantizationConfig {
+  const { tensors, tied } = dedupe(model.stateDict({ forSave: true }));
+  const quantization_config: QuantizationConfig = { quant_method: 'shrink', format_version: QUANT_FORMAT_VERSION, ...qc, tied_keys: tied };
+  writePretrained(dir, { config: { ...model.config, architectures: [model.constructor.name], quantization_config }, tensors, metadata: { format: 'pt', ...metadata } });
+  return quantization_config;
+}
+
+function emptyWeight(e: QuantModuleEntry): QuantizedWeight {
+  const [N, K] = e.shape;
+  const ns = e.per_tensor ? 1 : N * (K / e.group_size);
+  const asym = e.bits < 8 || !e.symmetric;
+  return {
+    shape: [N, K],
+    bits: e.bits,
+    codes: e.bits === 8 ? new Int8Array(N * K) : new Uint8Array((N * K) / 2),
+    groupSize: e.group_size,
+    perTensor: e.per_tensor,
+    scale: new Float32Array(ns),
+    zero: asym ? (e.bits === 8 ? new Int8Array(ns) : new Uint8Array(ns)) : null,
+  };
+}
+
+function checkEntry(name: string, e: QuantModuleEntry): void {
+  const where = `quantization_config.modules['${name}']`;
+  if (!e || typeof e !== 'object') throw new Error(`${where}: expected an object`);
+  if (!['linear', 'conv1d', 'embedding'].includes(e.type)) throw new Error(`${where}.type: expected linear, conv1d or embedding, got '${e.type}'`);
+  if (!['int8', 'int8-dynamic', 'int4'].includes(e.scheme)) throw new Error(`${where}.scheme: expected int8, int8-dynamic or int4, got '${e.scheme}'`);
+  if (![2, 3, 4, 8].includes(e.bits)) throw new Error(`${where}.bits: unsupported bits ${e.bits} (expected 2, 3, 4 or 8)`);
+  if (!Array.isArray(e.shape) || e.shape.length !== 2 || !e.shape.every((d) => Number.isInteger(d) && d > 0)) throw new Error(`${where}.shape: expected [out, in], got ${JSON.stringify(e.shape)}`);
+  if (!e.per_tensor && !(Number.isInteger(e.group_size) && e.group_size > 0 && e.shape[1] % e.group_size === 0))
+    throw new Error(`${where}.group_size: ${e.group_size} does not divide in_features ${e.shape[1]}`);
+}
+
+/** fromPretrained hook: swap in quantized modules per the config, then let the strict load fill them. */
+function prepareQuantized(model: Module, section: unknown, weights: Map<string, Tensor>, dir: string): void {
+  const qc = section as QuantizationConfig;
+  if (qc.quant_method !== 'shrink') throw new Error(`${dir}: quantization_config.quant_method '${String(qc.quant_method)}' is not supported (Shrink reads its own 'shrink' format)`);
+  if (!qc.modules || typeof qc.modules !== 'object') throw new Error(`${dir}: quantization_config.modules is missing`);
+  const built = new Map<string, QuantizedWeight>();
+  const entries = Object.entries(qc.modules);
+  // owners first, then heads that share their weight
+  for (const [name, e] of [...entries.filter(([, e]) => !e.shares), ...entries.filter(([, e]) => e.shares)]) {
+    checkEntry(name, e);
+    let q: QuantizedWeight;
+    if (e.shares) {
+      const owner = built.get(e.shares);
+      if (!owner) throw new Error(`${dir}: quantization_config.modules['${name}'] shares '${e.shares}', which is not a quantized module`);
+      q = owner;
+    } else {
+      q = emptyWeight(e);
+      built.set(name, q);
+    }
+    let old: Module;
+    try {
+      old = model.getSubmodule(name);
+    } catch {
+      throw new Error(`${dir}: quantization_config names module '${name}', which ${(model as object).constructor.name} does not have`);
+    }
+    const bias = e.bias ? ((old as unknown as { bias?: Tensor | null }).bias ?? null) : null;
+    model.setSubmodule(name, e.type === 'embedding' ? new QuantEmbedding(q, e.padding_idx ?? null) : new QuantLinear(e.scheme, q, bias, e.in_features ?? e.shape[1]));
+  }
+  // shared tensors were written once: point the duplicates at the kept copies
+  const missingScales: string[] = [];
+  for (const [dup, kept] of Object.entries(qc.tied_keys ?? {})) {
+    const t = weights.get(kept);
+    if (t && !weights.has(dup)) weights.set(dup, t);
+  }
+  for (const [name, e] of entries) {
+    if (!weights.has(`${name}.weight_scale`)) missingScales.push(`${name}.weight_scale`);
+    if ((e.bits < 8 || !e.symmetric) && !weights.has(`${name}.weight_zero_point`)) missingScales.push(`${name}.weight_zero_point`);
+  }
+  if (missingScales.length) throw new Error(`${dir}: quantized checkpoint is missing ${missingScales.length} scale/zero-point tensor(s): ${missingScales.join(', ')}`);
+}
+
+registerCheckpointPreparer('quantization_config', prepareQuantized);

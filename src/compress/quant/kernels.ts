@@ -1,0 +1,82 @@
+/**
+ * The GEMMs behind QuantLinear. The native addon's integer kernels run when it is loaded; otherwise these plain
+ * TypeScript paths compute the same function: weight-only dequantizes 64 output rows at a time (never the whole
+ * matrix) and multiplies with the fp32 GEMM; int8-dynamic quantizes activations per token exactly as the native
+ * kernel does and accumulates the integer products exactly (in float64, exact below 2^53).
+ */
+import { matmul } from '../../ops/matmul.ts';
+import { Tensor } from '../../tensor/tensor.ts';
+import { noGrad } from '../../tensor/autograd.ts';
+import { dequantizeRows, type QuantizedWeight } from './modules.ts';
+
+const ROWS = 64;
+
+/** out[M, N] = x[M, K] · dequant(W)ᵀ + bias. */
+export function weightOnlyLinear(x: Float32Array, M: number, w: QuantizedWeight, bias: Float32Array | null, out: Float32Array): void {
+  const [N, K] = w.shape;
+  const xt = new Tensor(x, [M, K], 'float32');
+  const panel = new Float32Array(ROWS * K);
+  noGrad(() => {
+    for (let r0 = 0; r0 < N; r0 += ROWS) {
+      const r1 = Math.min(N, r0 + ROWS);
+      dequantizeRows(w, r0, r1, panel);
+      const wt = new Tensor(panel.subarray(0, (r1 - r0) * K), [r1 - r0, K], 'float32');
+      const y = matmul(xt, wt.t()).data as Float32Array; // [M, r1 - r0]
+      const n = r1 - r0;
+      for (let m = 0; m < M; m++) for (let j = 0; j < n; j++) out[m * N + r0 + j] = y[m * n + j]! + (bias ? bias[r0 + j]! : 0);
+    }
+  });
+}
+
+/**
+ * Per-token activation quantization to 7-bit unsigned codes (0..127) with a zero point: AVX2's u8×s8 multiply-add
+ * (vpmaddubsw) saturates 16-bit pair sums for full 8-bit activations, and 7 bits keep every product sum exact.
+ * scale = (max − min)/127 over the row with 0 inside the range; zero = round(−min/scale).
+ */
+export function quantizeActivationsPerToken(x: Float32Array, M: number, K: number): { q: Uint8Array; scale: Float32Array; zero: Int32Array } {
+  const q = new Uint8Array(M * K);
+  const scale = new Float32Array(M);
+  const zero = new Int32Array(M);
+  for (let m = 0; m < M; m++) {
+    let lo = 0;
+    let hi = 0;
+    for (let k = 0; k < K; k++) {
+      const v = x[m * K + k]!;
+      if (v < lo) lo = v;
+      if (v > hi) hi = v;
+    }
+    const s = Math.max(Math.fround((hi - lo) / 127), 1.1920928955078125e-7);
+    const z = Math.min(127, Math.max(0, roundHalfEven(-lo / s)));
+    scale[m] = s;
+    zero[m] = z;
+    for (let k = 0; k < K; k++) q[m * K + k] = Math.min(127, Math.max(0, roundHalfEven(x[m * K + k]! / s) + z));
+  }
+  return { q, scale, zero };
+}
+
+export function roundHalfEven(v: number): number {
+  const r = Math.round(v);
+  return r - v === 0.5 && r % 2 !== 0 ? r - 1 : r;
+}
+
+/** out = sx[m]·sw[n]·Σ_k (qx − zx)·qw + bias, with exact integer sums. */
+export function int8DynamicLinear(x: Float32Array, M: number, w: QuantizedWeight, bias: Float32Array | null, out: Float32Array): void {
+  const [N, K] = w.shape;
+  const { q, scale, zero } = quantizeActivationsPerToken(x, M, K);
+  const qw = w.codes as Int8Array;
+  const rowSum = new Float64Array(N);
+  for (let n = 0; n < N; n++) {
+    let s = 0;
+    for (let k = 0; k < K; k++) s += qw[n * K + k]!;
+    rowSum[n] = s;
+  }
+  for (let m = 0; m < M; m++) {
+    const xo = m * K;
+    for (let n = 0; n < N; n++) {
+      const wo = n * K;
+      let acc = 0;
+      for (let k = 0; k < K; k++) acc += q[xo + k]! * qw[wo + k]!;
+      out[m * N + n] = scale[m]! * w.scale[w.perTensor ? 0 : n]! * (acc - zero[m]! * rowSum[n]!) + (bias ? bias[n]! : 0);
+    }
+  }
+}

@@ -1,0 +1,205 @@
+/**
+ * Quantized drop-in modules: QuantLinear replaces Linear (or GPT-2's Conv1D, stored transposed to [out, in]) and
+ * QuantEmbedding replaces Embedding. Weights stay integer in memory and on disk:
+ *
+ * - `int8`: weight-only int8 (per tensor, per output channel or per group of input columns, symmetric or with a
+ *   zero point); the GEMM dequantizes panel by panel, never the whole matrix.
+ * - `int8-dynamic`: int8 per-channel symmetric weights and per-token activations quantized on the fly, multiplied
+ *   on the exact int8×int8→int32 kernel with a fused dequantize epilogue.
+ * - `int4`: two 4-bit codes per byte (low nibble = even column), per-group scales and zero points (asymmetric, as
+ *   GPTQ and AWQ store them); 3-bit GPTQ codes use the same 4-bit containers.
+ *
+ * Dequantization everywhere is w = (q − zero)·scale. The checkpoint keys are `<name>.weight` (I8) or
+ * `<name>.weight_packed` (U8), `<name>.weight_scale` (F32), `<name>.weight_zero_point` (I8 / U8, asymmetric
+ * only) and `<name>.bias`; see format.ts.
+ */
+import { Module } from '../../nn/module.ts';
+import { Tensor } from '../../tensor/tensor.ts';
+import { linear } from '../../ops/matmul.ts';
+import { noGrad } from '../../tensor/autograd.ts';
+import { int8DynamicLinear, weightOnlyLinear } from './kernels.ts';
+
+export type QuantScheme = 'int8' | 'int8-dynamic' | 'int4';
+export const QUANT_SCHEMES: readonly QuantScheme[] = ['int8', 'int8-dynamic', 'int4'];
+
+/** An integer weight [N, K] with its dequantization parameters. */
+export interface QuantizedWeight {
+  /** Output and input features. */
+  shape: [number, number];
+  /** Bits of the codes (8, or 2..4 in 4-bit containers). */
+  bits: number;
+  /** 8-bit: Int8Array [N·K] (signed codes). ≤ 4-bit: Uint8Array [N·K/2], unsigned codes, low nibble = even k. */
+  codes: Int8Array | Uint8Array;
+  /** Columns per scale: K for per-channel, a divisor of K for groups; per-tensor is `perTensor`. */
+  groupSize: number;
+  perTensor: boolean;
+  /** [1] per tensor, [N] per channel, [N · K/groupSize] per group. */
+  scale: Float32Array;
+  /** Same length as scale; null = symmetric (zero 0 for signed 8-bit codes). */
+  zero: Int8Array | Uint8Array | null;
+}
+
+export function numScales(w: Pick<QuantizedWeight, 'shape' | 'groupSize' | 'perTensor'>): number {
+  return w.perTensor ? 1 : w.shape[0] * (w.shape[1] / w.groupSize);
+}
+
+/** Dequantize rows [r0, r1) of a quantized weight into out ((r1 − r0)·K floats). The reference for every kernel. */
+export function dequantizeRows(w: QuantizedWeight, r0: number, r1: number, out: Float32Array): void {
+  const [, K] = w.shape;
+  const G = w.perTensor ? K : w.groupSize;
+  const gpr = K / G;
+  for (let r = r0; r < r1; r++) {
+    const o = (r - r0) * K;
+    for (let g = 0; g < gpr; g++) {
+      const si = w.perTensor ? 0 : r * gpr + g;
+      const s = w.scale[si]!;
+      const z = w.zero ? w.zero[si]! : 0;
+      for (let k = g * G; k < (g + 1) * G; k++) {
+        const i = r * K + k;
+        const q = w.bits === 8 ? (w.codes as Int8Array)[i]! : ((w.codes as Uint8Array)[i >> 1]! >> ((i & 1) * 4)) & 15;
+        out[o + k] = Math.fround((q - z) * s);
+      }
+    }
+  }
+}
+
+/** The whole weight in float32 (for tests, export and QAT conversion checks; modules never call it). */
+export function dequantize(w: QuantizedWeight): Tensor {
+  const [N, K] = w.shape;
+  const out = new Float32Array(N * K);
+  dequantizeRows(w, 0, N, out);
+  return new Tensor(out, [N, K], 'float32');
+}
+
+/** Storage bytes of a quantized weight (codes + scales + zero points). */
+export function quantizedBytes(w: QuantizedWeight): number {
+  return w.codes.byteLength + w.scale.byteLength + (w.zero?.byteLength ?? 0);
+}
+
+function checkWeight(where: string, w: QuantizedWeight): void {
+  const [N, K] = w.shape;
+  if (w.bits === 8 ? !(w.codes instanceof Int8Array) : !(w.codes instanceof Uint8Array))
+    throw new Error(`${where}: ${w.bits}-bit codes must be ${w.bits === 8 ? 'an Int8Array' : 'a Uint8Array (two codes per byte)'}`);
+  const nCodes = w.bits === 8 ? N * K : (N * K) / 2;
+  if (w.codes.length !== nCodes) throw new Error(`${where}: codes have ${w.codes.length} elements, expected ${nCodes} for [${N}, ${K}] at ${w.bits} bits`);
+  if (!w.perTensor && (w.groupSize < 1 || K % w.groupSize !== 0)) throw new Error(`${where}: group size ${w.groupSize} does not divide in_features ${K}`);
+  const ns = numScales(w);
+  if (w.scale.length !== ns) throw new Error(`${where}: weight_scale has ${w.scale.length} elements, expected ${ns}`);
+  if (w.zero && w.zero.length !== ns) throw new Error(`${where}: weight_zero_point has ${w.zero.length} elements, expected ${ns}`);
+  if (w.bits < 8 && w.bits !== 4 && w.bits !== 3 && w.bits !== 2) throw new Error(`${where}: unsupported bits ${w.bits} (expected 2, 3, 4 or 8)`);
+  if (w.bits < 8 && K % 2 !== 0) throw new Error(`${where}: in_features ${K} must be even for two 4-bit codes per byte`);
+}
+
+/** The tensors a quantized weight contributes to a state dict (names relative to the module). */
+function registerQuantBuffers(m: Module, w: QuantizedWeight): void {
+  const [N, K] = w.shape;
+  const sshape = w.perTensor ? [1] : w.groupSize === K ? [N] : [N, K / w.groupSize];
+  if (w.bits === 8) m.registerBuffer('weight', new Tensor(w.codes, [N, K], 'int8'));
+  else m.registerBuffer('weight_packed', new Tensor(w.codes, [N, K / 2], 'uint8'));
+  m.registerBuffer('weight_scale', new Tensor(w.scale, sshape, 'float32'));
+  if (w.zero) m.registerBuffer('weight_zero_point', new Tensor(w.zero, sshape, w.zero instanceof Int8Array ? 'int8' : 'uint8'));
+}
+
+/** Re-read the buffers (after loadStateDict copied a checkpoint into them) into the QuantizedWeight view. */
+function syncFromBuffers(m: Module, w: QuantizedWeight): void {
+  w.codes = (m.getBuffer('weight') ?? m.getBuffer('weight_packed'))!.data as Int8Array | Uint8Array;
+  w.scale = m.getBuffer('weight_scale')!.data as Float32Array;
+  w.zero = (m.getBuffer('weight_zero_point')?.data as Int8Array | Uint8Array | undefined) ?? null;
+}
+
+/** Linear with an integer weight: y = x·dequant(W)ᵀ + b. Inference only (no gradient reaches W). */
+export class QuantLinear extends Module {
+  bias: Tensor | null;
+  readonly qweight: QuantizedWeight;
+  /** Input features the layer takes; the stored weight may have more columns (zero padding up to a group multiple). */
+  readonly inFeatures: number;
+  constructor(
+    readonly scheme: QuantScheme,
+    qweight: QuantizedWeight,
+    bias: Tensor | null,
+    inFeatures = qweight.shape[1],
+  ) {
+    super();
+    if (!(inFeatures >= 1 && inFeatures <= qweight.shape[1])) throw new Error(`QuantLinear: in_features ${inFeatures} must be in [1, ${qweight.shape[1]}] (the stored columns)`);
+    this.inFeatures = inFeatures;
+    checkWeight(`QuantLinear(${scheme})`, qweight);
+    if (scheme === 'int8-dynamic' && (qweight.bits !== 8 || qweight.zero || qweight.groupSize !== qweight.shape[1]))
+      throw new Error('QuantLinear(int8-dynamic): needs 8-bit symmetric per-channel weights (no zero point, no groups)');
+    if (scheme === 'int4' && qweight.bits > 4) throw new Error(`QuantLinear(int4): weight has ${qweight.bits} bits`);
+    if (scheme === 'int8' && qweight.bits !== 8) throw new Error(`QuantLinear(int8): weight has ${qweight.bits} bits`);
+    this.qweight = { ...qweight };
+    registerQuantBuffers(this, this.qweight);
+    this.bias = bias ? bias.detach() : null;
+  }
+  get outFeatures(): number {
+    return this.qweight.shape[0];
+  }
+  override loadStateDict(...a: Parameters<Module['loadStateDict']>): ReturnType<Module['loadStateDict']> {
+    const r = super.loadStateDict(...a);
+    syncFromBuffers(this, this.qweight);
+    return r;
+  }
+  /** The weight in float32 (tests, reports). */
+  dequantized(): Tensor {
+    syncFromBuffers(this, this.qweight);
+    return dequantize(this.qweight);
+  }
+  forward(x: Tensor): Tensor {
+    const K = this.inFeatures;
+    if (x.shape[x.ndim - 1] !== K) throw new Error(`QuantLinear: input [${x.shape.join(', ')}] has ${x.shape[x.ndim - 1]} features, expected ${K}`);
+    syncFromBuffers(this, this.qweight);
+    const M = x.numel / K;
+    let xd = x.floatData('QuantLinear');
+    const Kp = this.qweight.shape[1];
+    if (Kp !== K) {
+      // zero columns up to the padded width (their weights dequantize to exactly 0)
+      const padded = new Float32Array(M * Kp);
+      for (let m = 0; m < M; m++) padded.set(xd.subarray(m * K, (m + 1) * K), m * Kp);
+      xd = padded;
+    }
+    const out = new Float32Array(M * this.outFeatures);
+    const b = this.bias ? (this.bias.floatData('QuantLinear') as Float32Array) : null;
+    if (this.scheme === 'int8-dynamic') int8DynamicLinear(xd as Float32Array, M, this.qweight, b, out);
+    else weightOnlyLinear(xd as Float32Array, M, this.qweight, b, out);
+    return new Tensor(out, [...x.shape.slice(0, -1), this.outFeatures], 'float32');
+  }
+}
+
+/**
+ * Embedding with integer rows (int8 per row, or int4 groups): a row is dequantized when looked up. The same
+ * QuantizedWeight can serve a tied output head (QuantLinear), since per-row scales are its per-channel scales.
+ */
+export class QuantEmbedding extends Module {
+  readonly qweight: QuantizedWeight;
+  constructor(
+    qweight: QuantizedWeight,
+    readonly paddingIdx: number | null = null,
+  ) {
+    super();
+    checkWeight('QuantEmbedding', qweight);
+    this.qweight = { ...qweight };
+    registerQuantBuffers(this, this.qweight);
+  }
+  override loadStateDict(...a: Parameters<Module['loadStateDict']>): ReturnType<Module['loadStateDict']> {
+    const r = super.loadStateDict(...a);
+    syncFromBuffers(this, this.qweight);
+    return r;
+  }
+  forward(ids: Tensor): Tensor {
+    syncFromBuffers(this, this.qweight);
+    const [V, D] = this.qweight.shape;
+    const idx = ids.contiguous().data;
+    const out = new Float32Array(idx.length * D);
+    for (let i = 0; i < idx.length; i++) {
+      const r = Number(idx[i]);
+      if (!(r >= 0 && r < V)) throw new Error(`QuantEmbedding: index ${r} is out of range for ${V} embeddings`);
+      dequantizeRows(this.qweight, r, r + 1, out.subarray(i * D, (i + 1) * D));
+    }
+    return new Tensor(out, [...ids.shape, D], 'float32');
+  }
+}
+
+/** A float reference forward for a QuantLinear (dequantized weight through the fp32 GEMM): tests use it. */
+export function referenceForward(m: QuantLinear, x: Tensor): Tensor {
+  return noGrad(() => linear(x, m.dequantized().narrow(1, 0, m.inFeatures), m.bias));
+}

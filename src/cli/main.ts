@@ -18,6 +18,11 @@ import { formatBytes } from './inspect.ts';
 import type { GlueTask } from '../data/glue.ts';
 import type { LogEntry } from '../train/trainer.ts';
 import { evalGlue, evalPerplexity } from '../eval/evaluate.ts';
+import { quantizeFolder } from '../compress/quant/pretrained.ts';
+import { QUANT_SCHEMES, type QuantScheme } from '../compress/quant/modules.ts';
+import { parseGranularity } from '../compress/quant/rtn.ts';
+import { CALIBRATION_SOURCES, calibrationBatches } from '../data/calibration.ts';
+import { readConfig } from '../io/hf.ts';
 import { classify, fillMask, taskOf } from '../eval/predict.ts';
 import { BertForMaskedLM, BertForSequenceClassification } from '../models/bert/modeling.ts';
 import { GPT2LMHeadModel } from '../models/gpt2/modeling.ts';
@@ -266,6 +271,55 @@ export function buildProgram(out: (s: string) => void = (s) => process.stdout.wr
           [`| eval: ${dir} | value |`, '| --- | --- |', `| task | ${r.task} |`, `| ${r.metric} | ${r.metric === 'perplexity' ? r.score.toFixed(3) : (r.score * 100).toFixed(2)} |`,
             `| parameters | ${r.parameters.toLocaleString('en-US')} |`, `| size | ${formatBytes(r.bytes)} |`,
             `| latency | ${r.latencyMs.toFixed(3)} ms / ${r.metric === 'perplexity' ? 'token' : 'example'} |`, ...(r.tokens ? [`| tokens | ${r.tokens} |`] : [])].join('\n') + '\n',
+        );
+    });
+
+  program
+    .command('quantize')
+    .description('Quantize a model folder: int8 weight-only, int8 dynamic (int8 activations on the integer GEMM) or int4/int3 group-wise, round-to-nearest or GPTQ; writes a folder that eval/predict load directly')
+    .argument('<model>', 'float model folder')
+    .requiredOption('-o, --out <dir>', 'output folder')
+    .option('--scheme <s>', 'int8 | int8-dynamic | int4', 'int8')
+    .option('--bits <n>', 'int4 scheme: 4, 3 or 2 bits (stored two codes per byte)', num('bits', 2, 8, true))
+    .option('--granularity <g>', 'tensor | channel | group:<size> (default: channel for int8, group:64 for int4)')
+    .option('--asymmetric', 'use a zero point (default for int4; int8 defaults to symmetric)')
+    .option('--symmetric', 'no zero point (GPTQ sym for int4)')
+    .option('--method <m>', 'rtn | gptq', 'rtn')
+    .option('--calib <data>', `GPTQ calibration data: ${CALIBRATION_SOURCES.join(', ')} (default: sst2 for BERT, wikitext2 for causal LMs)`)
+    .option('--calib-samples <n>', 'calibration examples / blocks', num('calib-samples', 1, 1e6, true), 128)
+    .option('--calib-seq-len <n>', 'tokens per calibration example / block', num('calib-seq-len', 2, 8192, true), 128)
+    .option('--percdamp <x>', 'GPTQ dampening, a fraction of the mean Hessian diagonal', num('percdamp', 0, 10), 0.01)
+    .option('--act-order', 'GPTQ: quantize columns by descending Hessian diagonal')
+    .option('--no-embeddings', 'keep embeddings in float32')
+    .option('--ignore <globs>', 'comma-separated module-name globs to keep in float32 (e.g. "classifier,**.pooler.dense")')
+    .option('--json', 'print JSON')
+    .action((dir: string, o: { out: string; scheme: string; bits?: number; granularity?: string; asymmetric?: boolean; symmetric?: boolean; method: string; calib?: string; calibSamples: number; calibSeqLen: number; percdamp: number; actOrder?: boolean; embeddings: boolean; ignore?: string; json?: boolean }) => {
+      if (!(QUANT_SCHEMES as readonly string[]).includes(o.scheme)) throw new Error(`--scheme must be one of ${QUANT_SCHEMES.join(', ')}, got '${o.scheme}'`);
+      if (o.method !== 'rtn' && o.method !== 'gptq') throw new Error(`--method must be rtn or gptq, got '${o.method}'`);
+      if (o.asymmetric && o.symmetric) throw new Error('--asymmetric and --symmetric exclude each other');
+      const g = o.granularity ? parseGranularity(o.granularity) : undefined;
+      const type = String(readConfig(dir).model_type);
+      const calib = o.method === 'gptq' ? calibrationBatches(dir, o.calib ?? (type === 'bert' ? 'sst2' : 'wikitext2'), { samples: o.calibSamples, seqLen: o.calibSeqLen }) : undefined;
+      const r = quantizeFolder(dir, o.out, {
+        scheme: o.scheme as QuantScheme,
+        bits: o.bits,
+        granularity: g?.granularity,
+        groupSize: g?.groupSize,
+        symmetric: o.asymmetric ? false : o.symmetric ? true : undefined,
+        method: o.method,
+        calibration: calib ? () => calib : undefined,
+        percdamp: o.percdamp,
+        actOrder: o.actOrder,
+        embeddings: o.embeddings,
+        ignore: o.ignore ? o.ignore.split(',').map((x) => x.trim()).filter(Boolean) : undefined,
+        log: o.json ? undefined : (l) => process.stderr.write(l + '\n'),
+      });
+      const n = Object.keys(r.modules).length;
+      if (o.json) out(JSON.stringify({ out: r.out, modules: n, fileBytesBefore: r.fileBytesBefore, fileBytesAfter: r.fileBytesAfter, ratio: r.fileBytesAfter / r.fileBytesBefore, ms: Math.round(r.ms), gptqLoss: r.gptqLoss }) + '\n');
+      else
+        out(
+          [`| quantize: ${dir} | value |`, '| --- | --- |', `| scheme | ${o.scheme}${o.scheme === 'int4' ? ` (${o.bits ?? 4} bits)` : ''}, ${o.method} |`, `| modules quantized | ${n} |`,
+            `| model.safetensors | ${formatBytes(r.fileBytesBefore)} → ${formatBytes(r.fileBytesAfter)} (${((100 * r.fileBytesAfter) / r.fileBytesBefore).toFixed(1)} %) |`, `| time | ${(r.ms / 1000).toFixed(1)} s |`, `| output | ${r.out} |`].join('\n') + '\n',
         );
     });
 

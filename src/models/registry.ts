@@ -5,6 +5,7 @@
  */
 import type { Module } from '../nn/module.ts';
 import type { Tensor } from '../tensor/tensor.ts';
+import { withoutInit } from '../nn/init.ts';
 import { loadWeights, readConfig, writePretrained } from '../io/hf.ts';
 import { BertForMaskedLM, BertForSequenceClassification, BertModel, bertConfig } from './bert/modeling.ts';
 import { GPT2LMHeadModel, GPT2Model, gpt2Config } from './gpt2/modeling.ts';
@@ -69,7 +70,9 @@ export function registerCheckpointPreparer(configKey: string, fn: CheckpointPrep
 /** Load a Hugging Face model folder. */
 export function fromPretrained<M extends Module = Module>(dir: string, opts: FromPretrainedOptions = {}): M {
   const raw = { ...readConfig(dir), ...(opts.configOverrides ?? {}) };
-  const model = modelFromConfig(raw, opts.className);
+  // every weight is loaded in strict mode, so skip random init (faster, and no resident memory for a skeleton)
+  const strict = opts.strict ?? true;
+  const model = strict ? withoutInit(() => modelFromConfig(raw, opts.className)) : modelFromConfig(raw, opts.className);
   const weights = loadWeights(dir);
   for (const key of ['quantization_config', 'compression_config']) {
     if (raw[key] === undefined || raw[key] === null) continue;
@@ -77,7 +80,7 @@ export function fromPretrained<M extends Module = Module>(dir: string, opts: Fro
     if (!prep) throw new Error(`${dir}: config.json has "${key}" but no loader for it is registered (import Shrink's compress module, e.g. from 'src/index.ts')`);
     prep(model, raw[key], weights, dir);
   }
-  model.loadStateDict(weights, { strict: opts.strict ?? true });
+  model.loadStateDict(weights, { strict });
   model.eval();
   return model as M;
 }

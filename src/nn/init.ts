@@ -5,7 +5,25 @@
 import { Tensor } from '../tensor/tensor.ts';
 import { defaultGenerator, type Generator } from '../tensor/random.ts';
 
+let skipInit = false;
+
+/**
+ * Build modules without initialising their parameters (HF's `init_empty_weights` / torch's meta device, in
+ * spirit): the initialisers leave storage untouched, so big fresh arrays cost no resident memory until a
+ * checkpoint is copied in. Used when every weight is about to be loaded anyway.
+ */
+export function withoutInit<T>(fn: () => T): T {
+  const prev = skipInit;
+  skipInit = true;
+  try {
+    return fn();
+  } finally {
+    skipInit = prev;
+  }
+}
+
 function fill(t: Tensor, f: () => number): Tensor {
+  if (skipInit) return t;
   if (!t.isContiguous()) throw new Error('init: the tensor must be contiguous');
   if (t.dtype === 'float16' || t.dtype === 'bfloat16') {
     return t.copy_(fill(Tensor.empty(t.shape), f));

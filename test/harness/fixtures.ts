@@ -45,3 +45,25 @@ export function modelFixture(name: string): Fixture {
     },
   };
 }
+
+/** A method fixture: `<FIXTURES>/methods/<name>.json` (index) + `<name>.safetensors`. */
+export function methodFixture(name: string): Fixture {
+  const dir = path.join(FIXTURES, 'methods');
+  const json = path.join(dir, `${name}.json`);
+  if (!fs.existsSync(json)) throw new Error(`method fixture ${json} is missing (SHRINK_FIXTURES=${FIXTURES})`);
+  const index = JSON.parse(fs.readFileSync(json, 'utf8'));
+  const { tensors } = loadSafetensors(path.join(dir, `${name}.safetensors`));
+  return {
+    dir,
+    index,
+    tensors,
+    t(n) {
+      const t = tensors.get(n);
+      if (!t) throw new Error(`fixture methods/${name}: no tensor '${n}'`);
+      return t;
+    },
+    names(prefix) {
+      return [...tensors.keys()].filter((k) => k.startsWith(prefix)).sort();
+    },
+  };
+}

@@ -37,6 +37,8 @@ export interface QuantizeOptions {
   percdamp?: number;
   actOrder?: boolean;
   log?: (line: string) => void;
+  /** Called before a target's float weight is read (streaming passes copy it in from the file just then). */
+  materialize?: (moduleName: string, weight: Tensor) => void;
 }
 
 /** One entry of quantization_config.modules. */
@@ -82,8 +84,9 @@ function resolved(o: QuantizeOptions): Required<Pick<QuantizeOptions, 'bits' | '
 }
 
 /** Float weight of a target as [N, K] float32 (Conv1D's [in, out] transposed). */
-function weightOf(t: Target): { w: Float32Array; N: number; K: number } {
+function weightOf(t: Target, o: QuantizeOptions): { w: Float32Array; N: number; K: number } {
   const W = t.module.weight;
+  o.materialize?.(t.name, W);
   if (t.kind === 'conv1d') {
     const [K, N] = W.shape as [number, number];
     return { w: W.t().contiguous().data as Float32Array, N, K };
@@ -120,6 +123,12 @@ function blockIndex(name: string): number {
 
 /** Quantize `model` in place; returns the module plan and sizes. */
 export function quantizeModel(model: Module, o: QuantizeOptions): QuantizeReport {
+  return quantizeModelImpl(model, o);
+}
+/** Names of the modules quantizeModel would quantize (without touching the model). */
+quantizeModel.targetsOf = (model: Module, o: QuantizeOptions): string[] => collectTargets(model, o).map((t) => t.name);
+
+function quantizeModelImpl(model: Module, o: QuantizeOptions): QuantizeReport {
   const r = resolved(o);
   const targets = collectTargets(model, o);
   const report: QuantizeReport = { modules: {}, floatBytes: 0, quantBytes: 0 };
@@ -145,7 +154,7 @@ export function quantizeModel(model: Module, o: QuantizeOptions): QuantizeReport
 
   for (const t of targets.filter((x) => x.kind === 'embedding')) {
     const emb = t.module as Embedding;
-    const { w, N, K } = weightOf(t);
+    const { w, N, K } = weightOf(t, o);
     const spec = specFor(K, true);
     const q = quantizeWeight(`${t.name}.weight`, w, N, K, spec);
     byTensor.set(emb.weight, { name: t.name, q });
@@ -167,7 +176,7 @@ export function quantizeModel(model: Module, o: QuantizeOptions): QuantizeReport
   }
   const todo = linears.filter((t) => !byTensor.has(t.module.weight));
   const quantizeOne = (t: Target, H: Float64Array | null) => {
-    const { w: w0, N, K: K0 } = weightOf(t);
+    const { w: w0, N, K: K0 } = weightOf(t, o);
     const spec = specFor(K0, false);
     // a group size that does not divide in_features: zero columns up to the next multiple (stored, never computed on)
     const K = spec.granularity === 'group' && K0 % spec.groupSize! !== 0 ? Math.ceil(K0 / spec.groupSize!) * spec.groupSize! : K0;

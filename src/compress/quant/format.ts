@@ -126,6 +126,7 @@ function prepareQuantized(model: Module, section: unknown, weights: Map<string, 
     if (t && !weights.has(dup)) weights.set(dup, t);
   }
   for (const [name, e] of entries) {
+    if (e.shares) continue; // reported under its owner
     if (!weights.has(`${name}.weight_scale`)) missingScales.push(`${name}.weight_scale`);
     if ((e.bits < 8 || !e.symmetric) && !weights.has(`${name}.weight_zero_point`)) missingScales.push(`${name}.weight_zero_point`);
   }

@@ -41,7 +41,7 @@ export function qparams(lo: number, hi: number, bits: number, symmetric: boolean
     const mn = Math.min(lo, 0);
     const mx = Math.max(hi, 0);
     if (symmetric) return { scale: Math.max(f(Math.max(-mn, mx) / 127.5), F32_EPS), zero: 0 };
-    const scale = Math.max(f((mx - mn) / 255), F32_EPS);
+    const scale = Math.max(f(f(mx - mn) / 255), F32_EPS); // float32 subtraction, then division, as torch
     return { scale, zero: Math.min(127, Math.max(-128, -128 - roundHalfEven(f(mn / scale)))) };
   }
   const maxq = 2 ** bits - 1;
@@ -55,7 +55,7 @@ export function qparams(lo: number, hi: number, bits: number, symmetric: boolean
     mn = -1;
     mx = 1;
   }
-  const scale = f((mx - mn) / maxq);
+  const scale = f(f(mx - mn) / maxq);
   return { scale, zero: symmetric ? (maxq + 1) / 2 : roundHalfEven(f(-mn / scale)) };
 }
 

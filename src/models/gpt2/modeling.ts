@@ -5,6 +5,7 @@
  *
  * Shapes: B batch, T new tokens, S keys (past + new), H hidden, nH heads, hd head dim, V vocab.
  */
+import { normal_ } from '../../nn/init.ts';
 import { Module } from '../../nn/module.ts';
 import { Dropout, Embedding, LayerNorm, Linear } from '../../nn/layers.ts';
 import { Tensor } from '../../tensor/tensor.ts';
@@ -20,7 +21,7 @@ export class Conv1D extends Module {
   bias: Tensor;
   constructor(inFeatures: number, outFeatures: number, std = 0.02) {
     super();
-    this.weight = Tensor.randn([inFeatures, outFeatures]).mul(std).requiresGrad_();
+    this.weight = normal_(Tensor.empty([inFeatures, outFeatures]), 0, std).requiresGrad_();
     this.bias = Tensor.zeros([outFeatures], { requiresGrad: true });
   }
   forward(x: Tensor): Tensor {

@@ -1,0 +1,109 @@
+/**
+ * `shrink quantize`: a model folder in, a quantized model folder out.
+ *
+ * RTN streams: the model skeleton is built without initialising its weights (no resident memory), the small
+ * tensors (norms, biases) are loaded, and each quantized weight is read from the file, quantized and dropped
+ * before the next, so peak memory stays near one fp32 tensor plus the integer output. GPTQ needs the whole float
+ * model for its calibration forwards and loads it normally.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import type { Module } from '../../nn/module.ts';
+import { withoutInit } from '../../nn/init.ts';
+import { fromPretrained, modelFromConfig } from '../../models/registry.ts';
+import { findWeights, readConfig } from '../../io/hf.ts';
+import { SafetensorsFile } from '../../io/safetensors.ts';
+import { atomicWriteFile } from '../../io/atomic.ts';
+import { noGrad } from '../../tensor/autograd.ts';
+import type { Tensor } from '../../tensor/tensor.ts';
+import { quantizeModel, type QuantizeOptions, type QuantizeReport } from './apply.ts';
+import { saveQuantized } from './format.ts';
+
+const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'vocab.txt', 'tok512.bin', 'tokenizer.bin', 'tokenizer_vocab.json', 'encoder.json', 'merges.txt', 'vocab.bpe'];
+
+export interface QuantizeFolderResult extends QuantizeReport {
+  out: string;
+  /** Bytes of model.safetensors before and after. */
+  fileBytesBefore: number;
+  fileBytesAfter: number;
+  ms: number;
+}
+
+function weightsBytes(dir: string): number {
+  return findWeights(dir).reduce((s, f) => s + fs.statSync(f).size, 0);
+}
+
+/** Open every weights file lazily: key → reader. */
+function lazyWeights(dir: string): { get(key: string): Tensor | undefined; has(key: string): boolean; close(): void } {
+  const files = findWeights(dir).map((f) => SafetensorsFile.open(f));
+  const where = new Map<string, SafetensorsFile>();
+  for (const f of files) for (const k of f.keys()) where.set(k, f);
+  return {
+    get: (k) => where.get(k)?.get(k),
+    has: (k) => where.has(k),
+    close: () => files.forEach((f) => f.close()),
+  };
+}
+
+/** Quantize the model in `src` and write it to `out` with its tokenizer files. */
+export function quantizeFolder(src: string, out: string, o: QuantizeOptions): QuantizeFolderResult {
+  const t0 = performance.now();
+  const raw = readConfig(src);
+  if (raw.quantization_config) throw new Error(`${src}: already quantized (config.json has quantization_config); quantize the float model`);
+  let model: Module & { config: Record<string, unknown> };
+  let report: QuantizeReport;
+  if ((o.method ?? 'rtn') === 'gptq') {
+    model = fromPretrained(src) as typeof model;
+    report = quantizeModel(model, o);
+  } else {
+    model = withoutInit(() => modelFromConfig(raw)) as typeof model;
+    const file = lazyWeights(src);
+    try {
+      const own = model.stateDict();
+      const twins = new Map<string, string>();
+      for (const [a, b] of Object.entries(model.tiedKeys())) {
+        twins.set(a, b);
+        twins.set(b, a);
+      }
+      const read = (key: string): Tensor => {
+        const t = file.get(key) ?? (twins.has(key) ? file.get(twins.get(key)!) : undefined);
+        if (!t) throw new Error(`${src}: weights have no tensor '${key}' (${(model as object).constructor.name} needs it)`);
+        return t;
+      };
+      // which keys the quantizer will read itself: <module>.weight of Linear / Conv1D / Embedding targets
+      const deferred = new Set<string>();
+      const probe = quantizeModel.targetsOf(model, o);
+      for (const name of probe) deferred.add(`${name}.weight`);
+      noGrad(() => {
+        for (const [k, t] of own) {
+          if (deferred.has(k)) continue;
+          const v = read(k);
+          if (v.shape.join() !== t.shape.join()) throw new Error(`${src}: '${k}' has shape [${v.shape}] in the checkpoint, the model expects [${t.shape}]`);
+          t.copy_(v);
+        }
+      });
+      const materialized = new Set<Tensor>();
+      report = quantizeModel(model, {
+        ...o,
+        materialize: (name, weight) => {
+          if (materialized.has(weight)) return;
+          const v = read(`${name}.weight`);
+          if (v.shape.join() !== weight.shape.join()) throw new Error(`${src}: '${name}.weight' has shape [${v.shape}] in the checkpoint, the model expects [${weight.shape}]`);
+          noGrad(() => weight.copy_(v));
+          materialized.add(weight);
+        },
+      });
+    } finally {
+      file.close();
+    }
+  }
+  const r = { bits: o.scheme === 'int4' ? (o.bits ?? 4) : 8, method: o.method ?? 'rtn' };
+  saveQuantized(
+    model,
+    out,
+    { scheme: o.scheme, bits: r.bits, method: r.method, granularity: o.granularity === 'group' || (o.scheme === 'int4' && !o.granularity) ? `group:${o.groupSize ?? 64}` : (o.granularity ?? 'channel'), modules: report.modules },
+    { recipe: JSON.stringify([{ method: `quant.${r.method}`, scheme: o.scheme, bits: r.bits, granularity: o.granularity ?? null, group_size: o.groupSize ?? null, symmetric: o.symmetric ?? null }]) },
+  );
+  for (const f of TOKENIZER_FILES) if (fs.existsSync(path.join(src, f))) atomicWriteFile(path.join(out, f), fs.readFileSync(path.join(src, f)));
+  return { ...report, out, fileBytesBefore: weightsBytes(src), fileBytesAfter: weightsBytes(out), ms: performance.now() - t0 };
+}

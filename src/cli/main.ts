@@ -18,7 +18,7 @@ import { formatBytes } from './inspect.ts';
 import type { GlueTask } from '../data/glue.ts';
 import type { LogEntry } from '../train/trainer.ts';
 import { evalGlue, evalPerplexity } from '../eval/evaluate.ts';
-import { quantizeFolder } from '../compress/quant/pretrained.ts';
+import { qatGlue, quantizeFolder } from '../compress/quant/pretrained.ts';
 import { QUANT_SCHEMES, type QuantScheme } from '../compress/quant/modules.ts';
 import { parseGranularity } from '../compress/quant/rtn.ts';
 import { CALIBRATION_SOURCES, calibrationBatches } from '../data/calibration.ts';
@@ -49,7 +49,7 @@ function formatFinetune(r: FinetuneResult, label: string): string {
     `| task | ${r.task} (dev) |`,
     `| ${r.metric} | ${(r.score * 100).toFixed(2)} |`,
     `| parameters | ${r.parameters.toLocaleString('en-US')} |`,
-    `| size (fp32) | ${formatBytes(r.bytes)} |`,
+    `| size | ${formatBytes(r.bytes)} |`,
     `| latency | ${r.latencyMsPerExample.toFixed(3)} ms / example (batch 32) |`,
     `| steps | ${r.steps} |`,
   ].join('\n') + '\n';
@@ -284,7 +284,10 @@ export function buildProgram(out: (s: string) => void = (s) => process.stdout.wr
     .option('--granularity <g>', 'tensor | channel | group:<size> (default: channel for int8, group:64 for int4)')
     .option('--asymmetric', 'use a zero point (default for int4; int8 defaults to symmetric)')
     .option('--symmetric', 'no zero point (GPTQ sym for int4)')
-    .option('--method <m>', 'rtn | gptq', 'rtn')
+    .option('--method <m>', 'rtn | gptq | qat (quantization-aware fine-tuning of a BERT folder on --task, then conversion)', 'rtn')
+    .option('-t, --task <task>', 'qat: GLUE task to fine-tune on (sst2, mrpc, rte, cola)', 'sst2')
+    .option('--steps <n>', 'qat: optimizer steps', num('steps', 1, 1e9, true), 500)
+    .option('--lr <lr>', 'qat: peak learning rate', num('lr', 0), 1e-4)
     .option('--calib <data>', `GPTQ calibration data: ${CALIBRATION_SOURCES.join(', ')} (default: sst2 for BERT, wikitext2 for causal LMs)`)
     .option('--calib-samples <n>', 'calibration examples / blocks', num('calib-samples', 1, 1e6, true), 128)
     .option('--calib-seq-len <n>', 'tokens per calibration example / block', num('calib-seq-len', 2, 8192, true), 128)
@@ -293,11 +296,17 @@ export function buildProgram(out: (s: string) => void = (s) => process.stdout.wr
     .option('--no-embeddings', 'keep embeddings in float32')
     .option('--ignore <globs>', 'comma-separated module-name globs to keep in float32 (e.g. "classifier,**.pooler.dense")')
     .option('--json', 'print JSON')
-    .action((dir: string, o: { out: string; scheme: string; bits?: number; granularity?: string; asymmetric?: boolean; symmetric?: boolean; method: string; calib?: string; calibSamples: number; calibSeqLen: number; percdamp: number; actOrder?: boolean; embeddings: boolean; ignore?: string; json?: boolean }) => {
+    .action((dir: string, o: { out: string; scheme: string; bits?: number; granularity?: string; asymmetric?: boolean; symmetric?: boolean; method: string; task: string; steps: number; lr: number; calib?: string; calibSamples: number; calibSeqLen: number; percdamp: number; actOrder?: boolean; embeddings: boolean; ignore?: string; json?: boolean }) => {
       if (!(QUANT_SCHEMES as readonly string[]).includes(o.scheme)) throw new Error(`--scheme must be one of ${QUANT_SCHEMES.join(', ')}, got '${o.scheme}'`);
-      if (o.method !== 'rtn' && o.method !== 'gptq') throw new Error(`--method must be rtn or gptq, got '${o.method}'`);
+      if (!['rtn', 'gptq', 'qat'].includes(o.method)) throw new Error(`--method must be rtn, gptq or qat, got '${o.method}'`);
       if (o.asymmetric && o.symmetric) throw new Error('--asymmetric and --symmetric exclude each other');
       const g = o.granularity ? parseGranularity(o.granularity) : undefined;
+      if (o.method === 'qat') {
+        if (!['sst2', 'mrpc', 'rte', 'cola'].includes(o.task)) throw new Error(`--task must be one of sst2, mrpc, rte, cola, got '${o.task}'`);
+        const r = qatGlue({ modelDir: dir, outDir: o.out, task: o.task as GlueTask, steps: o.steps, lr: o.lr, scheme: o.scheme as QuantScheme, bits: o.bits, groupSize: g?.groupSize, onLog: progress('qat', o.steps, o.json) });
+        out(o.json ? JSON.stringify(r) + '\n' : formatFinetune(r, `quantize --method qat (${o.scheme}): ${dir}`));
+        return;
+      }
       const type = String(readConfig(dir).model_type);
       const calib = o.method === 'gptq' ? calibrationBatches(dir, o.calib ?? (type === 'bert' ? 'sst2' : 'wikitext2'), { samples: o.calibSamples, seqLen: o.calibSeqLen }) : undefined;
       const r = quantizeFolder(dir, o.out, {
@@ -306,7 +315,7 @@ export function buildProgram(out: (s: string) => void = (s) => process.stdout.wr
         granularity: g?.granularity,
         groupSize: g?.groupSize,
         symmetric: o.asymmetric ? false : o.symmetric ? true : undefined,
-        method: o.method,
+        method: o.method as 'rtn' | 'gptq',
         calibration: calib ? () => calib : undefined,
         percdamp: o.percdamp,
         actOrder: o.actOrder,

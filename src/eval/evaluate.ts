@@ -14,6 +14,8 @@ import { Tensor } from '../tensor/tensor.ts';
 import { noGrad } from '../tensor/autograd.ts';
 import { evaluateGlue } from '../train/bert-tasks.ts';
 import { perplexity } from './metrics.ts';
+import { modelSize } from './size.ts';
+export { modelSize } from './size.ts';
 import { causalLabels, chunkTokens } from '../data/text.ts';
 import type { GlueTask } from '../data/glue.ts';
 
@@ -28,23 +30,6 @@ export interface EvalReport {
   tokens?: number;
 }
 
-/**
- * Weights and bytes as stored: every parameter and persistent buffer once (tied and shared storage counted once);
- * an integer weight counts its codes as weights (two per byte when packed) and its scales/zero points as bytes.
- */
-export function modelSize(m: Module): { parameters: number; bytes: number } {
-  let parameters = 0;
-  let bytes = 0;
-  const seen = new Set<unknown>();
-  for (const [k, t] of m.stateDict()) {
-    if (seen.has(t.data)) continue;
-    seen.add(t.data);
-    bytes += t.nbytes;
-    if (k.endsWith('.weight_scale') || k.endsWith('.weight_zero_point')) continue;
-    parameters += k.endsWith('.weight_packed') ? t.numel * 2 : t.numel;
-  }
-  return { parameters, bytes };
-}
 const size = modelSize;
 
 /** Dev-set metric of a fine-tuned BERT classifier folder (needs vocab.txt). */

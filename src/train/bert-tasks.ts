@@ -17,6 +17,7 @@ import { Tensor } from '../tensor/tensor.ts';
 import { noGrad } from '../tensor/autograd.ts';
 import { Generator, manualSeed } from '../tensor/random.ts';
 import { computeMetric } from '../eval/metrics.ts';
+import { modelSize } from '../eval/size.ts';
 import { atomicWriteFile } from '../io/atomic.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -126,6 +127,10 @@ export interface FinetuneOptions {
   outDir?: string;
   evalEvery?: number;
   onLog?: (e: LogEntry) => void;
+  /** Change the model before training (e.g. swap in fake-quantized layers for QAT). */
+  prepare?: (model: BertForSequenceClassification) => void;
+  /** Change the model after training, before the final evaluation (e.g. convert QAT layers to integers). */
+  finalize?: (model: BertForSequenceClassification) => void;
 }
 
 export interface FinetuneResult {
@@ -174,6 +179,7 @@ export function finetuneGlue(o: FinetuneOptions): FinetuneResult {
     strict: false,
     configOverrides: { num_labels: train.numLabels, id2label, label2id, finetuning_task: o.task },
   });
+  o.prepare?.(model);
   const maxLength = o.maxLength ?? 64;
   const enc = train.texts.map((t) => encodeExample(tok, t, maxLength));
   const sampler = new BatchSampler(enc.length, o.batchSize ?? 32, { seed: o.seed ?? 0 });
@@ -193,7 +199,8 @@ export function finetuneGlue(o: FinetuneOptions): FinetuneResult {
     },
   );
   const r = trainer.train();
-  if (o.outDir) {
+  o.finalize?.(model);
+  if (o.outDir && !o.finalize) {
     // a self-contained folder for `shrink eval`: the final weights with their vocabulary
     const final = path.join(o.outDir, 'final');
     savePretrained(model as never, final);
@@ -201,8 +208,8 @@ export function finetuneGlue(o: FinetuneOptions): FinetuneResult {
     if (fs.existsSync(path.join(o.outDir, 'best'))) fs.copyFileSync(path.join(o.modelDir, 'vocab.txt'), path.join(o.outDir, 'best', 'vocab.txt'));
   }
   const ev = evaluateGlue(model, tok, o.task, maxLength);
-  const parameters = model.numParameters();
-  return { task: o.task, metric: ev.metric, score: ev.score, parameters, bytes: parameters * 4, latencyMsPerExample: ev.latencyMsPerExample, steps: r.step };
+  const { parameters, bytes } = modelSize(model);
+  return { task: o.task, metric: ev.metric, score: ev.score, parameters, bytes, latencyMsPerExample: ev.latencyMsPerExample, steps: r.step };
 }
 
 export { bertConfig, type BertConfig };

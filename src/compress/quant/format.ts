@@ -30,7 +30,7 @@ export interface QuantizationConfig {
   format_version: number;
   scheme: QuantScheme;
   bits: number;
-  method: 'rtn' | 'gptq';
+  method: 'rtn' | 'gptq' | 'qat';
   granularity: string;
   modules: Record<string, QuantModuleEntry>;
   tied_keys: Record<string, string>;
@@ -52,15 +52,40 @@ function dedupe(sd: Map<string, Tensor>): { tensors: Map<string, Tensor>; tied: 
   return { tensors, tied };
 }
 
+/** quantization_config.modules for every QuantLinear / QuantEmbedding in the model (heads sharing codes marked). */
+export function describeQuantized(model: Module): Record<string, QuantModuleEntry> {
+  const owners = new Map<unknown, string>();
+  const out: Record<string, QuantModuleEntry> = {};
+  for (const [name, m] of model.namedModules()) {
+    if (!(m instanceof QuantLinear || m instanceof QuantEmbedding)) continue;
+    const q = m.qweight;
+    const owner = owners.get(q.codes);
+    const base = {
+      bits: q.bits,
+      shape: q.shape,
+      group_size: q.groupSize,
+      per_tensor: q.perTensor,
+      symmetric: q.symmetric ?? q.zero === null,
+    };
+    if (m instanceof QuantEmbedding) {
+      out[name] = { type: 'embedding', scheme: q.bits < 8 ? 'int4' : 'int8', ...base, bias: false, padding_idx: m.paddingIdx };
+    } else {
+      out[name] = { type: 'linear', scheme: m.scheme, ...base, bias: m.bias !== null, ...(m.inFeatures !== q.shape[1] ? { in_features: m.inFeatures } : {}), ...(owner ? { shares: owner } : {}) };
+    }
+    if (!owner) owners.set(q.codes, name);
+  }
+  return out;
+}
+
 /** Write a quantized model as a HF folder (config.json with quantization_config, model.safetensors). */
 export function saveQuantized(
   model: Module & { config: Record<string, unknown> },
   dir: string,
-  qc: Omit<QuantizationConfig, 'quant_method' | 'format_version' | 'tied_keys'>,
+  qc: Omit<QuantizationConfig, 'quant_method' | 'format_version' | 'tied_keys' | 'modules'>,
   metadata: Record<string, string> = {},
 ): QuantizationConfig {
   const { tensors, tied } = dedupe(model.stateDict({ forSave: true }));
-  const quantization_config: QuantizationConfig = { quant_method: 'shrink', format_version: QUANT_FORMAT_VERSION, ...qc, tied_keys: tied };
+  const quantization_config: QuantizationConfig = { quant_method: 'shrink', format_version: QUANT_FORMAT_VERSION, ...qc, modules: describeQuantized(model), tied_keys: tied };
   writePretrained(dir, { config: { ...model.config, architectures: [model.constructor.name], quantization_config }, tensors, metadata: { format: 'pt', ...metadata } });
   return quantization_config;
 }

@@ -196,6 +196,7 @@ export function gptqQuantize(name: string, w32: Float32Array, N: number, K: numb
       perTensor: false,
       scale,
       zero: storeZero ? (spec.bits === 8 ? Int8Array.from(zero) : Uint8Array.from(zero)) : null,
+      symmetric: spec.symmetric,
     },
     loss,
   };

@@ -37,6 +37,8 @@ export interface QuantizedWeight {
   scale: Float32Array;
   /** Same length as scale; null = symmetric (zero 0 for signed 8-bit codes). */
   zero: Int8Array | Uint8Array | null;
+  /** Whether the quantizer was symmetric (2–4-bit symmetric codes still store their constant zero point). */
+  symmetric?: boolean;
 }
 
 export function numScales(w: Pick<QuantizedWeight, 'shape' | 'groupSize' | 'perTensor'>): number {

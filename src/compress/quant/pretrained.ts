@@ -18,6 +18,11 @@ import { noGrad } from '../../tensor/autograd.ts';
 import type { Tensor } from '../../tensor/tensor.ts';
 import { quantizeModel, type QuantizeOptions, type QuantizeReport } from './apply.ts';
 import { saveQuantized } from './format.ts';
+import { convertQat, prepareQat } from './qat.ts';
+import type { QuantScheme } from './modules.ts';
+import { finetuneGlue, type FinetuneResult } from '../../train/bert-tasks.ts';
+import type { GlueTask } from '../../data/glue.ts';
+import type { LogEntry } from '../../train/trainer.ts';
 
 const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'vocab.txt', 'tok512.bin', 'tokenizer.bin', 'tokenizer_vocab.json', 'encoder.json', 'merges.txt', 'vocab.bpe'];
 
@@ -101,9 +106,50 @@ export function quantizeFolder(src: string, out: string, o: QuantizeOptions): Qu
   saveQuantized(
     model,
     out,
-    { scheme: o.scheme, bits: r.bits, method: r.method, granularity: o.granularity === 'group' || (o.scheme === 'int4' && !o.granularity) ? `group:${o.groupSize ?? 64}` : (o.granularity ?? 'channel'), modules: report.modules },
+    { scheme: o.scheme, bits: r.bits, method: r.method, granularity: o.granularity === 'group' || (o.scheme === 'int4' && !o.granularity) ? `group:${o.groupSize ?? 64}` : (o.granularity ?? 'channel') },
     { recipe: JSON.stringify([{ method: `quant.${r.method}`, scheme: o.scheme, bits: r.bits, granularity: o.granularity ?? null, group_size: o.groupSize ?? null, symmetric: o.symmetric ?? null }]) },
   );
   for (const f of TOKENIZER_FILES) if (fs.existsSync(path.join(src, f))) atomicWriteFile(path.join(out, f), fs.readFileSync(path.join(src, f)));
   return { ...report, out, fileBytesBefore: weightsBytes(src), fileBytesAfter: weightsBytes(out), ms: performance.now() - t0 };
+}
+
+export interface QatGlueOptions {
+  modelDir: string;
+  outDir: string;
+  task: GlueTask;
+  steps: number;
+  lr?: number;
+  batchSize?: number;
+  scheme: QuantScheme;
+  bits?: number;
+  groupSize?: number;
+  onLog?: (e: LogEntry) => void;
+}
+
+/**
+ * QAT on a GLUE task: fine-tune a BERT folder with fake-quantized Linear layers, convert them to integers,
+ * quantize what is left (embeddings, tied heads) round-to-nearest with the same scheme, evaluate the integer
+ * model on the dev set and write it to outDir.
+ */
+export function qatGlue(o: QatGlueOptions): FinetuneResult & { out: string } {
+  const rest: QuantizeOptions = { scheme: o.scheme, bits: o.bits, groupSize: o.groupSize };
+  const r = finetuneGlue({
+    modelDir: o.modelDir,
+    task: o.task,
+    steps: o.steps,
+    lr: o.lr ?? 1e-4,
+    batchSize: o.batchSize,
+    onLog: o.onLog,
+    prepare: (m) => void prepareQat(m, { scheme: o.scheme, bits: o.bits, groupSize: o.groupSize }),
+    finalize: (m) => {
+      convertQat(m);
+      quantizeModel(m, rest);
+      const bits = o.scheme === 'int4' ? (o.bits ?? 4) : 8;
+      saveQuantized(m as never, o.outDir, { scheme: o.scheme, bits, method: 'qat', granularity: o.scheme === 'int4' ? `group:${o.groupSize ?? 64}` : 'channel' }, {
+        recipe: JSON.stringify([{ method: 'quant.qat', scheme: o.scheme, bits, task: o.task, steps: o.steps }]),
+      });
+      for (const f of TOKENIZER_FILES) if (fs.existsSync(path.join(o.modelDir, f))) atomicWriteFile(path.join(o.outDir, f), fs.readFileSync(path.join(o.modelDir, f)));
+    },
+  });
+  return { ...r, out: o.outDir };
 }

@@ -129,5 +129,6 @@ export function quantizeWeight(name: string, w: Float32Array, N: number, K: numb
     perTensor,
     scale,
     zero: storeZero ? (spec.bits === 8 ? Int8Array.from(zeroVals) : Uint8Array.from(zeroVals)) : null,
+    symmetric: spec.symmetric,
   };
 }

@@ -195,7 +195,9 @@ function quantizeModelImpl(model: Module, o: QuantizeOptions): QuantizeReport {
     const b = (t.module as Linear | Conv1D).bias;
     const bias = b instanceof Tensor ? b : null;
     const scheme = schemeFor(spec);
-    model.setSubmodule(t.name, new QuantLinear(scheme, q, bias, K0));
+    const ql = new QuantLinear(scheme, q, bias, K0);
+    if (t.kind === 'conv1d') ql.origin = 'conv1d';
+    model.setSubmodule(t.name, ql);
     report.modules[t.name] = entry(t, q, scheme, spec, K !== K0 ? { in_features: K0 } : {});
     report.floatBytes += N * K0 * 4;
     report.quantBytes += quantizedBytes(q);

@@ -70,7 +70,7 @@ export function describeQuantized(model: Module): Record<string, QuantModuleEntr
     if (m instanceof QuantEmbedding) {
       out[name] = { type: 'embedding', scheme: q.bits < 8 ? 'int4' : 'int8', ...base, bias: false, padding_idx: m.paddingIdx };
     } else {
-      out[name] = { type: 'linear', scheme: m.scheme, ...base, bias: m.bias !== null, ...(m.inFeatures !== q.shape[1] ? { in_features: m.inFeatures } : {}), ...(owner ? { shares: owner } : {}) };
+      out[name] = { type: m.origin, scheme: m.scheme, ...base, bias: m.bias !== null, ...(m.inFeatures !== q.shape[1] ? { in_features: m.inFeatures } : {}), ...(owner ? { shares: owner } : {}) };
     }
     if (!owner) owners.set(q.codes, name);
   }
@@ -142,7 +142,12 @@ function prepareQuantized(model: Module, section: unknown, weights: Map<string, 
       throw new Error(`${dir}: quantization_config names module '${name}', which ${(model as object).constructor.name} does not have`);
     }
     const bias = e.bias ? ((old as unknown as { bias?: Tensor | null }).bias ?? null) : null;
-    model.setSubmodule(name, e.type === 'embedding' ? new QuantEmbedding(q, e.padding_idx ?? null) : new QuantLinear(e.scheme, q, bias, e.in_features ?? e.shape[1]));
+    if (e.type === 'embedding') model.setSubmodule(name, new QuantEmbedding(q, e.padding_idx ?? null));
+    else {
+      const ql = new QuantLinear(e.scheme, q, bias, e.in_features ?? e.shape[1]);
+      ql.origin = e.type;
+      model.setSubmodule(name, ql);
+    }
   }
   // shared tensors were written once: point the duplicates at the kept copies
   const missingScales: string[] = [];

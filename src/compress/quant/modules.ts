@@ -115,6 +115,8 @@ export class QuantLinear extends Module {
   readonly qweight: QuantizedWeight;
   /** Input features the layer takes; the stored weight may have more columns (zero padding up to a group multiple). */
   readonly inFeatures: number;
+  /** The float module it replaced: a Linear, or a GPT-2 Conv1D whose [in, out] weight is stored transposed. */
+  origin: 'linear' | 'conv1d' = 'linear';
   constructor(
     readonly scheme: QuantScheme,
     qweight: QuantizedWeight,

@@ -65,6 +65,7 @@ export class FakeQuantLinear extends Module {
     readonly scheme: QuantScheme,
     readonly spec: WeightQuantSpec,
     readonly name = 'weight',
+    readonly origin: 'linear' | 'conv1d' = 'linear',
   ) {
     super();
     this.weight = weight;
@@ -101,7 +102,7 @@ export function prepareQat(model: Module, o: QatOptions): string[] {
   for (const name of names) {
     const m = model.getSubmodule(name) as Linear | Conv1D;
     const w = m instanceof Linear ? m.weight : noGrad(() => m.weight.t().contiguous()).requiresGrad_();
-    model.setSubmodule(name, new FakeQuantLinear(w, m.bias, o.scheme, spec, `${name}.weight`));
+    model.setSubmodule(name, new FakeQuantLinear(w, m.bias, o.scheme, spec, `${name}.weight`, m instanceof Linear ? 'linear' : 'conv1d'));
   }
   return names;
 }
@@ -111,7 +112,9 @@ export function convertQat(model: Module): string[] {
   const done: string[] = [];
   for (const [name, m] of model.namedModules())
     if (m instanceof FakeQuantLinear) {
-      model.setSubmodule(name, new QuantLinear(m.scheme, m.quantized(), m.bias ? m.bias.detach() : null));
+      const ql = new QuantLinear(m.scheme, m.quantized(), m.bias ? m.bias.detach() : null);
+      ql.origin = m.origin;
+      model.setSubmodule(name, ql);
       done.push(name);
     }
   return done;

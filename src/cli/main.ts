@@ -19,6 +19,7 @@ import type { GlueTask } from '../data/glue.ts';
 import type { LogEntry } from '../train/trainer.ts';
 import { evalGlue, evalPerplexity } from '../eval/evaluate.ts';
 import { qatGlue, quantizeFolder } from '../compress/quant/pretrained.ts';
+import { formatLayerErrors, layerErrors } from '../compress/quant/report.ts';
 import { QUANT_SCHEMES, type QuantScheme } from '../compress/quant/modules.ts';
 import { parseGranularity } from '../compress/quant/rtn.ts';
 import { CALIBRATION_SOURCES, calibrationBatches } from '../data/calibration.ts';
@@ -288,15 +289,16 @@ export function buildProgram(out: (s: string) => void = (s) => process.stdout.wr
     .option('-t, --task <task>', 'qat: GLUE task to fine-tune on (sst2, mrpc, rte, cola)', 'sst2')
     .option('--steps <n>', 'qat: optimizer steps', num('steps', 1, 1e9, true), 500)
     .option('--lr <lr>', 'qat: peak learning rate', num('lr', 0), 1e-4)
-    .option('--calib <data>', `GPTQ calibration data: ${CALIBRATION_SOURCES.join(', ')} (default: sst2 for BERT, wikitext2 for causal LMs)`)
+    .option('--calib <data>', `GPTQ / --report calibration data: ${CALIBRATION_SOURCES.join(', ')} (default: sst2 for BERT, wikitext2 for causal LMs)`)
     .option('--calib-samples <n>', 'calibration examples / blocks', num('calib-samples', 1, 1e6, true), 128)
     .option('--calib-seq-len <n>', 'tokens per calibration example / block', num('calib-seq-len', 2, 8192, true), 128)
     .option('--percdamp <x>', 'GPTQ dampening, a fraction of the mean Hessian diagonal', num('percdamp', 0, 10), 0.01)
     .option('--act-order', 'GPTQ: quantize columns by descending Hessian diagonal')
     .option('--no-embeddings', 'keep embeddings in float32')
     .option('--ignore <globs>', 'comma-separated module-name globs to keep in float32 (e.g. "classifier,**.pooler.dense")')
+    .option('--report', 'per-layer output error (relative MSE against float32) on the calibration data')
     .option('--json', 'print JSON')
-    .action((dir: string, o: { out: string; scheme: string; bits?: number; granularity?: string; asymmetric?: boolean; symmetric?: boolean; method: string; task: string; steps: number; lr: number; calib?: string; calibSamples: number; calibSeqLen: number; percdamp: number; actOrder?: boolean; embeddings: boolean; ignore?: string; json?: boolean }) => {
+    .action((dir: string, o: { out: string; scheme: string; bits?: number; granularity?: string; asymmetric?: boolean; symmetric?: boolean; method: string; task: string; steps: number; lr: number; report?: boolean; calib?: string; calibSamples: number; calibSeqLen: number; percdamp: number; actOrder?: boolean; embeddings: boolean; ignore?: string; json?: boolean }) => {
       if (!(QUANT_SCHEMES as readonly string[]).includes(o.scheme)) throw new Error(`--scheme must be one of ${QUANT_SCHEMES.join(', ')}, got '${o.scheme}'`);
       if (!['rtn', 'gptq', 'qat'].includes(o.method)) throw new Error(`--method must be rtn, gptq or qat, got '${o.method}'`);
       if (o.asymmetric && o.symmetric) throw new Error('--asymmetric and --symmetric exclude each other');
@@ -308,7 +310,7 @@ export function buildProgram(out: (s: string) => void = (s) => process.stdout.wr
         return;
       }
       const type = String(readConfig(dir).model_type);
-      const calib = o.method === 'gptq' ? calibrationBatches(dir, o.calib ?? (type === 'bert' ? 'sst2' : 'wikitext2'), { samples: o.calibSamples, seqLen: o.calibSeqLen }) : undefined;
+      const calib = o.method === 'gptq' || o.report ? calibrationBatches(dir, o.calib ?? (type === 'bert' ? 'sst2' : 'wikitext2'), { samples: o.calibSamples, seqLen: o.calibSeqLen }) : undefined;
       const r = quantizeFolder(dir, o.out, {
         scheme: o.scheme as QuantScheme,
         bits: o.bits,
@@ -316,7 +318,7 @@ export function buildProgram(out: (s: string) => void = (s) => process.stdout.wr
         groupSize: g?.groupSize,
         symmetric: o.asymmetric ? false : o.symmetric ? true : undefined,
         method: o.method as 'rtn' | 'gptq',
-        calibration: calib ? () => calib : undefined,
+        calibration: calib && o.method === 'gptq' ? () => calib : undefined,
         percdamp: o.percdamp,
         actOrder: o.actOrder,
         embeddings: o.embeddings,
@@ -324,11 +326,17 @@ export function buildProgram(out: (s: string) => void = (s) => process.stdout.wr
         log: o.json ? undefined : (l) => process.stderr.write(l + '\n'),
       });
       const n = Object.keys(r.modules).length;
-      if (o.json) out(JSON.stringify({ out: r.out, modules: n, fileBytesBefore: r.fileBytesBefore, fileBytesAfter: r.fileBytesAfter, ratio: r.fileBytesAfter / r.fileBytesBefore, ms: Math.round(r.ms), gptqLoss: r.gptqLoss }) + '\n');
+      let errs;
+      if (o.report && calib) {
+        const q = fromPretrained(r.out);
+        const layers = q.namedModules().map(([k]) => k).filter((k) => r.modules[k] && r.modules[k]!.type !== 'embedding');
+        errs = layerErrors(fromPretrained(dir), q, layers, calib.slice(0, 4));
+      }
+      if (o.json) out(JSON.stringify({ out: r.out, modules: n, fileBytesBefore: r.fileBytesBefore, fileBytesAfter: r.fileBytesAfter, ratio: r.fileBytesAfter / r.fileBytesBefore, ms: Math.round(r.ms), gptqLoss: r.gptqLoss, layerErrors: errs }) + '\n');
       else
         out(
           [`| quantize: ${dir} | value |`, '| --- | --- |', `| scheme | ${o.scheme}${o.scheme === 'int4' ? ` (${o.bits ?? 4} bits)` : ''}, ${o.method} |`, `| modules quantized | ${n} |`,
-            `| model.safetensors | ${formatBytes(r.fileBytesBefore)} → ${formatBytes(r.fileBytesAfter)} (${((100 * r.fileBytesAfter) / r.fileBytesBefore).toFixed(1)} %) |`, `| time | ${(r.ms / 1000).toFixed(1)} s |`, `| output | ${r.out} |`].join('\n') + '\n',
+            `| model.safetensors | ${formatBytes(r.fileBytesBefore)} → ${formatBytes(r.fileBytesAfter)} (${((100 * r.fileBytesAfter) / r.fileBytesBefore).toFixed(1)} %) |`, `| time | ${(r.ms / 1000).toFixed(1)} s |`, `| output | ${r.out} |`].join('\n') + '\n' + (errs ? '\n' + formatLayerErrors(errs) : ''),
         );
     });
 

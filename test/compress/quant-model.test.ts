@@ -14,6 +14,7 @@ import { quantizeFolder } from '../../src/compress/quant/pretrained.ts';
 import { accumulateHessian, gptqQuantize } from '../../src/compress/quant/gptq-adapter.ts';
 import { SafetensorsFile, loadSafetensors, saveSafetensors } from '../../src/io/safetensors.ts';
 import '../../src/compress/quant/format.ts';
+import { formatLayerErrors, layerErrors } from '../../src/compress/quant/report.ts';
 import { expectClose, expectEqual, expectThrows } from '../harness/expect.ts';
 
 const g = new Generator(11);
@@ -232,4 +233,19 @@ test('GPTQ on stories260K beats RTN perplexity at 4 and 3 bits', () => {
     const [a, b] = [nll(rtn), nll(gptq)];
     assert.ok(b < a, `${bits} bits: GPTQ NLL ${b} should be below RTN ${a}`);
   }
+});
+
+test('the per-layer error report is zero for an unchanged model and grows as bits shrink', () => {
+  const fp = tinyGpt2().eval();
+  const ids = Tensor.from(Int32Array.from([1, 5, 9, 2, 33, 60, 7, 8]), { shape: [2, 4] });
+  const layers = ['transformer.h.0.attn.c_attn', 'transformer.h.1.mlp.c_proj'];
+  assert.deepEqual(layerErrors(fp, tinyGpt2().eval(), layers, [{ inputIds: ids }]).map((e) => e.relMse), [0, 0]);
+  const errAt = (bits: number) => {
+    const q = tinyGpt2().eval();
+    quantizeModel(q, bits === 8 ? { scheme: 'int8' } : { scheme: 'int4', bits, groupSize: 16 });
+    return layerErrors(fp, q, layers, [{ inputIds: ids }]);
+  };
+  const [e8, e4, e2] = [errAt(8), errAt(4), errAt(2)];
+  for (let i = 0; i < layers.length; i++) assert.ok(e8[i]!.relMse < e4[i]!.relMse && e4[i]!.relMse < e2[i]!.relMse, `${layers[i]}: ${e8[i]!.relMse} ${e4[i]!.relMse} ${e2[i]!.relMse}`);
+  assert.match(formatLayerErrors(e4), /^\| layer \| relative MSE \|\n\| --- \| --- \|\n\| transformer\.h\.0\.attn\.c_attn \| \d\.\d\de-\d+( ◀ worst)? \|\n/);
 });

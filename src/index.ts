@@ -28,3 +28,4 @@ export { loadTokenizer, SentencePieceBPETokenizer, type Tokenizer } from './toke
 export * as metrics from './eval/metrics.ts';
 export * from './data/index.ts';
 export { Trainer, type TrainerConfig, type TrainerHooks, type TrainResult, type LogEntry } from './train/trainer.ts';
+export * as compress from './compress/index.ts';

@@ -5,11 +5,13 @@
  * - bert-mini-train-step: BertForMaskedLM 4 layers, hidden 256, 4 heads, FFN 1024, vocab 30522, batch 32 × 64,
  *   15 % of positions labelled (the prediction head runs on those only), forward + backward + AdamW (PyTorch: 542 ms).
  * - bert-base-infer-b1-s128: BertModel 12 layers, 768, 12 heads, batch 1 × 128, no grad (PyTorch: 240 ms).
+ * - bert-base-infer-b1-s128-int8: the same after `quantizeModel(…, { scheme: 'int8-dynamic' })` (target ≥ 1.5× fp32).
  * - stories260K-generate: greedy decoding of 64 tokens with the KV cache (tokens/s).
  * `--json` prints one {"name","ms","tokens_per_s"} object per line.
  */
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { quantizeModel } from '../src/compress/quant/apply.ts';
 import { AdamW, BertForMaskedLM, BertModel, Generator, Tensor, bertConfig, fromPretrained, generate, manualSeed, noGrad, setNumThreads } from '../src/index.ts';
 
 const json = process.argv.includes('--json');
@@ -57,6 +59,10 @@ if (!quick) {
   const ids = Tensor.randint(1000, 30000, [1, 128], { generator: g });
   const ms = best(() => noGrad(() => model.forward({ inputIds: ids })), 3);
   rows.push({ name: 'bert-base-infer-b1-s128', ms, tokens_per_s: (128 * 1000) / ms, reference: 'PyTorch 240 ms' });
+  // the same model with int8 dynamic quantization (int8 activations per token on the integer GEMM)
+  quantizeModel(model, { scheme: 'int8-dynamic', embeddings: false });
+  const msq = best(() => noGrad(() => model.forward({ inputIds: ids })), 3);
+  rows.push({ name: 'bert-base-infer-b1-s128-int8', ms: msq, tokens_per_s: (128 * 1000) / msq, reference: `fp32 ${ms.toFixed(0)} ms: ${(ms / msq).toFixed(2)}× faster` });
 }
 
 {

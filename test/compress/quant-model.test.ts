@@ -51,7 +51,7 @@ test('QuantLinear weight-only (int8 per channel / per tensor, int4 groups) equal
 });
 
 test('int8 dynamic: exact integer accumulation with the fused dequantize epilogue', () => {
-  const [M, N, K] = [3, 7, 300];
+  const [M, N, K] = [3, 7, 2100]; // K above 1,024: the float32 fallback sums in chunks
   const w = rand(N * K, 0.1);
   const q = quantizeWeight('w', w, N, K, { bits: 8, granularity: 'channel', symmetric: true });
   const x = rand(M * K);

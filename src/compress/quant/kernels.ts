@@ -59,24 +59,40 @@ export function roundHalfEven(v: number): number {
   return r - v === 0.5 && r % 2 !== 0 ? r - 1 : r;
 }
 
-/** out = sx[m]·sw[n]·Σ_k (qx − zx)·qw + bias, with exact integer sums. */
+/**
+ * out = sx[m]·sw[n]·Σ_k (qx − zx)·qw + bias, with exact integer sums. Without the native kernel the integer
+ * products run on the float32 GEMM: codes are small integers, and any partial sum of at most 1,032 products of a
+ * 7-bit and an 8-bit code stays below 2^24, so float32 adds them exactly in any order; longer rows are split into
+ * such chunks and summed in float64.
+ */
 export function int8DynamicLinear(x: Float32Array, M: number, w: QuantizedWeight, bias: Float32Array | null, out: Float32Array): void {
   const [N, K] = w.shape;
   const { q, scale, zero } = quantizeActivationsPerToken(x, M, K);
   const qw = w.codes as Int8Array;
+  const CH = 1024;
+  const acc = new Float64Array(M * N);
+  noGrad(() => {
+    for (let k0 = 0; k0 < K; k0 += CH) {
+      const kc = Math.min(CH, K - k0);
+      const a = new Float32Array(M * kc);
+      for (let m = 0; m < M; m++) for (let k = 0; k < kc; k++) a[m * kc + k] = q[m * K + k0 + k]!;
+      const at = new Tensor(a, [M, kc], 'float32');
+      const panel = new Float32Array(ROWS * kc);
+      for (let r0 = 0; r0 < N; r0 += ROWS) {
+        const r1 = Math.min(N, r0 + ROWS);
+        const n = r1 - r0;
+        for (let r = 0; r < n; r++) for (let k = 0; k < kc; k++) panel[r * kc + k] = qw[(r0 + r) * K + k0 + k]!;
+        const y = matmul(at, new Tensor(panel.subarray(0, n * kc), [n, kc], 'float32').t()).data as Float32Array;
+        for (let m = 0; m < M; m++) for (let j = 0; j < n; j++) acc[m * N + r0 + j] += y[m * n + j]!;
+      }
+    }
+  });
   const rowSum = new Float64Array(N);
   for (let n = 0; n < N; n++) {
     let s = 0;
     for (let k = 0; k < K; k++) s += qw[n * K + k]!;
     rowSum[n] = s;
   }
-  for (let m = 0; m < M; m++) {
-    const xo = m * K;
-    for (let n = 0; n < N; n++) {
-      const wo = n * K;
-      let acc = 0;
-      for (let k = 0; k < K; k++) acc += q[xo + k]! * qw[wo + k]!;
-      out[m * N + n] = scale[m]! * w.scale[w.perTensor ? 0 : n]! * (acc - zero[m]! * rowSum[n]!) + (bias ? bias[n]! : 0);
-    }
-  }
+  for (let m = 0; m < M; m++)
+    for (let n = 0; n < N; n++) out[m * N + n] = scale[m]! * w.scale[w.perTensor ? 0 : n]! * (acc[m * N + n]! - zero[m]! * rowSum[n]!) + (bias ? bias[n]! : 0);
 }

@@ -12,7 +12,8 @@
         "native/elementwise.cc",
         "native/reduce.cc",
         "native/nn.cc",
-        "native/convert.cc"
+        "native/convert.cc",
+        "native/quant.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_DISABLE_CPP_EXCEPTIONS", "NAPI_VERSION=8"],

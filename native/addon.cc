@@ -39,6 +39,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   shrink::init_reduce(env, exports);
   shrink::init_nn(env, exports);
   shrink::init_convert(env, exports);
+  shrink::init_quant(env, exports);
   return exports;
 }
 

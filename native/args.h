@@ -39,6 +39,10 @@ class Args {
   int32_t* i32(size_t i, size_t& len) { return static_cast<int32_t*>(typed(i, napi_int32_array, len, false)); }
   int32_t* i32_opt(size_t i, size_t& len) { return static_cast<int32_t*>(typed(i, napi_int32_array, len, true)); }
   uint16_t* u16(size_t i, size_t& len) { return static_cast<uint16_t*>(typed(i, napi_uint16_array, len, false)); }
+  uint8_t* u8(size_t i, size_t& len) { return static_cast<uint8_t*>(typed(i, napi_uint8_array, len, false)); }
+  int8_t* i8(size_t i, size_t& len) { return static_cast<int8_t*>(typed(i, napi_int8_array, len, false)); }
+  int8_t* i8_opt(size_t i, size_t& len) { return static_cast<int8_t*>(typed(i, napi_int8_array, len, true)); }
+  uint8_t* u8_opt(size_t i, size_t& len) { return static_cast<uint8_t*>(typed(i, napi_uint8_array, len, true)); }
 
   int64_t int64(size_t i) {
     int64_t r = 0;
@@ -90,7 +94,11 @@ class Args {
     void* data = nullptr;
     if (napi_get_typedarray_info(env_, v_[i], &type, &len, &data, nullptr, nullptr) != napi_ok || type != want) {
       len = 0;
-      type_error(i, want == napi_float32_array ? "a Float32Array" : want == napi_int32_array ? "an Int32Array" : "a Uint16Array");
+      type_error(i, want == napi_float32_array ? "a Float32Array"
+                    : want == napi_int32_array ? "an Int32Array"
+                    : want == napi_uint8_array ? "a Uint8Array"
+                    : want == napi_int8_array  ? "an Int8Array"
+                                               : "a Uint16Array");
       return nullptr;
     }
     return data;

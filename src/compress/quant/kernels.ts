@@ -1,15 +1,65 @@
 /**
- * The GEMMs behind QuantLinear. The native addon's integer kernels run when it is loaded; otherwise these plain
- * TypeScript paths compute the same function: weight-only dequantizes 64 output rows at a time (never the whole
- * matrix) and multiplies with the fp32 GEMM; int8-dynamic quantizes activations per token exactly as the native
- * kernel does and accumulates the integer products exactly (in float64, exact below 2^53).
+ * The GEMMs behind QuantLinear. On the native backend the addon's integer kernels run (native/quant.cc: a fused
+ * 7-bit activation quantizer, an exact int8×int8→int32 GEMM with the dequantize epilogue, and row dequantization
+ * for the weight-only path); otherwise these TypeScript paths compute the same function bit for bit: weight-only
+ * dequantizes 64 output rows at a time (never the whole matrix) and multiplies with the float32 GEMM; int8-dynamic
+ * quantizes activations per token and sums the integer products exactly.
  */
 import { matmul } from '../../ops/matmul.ts';
 import { Tensor } from '../../tensor/tensor.ts';
 import { noGrad } from '../../tensor/autograd.ts';
+import { backend, nativeAddon } from '../../backend/registry.ts';
 import { dequantizeRows, type QuantizedWeight } from './modules.ts';
 
 const ROWS = 64;
+
+interface QuantAddon {
+  quantizeRowsU7(x: Float32Array, M: number, K: number, Kp: number, q: Uint8Array, scale: Float32Array, zero: Int32Array): void;
+  packInt8Weight(w: Int8Array, N: number, K: number, packed: Int8Array, rowSum: Int32Array): void;
+  int8Gemm(qa: Uint8Array, M: number, Kp: number, packed: Int8Array, N: number, sa: Float32Array, za: Int32Array, sw: Float32Array, swPerTensor: boolean, rowSum: Int32Array, bias: Float32Array | null, out: Float32Array): void;
+  dequantRows(c8: Int8Array | null, c4: Uint8Array | null, bits: number, scale: Float32Array, z8: Int8Array | null, z4: Uint8Array | null, groupSize: number, perTensor: boolean, K: number, r0: number, r1: number, out: Float32Array): void;
+}
+
+/** The addon's integer kernels when the native backend is active (and built with them), else null. */
+function quantAddon(): QuantAddon | null {
+  if (backend().name !== 'native') return null;
+  const a = nativeAddon() as unknown as Partial<QuantAddon> | null;
+  return a && typeof a.int8Gemm === 'function' ? (a as QuantAddon) : null;
+}
+
+/** Rows [r0, r1) of w dequantized into out, natively when possible. */
+function dequantPanel(w: QuantizedWeight, r0: number, r1: number, out: Float32Array): void {
+  const q = quantAddon();
+  if (!q) return dequantizeRows(w, r0, r1, out);
+  const z = w.zero;
+  q.dequantRows(
+    w.bits === 8 ? (w.codes as Int8Array) : null,
+    w.bits === 8 ? null : (w.codes as Uint8Array),
+    w.bits,
+    w.scale,
+    z instanceof Int8Array ? z : null,
+    z instanceof Uint8Array ? z : null,
+    w.groupSize,
+    w.perTensor,
+    w.shape[1],
+    r0,
+    r1,
+    out,
+  );
+}
+
+/** Packed int8 weights per codes array, built on first use (a layer's codes never change after loading). */
+const PACKED = new WeakMap<object, { packed: Int8Array; rowSum: Int32Array }>();
+function packed(q: QuantAddon, w: QuantizedWeight): { packed: Int8Array; rowSum: Int32Array } {
+  let p = PACKED.get(w.codes);
+  if (!p) {
+    const [N, K] = w.shape;
+    p = { packed: new Int8Array(Math.ceil(N / 16) * 16 * Math.ceil(K / 4) * 4), rowSum: new Int32Array(N) };
+    q.packInt8Weight(w.codes as Int8Array, N, K, p.packed, p.rowSum);
+    PACKED.set(w.codes, p);
+  }
+  return p;
+}
 
 /** out[M, N] = x[M, K] · dequant(W)ᵀ + bias. */
 export function weightOnlyLinear(x: Float32Array, M: number, w: QuantizedWeight, bias: Float32Array | null, out: Float32Array): void {
@@ -19,7 +69,7 @@ export function weightOnlyLinear(x: Float32Array, M: number, w: QuantizedWeight,
   noGrad(() => {
     for (let r0 = 0; r0 < N; r0 += ROWS) {
       const r1 = Math.min(N, r0 + ROWS);
-      dequantizeRows(w, r0, r1, panel);
+      dequantPanel(w, r0, r1, panel);
       const wt = new Tensor(panel.subarray(0, (r1 - r0) * K), [r1 - r0, K], 'float32');
       const y = matmul(xt, wt.t()).data as Float32Array; // [M, r1 - r0]
       const n = r1 - r0;
@@ -67,6 +117,17 @@ export function roundHalfEven(v: number): number {
  */
 export function int8DynamicLinear(x: Float32Array, M: number, w: QuantizedWeight, bias: Float32Array | null, out: Float32Array): void {
   const [N, K] = w.shape;
+  const nq = quantAddon();
+  if (nq && M > 0) {
+    const Kp = Math.ceil(K / 4) * 4;
+    const qa = new Uint8Array(M * Kp);
+    const sa = new Float32Array(M);
+    const za = new Int32Array(M);
+    nq.quantizeRowsU7(x, M, K, Kp, qa, sa, za);
+    const p = packed(nq, w);
+    nq.int8Gemm(qa, M, Kp, p.packed, N, sa, za, w.scale, w.perTensor, p.rowSum, bias, out);
+    return;
+  }
   const { q, scale, zero } = quantizeActivationsPerToken(x, M, K);
   const qw = w.codes as Int8Array;
   const CH = 1024;

@@ -1,0 +1,260 @@
+// Integer kernels for quantized Linear layers (src/compress/quant/kernels.ts is the TypeScript reference):
+//
+// - quantizeRowsU7: dynamic per-row activation quantization to 7-bit codes 0..127 with a zero point. 7 bits
+//   because AVX2 has no VNNI: vpmaddubsw multiplies u8 × s8 and adds pairs into *saturating* int16, and two
+//   products of a full 8-bit activation and an 8-bit weight can reach 2·255·128 = 65280 > 32767. With 7-bit
+//   activations a pair is at most 2·127·128 = 32512, so every sum is exact (../shared/docs/ENGINE-NOTES.md §4).
+// - packInt8Weight: an int8 weight [N, K] into 16-column panels, K in groups of 4 bytes (one int32 lane per
+//   column), zero-padded to N' = 16·⌈N/16⌉ and K' = 4·⌈K/4⌉; plus each row's code sum for the zero-point term.
+// - int8Gemm: acc[m, n] = Σ_k qa[m, k]·qw[n, k] in int32 (exact), then the fused epilogue
+//   out = sa[m]·sw[n]·(acc − za[m]·rowsum[n]) + bias[n]. 4×16 tile: per 4 k, vpmaddubsw → vpmaddwd(·, 1) → vpaddd.
+// - dequantRows: rows of an int8 or packed 2–4-bit weight to float32, (q − zero)·scale, for the weight-only path
+//   (a panel of rows at a time goes through the float32 GEMM, never the whole matrix).
+//
+// Exactness: integer accumulation is exact; the epilogue and the quantizer compute in double exactly like the
+// TypeScript reference (same divisions, round-half-to-even via nearbyint), so codes match it bit for bit.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+
+#include "args.h"
+#include "common.h"
+#include "pool.h"
+
+namespace shrink {
+namespace {
+
+constexpr int kNR = 16;  // columns per weight panel
+constexpr double kF32Eps = 1.1920928955078125e-7;
+
+inline int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
+inline double rint_even(double v) { return std::nearbyint(v); }  // default rounding mode: half to even
+
+// ---- activation quantization
+
+void quantize_row_u7(const float* x, int64_t K, uint8_t* q, int64_t Kp, float& scale, int32_t& zero) {
+  float lo = 0.f, hi = 0.f;
+  for (int64_t k = 0; k < K; k++) {
+    lo = x[k] < lo ? x[k] : lo;
+    hi = x[k] > hi ? x[k] : hi;
+  }
+  const double s = std::max(static_cast<double>(static_cast<float>((static_cast<double>(hi) - lo) / 127.0)), kF32Eps);
+  const int32_t z = static_cast<int32_t>(std::min(127.0, std::max(0.0, rint_even(-static_cast<double>(lo) / s))));
+  for (int64_t k = 0; k < K; k++) {
+    const double v = rint_even(static_cast<double>(x[k]) / s) + z;
+    q[k] = static_cast<uint8_t>(std::min(127.0, std::max(0.0, v)));
+  }
+  std::memset(q + K, 0, static_cast<size_t>(Kp - K));
+  scale = static_cast<float>(s);
+  zero = z;
+}
+
+// quantizeRowsU7(x, M, K, Kp, q, scale, zero)
+napi_value QuantizeRowsU7(napi_env env, napi_callback_info info) {
+  Args a(env, info, "quantizeRowsU7");
+  size_t xl, ql, sl, zl;
+  const float* x = a.f32(0, xl);
+  const int64_t M = a.int64(1), K = a.int64(2), Kp = a.int64(3);
+  uint8_t* q = a.u8(4, ql);
+  float* scale = a.f32(5, sl);
+  int32_t* zero = a.i32(6, zl);
+  if (a.failed()) return a.fail();
+  if (!a.check(M >= 0 && K >= 1 && Kp >= K && xl >= static_cast<size_t>(M * K) && ql >= static_cast<size_t>(M * Kp) && sl >= static_cast<size_t>(M) && zl >= static_cast<size_t>(M), "bad sizes"))
+    return a.fail();
+  par_for(M, std::max<int64_t>(1, 16384 / K), [&](int64_t m0, int64_t m1) {
+    for (int64_t m = m0; m < m1; m++) quantize_row_u7(x + m * K, K, q + m * Kp, Kp, scale[m], zero[m]);
+  });
+  return a.undefined();
+}
+
+// ---- weight packing
+
+// packInt8Weight(w, N, K, packed, rowSum): packed has N'·K' bytes
+napi_value PackInt8Weight(napi_env env, napi_callback_info info) {
+  Args a(env, info, "packInt8Weight");
+  size_t wl, pl, rl;
+  const int8_t* w = a.i8(0, wl);
+  const int64_t N = a.int64(1), K = a.int64(2);
+  int8_t* p = a.i8(3, pl);
+  int32_t* rowsum = a.i32(4, rl);
+  if (a.failed()) return a.fail();
+  const int64_t Np = round_up(N, kNR), Kp = round_up(K, 4);
+  if (!a.check(N >= 1 && K >= 1 && wl >= static_cast<size_t>(N * K) && pl >= static_cast<size_t>(Np * Kp) && rl >= static_cast<size_t>(N), "bad sizes")) return a.fail();
+  std::memset(p, 0, static_cast<size_t>(Np * Kp));
+  for (int64_t n = 0; n < N; n++) {
+    const int64_t panel = n / kNR, c = n % kNR;
+    int8_t* dst = p + panel * kNR * Kp;
+    int32_t s = 0;
+    for (int64_t k = 0; k < K; k++) {
+      dst[(k / 4) * (kNR * 4) + c * 4 + (k % 4)] = w[n * K + k];
+      s += w[n * K + k];
+    }
+    rowsum[n] = s;
+  }
+  return a.undefined();
+}
+
+// ---- int8 GEMM
+
+struct Epilogue {
+  const float* sa;
+  const int32_t* za;
+  const float* sw;
+  bool sw_per_tensor;
+  const int32_t* rowsum;
+  const float* bias;
+  float* out;
+  int64_t N;
+  void store(int64_t m, int64_t n0, const int32_t* acc, int64_t ncols) const {
+    const double s_a = sa[m], z_a = za[m];
+    for (int64_t j = 0; j < ncols; j++) {
+      const int64_t n = n0 + j;
+      const double sw_n = sw[sw_per_tensor ? 0 : n];
+      // the TypeScript reference's order and precision: (sa·sw)·(acc − za·rowsum) + bias in double, one rounding
+      const double v = s_a * sw_n * (static_cast<double>(acc[j]) - z_a * rowsum[n]) + (bias ? static_cast<double>(bias[n]) : 0.0);
+      out[m * N + n] = static_cast<float>(v);
+    }
+  }
+};
+
+// R rows × 16 columns over K' (multiple of 4). a: R rows with stride Kp; b: one panel.
+template <int R>
+__attribute__((target("avx2"))) void tile_avx2(const uint8_t* a, int64_t Kp, const int8_t* b, int32_t* acc /* R×16 */) {
+  __m256i c0[R], c1[R];
+  for (int r = 0; r < R; r++) c0[r] = c1[r] = _mm256_setzero_si256();
+  const __m256i ones = _mm256_set1_epi16(1);
+  for (int64_t g = 0; g < Kp / 4; g++) {
+    const __m256i b0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + g * 64));
+    const __m256i b1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + g * 64 + 32));
+    for (int r = 0; r < R; r++) {
+      int32_t av;
+      std::memcpy(&av, a + r * Kp + g * 4, 4);
+      const __m256i ar = _mm256_set1_epi32(av);
+      c0[r] = _mm256_add_epi32(c0[r], _mm256_madd_epi16(_mm256_maddubs_epi16(ar, b0), ones));
+      c1[r] = _mm256_add_epi32(c1[r], _mm256_madd_epi16(_mm256_maddubs_epi16(ar, b1), ones));
+    }
+  }
+  for (int r = 0; r < R; r++) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc + r * 16), c0[r]);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc + r * 16 + 8), c1[r]);
+  }
+}
+
+void tile_portable(const uint8_t* a, int64_t Kp, const int8_t* b, int32_t* acc, int R) {
+  for (int r = 0; r < R; r++)
+    for (int c = 0; c < kNR; c++) {
+      int32_t s = 0;
+      for (int64_t g = 0; g < Kp / 4; g++)
+        for (int i = 0; i < 4; i++) s += static_cast<int32_t>(a[r * Kp + g * 4 + i]) * b[g * 64 + c * 4 + i];
+      acc[r * 16 + c] = s;
+    }
+}
+
+// int8Gemm(qa, M, Kp, packed, N, sa, za, sw, swPerTensor, rowSum, bias|null, out)
+napi_value Int8Gemm(napi_env env, napi_callback_info info) {
+  Args a(env, info, "int8Gemm");
+  size_t ql, pl, sal, zal, swl, rl, bl, ol;
+  const uint8_t* qa = a.u8(0, ql);
+  const int64_t M = a.int64(1), Kp = a.int64(2);
+  const int8_t* packed = a.i8(3, pl);
+  const int64_t N = a.int64(4);
+  const float* sa = a.f32(5, sal);
+  const int32_t* za = a.i32(6, zal);
+  const float* sw = a.f32(7, swl);
+  const bool swPerTensor = a.flag(8);
+  const int32_t* rowsum = a.i32(9, rl);
+  const float* bias = a.f32_opt(10, bl);
+  float* out = a.f32(11, ol);
+  if (a.failed()) return a.fail();
+  const int64_t Np = round_up(N, kNR);
+  if (!a.check(M >= 0 && N >= 1 && Kp >= 4 && Kp % 4 == 0, "bad dimensions") ||
+      !a.check(ql >= static_cast<size_t>(M * Kp) && pl >= static_cast<size_t>(Np * Kp) && sal >= static_cast<size_t>(M) && zal >= static_cast<size_t>(M), "activation or weight buffer too short") ||
+      !a.check(swl >= static_cast<size_t>(swPerTensor ? 1 : N) && rl >= static_cast<size_t>(N) && (!bias || bl >= static_cast<size_t>(N)) && ol >= static_cast<size_t>(M * N), "scale, row-sum, bias or out too short"))
+    return a.fail();
+  const Epilogue ep{sa, za, sw, swPerTensor, rowsum, bias, out, N};
+  const bool avx = has_avx2_fma();
+  const int64_t panels = Np / kNR;
+  par_for(panels, 1, [&](int64_t p0, int64_t p1) {
+    alignas(32) int32_t acc[4 * 16];
+    for (int64_t p = p0; p < p1; p++) {
+      const int8_t* b = packed + p * kNR * Kp;
+      const int64_t ncols = std::min<int64_t>(kNR, N - p * kNR);
+      for (int64_t m = 0; m < M; m += 4) {
+        const int R = static_cast<int>(std::min<int64_t>(4, M - m));
+        const uint8_t* am = qa + m * Kp;
+        if (avx) {
+          switch (R) {
+            case 4: tile_avx2<4>(am, Kp, b, acc); break;
+            case 3: tile_avx2<3>(am, Kp, b, acc); break;
+            case 2: tile_avx2<2>(am, Kp, b, acc); break;
+            default: tile_avx2<1>(am, Kp, b, acc); break;
+          }
+        } else
+          tile_portable(am, Kp, b, acc, R);
+        for (int r = 0; r < R; r++) ep.store(m + r, p * kNR, acc + r * 16, ncols);
+      }
+    }
+  });
+  return a.undefined();
+}
+
+// ---- dequantization of weight rows
+
+// dequantRows(codesI8|null, codesU8|null, bits, scale, zeroI8|null, zeroU8|null, groupSize, perTensor, K, r0, r1, out)
+napi_value DequantRows(napi_env env, napi_callback_info info) {
+  Args a(env, info, "dequantRows");
+  size_t c8l, c4l, sl, z8l, z4l, ol;
+  const int8_t* c8 = a.i8_opt(0, c8l);
+  const uint8_t* c4 = a.u8_opt(1, c4l);
+  const int64_t bits = a.int64(2);
+  const float* scale = a.f32(3, sl);
+  const int8_t* z8 = a.i8_opt(4, z8l);
+  const uint8_t* z4 = a.u8_opt(5, z4l);
+  const int64_t G = a.int64(6);
+  const bool perTensor = a.flag(7);
+  const int64_t K = a.int64(8), r0 = a.int64(9), r1 = a.int64(10);
+  float* out = a.f32(11, ol);
+  if (a.failed()) return a.fail();
+  const int64_t gpr = perTensor ? 1 : K / std::max<int64_t>(G, 1);
+  const size_t nscale = static_cast<size_t>(perTensor ? 1 : r1 * gpr);
+  if (!a.check(K >= 1 && G >= 1 && (perTensor || K % G == 0) && r0 >= 0 && r1 >= r0, "bad dimensions") ||
+      !a.check(bits == 8 ? (c8 && c8l >= static_cast<size_t>(r1 * K)) : (c4 && c4l * 2 >= static_cast<size_t>(r1 * K)), "codes too short or of the wrong type") ||
+      !a.check(sl >= nscale && (!z8 || z8l >= nscale) && (!z4 || z4l >= nscale) && ol >= static_cast<size_t>((r1 - r0) * K), "scale, zero or out too short"))
+    return a.fail();
+  const int64_t Gc = perTensor ? K : G;
+  par_for(r1 - r0, std::max<int64_t>(1, 32768 / K), [&](int64_t i0, int64_t i1) {
+    for (int64_t r = r0 + i0; r < r0 + i1; r++) {
+      float* o = out + (r - r0) * K;
+      for (int64_t g = 0; g < K / Gc; g++) {
+        const int64_t si = perTensor ? 0 : r * gpr + g;
+        const float s = scale[si];
+        const float z = z8 ? static_cast<float>(z8[si]) : z4 ? static_cast<float>(z4[si]) : 0.f;
+        const int64_t k0 = g * Gc;
+        if (bits == 8) {
+          const int8_t* q = c8 + r * K + k0;
+          for (int64_t k = 0; k < Gc; k++) o[k0 + k] = (static_cast<float>(q[k]) - z) * s;
+        } else {
+          for (int64_t k = 0; k < Gc; k++) {
+            const int64_t i = r * K + k0 + k;
+            o[k0 + k] = (static_cast<float>((c4[i >> 1] >> ((i & 1) * 4)) & 15) - z) * s;
+          }
+        }
+      }
+    }
+  });
+  return a.undefined();
+}
+
+}  // namespace
+
+void init_quant(Napi::Env env, Napi::Object exports) {
+  export_fn(env, exports, "quantizeRowsU7", QuantizeRowsU7);
+  export_fn(env, exports, "packInt8Weight", PackInt8Weight);
+  export_fn(env, exports, "int8Gemm", Int8Gemm);
+  export_fn(env, exports, "dequantRows", DequantRows);
+}
+
+}  // namespace shrink

@@ -11,8 +11,9 @@
 // - dequantRows: rows of an int8 or packed 2–4-bit weight to float32, (q − zero)·scale, for the weight-only path
 //   (a panel of rows at a time goes through the float32 GEMM, never the whole matrix).
 //
-// Exactness: integer accumulation is exact; the epilogue and the quantizer compute in double exactly like the
-// TypeScript reference (same divisions, round-half-to-even via nearbyint), so codes match it bit for bit.
+// Exactness: integer accumulation is exact; the quantizer and the epilogue use the TypeScript reference's
+// formulas and precisions (float32 x·(1/s) rounded half to even; the epilogue in double), so results match it bit
+// for bit.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -35,21 +36,69 @@ inline double rint_even(double v) { return std::nearbyint(v); }  // default roun
 
 // ---- activation quantization
 
-void quantize_row_u7(const float* x, int64_t K, uint8_t* q, int64_t Kp, float& scale, int32_t& zero) {
-  float lo = 0.f, hi = 0.f;
+// The row's scale s (float32) and zero point, then codes clamp(rint(x·(1/s)) + zero, 0, 127) with the product
+// rounded to float32 and rint half to even (cvtps2dq under the default MXCSR), as the TypeScript reference.
+void row_params(float lo, float hi, float& scale, float& inv, int32_t& zero) {
+  const double s = std::max(static_cast<double>(static_cast<float>((static_cast<double>(hi) - lo) / 127.0)), kF32Eps);
+  scale = static_cast<float>(s);
+  inv = static_cast<float>(1.0 / s);
+  zero = static_cast<int32_t>(std::min(127.0, std::max(0.0, rint_even(-static_cast<double>(lo) / s))));
+}
+
+void quantize_row_portable(const float* x, int64_t K, uint8_t* q, float& scale, int32_t& zero) {
+  float lo = 0.f, hi = 0.f, inv;
   for (int64_t k = 0; k < K; k++) {
     lo = x[k] < lo ? x[k] : lo;
     hi = x[k] > hi ? x[k] : hi;
   }
-  const double s = std::max(static_cast<double>(static_cast<float>((static_cast<double>(hi) - lo) / 127.0)), kF32Eps);
-  const int32_t z = static_cast<int32_t>(std::min(127.0, std::max(0.0, rint_even(-static_cast<double>(lo) / s))));
+  row_params(lo, hi, scale, inv, zero);
   for (int64_t k = 0; k < K; k++) {
-    const double v = rint_even(static_cast<double>(x[k]) / s) + z;
-    q[k] = static_cast<uint8_t>(std::min(127.0, std::max(0.0, v)));
+    const float v = x[k] * inv;
+    q[k] = static_cast<uint8_t>(std::min(127.0f, std::max(0.0f, std::nearbyint(v) + zero)));
   }
+}
+
+__attribute__((target("avx2"))) void quantize_row_avx2(const float* x, int64_t K, uint8_t* q, float& scale, int32_t& zero) {
+  __m256 vlo = _mm256_setzero_ps(), vhi = _mm256_setzero_ps();
+  int64_t k = 0;
+  for (; k + 8 <= K; k += 8) {
+    const __m256 v = _mm256_loadu_ps(x + k);
+    vlo = _mm256_min_ps(vlo, v);
+    vhi = _mm256_max_ps(vhi, v);
+  }
+  alignas(32) float l[8], h[8];
+  _mm256_store_ps(l, vlo);
+  _mm256_store_ps(h, vhi);
+  float lo = 0.f, hi = 0.f, inv;
+  for (int i = 0; i < 8; i++) {
+    lo = l[i] < lo ? l[i] : lo;
+    hi = h[i] > hi ? h[i] : hi;
+  }
+  for (int64_t t = k; t < K; t++) {
+    lo = x[t] < lo ? x[t] : lo;
+    hi = x[t] > hi ? x[t] : hi;
+  }
+  row_params(lo, hi, scale, inv, zero);
+  const __m256 vinv = _mm256_set1_ps(inv);
+  const __m256i vz = _mm256_set1_epi32(zero), v0 = _mm256_setzero_si256(), v127 = _mm256_set1_epi32(127);
+  k = 0;
+  for (; k + 8 <= K; k += 8) {
+    __m256i c = _mm256_add_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + k), vinv)), vz);
+    c = _mm256_min_epi32(_mm256_max_epi32(c, v0), v127);
+    alignas(32) int32_t t[8];
+    _mm256_store_si256(reinterpret_cast<__m256i*>(t), c);
+    for (int i = 0; i < 8; i++) q[k + i] = static_cast<uint8_t>(t[i]);
+  }
+  for (; k < K; k++) {
+    const float v = x[k] * inv;
+    q[k] = static_cast<uint8_t>(std::min(127.0f, std::max(0.0f, std::nearbyint(v) + zero)));
+  }
+}
+
+void quantize_row_u7(const float* x, int64_t K, uint8_t* q, int64_t Kp, float& scale, int32_t& zero) {
+  if (has_avx2_fma()) quantize_row_avx2(x, K, q, scale, zero);
+  else quantize_row_portable(x, K, q, scale, zero);
   std::memset(q + K, 0, static_cast<size_t>(Kp - K));
-  scale = static_cast<float>(s);
-  zero = z;
 }
 
 // quantizeRowsU7(x, M, K, Kp, q, scale, zero)
@@ -177,12 +226,15 @@ napi_value Int8Gemm(napi_env env, napi_callback_info info) {
   const Epilogue ep{sa, za, sw, swPerTensor, rowsum, bias, out, N};
   const bool avx = has_avx2_fma();
   const int64_t panels = Np / kNR;
+  // Blocks of rows small enough to stay in L2 (≤ 128 KiB of codes) while every weight panel streams past them.
+  const int64_t MB = std::max<int64_t>(4, std::min<int64_t>(256, (131072 / Kp) / 4 * 4));
+  for (int64_t mb = 0; mb < M; mb += MB)
   par_for(panels, 1, [&](int64_t p0, int64_t p1) {
     alignas(32) int32_t acc[4 * 16];
     for (int64_t p = p0; p < p1; p++) {
       const int8_t* b = packed + p * kNR * Kp;
       const int64_t ncols = std::min<int64_t>(kNR, N - p * kNR);
-      for (int64_t m = 0; m < M; m += 4) {
+      for (int64_t m = mb; m < std::min(M, mb + MB); m += 4) {
         const int R = static_cast<int>(std::min<int64_t>(4, M - m));
         const uint8_t* am = qa + m * Kp;
         if (avx) {

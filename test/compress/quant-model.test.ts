@@ -63,11 +63,12 @@ test('int8 dynamic: exact integer accumulation with the fused dequantize epilogu
     const lo = Math.min(0, ...row);
     const hi = Math.max(0, ...row);
     const s = Math.fround((hi - lo) / 127);
+    const inv = Math.fround(1 / s);
     const z = Math.round(-lo / s);
     for (let n = 0; n < N; n++) {
       let acc = 0n;
       for (let k = 0; k < K; k++) {
-        const qa = Math.min(127, Math.max(0, Math.round(row[k]! / s) + z));
+        const qa = Math.min(127, Math.max(0, Math.round(Math.fround(row[k]! * inv)) + z));
         acc += BigInt((qa - z) * (q.codes as Int8Array)[n * K + k]!);
       }
       const want = s * q.scale[n]! * Number(acc);

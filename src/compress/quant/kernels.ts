@@ -81,7 +81,9 @@ export function weightOnlyLinear(x: Float32Array, M: number, w: QuantizedWeight,
 /**
  * Per-token activation quantization to 7-bit unsigned codes (0..127) with a zero point: AVX2's u8×s8 multiply-add
  * (vpmaddubsw) saturates 16-bit pair sums for full 8-bit activations, and 7 bits keep every product sum exact.
- * scale = (max − min)/127 over the row with 0 inside the range; zero = round(−min/scale).
+ * Per row: s = (max − min)/127 in float32 with 0 inside the range; zero = round(−min/s);
+ * code = clamp(round(fround(x · fround(1/s))) + zero, 0, 127), rounding half to even (what one AVX2 multiply and
+ * convert compute, so the native kernel matches bit for bit).
  */
 export function quantizeActivationsPerToken(x: Float32Array, M: number, K: number): { q: Uint8Array; scale: Float32Array; zero: Int32Array } {
   const q = new Uint8Array(M * K);
@@ -96,10 +98,11 @@ export function quantizeActivationsPerToken(x: Float32Array, M: number, K: numbe
       if (v > hi) hi = v;
     }
     const s = Math.max(Math.fround((hi - lo) / 127), 1.1920928955078125e-7);
+    const inv = Math.fround(1 / s);
     const z = Math.min(127, Math.max(0, roundHalfEven(-lo / s)));
     scale[m] = s;
     zero[m] = z;
-    for (let k = 0; k < K; k++) q[m * K + k] = Math.min(127, Math.max(0, roundHalfEven(x[m * K + k]! / s) + z));
+    for (let k = 0; k < K; k++) q[m * K + k] = Math.min(127, Math.max(0, roundHalfEven(Math.fround(x[m * K + k]! * inv)) + z));
   }
   return { q, scale, zero };
 }

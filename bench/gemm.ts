@@ -9,8 +9,13 @@
  *
  * This is a shared VM: compare columns of the same run, never against fixed numbers.
  *
+ * Then the exact int8 GEMM of dynamic int8 Linear layers (native/quant.cc): activations quantized per row to
+ * 7-bit codes, int8 weights, int32 accumulation, fused dequantize epilogue — timed with the activation quantization
+ * included, beside our fp32 GEMM on the same shape (target ≥ 1.8×).
+ *
  * --json: one object per line, {"m","k","n","threads","gflops"} for ours, and
- *         {"m","k","n","threads","gflops","impl":"openblas","ratio"} (ratio = ours / OpenBLAS) when available.
+ *         {"m","k","n","threads","gflops","impl":"openblas","ratio"} (ratio = ours / OpenBLAS) when available,
+ *         {"m","k","n","threads","dtype":"int8","gops","ratio"} (ratio = int8 GOPS / fp32 GFLOPS).
  */
 import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
@@ -21,6 +26,11 @@ type F32 = Float32Array;
 interface ShrinkAddon {
   setThreads(n: number): number;
   sgemm(a: F32, b: F32, out: F32, batch: number, M: number, N: number, K: number, aOff: Int32Array, bOff: Int32Array, lda: number, ldb: number, transA: boolean, transB: boolean, accumulate: boolean): void;
+}
+interface Int8Addon {
+  quantizeRowsU7(x: F32, M: number, K: number, Kp: number, q: Uint8Array, scale: F32, zero: Int32Array): void;
+  packInt8Weight(w: Int8Array, N: number, K: number, packed: Int8Array, rowSum: Int32Array): void;
+  int8Gemm(qa: Uint8Array, M: number, Kp: number, packed: Int8Array, N: number, sa: F32, za: Int32Array, sw: F32, swPerTensor: boolean, rowSum: Int32Array, bias: F32 | null, out: F32): void;
 }
 interface BlasAddon {
   sgemm(a: F32, b: F32, out: F32, M: number, N: number, K: number): void;
@@ -189,5 +199,48 @@ if (!json) {
     }
     row.push(err.toExponential(1));
     console.log(`| ${row.join(' | ')} |`);
+  }
+}
+
+// ---- int8 (dynamic quantization) vs fp32 on the issue's shapes
+const i8 = addon as unknown as Partial<Int8Addon>;
+if (typeof i8.int8Gemm === 'function') {
+  const q = i8 as Int8Addon;
+  const I8_SHAPES: [number, number, number][] = quick ? [[128, 768, 768]] : [[128, 768, 768], [4096, 768, 3072], [512, 512, 512]];
+  const rows: string[] = [];
+  for (const [M, K, N] of I8_SHAPES) {
+    const ops = 2 * M * N * K;
+    const X = rnd(M * K);
+    const W = Int8Array.from({ length: N * K }, () => Math.floor(rand() * 256) - 128);
+    const packed = new Int8Array(Math.ceil(N / 16) * 16 * K);
+    const rowSum = new Int32Array(N);
+    q.packInt8Weight(W, N, K, packed, rowSum);
+    const qa = new Uint8Array(M * K), sa = new Float32Array(M), za = new Int32Array(M), sw = new Float32Array(N).fill(0.01), out = new Float32Array(M * N);
+    const runI8 = () => {
+      q.quantizeRowsU7(X, M, K, K, qa, sa, za);
+      q.int8Gemm(qa, M, K, packed, N, sa, za, sw, false, rowSum, null, out);
+    };
+    const fp = ours.make(M, K, N);
+    const row = [`${M}×${K}×${N}`];
+    for (const threads of THREADS) {
+      ours.setThreads(threads);
+      runI8();
+      fp.run();
+      let bi = 0;
+      let bf = 0;
+      for (let r = 0; r < ROUNDS; r++) {
+        bf = Math.max(bf, round(fp.run, ops));
+        bi = Math.max(bi, round(runI8, ops));
+      }
+      if (json) console.log(JSON.stringify({ m: M, k: K, n: N, threads, dtype: 'int8', gops: +bi.toFixed(1), ratio: +(bi / bf).toFixed(3) }));
+      row.push(bf.toFixed(1), bi.toFixed(1), (bi / bf).toFixed(2));
+    }
+    rows.push(`| ${row.join(' | ')} |`);
+  }
+  if (!json) {
+    console.log(`\nint8 dynamic GEMM (7-bit activations quantized per row + exact int8 GEMM + dequantize), GOPS vs our fp32 GFLOPS, best of ${ROUNDS} rounds`);
+    console.log('| M×K×N | fp32 1t | int8 1t | ratio 1t | fp32 2t | int8 2t | ratio 2t |');
+    console.log('| --- | --- | --- | --- | --- | --- | --- |');
+    for (const r of rows) console.log(r);
   }
 }

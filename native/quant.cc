@@ -58,6 +58,8 @@ void quantize_row_portable(const float* x, int64_t K, uint8_t* q, float& scale, 
   }
 }
 
+__attribute__((target("avx2"))) void encode_row_avx2(const float* x, int64_t K, uint8_t* q, float inv, int32_t zero);
+
 __attribute__((target("avx2"))) void quantize_row_avx2(const float* x, int64_t K, uint8_t* q, float& scale, int32_t& zero) {
   __m256 vlo = _mm256_setzero_ps(), vhi = _mm256_setzero_ps();
   int64_t k = 0;
@@ -79,9 +81,14 @@ __attribute__((target("avx2"))) void quantize_row_avx2(const float* x, int64_t K
     hi = x[t] > hi ? x[t] : hi;
   }
   row_params(lo, hi, scale, inv, zero);
+  encode_row_avx2(x, K, q, inv, zero);
+}
+
+// codes = clamp(rint(x·inv) + zero, 0, 127)
+__attribute__((target("avx2"))) void encode_row_avx2(const float* x, int64_t K, uint8_t* q, float inv, int32_t zero) {
   const __m256 vinv = _mm256_set1_ps(inv);
   const __m256i vz = _mm256_set1_epi32(zero), v0 = _mm256_setzero_si256(), v127 = _mm256_set1_epi32(127);
-  k = 0;
+  int64_t k = 0;
   for (; k + 8 <= K; k += 8) {
     __m256i c = _mm256_add_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + k), vinv)), vz);
     c = _mm256_min_epi32(_mm256_max_epi32(c, v0), v127);
@@ -99,6 +106,33 @@ void quantize_row_u7(const float* x, int64_t K, uint8_t* q, int64_t Kp, float& s
   if (has_avx2_fma()) quantize_row_avx2(x, K, q, scale, zero);
   else quantize_row_portable(x, K, q, scale, zero);
   std::memset(q + K, 0, static_cast<size_t>(Kp - K));
+}
+
+// quantizeRowsStatic(x, M, K, Kp, scale, zero, q): every row with the same calibrated (scale, zero)
+napi_value QuantizeRowsStatic(napi_env env, napi_callback_info info) {
+  Args a(env, info, "quantizeRowsStatic");
+  size_t xl, ql;
+  const float* x = a.f32(0, xl);
+  const int64_t M = a.int64(1), K = a.int64(2), Kp = a.int64(3);
+  const double scale = a.num(4);
+  const int64_t zero = a.int64(5);
+  uint8_t* q = a.u8(6, ql);
+  if (a.failed()) return a.fail();
+  if (!a.check(M >= 0 && K >= 1 && Kp >= K && xl >= static_cast<size_t>(M * K) && ql >= static_cast<size_t>(M * Kp) && scale > 0 && zero >= 0 && zero <= 127, "bad sizes or parameters"))
+    return a.fail();
+  const float inv = static_cast<float>(1.0 / scale);
+  const bool avx = has_avx2_fma();
+  par_for(M, std::max<int64_t>(1, 16384 / K), [&](int64_t m0, int64_t m1) {
+    for (int64_t m = m0; m < m1; m++) {
+      const float* xr = x + m * K;
+      uint8_t* qr = q + m * Kp;
+      if (avx) encode_row_avx2(xr, K, qr, inv, static_cast<int32_t>(zero));
+      else
+        for (int64_t k = 0; k < K; k++) qr[k] = static_cast<uint8_t>(std::min(127.0f, std::max(0.0f, std::nearbyint(xr[k] * inv) + zero)));
+      std::memset(qr + K, 0, static_cast<size_t>(Kp - K));
+    }
+  });
+  return a.undefined();
 }
 
 // quantizeRowsU7(x, M, K, Kp, q, scale, zero)
@@ -304,6 +338,7 @@ napi_value DequantRows(napi_env env, napi_callback_info info) {
 
 void init_quant(Napi::Env env, Napi::Object exports) {
   export_fn(env, exports, "quantizeRowsU7", QuantizeRowsU7);
+  export_fn(env, exports, "quantizeRowsStatic", QuantizeRowsStatic);
   export_fn(env, exports, "packInt8Weight", PackInt8Weight);
   export_fn(env, exports, "int8Gemm", Int8Gemm);
   export_fn(env, exports, "dequantRows", DequantRows);

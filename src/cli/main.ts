@@ -20,6 +20,7 @@ import type { LogEntry } from '../train/trainer.ts';
 import { evalGlue, evalPerplexity } from '../eval/evaluate.ts';
 import { qatGlue, quantizeFolder } from '../compress/quant/pretrained.ts';
 import { formatLayerErrors, layerErrors } from '../compress/quant/report.ts';
+import { OBSERVERS, type ObserverKind } from '../compress/quant/calibrate.ts';
 import { QUANT_SCHEMES, type QuantScheme } from '../compress/quant/modules.ts';
 import { parseGranularity } from '../compress/quant/rtn.ts';
 import { CALIBRATION_SOURCES, calibrationBatches } from '../data/calibration.ts';
@@ -280,7 +281,7 @@ export function buildProgram(out: (s: string) => void = (s) => process.stdout.wr
     .description('Quantize a model folder: int8 weight-only, int8 dynamic (int8 activations on the integer GEMM) or int4/int3 group-wise, round-to-nearest or GPTQ; writes a folder that eval/predict load directly')
     .argument('<model>', 'float model folder')
     .requiredOption('-o, --out <dir>', 'output folder')
-    .option('--scheme <s>', 'int8 | int8-dynamic | int4', 'int8')
+    .option('--scheme <s>', 'int8 (weight-only) | int8-dynamic | int8-static (calibrated activation ranges) | int4', 'int8')
     .option('--bits <n>', 'int4 scheme: 4, 3 or 2 bits (stored two codes per byte)', num('bits', 2, 8, true))
     .option('--granularity <g>', 'tensor | channel | group:<size> (default: channel for int8, group:64 for int4)')
     .option('--asymmetric', 'use a zero point (default for int4; int8 defaults to symmetric)')
@@ -289,16 +290,18 @@ export function buildProgram(out: (s: string) => void = (s) => process.stdout.wr
     .option('-t, --task <task>', 'qat: GLUE task to fine-tune on (sst2, mrpc, rte, cola)', 'sst2')
     .option('--steps <n>', 'qat: optimizer steps', num('steps', 1, 1e9, true), 500)
     .option('--lr <lr>', 'qat: peak learning rate', num('lr', 0), 1e-4)
-    .option('--calib <data>', `GPTQ / --report calibration data: ${CALIBRATION_SOURCES.join(', ')} (default: sst2 for BERT, wikitext2 for causal LMs)`)
+    .option('--calib <data>', `GPTQ / int8-static / --report calibration data: ${CALIBRATION_SOURCES.join(', ')} (default: sst2 for BERT, wikitext2 for causal LMs)`)
     .option('--calib-samples <n>', 'calibration examples / blocks', num('calib-samples', 1, 1e6, true), 128)
     .option('--calib-seq-len <n>', 'tokens per calibration example / block', num('calib-seq-len', 2, 8192, true), 128)
     .option('--percdamp <x>', 'GPTQ dampening, a fraction of the mean Hessian diagonal', num('percdamp', 0, 10), 0.01)
     .option('--act-order', 'GPTQ: quantize columns by descending Hessian diagonal')
     .option('--no-embeddings', 'keep embeddings in float32')
     .option('--ignore <globs>', 'comma-separated module-name globs to keep in float32 (e.g. "classifier,**.pooler.dense")')
+    .option('--observer <kind>', 'int8-static: activation range calibration, minmax | percentile | mse', 'minmax')
+    .option('--percentile <p>', 'int8-static with --observer percentile: the percentile kept', num('percentile', 50, 100), 99.99)
     .option('--report', 'per-layer output error (relative MSE against float32) on the calibration data')
     .option('--json', 'print JSON')
-    .action((dir: string, o: { out: string; scheme: string; bits?: number; granularity?: string; asymmetric?: boolean; symmetric?: boolean; method: string; task: string; steps: number; lr: number; report?: boolean; calib?: string; calibSamples: number; calibSeqLen: number; percdamp: number; actOrder?: boolean; embeddings: boolean; ignore?: string; json?: boolean }) => {
+    .action((dir: string, o: { out: string; scheme: string; bits?: number; granularity?: string; asymmetric?: boolean; symmetric?: boolean; method: string; task: string; steps: number; lr: number; report?: boolean; observer: string; percentile: number; calib?: string; calibSamples: number; calibSeqLen: number; percdamp: number; actOrder?: boolean; embeddings: boolean; ignore?: string; json?: boolean }) => {
       if (!(QUANT_SCHEMES as readonly string[]).includes(o.scheme)) throw new Error(`--scheme must be one of ${QUANT_SCHEMES.join(', ')}, got '${o.scheme}'`);
       if (!['rtn', 'gptq', 'qat'].includes(o.method)) throw new Error(`--method must be rtn, gptq or qat, got '${o.method}'`);
       if (o.asymmetric && o.symmetric) throw new Error('--asymmetric and --symmetric exclude each other');
@@ -310,7 +313,9 @@ export function buildProgram(out: (s: string) => void = (s) => process.stdout.wr
         return;
       }
       const type = String(readConfig(dir).model_type);
-      const calib = o.method === 'gptq' || o.report ? calibrationBatches(dir, o.calib ?? (type === 'bert' ? 'sst2' : 'wikitext2'), { samples: o.calibSamples, seqLen: o.calibSeqLen }) : undefined;
+      if (!(OBSERVERS as readonly string[]).includes(o.observer)) throw new Error(`--observer must be one of ${OBSERVERS.join(', ')}, got '${o.observer}'`);
+      const needsCalib = o.method === 'gptq' || o.scheme === 'int8-static';
+      const calib = needsCalib || o.report ? calibrationBatches(dir, o.calib ?? (type === 'bert' ? 'sst2' : 'wikitext2'), { samples: o.calibSamples, seqLen: o.calibSeqLen }) : undefined;
       const r = quantizeFolder(dir, o.out, {
         scheme: o.scheme as QuantScheme,
         bits: o.bits,
@@ -318,7 +323,9 @@ export function buildProgram(out: (s: string) => void = (s) => process.stdout.wr
         groupSize: g?.groupSize,
         symmetric: o.asymmetric ? false : o.symmetric ? true : undefined,
         method: o.method as 'rtn' | 'gptq',
-        calibration: calib && o.method === 'gptq' ? () => calib : undefined,
+        calibration: calib && needsCalib ? () => calib : undefined,
+        observer: o.observer as ObserverKind,
+        percentile: o.percentile,
         percdamp: o.percdamp,
         actOrder: o.actOrder,
         embeddings: o.embeddings,

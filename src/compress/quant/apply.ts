@@ -13,9 +13,10 @@ import { Conv1D } from '../../models/gpt2/modeling.ts';
 import { Tensor } from '../../tensor/tensor.ts';
 import { noGrad } from '../../tensor/autograd.ts';
 import { matchesAny } from '../select.ts';
-import { QuantEmbedding, QuantLinear, quantizedBytes, type QuantScheme, type QuantizedWeight } from './modules.ts';
+import { QuantEmbedding, QuantLinear, isIntegerActivations, quantizedBytes, type QuantScheme, type QuantizedWeight } from './modules.ts';
 import { quantizeWeight, type Granularity, type WeightQuantSpec } from './rtn.ts';
 import { accumulateHessian, gptqQuantize } from './gptq-adapter.ts';
+import { observeInputs, type ObserverKind } from './calibrate.ts';
 
 export interface QuantizeOptions {
   scheme: QuantScheme;
@@ -37,6 +38,9 @@ export interface QuantizeOptions {
   percdamp?: number;
   actOrder?: boolean;
   log?: (line: string) => void;
+  /** int8-static: how activation ranges are calibrated (default minmax) and the percentile for 'percentile'. */
+  observer?: ObserverKind;
+  percentile?: number;
   /** Called before a target's float weight is read (streaming passes copy it in from the file just then). */
   materialize?: (moduleName: string, weight: Tensor) => void;
 }
@@ -75,9 +79,10 @@ function resolved(o: QuantizeOptions): Required<Pick<QuantizeOptions, 'bits' | '
   if (!int4 && o.bits !== undefined && o.bits !== 8) throw new Error(`scheme ${o.scheme} stores 8 bits, got bits ${o.bits}`);
   if (int4 && ![2, 3, 4].includes(bits)) throw new Error(`scheme int4: bits must be 2, 3 or 4, got ${bits}`);
   const granularity = o.granularity ?? (int4 ? 'group' : 'channel');
-  if (o.scheme === 'int8-dynamic' && granularity !== 'channel') throw new Error(`scheme int8-dynamic needs per-channel weights, got granularity ${granularity}`);
+  if (isIntegerActivations(o.scheme) && granularity !== 'channel') throw new Error(`scheme ${o.scheme} needs per-channel weights, got granularity ${granularity}`);
   const symmetric = o.symmetric ?? !int4;
-  if (o.scheme === 'int8-dynamic' && !symmetric) throw new Error('scheme int8-dynamic needs symmetric weights');
+  if (isIntegerActivations(o.scheme) && !symmetric) throw new Error(`scheme ${o.scheme} needs symmetric weights`);
+  if (o.scheme === 'int8-static' && !o.calibration) throw new Error('scheme int8-static needs calibration data (--calib) to fix activation ranges');
   const method = o.method ?? 'rtn';
   if (method !== 'rtn' && method !== 'gptq') throw new Error(`--method must be rtn or gptq, got '${method as string}'`);
   return { bits, granularity, groupSize: o.groupSize ?? (granularity === 'group' ? 64 : 0), symmetric, method };
@@ -139,7 +144,7 @@ function quantizeModelImpl(model: Module, o: QuantizeOptions): QuantizeReport {
     if (embedding && r.granularity === 'group' && K % r.groupSize !== 0) return { bits: 8, granularity: 'channel', symmetric: true };
     return { bits: r.bits, granularity: r.granularity, groupSize: r.groupSize, symmetric: r.symmetric };
   };
-  const schemeFor = (spec: WeightQuantSpec): QuantScheme => (spec.bits < 8 ? 'int4' : o.scheme === 'int8-dynamic' ? 'int8-dynamic' : 'int8');
+  const schemeFor = (spec: WeightQuantSpec): QuantScheme => (spec.bits < 8 ? 'int4' : isIntegerActivations(o.scheme) ? o.scheme : 'int8');
   const entry = (t: Target, q: QuantizedWeight, scheme: QuantScheme, spec: WeightQuantSpec, extra: Partial<QuantModuleEntry> = {}): QuantModuleEntry => ({
     type: t.kind,
     scheme,
@@ -175,6 +180,8 @@ function quantizeModelImpl(model: Module, o: QuantizeOptions): QuantizeReport {
     report.modules[t.name] = { ...report.modules[name]!, type: t.kind, scheme, bias: bias instanceof Tensor, shares: name, padding_idx: undefined };
   }
   const todo = linears.filter((t) => !byTensor.has(t.module.weight));
+  // int8-static: observe every layer's input on the float model (before anything is swapped)
+  const ranges = o.scheme === 'int8-static' ? observeInputs(model, todo.map((t) => t.name), o.calibration!(), o.observer ?? 'minmax', o.percentile) : null;
   const quantizeOne = (t: Target, H: Float64Array | null) => {
     const { w: w0, N, K: K0 } = weightOf(t, o);
     const spec = specFor(K0, false);
@@ -197,6 +204,10 @@ function quantizeModelImpl(model: Module, o: QuantizeOptions): QuantizeReport {
     const scheme = schemeFor(spec);
     const ql = new QuantLinear(scheme, q, bias, K0);
     if (t.kind === 'conv1d') ql.origin = 'conv1d';
+    if (ranges && scheme === 'int8-static') {
+      const p = ranges.get(t.name)!.qparams();
+      ql.setInputQuant(p.scale, p.zero);
+    }
     model.setSubmodule(t.name, ql);
     report.modules[t.name] = entry(t, q, scheme, spec, K !== K0 ? { in_features: K0 } : {});
     report.floatBytes += N * K0 * 4;

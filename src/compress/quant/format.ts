@@ -109,7 +109,7 @@ function checkEntry(name: string, e: QuantModuleEntry): void {
   const where = `quantization_config.modules['${name}']`;
   if (!e || typeof e !== 'object') throw new Error(`${where}: expected an object`);
   if (!['linear', 'conv1d', 'embedding'].includes(e.type)) throw new Error(`${where}.type: expected linear, conv1d or embedding, got '${e.type}'`);
-  if (!['int8', 'int8-dynamic', 'int4'].includes(e.scheme)) throw new Error(`${where}.scheme: expected int8, int8-dynamic or int4, got '${e.scheme}'`);
+  if (!['int8', 'int8-dynamic', 'int8-static', 'int4'].includes(e.scheme)) throw new Error(`${where}.scheme: expected int8, int8-dynamic, int8-static or int4, got '${e.scheme}'`);
   if (![2, 3, 4, 8].includes(e.bits)) throw new Error(`${where}.bits: unsupported bits ${e.bits} (expected 2, 3, 4 or 8)`);
   if (!Array.isArray(e.shape) || e.shape.length !== 2 || !e.shape.every((d) => Number.isInteger(d) && d > 0)) throw new Error(`${where}.shape: expected [out, in], got ${JSON.stringify(e.shape)}`);
   if (!e.per_tensor && !(Number.isInteger(e.group_size) && e.group_size > 0 && e.shape[1] % e.group_size === 0))

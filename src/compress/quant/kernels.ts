@@ -14,6 +14,7 @@ import { dequantizeRows, type QuantizedWeight } from './modules.ts';
 const ROWS = 64;
 
 interface QuantAddon {
+  quantizeRowsStatic(x: Float32Array, M: number, K: number, Kp: number, scale: number, zero: number, q: Uint8Array): void;
   quantizeRowsU7(x: Float32Array, M: number, K: number, Kp: number, q: Uint8Array, scale: Float32Array, zero: Int32Array): void;
   packInt8Weight(w: Int8Array, N: number, K: number, packed: Int8Array, rowSum: Int32Array): void;
   int8Gemm(qa: Uint8Array, M: number, Kp: number, packed: Int8Array, N: number, sa: Float32Array, za: Int32Array, sw: Float32Array, swPerTensor: boolean, rowSum: Int32Array, bias: Float32Array | null, out: Float32Array): void;
@@ -132,6 +133,12 @@ export function int8DynamicLinear(x: Float32Array, M: number, w: QuantizedWeight
     return;
   }
   const { q, scale, zero } = quantizeActivationsPerToken(x, M, K);
+  integerGemmFallback(q, scale, zero, M, w, bias, out);
+}
+
+/** out = sa[m]·sw[n]·(Σ_k qa·qw − za[m]·rowsum[n]) + bias on the float32 GEMM (exact integer chunks). */
+function integerGemmFallback(q: Uint8Array, scale: Float32Array, zero: Int32Array, M: number, w: QuantizedWeight, bias: Float32Array | null, out: Float32Array): void {
+  const [N, K] = w.shape;
   const qw = w.codes as Int8Array;
   const CH = 1024;
   const acc = new Float64Array(M * N);
@@ -159,4 +166,27 @@ export function int8DynamicLinear(x: Float32Array, M: number, w: QuantizedWeight
   }
   for (let m = 0; m < M; m++)
     for (let n = 0; n < N; n++) out[m * N + n] = scale[m]! * w.scale[w.perTensor ? 0 : n]! * (acc[m * N + n]! - zero[m]! * rowSum[n]!) + (bias ? bias[n]! : 0);
+}
+
+/**
+ * Static int8: activations quantized with one calibrated (scale, zero) for every token (calibrate.ts), then the
+ * same exact integer GEMM as int8-dynamic. Codes: clamp(round(fround(x · fround(1/scale))) + zero, 0, 127).
+ */
+export function int8StaticLinear(x: Float32Array, M: number, w: QuantizedWeight, inScale: number, inZero: number, bias: Float32Array | null, out: Float32Array): void {
+  const [N, K] = w.shape;
+  const nq = quantAddon();
+  const sa = new Float32Array(M).fill(inScale);
+  const za = new Int32Array(M).fill(inZero);
+  if (nq && M > 0) {
+    const Kp = Math.ceil(K / 4) * 4;
+    const qa = new Uint8Array(M * Kp);
+    nq.quantizeRowsStatic(x, M, K, Kp, inScale, inZero, qa);
+    const p = packed(nq, w);
+    nq.int8Gemm(qa, M, Kp, p.packed, N, sa, za, w.scale, w.perTensor, p.rowSum, bias, out);
+    return;
+  }
+  const inv = Math.fround(1 / inScale);
+  const q = new Uint8Array(M * K);
+  for (let i = 0; i < M * K; i++) q[i] = Math.min(127, Math.max(0, roundHalfEven(Math.fround(x[i]! * inv)) + inZero));
+  integerGemmFallback(q, sa, za, M, w, bias, out);
 }

@@ -6,6 +6,8 @@
  *   zero point); the GEMM dequantizes panel by panel, never the whole matrix.
  * - `int8-dynamic`: int8 per-channel symmetric weights and per-token activations quantized on the fly, multiplied
  *   on the exact int8×int8→int32 kernel with a fused dequantize epilogue.
+ * - `int8-static`: as int8-dynamic, but every token's activations use one calibrated (scale, zero point) per layer
+ *   (`input_scale`, `input_zero_point`; calibrate.ts), so nothing is measured at run time.
  * - `int4`: two 4-bit codes per byte (low nibble = even column), per-group scales and zero points (asymmetric, as
  *   GPTQ and AWQ store them); 3-bit GPTQ codes use the same 4-bit containers.
  *
@@ -17,10 +19,12 @@ import { Module } from '../../nn/module.ts';
 import { Tensor } from '../../tensor/tensor.ts';
 import { linear } from '../../ops/matmul.ts';
 import { noGrad } from '../../tensor/autograd.ts';
-import { int8DynamicLinear, weightOnlyLinear } from './kernels.ts';
+import { int8DynamicLinear, int8StaticLinear, weightOnlyLinear } from './kernels.ts';
 
-export type QuantScheme = 'int8' | 'int8-dynamic' | 'int4';
-export const QUANT_SCHEMES: readonly QuantScheme[] = ['int8', 'int8-dynamic', 'int4'];
+export type QuantScheme = 'int8' | 'int8-dynamic' | 'int8-static' | 'int4';
+export const QUANT_SCHEMES: readonly QuantScheme[] = ['int8', 'int8-dynamic', 'int8-static', 'int4'];
+/** Schemes whose activations are integer too (per-channel symmetric int8 weights on the integer GEMM). */
+export const isIntegerActivations = (s: QuantScheme) => s === 'int8-dynamic' || s === 'int8-static';
 
 /** An integer weight [N, K] with its dequantization parameters. */
 export interface QuantizedWeight {
@@ -127,13 +131,24 @@ export class QuantLinear extends Module {
     if (!(inFeatures >= 1 && inFeatures <= qweight.shape[1])) throw new Error(`QuantLinear: in_features ${inFeatures} must be in [1, ${qweight.shape[1]}] (the stored columns)`);
     this.inFeatures = inFeatures;
     checkWeight(`QuantLinear(${scheme})`, qweight);
-    if (scheme === 'int8-dynamic' && (qweight.bits !== 8 || qweight.zero || qweight.groupSize !== qweight.shape[1]))
-      throw new Error('QuantLinear(int8-dynamic): needs 8-bit symmetric per-channel weights (no zero point, no groups)');
+    if (isIntegerActivations(scheme) && (qweight.bits !== 8 || qweight.zero || qweight.groupSize !== qweight.shape[1]))
+      throw new Error(`QuantLinear(${scheme}): needs 8-bit symmetric per-channel weights (no zero point, no groups)`);
     if (scheme === 'int4' && qweight.bits > 4) throw new Error(`QuantLinear(int4): weight has ${qweight.bits} bits`);
     if (scheme === 'int8' && qweight.bits !== 8) throw new Error(`QuantLinear(int8): weight has ${qweight.bits} bits`);
     this.qweight = { ...qweight };
     registerQuantBuffers(this, this.qweight);
+    if (scheme === 'int8-static') {
+      this.registerBuffer('input_scale', new Tensor(new Float32Array([1]), [1], 'float32'));
+      this.registerBuffer('input_zero_point', new Tensor(new Int32Array([0]), [1], 'int32'));
+    }
     this.bias = bias ? bias.detach() : null;
+  }
+  /** int8-static: the calibrated activation scale and zero point (7-bit codes). */
+  setInputQuant(scale: number, zero: number): void {
+    if (this.scheme !== 'int8-static') throw new Error(`QuantLinear(${this.scheme}): only int8-static layers take a static input range`);
+    if (!(scale > 0) || !Number.isInteger(zero) || zero < 0 || zero > 127) throw new Error(`QuantLinear: input scale must be > 0 and zero point in 0..127, got ${scale}, ${zero}`);
+    this.getBuffer('input_scale')!.data[0] = scale;
+    this.getBuffer('input_zero_point')!.data[0] = zero;
   }
   get outFeatures(): number {
     return this.qweight.shape[0];
@@ -164,6 +179,8 @@ export class QuantLinear extends Module {
     const out = new Float32Array(M * this.outFeatures);
     const b = this.bias ? (this.bias.floatData('QuantLinear') as Float32Array) : null;
     if (this.scheme === 'int8-dynamic') int8DynamicLinear(xd as Float32Array, M, this.qweight, b, out);
+    else if (this.scheme === 'int8-static')
+      int8StaticLinear(xd as Float32Array, M, this.qweight, this.getBuffer('input_scale')!.data[0]!, this.getBuffer('input_zero_point')!.data[0]!, b, out);
     else weightOnlyLinear(xd as Float32Array, M, this.qweight, b, out);
     return new Tensor(out, [...x.shape.slice(0, -1), this.outFeatures], 'float32');
   }

@@ -57,7 +57,8 @@ export function quantizeFolder(src: string, out: string, o: QuantizeOptions): Qu
   if (raw.quantization_config) throw new Error(`${src}: already quantized (config.json has quantization_config); quantize the float model`);
   let model: Module & { config: Record<string, unknown> };
   let report: QuantizeReport;
-  if ((o.method ?? 'rtn') === 'gptq') {
+  if ((o.method ?? 'rtn') === 'gptq' || o.scheme === 'int8-static') {
+    // calibration runs the float model: load it whole
     model = fromPretrained(src) as typeof model;
     report = quantizeModel(model, o);
   } else {

@@ -28,6 +28,7 @@ export interface QatOptions {
 }
 
 export function qatSpec(o: QatOptions): WeightQuantSpec {
+  if (o.scheme === 'int8-static') throw new Error('QAT supports the int8, int8-dynamic and int4 schemes (calibrate int8-static after training with shrink quantize)');
   if (o.scheme === 'int4') {
     const bits = o.bits ?? 4;
     if (![2, 3, 4].includes(bits)) throw new Error(`QAT int4: bits must be 2, 3 or 4, got ${bits}`);

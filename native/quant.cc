@@ -191,6 +191,20 @@ struct Epilogue {
   const float* bias;
   float* out;
   int64_t N;
+  // 16 columns at once in double (4 lanes × 4), the same operations and order as the scalar path (no FMA, so
+  // every rounding matches): (sa·sw)·(acc − za·rowsum) + bias, then one rounding to float32.
+  __attribute__((target("avx2"))) void store16_avx2(int64_t m, int64_t n0, const int32_t* acc) const {
+    const __m256d s_a = _mm256_set1_pd(sa[m]), z_a = _mm256_set1_pd(static_cast<double>(za[m]));
+    for (int j = 0; j < 16; j += 4) {
+      const int64_t n = n0 + j;
+      const __m256d swv = sw_per_tensor ? _mm256_set1_pd(sw[0]) : _mm256_cvtps_pd(_mm_loadu_ps(sw + n));
+      const __m256d rs = _mm256_cvtepi32_pd(_mm_loadu_si128(reinterpret_cast<const __m128i*>(rowsum + n)));
+      const __m256d ac = _mm256_cvtepi32_pd(_mm_loadu_si128(reinterpret_cast<const __m128i*>(acc + j)));
+      __m256d v = _mm256_mul_pd(_mm256_mul_pd(s_a, swv), _mm256_sub_pd(ac, _mm256_mul_pd(z_a, rs)));
+      v = _mm256_add_pd(v, bias ? _mm256_cvtps_pd(_mm_loadu_ps(bias + n)) : _mm256_setzero_pd());
+      _mm_storeu_ps(out + m * N + n, _mm256_cvtpd_ps(v));
+    }
+  }
   void store(int64_t m, int64_t n0, const int32_t* acc, int64_t ncols) const {
     const double s_a = sa[m], z_a = za[m];
     for (int64_t j = 0; j < ncols; j++) {
@@ -280,7 +294,10 @@ napi_value Int8Gemm(napi_env env, napi_callback_info info) {
           }
         } else
           tile_portable(am, Kp, b, acc, R);
-        for (int r = 0; r < R; r++) ep.store(m + r, p * kNR, acc + r * 16, ncols);
+        if (avx && ncols == kNR)
+          for (int r = 0; r < R; r++) ep.store16_avx2(m + r, p * kNR, acc + r * 16);
+        else
+          for (int r = 0; r < R; r++) ep.store(m + r, p * kNR, acc + r * 16, ncols);
       }
     }
   });

@@ -5,7 +5,8 @@
  * - bert-mini-train-step: BertForMaskedLM 4 layers, hidden 256, 4 heads, FFN 1024, vocab 30522, batch 32 × 64,
  *   15 % of positions labelled (the prediction head runs on those only), forward + backward + AdamW (PyTorch: 542 ms).
  * - bert-base-infer-b1-s128: BertModel 12 layers, 768, 12 heads, batch 1 × 128, no grad (PyTorch: 240 ms).
- * - bert-base-infer-b1-s128-int8: the same after `quantizeModel(…, { scheme: 'int8-dynamic' })` (target ≥ 1.5× fp32).
+ * - bert-base-infer-b1-s128-int8: the same weights after `quantizeModel(…, { scheme: 'int8-dynamic' })` (target ≥ 1.5× fp32);
+ *   -int8-weight-only and -int4-g64: weight-only int8 / int4 (groups of 64), dequantized inside the float GEMM.
  * - stories260K-generate: greedy decoding of 64 tokens with the KV cache (tokens/s).
  * `--json` prints one {"name","ms","tokens_per_s"} object per line.
  */
@@ -77,14 +78,24 @@ const rows: { name: string; ms: number; tokens_per_s: number; reference?: string
 
 if (!quick) {
   const cfg = bertConfig({ hidden_size: 768, num_hidden_layers: 12, num_attention_heads: 12, intermediate_size: 3072 });
-  const model = new BertModel(cfg).eval();
   const ids = Tensor.randint(1000, 30000, [1, 128], { generator: g });
-  const ms = best(() => noGrad(() => model.forward({ inputIds: ids })), 3);
+  const fp32 = new BertModel(cfg).eval();
+  const ms = best(() => noGrad(() => fp32.forward({ inputIds: ids })), 3);
   rows.push({ name: 'bert-base-infer-b1-s128', ms, tokens_per_s: (128 * 1000) / ms, reference: 'PyTorch 240 ms' });
-  // the same model with int8 dynamic quantization (int8 activations per token on the integer GEMM)
-  quantizeModel(model, { scheme: 'int8-dynamic', embeddings: false });
-  const msq = best(() => noGrad(() => model.forward({ inputIds: ids })), 3);
-  rows.push({ name: 'bert-base-infer-b1-s128-int8', ms: msq, tokens_per_s: (128 * 1000) / msq, reference: `fp32 ${ms.toFixed(0)} ms: ${(ms / msq).toFixed(2)}× faster` });
+  // the same weights quantized: int8 dynamic (int8 activations per token on the integer GEMM), and weight-only
+  // int8 / int4-g64 (float activations; B panels dequantized inside the float GEMM)
+  const variants = [
+    ['bert-base-infer-b1-s128-int8', { scheme: 'int8-dynamic' }],
+    ['bert-base-infer-b1-s128-int8-weight-only', { scheme: 'int8' }],
+    ['bert-base-infer-b1-s128-int4-g64', { scheme: 'int4', groupSize: 64 }],
+  ] as const;
+  for (const [name, opts] of variants) {
+    const model = new BertModel(cfg).eval();
+    model.loadStateDict(fp32.stateDict());
+    quantizeModel(model, { ...opts, embeddings: false });
+    const msq = best(() => noGrad(() => model.forward({ inputIds: ids })), 3);
+    rows.push({ name, ms: msq, tokens_per_s: (128 * 1000) / msq, reference: `fp32 ${ms.toFixed(0)} ms: ${(ms / msq).toFixed(2)}× ${ms >= msq ? 'faster' : 'slower'}` });
+  }
 }
 
 {

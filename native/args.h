@@ -22,7 +22,7 @@ bool simd_enabled();
 
 class Args {
  public:
-  static constexpr size_t kMax = 12;
+  static constexpr size_t kMax = 16;
 
   Args(napi_env env, napi_callback_info info, const char* fn) : env_(env), fn_(fn) {
     // Node fills the slots past the actual argument count with undefined.

@@ -8,6 +8,20 @@ namespace shrink {
 // __attribute__((target("avx2,fma"))) may only run when this is true; otherwise the portable path runs.
 bool has_avx2_fma();
 
+// A GEMM operand B [K, N] produced panel by panel instead of read from memory (e.g. dequantized from integer
+// codes, so the float matrix never exists whole). pack() fills the 16-column micro-panels [p0, p1) of the nc columns
+// starting at j0, for k in [k0, k0 + kc): micro-panel p at dst + p·16·kc, element (k, c) at [k·16 + c], columns past
+// nc zero. It runs on the GEMM's threads, several at once on disjoint panels.
+struct BPanelSource {
+  virtual void pack(int64_t k0, int kc, int64_t j0, int nc, int p0, int p1, float* dst) const = 0;
+  virtual ~BPanelSource() = default;
+};
+// C[M, N] (=|+=) A[M, K] (row-major, row stride lda) · B, on the thread pool, with the packed SGEMM's kernels.
+void sgemm_source_b(const float* A, int64_t lda, const BPanelSource& B, float* C, int64_t M, int64_t N, int64_t K, bool accumulate);
+// Pack nr ≤ 16 rows of a row-major [nr, kc] float block (row stride ld), read as the columns of B, into one
+// micro-panel (the layout BPanelSource::pack writes).
+void pack_b_rows(const float* rows, int64_t ld, int kc, int nr, float* dst);
+
 // Each kernel family registers its functions on the addon's exports.
 void init_gemm(Napi::Env env, Napi::Object exports);
 void init_elementwise(Napi::Env env, Napi::Object exports);

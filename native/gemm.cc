@@ -387,8 +387,10 @@ int64_t balanced(int64_t total, int64_t nominal, int64_t align) {
 }
 
 
-// One packed GEMM on `nt` threads (nt = 1: no pool call). C has row stride N. M, N, K ≥ 1.
-void gemm_packed(const Mat& A, const Mat& B, float* C, int64_t M, int64_t N, int64_t K, bool accumulate, int nt) {
+// One packed GEMM on `nt` threads (nt = 1: no pool call). C has row stride N. M, N, K ≥ 1. With `src`, B's panels
+// come from it (e.g. dequantized from integer codes panel by panel) and B is not read.
+void gemm_packed(const Mat& A, const Mat& B, float* C, int64_t M, int64_t N, int64_t K, bool accumulate, int nt,
+                 const BPanelSource* src = nullptr) {
   const Kernels& kn = kernels();
   const int64_t kcb = balanced(K, g_kc, 1);
   const int64_t ncb = balanced(N, g_nc, NR);
@@ -427,7 +429,11 @@ void gemm_packed(const Mat& A, const Mat& B, float* C, int64_t M, int64_t N, int
         float* bp = bbuf + (total > 1 ? (step & 1) * bstride : 0);
         // Pack this thread's share of the B panel, then wait for the others' shares. With two buffers, passing
         // this barrier also means every thread has finished with the buffer the next step overwrites.
-        kn.pack_b(B, pc, kc, jc, nc, static_cast<int>(npan * tid / total), static_cast<int>(npan * (tid + 1) / total), bp);
+        const int pb0 = static_cast<int>(npan * tid / total), pb1 = static_cast<int>(npan * (tid + 1) / total);
+        if (src)
+          src->pack(pc, kc, jc, nc, pb0, pb1, bp);
+        else
+          kn.pack_b(B, pc, kc, jc, nc, pb0, pb1, bp);
         bar.wait(total);
         const bool add = accumulate || pc > 0;
         for (int64_t ic = r0; ic < r1; ic += mc_blk) {
@@ -632,6 +638,20 @@ void sgemm_ref(const GemmArgs& g) {
       }
   }
 }
+
+}  // namespace
+
+void pack_b_rows(const float* rows, int64_t ld, int kc, int nr, float* dst) {
+  kernels().pack_b(Mat{rows, ld, true}, 0, kc, 0, nr, 0, 1, dst);
+}
+
+void sgemm_source_b(const float* A, int64_t lda, const BPanelSource& B, float* C, int64_t M, int64_t N, int64_t K, bool accumulate) {
+  if (M <= 0 || N <= 0 || K <= 0) return;
+  const int nt = 2 * M * N * K < kSmallFlops ? 1 : num_threads();
+  gemm_packed(Mat{A, lda, false}, Mat{nullptr, 0, false}, C, M, N, K, accumulate, nt, &B);
+}
+
+namespace {
 
 // JS: sgemm(a, b, out, batch, M, N, K, aOffsets, bOffsets, lda, ldb, transA, transB, accumulate)
 // TypeScript validates the arguments (src/backend/native); this only checks types and the cheap extents so that a

@@ -8,8 +8,9 @@
 //   column), zero-padded to N' = 16·⌈N/16⌉ and K' = 4·⌈K/4⌉; plus each row's code sum for the zero-point term.
 // - int8Gemm: acc[m, n] = Σ_k qa[m, k]·qw[n, k] in int32 (exact), then the fused epilogue
 //   out = sa[m]·sw[n]·(acc − za[m]·rowsum[n]) + bias[n]. 4×16 tile: per 4 k, vpmaddubsw → vpmaddwd(·, 1) → vpaddd.
-// - dequantRows: rows of an int8 or packed 2–4-bit weight to float32, (q − zero)·scale, for the weight-only path
-//   (a panel of rows at a time goes through the float32 GEMM, never the whole matrix).
+// - dequantRows: rows of an int8 or packed 2–4-bit weight to float32, (q − zero)·scale.
+// - woGemm: the weight-only GEMM, x · dequant(W)ᵀ + bias, on the packed SGEMM with B panels dequantized as they
+//   are packed (a KC×16 panel at a time; the float32 weight never exists whole).
 //
 // Exactness: integer accumulation is exact; the quantizer and the epilogue use the TypeScript reference's
 // formulas and precisions (float32 x·(1/s) rounded half to even; the epilogue in double), so results match it bit
@@ -20,6 +21,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <vector>
 
 #include "args.h"
 #include "common.h"
@@ -304,50 +306,161 @@ napi_value Int8Gemm(napi_env env, napi_callback_info info) {
   return a.undefined();
 }
 
-// ---- dequantization of weight rows
+// ---- dequantization of weight rows, and the weight-only GEMM
+
+// A quantized weight [N, K]: int8 codes, or 2–4-bit codes two per byte (low nibble = even element), with a scale
+// and zero point per tensor, per row or per group of G columns.
+struct QWeight {
+  const int8_t* c8;
+  const uint8_t* c4;
+  const float* scale;
+  const int8_t* z8;
+  const uint8_t* z4;
+  int64_t G, K;
+  bool perTensor;
+
+  // Elements [k0, k0 + len) of row n as float32: (q − zero)·scale, exactly the reference's value.
+  void row(int64_t n, int64_t k0, int64_t len, float* o) const {
+    const int64_t gpr = perTensor ? 1 : K / G;
+    for (int64_t k = k0; k < k0 + len;) {
+      const int64_t g = perTensor ? 0 : k / G;
+      const int64_t kend = std::min(k0 + len, perTensor ? K : (g + 1) * G);
+      const int64_t si = perTensor ? 0 : n * gpr + g;
+      const float s = scale[si];
+      const int32_t z = z8 ? z8[si] : z4 ? z4[si] : 0;
+      if (has_avx2_fma())
+        seg_avx2(n, k, kend, s, z, o + (k - k0));
+      else
+        seg_scalar(n, k, kend, s, z, o + (k - k0));
+      k = kend;
+    }
+  }
+  int32_t code(int64_t n, int64_t k) const {
+    const int64_t i = n * K + k;
+    return c8 ? c8[i] : (c4[i >> 1] >> ((i & 1) * 4)) & 15;
+  }
+  void seg_scalar(int64_t n, int64_t a, int64_t b, float s, int32_t z, float* o) const {
+    for (int64_t k = a; k < b; k++) o[k - a] = static_cast<float>(code(n, k) - z) * s;
+  }
+  __attribute__((target("avx2"))) void seg_avx2(int64_t n, int64_t a, int64_t b, float s, int32_t z, float* o) const {
+    const __m256 sv = _mm256_set1_ps(s);
+    const __m256i zv = _mm256_set1_epi32(z);
+    const __m128i low4 = _mm_set1_epi8(15);
+    int64_t k = a;
+    if (!c8)  // 4-bit containers: vector loads start at an even element (a whole byte)
+      for (; k < b && ((n * K + k) & 1); k++) o[k - a] = static_cast<float>(code(n, k) - z) * s;
+    for (; k + 8 <= b; k += 8) {
+      __m256i q;
+      if (c8) {
+        q = _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(c8 + n * K + k)));
+      } else {
+        int32_t four;
+        std::memcpy(&four, c4 + ((n * K + k) >> 1), 4);
+        const __m128i bytes = _mm_cvtsi32_si128(four);
+        const __m128i lo = _mm_and_si128(bytes, low4), hi = _mm_and_si128(_mm_srli_epi16(bytes, 4), low4);
+        q = _mm256_cvtepu8_epi32(_mm_unpacklo_epi8(lo, hi));
+      }
+      _mm256_storeu_ps(o + (k - a), _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(q, zv)), sv));
+    }
+    for (; k < b; k++) o[k - a] = static_cast<float>(code(n, k) - z) * s;
+  }
+};
+
+// Reads the weight arguments at positions i..i+8: c8|null, c4|null, bits, scale, z8|null, z4|null, G, perTensor,
+// K; checks them against rows [0, rows). Returns false (with the error set) when they do not fit.
+bool qweight_args(Args& a, size_t i, int64_t rows, QWeight& w) {
+  size_t c8l, c4l, sl, z8l, z4l;
+  w.c8 = a.i8_opt(i, c8l);
+  w.c4 = a.u8_opt(i + 1, c4l);
+  const int64_t bits = a.int64(i + 2);
+  w.scale = a.f32(i + 3, sl);
+  w.z8 = a.i8_opt(i + 4, z8l);
+  w.z4 = a.u8_opt(i + 5, z4l);
+  w.G = a.int64(i + 6);
+  w.perTensor = a.flag(i + 7);
+  w.K = a.int64(i + 8);
+  if (a.failed()) return false;
+  const int64_t K = w.K, G = w.G;
+  if (!a.check(K >= 1 && G >= 1 && (w.perTensor || K % G == 0) && rows >= 0, "bad dimensions")) return false;
+  const size_t nscale = static_cast<size_t>(w.perTensor ? 1 : rows * (K / G));
+  if (!a.check(bits == 8 ? (w.c8 && c8l >= static_cast<size_t>(rows * K)) : (bits >= 2 && bits <= 4 && w.c4 && c4l * 2 >= static_cast<size_t>(rows * K)), "codes too short or of the wrong type") ||
+      !a.check(sl >= nscale && (!w.z8 || z8l >= nscale) && (!w.z4 || z4l >= nscale), "scale or zero too short"))
+    return false;
+  if (bits == 8) w.c4 = nullptr;
+  return true;
+}
 
 // dequantRows(codesI8|null, codesU8|null, bits, scale, zeroI8|null, zeroU8|null, groupSize, perTensor, K, r0, r1, out)
 napi_value DequantRows(napi_env env, napi_callback_info info) {
   Args a(env, info, "dequantRows");
-  size_t c8l, c4l, sl, z8l, z4l, ol;
-  const int8_t* c8 = a.i8_opt(0, c8l);
-  const uint8_t* c4 = a.u8_opt(1, c4l);
-  const int64_t bits = a.int64(2);
-  const float* scale = a.f32(3, sl);
-  const int8_t* z8 = a.i8_opt(4, z8l);
-  const uint8_t* z4 = a.u8_opt(5, z4l);
-  const int64_t G = a.int64(6);
-  const bool perTensor = a.flag(7);
-  const int64_t K = a.int64(8), r0 = a.int64(9), r1 = a.int64(10);
+  QWeight w{};
+  const int64_t r1 = a.int64(10), r0 = a.int64(9);
+  size_t ol;
   float* out = a.f32(11, ol);
-  if (a.failed()) return a.fail();
-  const int64_t gpr = perTensor ? 1 : K / std::max<int64_t>(G, 1);
-  const size_t nscale = static_cast<size_t>(perTensor ? 1 : r1 * gpr);
-  if (!a.check(K >= 1 && G >= 1 && (perTensor || K % G == 0) && r0 >= 0 && r1 >= r0, "bad dimensions") ||
-      !a.check(bits == 8 ? (c8 && c8l >= static_cast<size_t>(r1 * K)) : (c4 && c4l * 2 >= static_cast<size_t>(r1 * K)), "codes too short or of the wrong type") ||
-      !a.check(sl >= nscale && (!z8 || z8l >= nscale) && (!z4 || z4l >= nscale) && ol >= static_cast<size_t>((r1 - r0) * K), "scale, zero or out too short"))
-    return a.fail();
-  const int64_t Gc = perTensor ? K : G;
+  if (a.failed() || !qweight_args(a, 0, r1, w)) return a.fail();
+  const int64_t K = w.K;
+  if (!a.check(r0 >= 0 && r1 >= r0 && ol >= static_cast<size_t>((r1 - r0) * K), "bad row range or out too short")) return a.fail();
   par_for(r1 - r0, std::max<int64_t>(1, 32768 / K), [&](int64_t i0, int64_t i1) {
-    for (int64_t r = r0 + i0; r < r0 + i1; r++) {
-      float* o = out + (r - r0) * K;
-      for (int64_t g = 0; g < K / Gc; g++) {
-        const int64_t si = perTensor ? 0 : r * gpr + g;
-        const float s = scale[si];
-        const float z = z8 ? static_cast<float>(z8[si]) : z4 ? static_cast<float>(z4[si]) : 0.f;
-        const int64_t k0 = g * Gc;
-        if (bits == 8) {
-          const int8_t* q = c8 + r * K + k0;
-          for (int64_t k = 0; k < Gc; k++) o[k0 + k] = (static_cast<float>(q[k]) - z) * s;
-        } else {
-          for (int64_t k = 0; k < Gc; k++) {
-            const int64_t i = r * K + k0 + k;
-            o[k0 + k] = (static_cast<float>((c4[i >> 1] >> ((i & 1) * 4)) & 15) - z) * s;
-          }
+    for (int64_t r = r0 + i0; r < r0 + i1; r++) w.row(r, 0, K, out + (r - r0) * K);
+  });
+  return a.undefined();
+}
+
+// B = dequant(W)ᵀ for the packed SGEMM, dequantized one 16-row micro-panel at a time into a per-thread buffer.
+struct DequantPanels final : BPanelSource {
+  const QWeight& w;
+  explicit DequantPanels(const QWeight& w_) : w(w_) {}
+  void pack(int64_t k0, int kc, int64_t j0, int nc, int p0, int p1, float* dst) const override {
+    thread_local std::vector<float> tmp;
+    if (tmp.size() < static_cast<size_t>(kNR) * kc) tmp.resize(static_cast<size_t>(kNR) * kc);
+    for (int p = p0; p < p1; p++) {
+      const int jr = p * kNR, nr = std::min(kNR, nc - jr);
+      for (int c = 0; c < nr; c++) w.row(j0 + jr + c, k0, kc, tmp.data() + static_cast<int64_t>(c) * kc);
+      pack_b_rows(tmp.data(), kc, kc, nr, dst + static_cast<int64_t>(p) * kNR * kc);
+    }
+  }
+};
+
+// woGemm(x, M, c8|null, c4|null, bits, scale, z8|null, z4|null, groupSize, perTensor, K, N, bias|null, out):
+// out[M, N] = x[M, K] · dequant(W)ᵀ + bias without materialising the float weight: the packed SGEMM's B panels are
+// dequantized as they are packed (KC×16 at a time); M ≤ 4 (decoding) takes a GEMV-style loop that dequantizes
+// one weight row at a time and dots it with every x row.
+napi_value WoGemm(napi_env env, napi_callback_info info) {
+  Args a(env, info, "woGemm");
+  size_t xl, bl, ol;
+  const float* x = a.f32(0, xl);
+  const int64_t M = a.int64(1);
+  const int64_t N = a.int64(11);
+  const float* bias = a.f32_opt(12, bl);
+  float* out = a.f32(13, ol);
+  QWeight w{};
+  if (a.failed() || !qweight_args(a, 2, N, w)) return a.fail();
+  const int64_t K = w.K;
+  if (!a.check(M >= 0 && N >= 1 && xl >= static_cast<size_t>(M * K) && ol >= static_cast<size_t>(M * N) && (!bias || bl >= static_cast<size_t>(N)), "x, bias or out too short"))
+    return a.fail();
+  if (M == 0) return a.undefined();
+  if (M <= 4) {
+    par_for(N, std::max<int64_t>(1, 16384 / K), [&](int64_t n0, int64_t n1) {
+      std::vector<float> row(static_cast<size_t>(K));
+      for (int64_t n = n0; n < n1; n++) {
+        w.row(n, 0, K, row.data());
+        for (int64_t m = 0; m < M; m++) {
+          const float* xm = x + m * K;
+          double s = 0;  // K is small next to the decode loop's cost; a double sum keeps the result order-free
+          for (int64_t k = 0; k < K; k++) s += static_cast<double>(xm[k]) * row[k];
+          out[m * N + n] = static_cast<float>(s) + (bias ? bias[n] : 0.f);
         }
       }
-    }
-  });
+    });
+    return a.undefined();
+  }
+  for (int64_t m = 0; m < M; m++) {
+    if (bias)
+      std::memcpy(out + m * N, bias, static_cast<size_t>(N) * sizeof(float));
+    else
+      std::memset(out + m * N, 0, static_cast<size_t>(N) * sizeof(float));
+  }
+  sgemm_source_b(x, K, DequantPanels(w), out, M, N, K, true);
   return a.undefined();
 }
 
@@ -359,6 +472,7 @@ void init_quant(Napi::Env env, Napi::Object exports) {
   export_fn(env, exports, "packInt8Weight", PackInt8Weight);
   export_fn(env, exports, "int8Gemm", Int8Gemm);
   export_fn(env, exports, "dequantRows", DequantRows);
+  export_fn(env, exports, "woGemm", WoGemm);
 }
 
 }  // namespace shrink

@@ -1,6 +1,7 @@
 // The addon's integer kernels (native/quant.cc) against the TypeScript reference paths in
-// src/compress/quant/kernels.ts: bit-identical outputs for int8 dynamic and weight-only int8 / int4, at odd sizes,
-// extreme codes and 1 and 2 threads.
+// src/compress/quant/kernels.ts: bit-identical int8 dynamic outputs and weight dequantization, and the dequantizing
+// weight-only GEMM (int8 / int4, GEMV and packed paths) to float32 rounding, at odd sizes, extreme codes and 1 and
+// 2 threads.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Generator, getNumThreads, setNumThreads } from '../../src/index.ts';
@@ -63,13 +64,17 @@ test('int8 dynamic: extreme codes accumulate exactly (no 16-bit saturation)', { 
   assert.equal(n[0], Math.fround(s * (127 * 127 * K)));
 });
 
-test('weight-only int8 and int4: native dequantization equals the reference bit for bit; outputs agree to GEMM rounding', { skip: !native && 'native addon not built' }, () => {
+test('weight-only int8 and int4: native dequantization equals the reference bit for bit; the dequantizing GEMM agrees to float32 rounding', { skip: !native && 'native addon not built' }, () => {
   const addon = nativeAddon() as unknown as { dequantRows: (...a: unknown[]) => void };
   for (const [M, N, K, spec] of [
     [1, 70, 64, { bits: 8, granularity: 'channel', symmetric: true }],
     [7, 33, 96, { bits: 8, granularity: 'tensor', symmetric: false }],
     [3, 130, 128, { bits: 4, granularity: 'group', groupSize: 64, symmetric: false }],
     [2, 9, 64, { bits: 3, granularity: 'group', groupSize: 32, symmetric: true }],
+    // packed-GEMM path (M > 4) with K blocks that start on an odd element (514 = 2 × 257: a nibble boundary)
+    [33, 50, 514, { bits: 4, granularity: 'channel', symmetric: false }],
+    [12, 16, 1000, { bits: 8, granularity: 'group', groupSize: 8, symmetric: false }],
+    [70, 200, 768, { bits: 4, granularity: 'group', groupSize: 128, symmetric: true }],
   ] as const) {
     const w = quantizeWeight('w', rand(N * K, 0.1), N, K, spec);
     const [r0, r1] = [1, N];
@@ -80,11 +85,17 @@ test('weight-only int8 and int4: native dequantization equals the reference bit 
     addon.dequantRows(w.bits === 8 ? w.codes : null, w.bits === 8 ? null : w.codes, w.bits, w.scale, z instanceof Int8Array ? z : null, z instanceof Uint8Array ? z : null, w.groupSize, w.perTensor, K, r0, r1, got);
     sameBits(want, got, `dequant ${JSON.stringify(spec)}`);
     const x = rand(M * K);
-    const [r, n] = both(() => {
-      const out = new Float32Array(M * N);
-      weightOnlyLinear(x, M, w, null, out);
-      return out;
-    });
-    for (let i = 0; i < r.length; i++) assert.ok(Math.abs(r[i]! - n[i]!) <= 1e-5 * (1 + Math.abs(r[i]!)), `${JSON.stringify(spec)} [${i}]: ${r[i]} vs ${n[i]}`);
+    const bias = rand(N);
+    for (const threads of [1, 2]) {
+      const prevThreads = getNumThreads();
+      setNumThreads(threads);
+      const [r, n] = both(() => {
+        const out = new Float32Array(M * N);
+        weightOnlyLinear(x, M, w, bias, out);
+        return out;
+      });
+      setNumThreads(prevThreads);
+      for (let i = 0; i < r.length; i++) assert.ok(Math.abs(r[i]! - n[i]!) <= 2e-5 * (1 + Math.abs(r[i]!)), `${M}×${N}×${K} ${JSON.stringify(spec)} (${threads}t) [${i}]: ${r[i]} vs ${n[i]}`);
+    }
   }
 });

@@ -1,9 +1,10 @@
 /**
- * The GEMMs behind QuantLinear. On the native backend the addon's integer kernels run (native/quant.cc: a fused
- * 7-bit activation quantizer, an exact int8×int8→int32 GEMM with the dequantize epilogue, and row dequantization
- * for the weight-only path); otherwise these TypeScript paths compute the same function bit for bit: weight-only
- * dequantizes 64 output rows at a time (never the whole matrix) and multiplies with the float32 GEMM; int8-dynamic
- * quantizes activations per token and sums the integer products exactly.
+ * The GEMMs behind QuantLinear. On the native backend the addon's kernels run (native/quant.cc): for int8-dynamic
+ * a fused 7-bit activation quantizer and an exact int8×int8→int32 GEMM with the dequantize epilogue (bit for bit
+ * what the TypeScript path here computes); for weight-only int8/int4 the packed float32 GEMM with its B panels
+ * dequantized as they are packed (KC×16 at a time, so the float weight never exists whole; equal to the reference
+ * to float32 rounding). Elsewhere these TypeScript paths run: weight-only dequantizes 64 output rows at a time and
+ * multiplies with the float32 GEMM; int8-dynamic quantizes activations per token and sums integer products exactly.
  */
 import { matmul } from '../../ops/matmul.ts';
 import { Tensor } from '../../tensor/tensor.ts';
@@ -19,6 +20,23 @@ interface QuantAddon {
   packInt8Weight(w: Int8Array, N: number, K: number, packed: Int8Array, rowSum: Int32Array): void;
   int8Gemm(qa: Uint8Array, M: number, Kp: number, packed: Int8Array, N: number, sa: Float32Array, za: Int32Array, sw: Float32Array, swPerTensor: boolean, rowSum: Int32Array, bias: Float32Array | null, out: Float32Array): void;
   dequantRows(c8: Int8Array | null, c4: Uint8Array | null, bits: number, scale: Float32Array, z8: Int8Array | null, z4: Uint8Array | null, groupSize: number, perTensor: boolean, K: number, r0: number, r1: number, out: Float32Array): void;
+  woGemm(x: Float32Array, M: number, c8: Int8Array | null, c4: Uint8Array | null, bits: number, scale: Float32Array, z8: Int8Array | null, z4: Uint8Array | null, groupSize: number, perTensor: boolean, K: number, N: number, bias: Float32Array | null, out: Float32Array): void;
+}
+
+/** The weight arguments of the addon's dequantizing kernels: codes, bits, scale, zero, groupSize, perTensor, K. */
+function weightArgs(w: QuantizedWeight) {
+  const z = w.zero;
+  return [
+    w.bits === 8 ? (w.codes as Int8Array) : null,
+    w.bits === 8 ? null : (w.codes as Uint8Array),
+    w.bits,
+    w.scale,
+    z instanceof Int8Array ? z : null,
+    z instanceof Uint8Array ? z : null,
+    w.groupSize,
+    w.perTensor,
+    w.shape[1],
+  ] as const;
 }
 
 /** The addon's integer kernels when the native backend is active (and built with them), else null. */
@@ -32,21 +50,7 @@ function quantAddon(): QuantAddon | null {
 function dequantPanel(w: QuantizedWeight, r0: number, r1: number, out: Float32Array): void {
   const q = quantAddon();
   if (!q) return dequantizeRows(w, r0, r1, out);
-  const z = w.zero;
-  q.dequantRows(
-    w.bits === 8 ? (w.codes as Int8Array) : null,
-    w.bits === 8 ? null : (w.codes as Uint8Array),
-    w.bits,
-    w.scale,
-    z instanceof Int8Array ? z : null,
-    z instanceof Uint8Array ? z : null,
-    w.groupSize,
-    w.perTensor,
-    w.shape[1],
-    r0,
-    r1,
-    out,
-  );
+  q.dequantRows(...weightArgs(w), r0, r1, out);
 }
 
 /** Packed int8 weights per codes array, built on first use (a layer's codes never change after loading). */
@@ -65,6 +69,8 @@ function packed(q: QuantAddon, w: QuantizedWeight): { packed: Int8Array; rowSum:
 /** out[M, N] = x[M, K] · dequant(W)ᵀ + bias. */
 export function weightOnlyLinear(x: Float32Array, M: number, w: QuantizedWeight, bias: Float32Array | null, out: Float32Array): void {
   const [N, K] = w.shape;
+  const q = quantAddon();
+  if (q) return q.woGemm(x, M, ...weightArgs(w), N, bias, out);
   const xt = new Tensor(x, [M, K], 'float32');
   const panel = new Float32Array(ROWS * K);
   noGrad(() => {

@@ -18,11 +18,11 @@ import { formatBytes } from './inspect.ts';
 import type { GlueTask } from '../data/glue.ts';
 import type { LogEntry } from '../train/trainer.ts';
 import { evalGlue, evalPerplexity } from '../eval/evaluate.ts';
-import { qatGlue, quantizeFolder } from '../compress/quant/pretrained.ts';
+import { castFolder, qatGlue, quantizeFolder } from '../compress/quant/pretrained.ts';
 import { formatLayerErrors, layerErrors } from '../compress/quant/report.ts';
 import { OBSERVERS, type ObserverKind } from '../compress/quant/calibrate.ts';
 import { QUANT_SCHEMES, type QuantScheme } from '../compress/quant/modules.ts';
-import { parseGranularity } from '../compress/quant/rtn.ts';
+import { INT4_FORMULAS, parseGranularity, type Int4Formula } from '../compress/quant/rtn.ts';
 import { CALIBRATION_SOURCES, calibrationBatches } from '../data/calibration.ts';
 import { readConfig } from '../io/hf.ts';
 import { classify, fillMask, taskOf } from '../eval/predict.ts';
@@ -278,14 +278,15 @@ export function buildProgram(out: (s: string) => void = (s) => process.stdout.wr
 
   program
     .command('quantize')
-    .description('Quantize a model folder: int8 weight-only, int8 dynamic (int8 activations on the integer GEMM) or int4/int3 group-wise, round-to-nearest or GPTQ; writes a folder that eval/predict load directly')
+    .description('Quantize a model folder: int8 weight-only, int8 dynamic (int8 activations on the integer GEMM), int8 static, int4/int3 group-wise (round-to-nearest or GPTQ), or an fp16/bf16 cast; writes a folder that eval/predict load directly')
     .argument('<model>', 'float model folder')
     .requiredOption('-o, --out <dir>', 'output folder')
-    .option('--scheme <s>', 'int8 (weight-only) | int8-dynamic | int8-static (calibrated activation ranges) | int4', 'int8')
+    .option('--scheme <s>', 'int8 (weight-only) | int8-dynamic | int8-static (calibrated activation ranges) | int4 | fp16 | bf16', 'int8')
     .option('--bits <n>', 'int4 scheme: 4, 3 or 2 bits (stored two codes per byte)', num('bits', 2, 8, true))
     .option('--granularity <g>', 'tensor | channel | group:<size> (default: channel for int8, group:64 for int4)')
     .option('--asymmetric', 'use a zero point (default for int4; int8 defaults to symmetric)')
     .option('--symmetric', 'no zero point (GPTQ sym for int4)')
+    .option('--int4-formula <f>', `int4 scale/zero formula: gptq (IST-DASLab/gptq Quantizer) | awq (llm-awq, asymmetric) | absmax (symmetric, ±max/7)`, 'gptq')
     .option('--method <m>', 'rtn | gptq | qat (quantization-aware fine-tuning of a BERT folder on --task, then conversion)', 'rtn')
     .option('-t, --task <task>', 'qat: GLUE task to fine-tune on (sst2, mrpc, rte, cola)', 'sst2')
     .option('--steps <n>', 'qat: optimizer steps', num('steps', 1, 1e9, true), 500)
@@ -301,8 +302,17 @@ export function buildProgram(out: (s: string) => void = (s) => process.stdout.wr
     .option('--percentile <p>', 'int8-static with --observer percentile: the percentile kept', num('percentile', 50, 100), 99.99)
     .option('--report', 'per-layer output error (relative MSE against float32) on the calibration data')
     .option('--json', 'print JSON')
-    .action((dir: string, o: { out: string; scheme: string; bits?: number; granularity?: string; asymmetric?: boolean; symmetric?: boolean; method: string; task: string; steps: number; lr: number; report?: boolean; observer: string; percentile: number; calib?: string; calibSamples: number; calibSeqLen: number; percdamp: number; actOrder?: boolean; embeddings: boolean; ignore?: string; json?: boolean }) => {
-      if (!(QUANT_SCHEMES as readonly string[]).includes(o.scheme)) throw new Error(`--scheme must be one of ${QUANT_SCHEMES.join(', ')}, got '${o.scheme}'`);
+    .action((dir: string, o: { out: string; scheme: string; bits?: number; granularity?: string; asymmetric?: boolean; symmetric?: boolean; int4Formula: string; method: string; task: string; steps: number; lr: number; report?: boolean; observer: string; percentile: number; calib?: string; calibSamples: number; calibSeqLen: number; percdamp: number; actOrder?: boolean; embeddings: boolean; ignore?: string; json?: boolean }) => {
+      if (o.scheme === 'fp16' || o.scheme === 'bf16') {
+        const r = castFolder(dir, o.out, o.scheme === 'fp16' ? 'float16' : 'bfloat16');
+        if (o.json) out(JSON.stringify({ out: r.out, dtype: r.dtype, tensors: r.tensors, fileBytesBefore: r.fileBytesBefore, fileBytesAfter: r.fileBytesAfter, ratio: r.fileBytesAfter / r.fileBytesBefore, ms: Math.round(r.ms) }) + '\n');
+        else
+          out([`| quantize: ${dir} | value |`, '| --- | --- |', `| scheme | ${o.scheme} cast (${r.tensors} tensors) |`,
+            `| model.safetensors | ${formatBytes(r.fileBytesBefore)} → ${formatBytes(r.fileBytesAfter)} (${((100 * r.fileBytesAfter) / r.fileBytesBefore).toFixed(1)} %) |`, `| output | ${r.out} |`].join('\n') + '\n');
+        return;
+      }
+      if (!(QUANT_SCHEMES as readonly string[]).includes(o.scheme)) throw new Error(`--scheme must be one of ${[...QUANT_SCHEMES, 'fp16', 'bf16'].join(', ')}, got '${o.scheme}'`);
+      if (!(INT4_FORMULAS as readonly string[]).includes(o.int4Formula)) throw new Error(`--int4-formula must be one of ${INT4_FORMULAS.join(', ')}, got '${o.int4Formula}'`);
       if (!['rtn', 'gptq', 'qat'].includes(o.method)) throw new Error(`--method must be rtn, gptq or qat, got '${o.method}'`);
       if (o.asymmetric && o.symmetric) throw new Error('--asymmetric and --symmetric exclude each other');
       const g = o.granularity ? parseGranularity(o.granularity) : undefined;
@@ -322,6 +332,7 @@ export function buildProgram(out: (s: string) => void = (s) => process.stdout.wr
         granularity: g?.granularity,
         groupSize: g?.groupSize,
         symmetric: o.asymmetric ? false : o.symmetric ? true : undefined,
+        formula: o.int4Formula as Int4Formula,
         method: o.method as 'rtn' | 'gptq',
         calibration: calib && needsCalib ? () => calib : undefined,
         observer: o.observer as ObserverKind,
@@ -339,10 +350,10 @@ export function buildProgram(out: (s: string) => void = (s) => process.stdout.wr
         const layers = q.namedModules().map(([k]) => k).filter((k) => r.modules[k] && r.modules[k]!.type !== 'embedding');
         errs = layerErrors(fromPretrained(dir), q, layers, calib.slice(0, 4));
       }
-      if (o.json) out(JSON.stringify({ out: r.out, modules: n, fileBytesBefore: r.fileBytesBefore, fileBytesAfter: r.fileBytesAfter, ratio: r.fileBytesAfter / r.fileBytesBefore, ms: Math.round(r.ms), gptqLoss: r.gptqLoss, layerErrors: errs }) + '\n');
+      if (o.json) out(JSON.stringify({ out: r.out, modules: n, fileBytesBefore: r.fileBytesBefore, fileBytesAfter: r.fileBytesAfter, ratio: r.fileBytesAfter / r.fileBytesBefore, ms: Math.round(r.ms), padded: r.padded, gptqLoss: r.gptqLoss, layerErrors: errs }) + '\n');
       else
         out(
-          [`| quantize: ${dir} | value |`, '| --- | --- |', `| scheme | ${o.scheme}${o.scheme === 'int4' ? ` (${o.bits ?? 4} bits)` : ''}, ${o.method} |`, `| modules quantized | ${n} |`,
+          [`| quantize: ${dir} | value |`, '| --- | --- |', `| scheme | ${o.scheme}${o.scheme === 'int4' ? ` (${o.bits ?? 4} bits)` : ''}, ${o.method} |`, `| modules quantized | ${n} |`, ...(r.padded ? [`| zero-padded in_features | ${Object.keys(r.padded).length} modules (group size does not divide them) |`] : []),
             `| model.safetensors | ${formatBytes(r.fileBytesBefore)} → ${formatBytes(r.fileBytesAfter)} (${((100 * r.fileBytesAfter) / r.fileBytesBefore).toFixed(1)} %) |`, `| time | ${(r.ms / 1000).toFixed(1)} s |`, `| output | ${r.out} |`].join('\n') + '\n' + (errs ? '\n' + formatLayerErrors(errs) : ''),
         );
     });

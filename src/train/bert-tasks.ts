@@ -149,7 +149,7 @@ function encodeExample(tok: WordPieceTokenizer, [a, b]: [string, string?], maxLe
 }
 
 /** Evaluate a classifier on a GLUE dev set: the task's metric and the mean latency per example (batch 32). */
-export function evaluateGlue(model: BertForSequenceClassification, tok: WordPieceTokenizer, task: GlueTask, maxLength = 64): { metric: string; score: number; latencyMsPerExample: number } {
+export function evaluateGlue(model: BertForSequenceClassification, tok: WordPieceTokenizer, task: GlueTask, maxLength = 64): { metric: string; score: number; latencyMsPerExample: number; predictions: number[] } {
   const dev = loadGlue(task, 'dev');
   const enc = dev.texts.map((t) => encodeExample(tok, t, maxLength));
   const preds: number[] = [];
@@ -163,7 +163,7 @@ export function evaluateGlue(model: BertForSequenceClassification, tok: WordPiec
     }
   });
   const ms = performance.now() - t0;
-  return { metric: dev.metric, score: computeMetric(dev.metric, preds, dev.labels), latencyMsPerExample: ms / enc.length };
+  return { metric: dev.metric, score: computeMetric(dev.metric, preds, dev.labels), latencyMsPerExample: ms / enc.length, predictions: preds };
 }
 
 /** Fine-tune a BERT folder (MLM or classifier weights) on a GLUE task and evaluate on its dev set. */

@@ -14,7 +14,7 @@ import { Tensor } from '../../tensor/tensor.ts';
 import { noGrad } from '../../tensor/autograd.ts';
 import { matchesAny } from '../select.ts';
 import { QuantEmbedding, QuantLinear, isIntegerActivations, quantizedBytes, type QuantScheme, type QuantizedWeight } from './modules.ts';
-import { quantizeWeight, type Granularity, type WeightQuantSpec } from './rtn.ts';
+import { checkFormula, quantizeWeight, type Granularity, type Int4Formula, type WeightQuantSpec } from './rtn.ts';
 import { accumulateHessian, gptqQuantize } from './gptq-adapter.ts';
 import { observeInputs, type ObserverKind } from './calibrate.ts';
 
@@ -27,6 +27,8 @@ export interface QuantizeOptions {
   groupSize?: number;
   /** Default: true for 8-bit (torch's per-channel symmetric), false for int4 (asymmetric, as GPTQ/AWQ). */
   symmetric?: boolean;
+  /** int4: scale / zero formula, 'gptq' (default), 'awq' (asymmetric) or 'absmax' (symmetric; implies symmetric). */
+  formula?: Int4Formula;
   method?: 'rtn' | 'gptq';
   /** Globs over module names; default: every Linear / Conv1D / Embedding. */
   targets?: string[];
@@ -67,25 +69,30 @@ export interface QuantizeReport {
   /** Float32 bytes of the quantized weights before, and integer bytes after (codes + scales + zeros). */
   floatBytes: number;
   quantBytes: number;
+  /** Layers whose in_features the group size does not divide: [in_features, padded width]. */
+  padded?: Record<string, [number, number]>;
   /** GPTQ: Σ (w − q)²/d² per layer (the reference's "error"). */
   gptqLoss?: Record<string, number>;
 }
 
 type Target = { name: string; module: Linear | Conv1D | Embedding; kind: QuantModuleEntry['type'] };
 
-function resolved(o: QuantizeOptions): Required<Pick<QuantizeOptions, 'bits' | 'granularity' | 'groupSize' | 'symmetric' | 'method'>> {
+function resolved(o: QuantizeOptions): Required<Pick<QuantizeOptions, 'bits' | 'granularity' | 'groupSize' | 'symmetric' | 'method' | 'formula'>> {
   const int4 = o.scheme === 'int4';
   const bits = int4 ? (o.bits ?? 4) : 8;
   if (!int4 && o.bits !== undefined && o.bits !== 8) throw new Error(`scheme ${o.scheme} stores 8 bits, got bits ${o.bits}`);
   if (int4 && ![2, 3, 4].includes(bits)) throw new Error(`scheme int4: bits must be 2, 3 or 4, got ${bits}`);
   const granularity = o.granularity ?? (int4 ? 'group' : 'channel');
   if (isIntegerActivations(o.scheme) && granularity !== 'channel') throw new Error(`scheme ${o.scheme} needs per-channel weights, got granularity ${granularity}`);
-  const symmetric = o.symmetric ?? !int4;
+  const formula = o.formula ?? 'gptq';
+  if (formula !== 'gptq' && !int4) throw new Error(`--int4-formula ${formula} applies to scheme int4, not ${o.scheme}`);
+  const symmetric = o.symmetric ?? (int4 ? formula === 'absmax' : true);
+  checkFormula({ formula, symmetric });
   if (isIntegerActivations(o.scheme) && !symmetric) throw new Error(`scheme ${o.scheme} needs symmetric weights`);
   if (o.scheme === 'int8-static' && !o.calibration) throw new Error('scheme int8-static needs calibration data (--calib) to fix activation ranges');
   const method = o.method ?? 'rtn';
   if (method !== 'rtn' && method !== 'gptq') throw new Error(`--method must be rtn or gptq, got '${method as string}'`);
-  return { bits, granularity, groupSize: o.groupSize ?? (granularity === 'group' ? 64 : 0), symmetric, method };
+  return { bits, granularity, groupSize: o.groupSize ?? (granularity === 'group' ? 64 : 0), symmetric, method, formula };
 }
 
 /** Float weight of a target as [N, K] float32 (Conv1D's [in, out] transposed). */
@@ -142,7 +149,7 @@ function quantizeModelImpl(model: Module, o: QuantizeOptions): QuantizeReport {
   const specFor = (K: number, embedding: boolean): WeightQuantSpec => {
     // int8-dynamic embeddings are plain int8 rows; group sizes that do not divide an embedding fall back to rows
     if (embedding && r.granularity === 'group' && K % r.groupSize !== 0) return { bits: 8, granularity: 'channel', symmetric: true };
-    return { bits: r.bits, granularity: r.granularity, groupSize: r.groupSize, symmetric: r.symmetric };
+    return { bits: r.bits, granularity: r.granularity, groupSize: r.groupSize, symmetric: r.symmetric, formula: r.formula };
   };
   const schemeFor = (spec: WeightQuantSpec): QuantScheme => (spec.bits < 8 ? 'int4' : isIntegerActivations(o.scheme) ? o.scheme : 'int8');
   const entry = (t: Target, q: QuantizedWeight, scheme: QuantScheme, spec: WeightQuantSpec, extra: Partial<QuantModuleEntry> = {}): QuantModuleEntry => ({
@@ -182,6 +189,7 @@ function quantizeModelImpl(model: Module, o: QuantizeOptions): QuantizeReport {
   const todo = linears.filter((t) => !byTensor.has(t.module.weight));
   // int8-static: observe every layer's input on the float model (before anything is swapped)
   const ranges = o.scheme === 'int8-static' ? observeInputs(model, todo.map((t) => t.name), o.calibration!(), o.observer ?? 'minmax', o.percentile) : null;
+  const warned = new Set<string>();
   const quantizeOne = (t: Target, H: Float64Array | null) => {
     const { w: w0, N, K: K0 } = weightOf(t, o);
     const spec = specFor(K0, false);
@@ -189,6 +197,11 @@ function quantizeModelImpl(model: Module, o: QuantizeOptions): QuantizeReport {
     const K = spec.granularity === 'group' && K0 % spec.groupSize! !== 0 ? Math.ceil(K0 / spec.groupSize!) * spec.groupSize! : K0;
     let w = w0;
     if (K !== K0) {
+      (report.padded ??= {})[t.name] = [K0, K];
+      if (!warned.has(`${K0}`)) {
+        warned.add(`${K0}`);
+        o.log?.(`${t.name}: group size ${spec.groupSize} does not divide in_features ${K0}; zero columns pad it to ${K} (stored, never multiplied: ${(((K - K0) / K0) * 100).toFixed(0)} % more codes, same outputs). Choose a divisor of ${K0} to avoid the padding.`);
+      }
       w = new Float32Array(N * K);
       for (let n = 0; n < N; n++) w.set(w0.subarray(n * K0, (n + 1) * K0), n * K);
       if (H) H = padHessian(H, K0, K);
@@ -225,6 +238,8 @@ function quantizeModelImpl(model: Module, o: QuantizeOptions): QuantizeReport {
     const stage = todo.filter((t) => blockIndex(t.name) === s);
     const H = new Map<Target, { h: Float64Array; n: number }>();
     const restore: (() => void)[] = [];
+    // padding positions are not data: a layer that sees one row per token (B·T rows) skips the masked ones
+    let tokenMask: ArrayLike<number> | null = null;
     for (const t of stage) {
       const K = t.kind === 'conv1d' ? t.module.weight.shape[0]! : t.module.weight.shape[1]!;
       const acc = { h: new Float64Array(K * K), n: 0 };
@@ -233,7 +248,15 @@ function quantizeModelImpl(model: Module, o: QuantizeOptions): QuantizeReport {
       const orig = m.forward;
       m.forward = (x: Tensor) => {
         const rows = x.numel / K;
-        acc.n = accumulateHessian(acc.h, x.contiguous().data as Float32Array, rows, K, acc.n);
+        let data = x.contiguous().data as Float32Array;
+        let kept = rows;
+        if (tokenMask && tokenMask.length === rows) {
+          kept = 0;
+          const packed = new Float32Array(rows * K);
+          for (let r = 0; r < rows; r++) if (tokenMask[r]) packed.set(data.subarray(r * K, (r + 1) * K), K * kept++);
+          data = packed.subarray(0, kept * K);
+        }
+        if (kept > 0) acc.n = accumulateHessian(acc.h, data, kept, K, acc.n);
         return orig.call(m, x);
       };
       restore.push(() => {
@@ -242,7 +265,10 @@ function quantizeModelImpl(model: Module, o: QuantizeOptions): QuantizeReport {
     }
     try {
       noGrad(() => {
-        for (const batch of o.calibration!()) (model as unknown as { forward(i: Record<string, Tensor>): unknown }).forward(batch);
+        for (const batch of o.calibration!()) {
+          tokenMask = batch.attentionMask ? (batch.attentionMask.contiguous().data as ArrayLike<number>) : null;
+          (model as unknown as { forward(i: Record<string, Tensor>): unknown }).forward(batch);
+        }
       });
     } finally {
       for (const f of restore) f();

@@ -126,7 +126,7 @@ export function gptqQuantize(name: string, w32: Float32Array, N: number, K: numb
         if (v < lo) lo = v;
         if (v > hi) hi = v;
       }
-      const p = qparams(lo, hi, spec.bits, spec.symmetric);
+      const p = qparams(lo, hi, spec.bits, spec.symmetric, spec.formula);
       scale[r * gpr + g] = p.scale;
       zero[r * gpr + g] = p.zero;
     }

@@ -11,7 +11,7 @@ import path from 'node:path';
 import type { Module } from '../../nn/module.ts';
 import { withoutInit } from '../../nn/init.ts';
 import { fromPretrained, modelFromConfig } from '../../models/registry.ts';
-import { findWeights, readConfig } from '../../io/hf.ts';
+import { findWeights, readConfig, writePretrained } from '../../io/hf.ts';
 import { SafetensorsFile } from '../../io/safetensors.ts';
 import { atomicWriteFile } from '../../io/atomic.ts';
 import { noGrad } from '../../tensor/autograd.ts';
@@ -108,10 +108,56 @@ export function quantizeFolder(src: string, out: string, o: QuantizeOptions): Qu
     model,
     out,
     { scheme: o.scheme, bits: r.bits, method: r.method, granularity: o.granularity === 'group' || (o.scheme === 'int4' && !o.granularity) ? `group:${o.groupSize ?? 64}` : (o.granularity ?? 'channel') },
-    { recipe: JSON.stringify([{ method: `quant.${r.method}`, scheme: o.scheme, bits: r.bits, granularity: o.granularity ?? null, group_size: o.groupSize ?? null, symmetric: o.symmetric ?? null }]) },
+    { recipe: JSON.stringify([{ method: `quant.${r.method}`, scheme: o.scheme, bits: r.bits, granularity: o.granularity ?? null, group_size: o.groupSize ?? null, symmetric: o.symmetric ?? null, formula: o.formula ?? null }]) },
   );
   for (const f of TOKENIZER_FILES) if (fs.existsSync(path.join(src, f))) atomicWriteFile(path.join(out, f), fs.readFileSync(path.join(src, f)));
   return { ...report, out, fileBytesBefore: weightsBytes(src), fileBytesAfter: weightsBytes(out), ms: performance.now() - t0 };
+}
+
+export interface CastFolderResult {
+  out: string;
+  dtype: 'float16' | 'bfloat16';
+  tensors: number;
+  fileBytesBefore: number;
+  fileBytesAfter: number;
+  ms: number;
+}
+
+/**
+ * fp16 / bf16 checkpoints: every float tensor of `src` cast (round to nearest even; fp16 overflow becomes ±Inf and
+ * is an error naming the tensor and index), integer tensors kept, `torch_dtype` set in config.json as
+ * transformers writes it. Streams tensor by tensor; fromPretrained reads the result back into float32 modules.
+ */
+export function castFolder(src: string, out: string, dtype: 'float16' | 'bfloat16'): CastFolderResult {
+  const t0 = performance.now();
+  const raw = readConfig(src);
+  if (raw.quantization_config) throw new Error(`${src}: already quantized (config.json has quantization_config); cast the float model`);
+  const files = findWeights(src).map((f) => SafetensorsFile.open(f));
+  const tensors = new Map<string, Tensor>();
+  try {
+    for (const f of files)
+      for (const k of f.keys()) {
+        const t = f.get(k);
+        if (t.dtype !== 'float32' && t.dtype !== 'float16' && t.dtype !== 'bfloat16') {
+          tensors.set(k, t);
+          continue;
+        }
+        const c = noGrad(() => t.to(dtype));
+        if (dtype === 'float16') {
+          const h = c.data as Uint16Array;
+          const x = t.data as ArrayLike<number>;
+          for (let i = 0; i < h.length; i++)
+            if ((h[i]! & 0x7c00) === 0x7c00 && Number.isFinite(x[i]!))
+              throw new Error(`${src}: '${k}' value ${x[i]} at index ${i} overflows float16 (max 65504); use --scheme bf16`);
+        }
+        tensors.set(k, c);
+      }
+  } finally {
+    files.forEach((f) => f.close());
+  }
+  writePretrained(out, { config: { ...raw, torch_dtype: dtype }, tensors, metadata: { recipe: JSON.stringify([{ method: 'quant.cast', dtype }]) } });
+  for (const f of TOKENIZER_FILES) if (fs.existsSync(path.join(src, f))) atomicWriteFile(path.join(out, f), fs.readFileSync(path.join(src, f)));
+  return { out, dtype, tensors: tensors.size, fileBytesBefore: weightsBytes(src), fileBytesAfter: weightsBytes(out), ms: performance.now() - t0 };
 }
 
 export interface QatGlueOptions {

@@ -5,9 +5,14 @@
  * - 8-bit symmetric (torch.ao per-tensor / per-channel qint8): scale = max(|min|, |max|)/127.5, codes −128..127.
  * - 8-bit affine (torch.ao qint8 affine): range widened to include 0, scale = (max − min)/255,
  *   zero = −128 − round(min/scale) clamped to −128..127.
- * - 2..4-bit (IST-DASLab/gptq Quantizer): range widened to include 0; asymmetric scale = (max − min)/maxq,
- *   zero = round(−min/scale); symmetric: max = max(|min|, max), scale = 2·max/maxq, zero = (maxq + 1)/2; an
- *   all-zero group uses [−1, 1]. Codes 0..maxq, two per byte.
+ * - 2..4-bit, formula 'gptq' (IST-DASLab/gptq Quantizer, the default): range widened to include 0; asymmetric
+ *   scale = (max − min)/maxq, zero = round(−min/scale); symmetric: max = max(|min|, max), scale = 2·max/maxq,
+ *   zero = (maxq + 1)/2; an all-zero group uses [−1, 1].
+ * - 2..4-bit, formula 'awq' (mit-han-lab/llm-awq pseudo_quantize_tensor, asymmetric only): the raw group range
+ *   (0 not forced in), scale = max(max − min, 1e-5)/maxq, zero = clamp(−round(min/scale), 0, maxq).
+ * - 2..4-bit, formula 'absmax' (symmetric only, llama.cpp Q4_0-like): scale = max(max|w|, 1e-5)/(2^(b−1) − 1),
+ *   signed codes clamp(round(w/scale), −2^(b−1), 2^(b−1) − 1) stored offset by zero = 2^(b−1).
+ * Low-bit codes are 0..maxq, two per byte.
  *
  * Rounding is half to even (torch.round) on float32 values; scales are float32 with a float32-eps floor.
  */
@@ -22,7 +27,12 @@ export interface WeightQuantSpec {
   /** Columns per group (granularity 'group'). */
   groupSize?: number;
   symmetric: boolean;
+  /** Scale / zero formula for 2–4 bits (default 'gptq'); ignored for 8 bits. */
+  formula?: Int4Formula;
 }
+
+export type Int4Formula = 'gptq' | 'awq' | 'absmax';
+export const INT4_FORMULAS: readonly Int4Formula[] = ['gptq', 'awq', 'absmax'];
 
 const F32_EPS = 1.1920928955078125e-7;
 const f = Math.fround;
@@ -36,7 +46,7 @@ export function parseGranularity(s: string): { granularity: Granularity; groupSi
 }
 
 /** Scale and zero point of one range under a spec (the zero is stored in codes' domain). */
-export function qparams(lo: number, hi: number, bits: number, symmetric: boolean): { scale: number; zero: number } {
+export function qparams(lo: number, hi: number, bits: number, symmetric: boolean, formula: Int4Formula = 'gptq'): { scale: number; zero: number } {
   if (bits === 8) {
     const mn = Math.min(lo, 0);
     const mx = Math.max(hi, 0);
@@ -45,6 +55,14 @@ export function qparams(lo: number, hi: number, bits: number, symmetric: boolean
     return { scale, zero: Math.min(127, Math.max(-128, -128 - roundHalfEven(f(mn / scale)))) };
   }
   const maxq = 2 ** bits - 1;
+  if (formula === 'awq') {
+    const scale = f(Math.max(f(hi - lo), f(1e-5)) / maxq);
+    return { scale, zero: Math.min(maxq, Math.max(0, -roundHalfEven(f(lo / scale)))) };
+  }
+  if (formula === 'absmax') {
+    const half = 2 ** (bits - 1);
+    return { scale: f(Math.max(Math.max(-lo, hi), f(1e-5)) / (half - 1)), zero: half };
+  }
   let mn = Math.min(lo, 0);
   let mx = Math.max(hi, 0);
   if (symmetric) {
@@ -68,6 +86,7 @@ export function quantizeValue(v: number, scale: number, zero: number, bits: numb
 function checkSpec(name: string, K: number, spec: WeightQuantSpec): number {
   if (!Number.isInteger(spec.bits) || spec.bits < 2 || spec.bits > 8 || (spec.bits > 4 && spec.bits < 8))
     throw new Error(`${name}: unsupported bits ${spec.bits} (expected 8, or 2, 3 or 4 stored two codes per byte)`);
+  checkFormula(spec);
   if (spec.granularity === 'group') {
     const G = spec.groupSize ?? 0;
     if (!Number.isInteger(G) || G < 2) throw new Error(`${name}: group size must be an integer ≥ 2, got ${spec.groupSize}`);
@@ -76,6 +95,14 @@ function checkSpec(name: string, K: number, spec: WeightQuantSpec): number {
     return G;
   }
   return K;
+}
+
+/** The formula/symmetry combinations that exist: awq is asymmetric, absmax symmetric. */
+export function checkFormula(spec: Pick<WeightQuantSpec, 'formula' | 'symmetric'>): void {
+  const fm = spec.formula ?? 'gptq';
+  if (!INT4_FORMULAS.includes(fm)) throw new Error(`unknown int4 formula '${fm}' (expected ${INT4_FORMULAS.join(', ')})`);
+  if (fm === 'awq' && spec.symmetric) throw new Error("int4 formula 'awq' is asymmetric (a zero point per group); drop --symmetric or use formula 'absmax'");
+  if (fm === 'absmax' && !spec.symmetric) throw new Error("int4 formula 'absmax' is symmetric; drop --asymmetric or use formula 'awq' or 'gptq'");
 }
 
 /** Quantize a float32 weight [N, K] round-to-nearest. `name` labels errors (NaN/Inf give the flat index). */
@@ -101,13 +128,13 @@ export function quantizeWeight(name: string, w: Float32Array, N: number, K: numb
     return [lo, hi];
   };
   if (perTensor) {
-    const p = qparams(...rangeOf(0, N, 0, K), spec.bits, spec.symmetric);
+    const p = qparams(...rangeOf(0, N, 0, K), spec.bits, spec.symmetric, spec.formula);
     scale[0] = p.scale;
     zeroVals[0] = p.zero;
   } else
     for (let r = 0; r < N; r++)
       for (let g = 0; g < gpr; g++) {
-        const p = qparams(...rangeOf(r, r + 1, g * G, (g + 1) * G), spec.bits, spec.symmetric);
+        const p = qparams(...rangeOf(r, r + 1, g * G, (g + 1) * G), spec.bits, spec.symmetric, spec.formula);
         scale[r * gpr + g] = p.scale;
         zeroVals[r * gpr + g] = p.zero;
       }

@@ -1,5 +1,5 @@
 /**
- * npm run bench:gemm [-- --json] [-- --quick] [-- --rounds N]
+ * npm run bench:gemm [-- --json] [-- --quick] [-- --rounds N] [-- --int8-only]
  *
  * fp32 GEMM throughput (GFLOPS) of the native addon at 1 and 2 threads on square and transformer shapes, and
  * OpenBLAS's on the same shapes in the same process when the optional benchmark addon was built (libopenblas-dev
@@ -40,6 +40,7 @@ interface BlasAddon {
 const args = process.argv.slice(2);
 const json = args.includes('--json');
 const quick = args.includes('--quick');
+const int8Only = args.includes('--int8-only');
 const roundsArg = args.indexOf('--rounds');
 const ROUNDS = roundsArg >= 0 ? Math.max(1, Number(args[roundsArg + 1]) || 1) : quick ? 2 : 4;
 const ROUND_MS = quick ? 150 : 300;
@@ -57,7 +58,9 @@ if (!addon) {
 const blas = load<BlasAddon>('shrink_blas_bench.node');
 
 /** [M, K, N]: C (M×N) = A (M×K) · B (K×N). */
-const SHAPES: [number, number, number][] = quick
+const SHAPES: [number, number, number][] = int8Only
+  ? []
+  : quick
   ? [
       [256, 256, 256],
       [128, 768, 768],
@@ -178,7 +181,7 @@ for (const [M, K, N] of SHAPES) {
   }
 }
 
-if (!json) {
+if (!json && !int8Only) {
   const f = (x: number) => x.toFixed(1);
   const cols = ['M×K×N'];
   for (const t of THREADS) cols.push(`ours ${t}t`, ...(blas ? [`OpenBLAS ${t}t`, `ratio ${t}t`] : []));

@@ -8,3 +8,4 @@ export {
   type Batch, type Encoded, type CollateOptions, type LoaderState, type SamplerOptions, type DataLoaderOptions,
 } from './batch.ts';
 export { maskTokens, type MaskOptions } from './mlm.ts';
+export { calibrationBatches, CALIBRATION_SOURCES, type CalibrationOptions } from './calibration.ts';

@@ -18,6 +18,8 @@ struct BPanelSource {
 };
 // C[M, N] (=|+=) A[M, K] (row-major, row stride lda) · B, on the thread pool, with the packed SGEMM's kernels.
 void sgemm_source_b(const float* A, int64_t lda, const BPanelSource& B, float* C, int64_t M, int64_t N, int64_t K, bool accumulate);
+// Σ x[k]·y[k] in float32 with the GEMV path's kernels (AVX2/FMA accumulators where available).
+float sdot(const float* x, const float* y, int64_t n);
 // Pack nr ≤ 16 rows of a row-major [nr, kc] float block (row stride ld), read as the columns of B, into one
 // micro-panel (the layout BPanelSource::pack writes).
 void pack_b_rows(const float* rows, int64_t ld, int kc, int nr, float* dst);

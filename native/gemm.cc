@@ -641,6 +641,13 @@ void sgemm_ref(const GemmArgs& g) {
 
 }  // namespace
 
+float sdot(const float* x, const float* y, int64_t n) {
+#if SHRINK_X86
+  if (avx2_active()) return dot_avx2(x, y, n);
+#endif
+  return dot_portable(x, y, n);
+}
+
 void pack_b_rows(const float* rows, int64_t ld, int kc, int nr, float* dst) {
   kernels().pack_b(Mat{rows, ld, true}, 0, kc, 0, nr, 0, 1, dst);
 }

@@ -3,7 +3,7 @@
 // - quantizeRowsU7: dynamic per-row activation quantization to 7-bit codes 0..127 with a zero point. 7 bits
 //   because AVX2 has no VNNI: vpmaddubsw multiplies u8 × s8 and adds pairs into *saturating* int16, and two
 //   products of a full 8-bit activation and an 8-bit weight can reach 2·255·128 = 65280 > 32767. With 7-bit
-//   activations a pair is at most 2·127·128 = 32512, so every sum is exact (../shared/docs/ENGINE-NOTES.md §4).
+//   activations a pair is at most 2·127·128 = 32512, so every sum is exact (measured: docs/PERFORMANCE.md, int8 GEMM).
 // - packInt8Weight: an int8 weight [N, K] into 16-column panels, K in groups of 4 bytes (one int32 lane per
 //   column), zero-padded to N' = 16·⌈N/16⌉ and K' = 4·⌈K/4⌉; plus each row's code sum for the zero-point term.
 // - int8Gemm: acc[m, n] = Σ_k qa[m, k]·qw[n, k] in int32 (exact), then the fused epilogue
@@ -406,33 +406,6 @@ napi_value DequantRows(napi_env env, napi_callback_info info) {
   return a.undefined();
 }
 
-// Σ a[k]·b[k] in float32: four 8-lane FMA accumulators on AVX2, a plain loop elsewhere.
-__attribute__((target("avx2,fma"))) float dot_f32_avx2(const float* a, const float* b, int64_t n) {
-  __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps(), s2 = _mm256_setzero_ps(), s3 = _mm256_setzero_ps();
-  int64_t k = 0;
-  for (; k + 32 <= n; k += 32) {
-    s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + k), _mm256_loadu_ps(b + k), s0);
-    s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + k + 8), _mm256_loadu_ps(b + k + 8), s1);
-    s2 = _mm256_fmadd_ps(_mm256_loadu_ps(a + k + 16), _mm256_loadu_ps(b + k + 16), s2);
-    s3 = _mm256_fmadd_ps(_mm256_loadu_ps(a + k + 24), _mm256_loadu_ps(b + k + 24), s3);
-  }
-  for (; k + 8 <= n; k += 8) s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + k), _mm256_loadu_ps(b + k), s0);
-  const __m256 v = _mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3));
-  __m128 h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-  h = _mm_add_ss(h, _mm_movehdup_ps(h));
-  float t = _mm_cvtss_f32(h);
-  for (; k < n; k++) t += a[k] * b[k];
-  return t;
-}
-
-float dot_f32(const float* a, const float* b, int64_t n) {
-  if (has_avx2_fma()) return dot_f32_avx2(a, b, n);
-  float t = 0.f;
-  for (int64_t k = 0; k < n; k++) t += a[k] * b[k];
-  return t;
-}
-
 // B = dequant(W)ᵀ for the packed SGEMM, dequantized one 16-row micro-panel at a time into a per-thread buffer.
 struct DequantPanels final : BPanelSource {
   const QWeight& w;
@@ -471,7 +444,7 @@ napi_value WoGemm(napi_env env, napi_callback_info info) {
       std::vector<float> row(static_cast<size_t>(K));
       for (int64_t n = n0; n < n1; n++) {
         w.row(n, 0, K, row.data());
-        for (int64_t m = 0; m < M; m++) out[m * N + n] = dot_f32(x + m * K, row.data(), K) + (bias ? bias[n] : 0.f);
+        for (int64_t m = 0; m < M; m++) out[m * N + n] = sdot(x + m * K, row.data(), K) + (bias ? bias[n] : 0.f);
       }
     });
     return a.undefined();

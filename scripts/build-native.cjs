@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Builds the native addon (native/*.cc → build/Release/shrink_native.node) with node-gyp during `npm ci`.
 // node-gyp only builds offline when it is given the running Node's headers, so pass --nodedir=<prefix of
-// process.execPath> when npm_config_nodedir is unset (see ../shared/docs/ENGINE-NOTES.md §1.1).
+// process.execPath> when npm_config_nodedir is unset (Node ships its headers beside its binary).
 // A failed build is not fatal: Shrink then runs on the plain TypeScript `ref` backend and says so once.
 'use strict';
 const { spawnSync } = require('node:child_process');

@@ -16,12 +16,12 @@ import { loadTokenizer } from '../tokenizers/index.ts';
 import type { Tokenizer } from '../tokenizers/types.ts';
 import { chunkTokens, loadText, loadTinyShakespeare, wikiTextLines } from '../data/text.ts';
 import { BatchSampler } from '../data/batch.ts';
-import { Trainer, type LogEntry } from './trainer.ts';
+import { Trainer } from './trainer.ts';
 import { Tensor } from '../tensor/tensor.ts';
 import { noGrad } from '../tensor/autograd.ts';
 import { manualSeed } from '../tensor/random.ts';
 import { atomicWriteFile } from '../io/atomic.ts';
-import { DATA_DIR } from './bert-tasks.ts';
+import { DATA_DIR, type PretrainOptions } from './bert-tasks.ts';
 
 export const DEFAULT_LM_TOKENIZER = path.join(DATA_DIR, 'models', 'stories260K');
 /** Files that make up a tokenizer folder (whichever exist are copied next to the trained weights). */
@@ -29,22 +29,11 @@ const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'special_tok
 
 export type LMArch = 'gpt2' | 'llama';
 
-export interface CausalPretrainOptions {
+export interface CausalPretrainOptions extends PretrainOptions {
   arch: LMArch;
-  outDir: string;
-  steps: number;
   /** 'tinyshakespeare' (default), 'wikitext2', or a path to a UTF-8 text file. */
   corpus?: string;
   tokenizerDir?: string;
-  batchSize?: number;
-  seqLen?: number;
-  lr?: number;
-  hidden?: number;
-  layers?: number;
-  heads?: number;
-  intermediate?: number;
-  seed?: number;
-  onLog?: (e: LogEntry) => void;
 }
 
 export interface CausalPretrainResult {

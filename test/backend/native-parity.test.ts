@@ -314,18 +314,22 @@ for (const cfg of CONFIGS) {
 
     // ---- softmax
 
+    /** softmax (or logSoftmax) forward and backward, native vs ref. */
+    const softmaxParity = (name: string, x: Float32Array, g: Float32Array, rows: number, n: number, log: boolean) =>
+      parity(name, (be) => {
+        const y = new Float32Array(rows * n);
+        be.softmax(x, rows, n, y, log);
+        const dx = new Float32Array(rows * n);
+        be.softmaxBackward(y, g, rows, n, dx, log);
+        return [y, dx];
+      }, { atol: 2e-6, rtol: 4e-6 }, [rows, n]);
+
     for (const [rows, n] of [[1, 1], [3, 7], [17, 33], [5, 257], [64, 1000], [0, 5], [2, 3001]])
       for (const log of [false, true])
         test(`softmax(rows=${rows},n=${n},log=${log}) fwd+bwd`, () => {
           const x = rnd(rows * n, -8, 8);
           const g = rnd(rows * n);
-          parity(`softmax log=${log}`, (be) => {
-            const y = new Float32Array(rows * n);
-            be.softmax(x, rows, n, y, log);
-            const dx = new Float32Array(rows * n);
-            be.softmaxBackward(y, g, rows, n, dx, log);
-            return [y, dx];
-          }, { atol: 2e-6, rtol: 4e-6 }, [rows, n]);
+          softmaxParity(`softmax log=${log}`, x, g, rows, n, log);
         });
     test('softmax with -inf (masked) entries, an all -inf row, and a large spread', () => {
       const rows = 4;
@@ -336,13 +340,7 @@ for (const cfg of CONFIGS) {
       for (let i = 2 * n; i < 3 * n; i++) x[i] = (i % 5) * 40 - 80; // row 2: exponents far apart
       const g = rnd(rows * n);
       for (const log of [false, true])
-        parity(`softmax masked log=${log}`, (be) => {
-          const y = new Float32Array(rows * n);
-          be.softmax(x, rows, n, y, log);
-          const dx = new Float32Array(rows * n);
-          be.softmaxBackward(y, g, rows, n, dx, log);
-          return [y, dx];
-        }, { atol: 2e-6, rtol: 4e-6 }, [rows, n]);
+        softmaxParity(`softmax masked log=${log}`, x, g, rows, n, log);
     });
 
     // ---- LayerNorm / RMSNorm

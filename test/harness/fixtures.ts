@@ -1,6 +1,6 @@
 /**
  * Fixture access. Parity tests read their folder from SHRINK_FIXTURES (default: the repo's copy of
- * ../shared/fixtures/seed1 in test/data/fixtures/seed1), so any fixture set with the same layout runs through the
+ * the project's reference fixtures, test/data/fixtures/seed1), so any fixture set with the same layout runs through the
  * same tests.
  */
 import fs from 'node:fs';
@@ -26,18 +26,17 @@ export interface Fixture {
   names(prefix: string): string[];
 }
 
-export function modelFixture(name: string): Fixture {
-  const dir = path.join(FIXTURES, name);
-  if (!fs.existsSync(dir)) throw new Error(`fixture folder ${dir} is missing (SHRINK_FIXTURES=${FIXTURES})`);
-  const index = JSON.parse(fs.readFileSync(path.join(dir, 'expected.json'), 'utf8'));
-  const { tensors } = loadSafetensors(path.join(dir, 'expected.safetensors'));
+/** A fixture from its folder, index file and tensor file; `label` names it in errors. */
+function openFixture(dir: string, label: string, jsonFile: string, tensorFile: string): Fixture {
+  const index = JSON.parse(fs.readFileSync(jsonFile, 'utf8'));
+  const { tensors } = loadSafetensors(tensorFile);
   return {
     dir,
     index,
     tensors,
     t(n) {
       const t = tensors.get(n);
-      if (!t) throw new Error(`fixture ${name}: no tensor '${n}'`);
+      if (!t) throw new Error(`fixture ${label}: no tensor '${n}'`);
       return t;
     },
     names(prefix) {
@@ -46,24 +45,16 @@ export function modelFixture(name: string): Fixture {
   };
 }
 
+export function modelFixture(name: string): Fixture {
+  const dir = path.join(FIXTURES, name);
+  if (!fs.existsSync(dir)) throw new Error(`fixture folder ${dir} is missing (SHRINK_FIXTURES=${FIXTURES})`);
+  return openFixture(dir, name, path.join(dir, 'expected.json'), path.join(dir, 'expected.safetensors'));
+}
+
 /** A method fixture: `<FIXTURES>/methods/<name>.json` (index) + `<name>.safetensors`. */
 export function methodFixture(name: string): Fixture {
   const dir = path.join(FIXTURES, 'methods');
   const json = path.join(dir, `${name}.json`);
   if (!fs.existsSync(json)) throw new Error(`method fixture ${json} is missing (SHRINK_FIXTURES=${FIXTURES})`);
-  const index = JSON.parse(fs.readFileSync(json, 'utf8'));
-  const { tensors } = loadSafetensors(path.join(dir, `${name}.safetensors`));
-  return {
-    dir,
-    index,
-    tensors,
-    t(n) {
-      const t = tensors.get(n);
-      if (!t) throw new Error(`fixture methods/${name}: no tensor '${n}'`);
-      return t;
-    },
-    names(prefix) {
-      return [...tensors.keys()].filter((k) => k.startsWith(prefix)).sort();
-    },
-  };
+  return openFixture(dir, `methods/${name}`, json, path.join(dir, `${name}.safetensors`));
 }

@@ -1,6 +1,6 @@
 // A real pretrained checkpoint: Karpathy's stories260K (Llama architecture, TinyStories), bundled in
-// data/models/stories260K. Reference values from ../shared/data/README.md (computed with torch by the staging
-// harness): the encoding of a known sentence, its mean NLL (0.293 nats/token) and the greedy continuation from BOS.
+// data/models/stories260K. Reference values computed with torch by the staging harness and
+// recorded in data/README.md: the encoding of a known sentence, its mean NLL (0.293 nats/token) and the greedy continuation from BOS.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';

@@ -49,7 +49,7 @@ test('pinned ids', () => {
   assert.deepEqual(tok.encode('Café 🙂'), [1, 410, 457, 412, 431, 485, 410, 243, 162, 156, 133]);
   assert.deepEqual(tok.encode('Hello\nworld'), [1, 346, 306, 414, 13, 424, 304, 341]); // \n → <0x0A> = 13
   assert.deepEqual(tok.encode(''), [1]); // no dummy prefix for empty text
-  // the reference sentence of ../shared/data/README.md
+  // the reference sentence of data/README.md (stories260K)
   const ref = tok.encode('Once upon a time, there was a little girl named Lily. She loved to play outside in the sun with her friends.');
   assert.equal(ref.length, 35);
   assert.deepEqual(ref.slice(0, 10), [1, 403, 407, 261, 378, 432, 383, 286, 261, 376]);

@@ -13,7 +13,8 @@
         "native/reduce.cc",
         "native/nn.cc",
         "native/convert.cc",
-        "native/quant.cc"
+        "native/quant.cc",
+        "native/signal.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_DISABLE_CPP_EXCEPTIONS", "NAPI_VERSION=8"],

@@ -118,6 +118,14 @@ class Args {
   char buf_[160];
 };
 
+// True when an array of `len` elements holds a·b elements, for a, b ≥ 0 (false for negative counts), without
+// computing a·b (a product of two checked-but-huge arguments could wrap around and pass a `len >= a * b` test).
+inline bool holds(size_t len, int64_t a, int64_t b = 1) {
+  if (a < 0 || b < 0) return false;
+  if (a == 0 || b == 0) return true;
+  return static_cast<uint64_t>(a) <= static_cast<uint64_t>(len) / static_cast<uint64_t>(b);
+}
+
 // parallel_for without its cost on small inputs: below `grain` (or with one thread) fn runs inline, with no
 // std::function built (a [&] lambda with several captures would be heap-allocated). Larger inputs wrap fn in
 // std::ref, which fits std::function's inline buffer.

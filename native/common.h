@@ -31,4 +31,5 @@ void init_reduce(Napi::Env env, Napi::Object exports);
 void init_nn(Napi::Env env, Napi::Object exports);
 void init_convert(Napi::Env env, Napi::Object exports);
 void init_quant(Napi::Env env, Napi::Object exports);
+void init_signal(Napi::Env env, Napi::Object exports);
 }  // namespace shrink

@@ -4,8 +4,6 @@
 //        the quiet bit set, as vcvtps2ph does).
 //   bf16: RNE on the bit pattern ((u + 0x7fff + lsb) >> 16), NaN → quiet NaN; AVX2 8 at a time.
 // The portable paths also run when setSimd(false) is in effect (see elementwise.cc), so tests compare both.
-#include <immintrin.h>
-
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
@@ -13,6 +11,7 @@
 #include "args.h"
 #include "common.h"
 #include "pool.h"
+#include "simd.h"
 
 namespace shrink {
 namespace {
@@ -70,6 +69,7 @@ inline uint16_t f32_to_bf16(float x) {
   return static_cast<uint16_t>((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
 }
 
+#if SHRINK_X86
 __attribute__((target("avx2,f16c"))) void f32_to_f16_f16c(const float* s, uint16_t* d, int64_t n) {
   int64_t i = 0;
   for (; i + 8 <= n; i += 8)
@@ -108,10 +108,11 @@ __attribute__((target("avx2"))) void bf16_to_f32_avx2(const uint16_t* s, float* 
   }
   for (; i < n; i++) d[i] = from_bits(static_cast<uint32_t>(s[i]) << 16);
 }
+#endif  // SHRINK_X86
 
 bool has_f16c() {
   static const bool v = [] {
-#if defined(__x86_64__) || defined(__i386__)
+#if SHRINK_X86 && (defined(__GNUC__) || defined(__clang__))
     __builtin_cpu_init();
     return __builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx2");
 #else
@@ -141,10 +142,12 @@ napi_value F32ToF16(napi_env env, napi_callback_info info) {
   uint16_t* d;
   int64_t n;
   if (!unwrap(args, s, d, n)) return args.fail();
-  const bool hw = use_f16c();
+  [[maybe_unused]] const bool hw = use_f16c();
   par_for(n, kGrain, [&](int64_t b, int64_t e) {
+#if SHRINK_X86
     if (hw) f32_to_f16_f16c(s + b, d + b, e - b);
     else
+#endif
       for (int64_t i = b; i < e; i++) d[i] = f32_to_f16(s[i]);
   });
   return nullptr;
@@ -156,10 +159,12 @@ napi_value F16ToF32(napi_env env, napi_callback_info info) {
   float* d;
   int64_t n;
   if (!unwrap(args, s, d, n)) return args.fail();
-  const bool hw = use_f16c();
+  [[maybe_unused]] const bool hw = use_f16c();
   par_for(n, kGrain, [&](int64_t b, int64_t e) {
+#if SHRINK_X86
     if (hw) f16_to_f32_f16c(s + b, d + b, e - b);
     else
+#endif
       for (int64_t i = b; i < e; i++) d[i] = f16_to_f32(s[i]);
   });
   return nullptr;
@@ -171,10 +176,12 @@ napi_value F32ToBf16(napi_env env, napi_callback_info info) {
   uint16_t* d;
   int64_t n;
   if (!unwrap(args, s, d, n)) return args.fail();
-  const bool hw = simd_enabled();
+  [[maybe_unused]] const bool hw = simd_enabled();
   par_for(n, kGrain, [&](int64_t b, int64_t e) {
+#if SHRINK_X86
     if (hw) f32_to_bf16_avx2(s + b, d + b, e - b);
     else
+#endif
       for (int64_t i = b; i < e; i++) d[i] = f32_to_bf16(s[i]);
   });
   return nullptr;
@@ -186,10 +193,12 @@ napi_value Bf16ToF32(napi_env env, napi_callback_info info) {
   float* d;
   int64_t n;
   if (!unwrap(args, s, d, n)) return args.fail();
-  const bool hw = simd_enabled();
+  [[maybe_unused]] const bool hw = simd_enabled();
   par_for(n, kGrain, [&](int64_t b, int64_t e) {
+#if SHRINK_X86
     if (hw) bf16_to_f32_avx2(s + b, d + b, e - b);
     else
+#endif
       for (int64_t i = b; i < e; i++) d[i] = from_bits(static_cast<uint32_t>(s[i]) << 16);
   });
   return nullptr;

@@ -124,7 +124,10 @@ ALWAYS_INLINE bool unary_simple(int op, const float* x, float* y, int64_t n, dou
         for (int64_t i = 0; i < n; i++) y[i] = x[i] * x[i];
         return true;
       }
-      if (a == 1) return unary_simple(U_COPY, x, y, n, a, b);
+      if (a == 1) {  // a copy (not a recursive call: always_inline recursion does not build at -O0)
+        if (x != y) std::memmove(y, x, static_cast<size_t>(n) * 4);
+        return true;
+      }
       return false;
   }
   return false;
@@ -135,6 +138,7 @@ void unary_portable(int op, const float* x, float* y, int64_t n, double a, doubl
   for (int64_t i = 0; i < n; i++) y[i] = unary_scalar(op, x[i], a, b);
 }
 
+#if SHRINK_X86
 // y[0..n) = EXPR(v) over 8-lane vectors v of x; the tail runs through masked loads/stores.
 #define SHRINK_VLOOP(EXPR)                                              \
   do {                                                                  \
@@ -163,10 +167,13 @@ SHRINK_AVX2_FN void unary_avx2(int op, const float* x, float* y, int64_t n, doub
     default: for (int64_t i = 0; i < n; i++) y[i] = unary_scalar(op, x[i], a, b); return;  // pow, sin, cos
   }
 }
+#endif  // SHRINK_X86
 
 inline void unary_contig(int op, const float* x, float* y, int64_t n, double a, double b) {
-  if (simd_enabled()) unary_avx2(op, x, y, n, a, b);
-  else unary_portable(op, x, y, n, a, b);
+#if SHRINK_X86
+  if (simd_enabled()) return unary_avx2(op, x, y, n, a, b);
+#endif
+  unary_portable(op, x, y, n, a, b);
 }
 
 // ---- unary backward: out = g · f'(x), with y = f(x). Formulas follow src/backend/ref/math.ts unaryDeriv.
@@ -233,6 +240,7 @@ void backward_portable(int op, const float* x, const float* y, const float* g, f
   for (int64_t i = 0; i < n; i++) out[i] = g[i] * deriv_scalar(op, x[i], y[i], a, b);
 }
 
+#if SHRINK_X86
 SHRINK_AVX2_FN void backward_avx2(int op, const float* x, const float* y, const float* g, float* out, int64_t n, double a, double b) {
   if (backward_simple(op, x, y, g, out, n, a)) return;
 #define SHRINK_GLOOP(EXPR)                                                                       \
@@ -256,6 +264,7 @@ SHRINK_AVX2_FN void backward_avx2(int op, const float* x, const float* y, const 
   }
 #undef SHRINK_GLOOP
 }
+#endif  // SHRINK_X86
 
 // Which of x and y the derivative reads (the TypeScript side passes null for the other).
 inline bool deriv_needs_y(int op) { return op == U_EXP || op == U_SQRT || op == U_RSQRT || op == U_TANH || op == U_SIGMOID || op == U_RECIP; }
@@ -315,8 +324,17 @@ ALWAYS_INLINE void binary_run_body(int op, const float* a, int64_t sa, const flo
 void binary_run_portable(int op, const float* a, int64_t sa, const float* b, int64_t sb, float* out, int64_t n) {
   binary_run_body(op, a, sa, b, sb, out, n);
 }
+using BinaryRun = void (*)(int, const float*, int64_t, const float*, int64_t, float*, int64_t);
+#if SHRINK_X86
 SHRINK_AVX2_FN void binary_run_avx2(int op, const float* a, int64_t sa, const float* b, int64_t sb, float* out, int64_t n) {
   binary_run_body(op, a, sa, b, sb, out, n);
+}
+#endif
+BinaryRun binary_run() {
+#if SHRINK_X86
+  if (simd_enabled()) return binary_run_avx2;
+#endif
+  return binary_run_portable;
 }
 
 ALWAYS_INLINE void where_run_body(const float* c, int64_t sc, const float* a, int64_t sa, const float* b, int64_t sb, float* out, int64_t n) {
@@ -328,8 +346,17 @@ ALWAYS_INLINE void where_run_body(const float* c, int64_t sc, const float* a, in
 void where_run_portable(const float* c, int64_t sc, const float* a, int64_t sa, const float* b, int64_t sb, float* out, int64_t n) {
   where_run_body(c, sc, a, sa, b, sb, out, n);
 }
+using WhereRun = void (*)(const float*, int64_t, const float*, int64_t, const float*, int64_t, float*, int64_t);
+#if SHRINK_X86
 SHRINK_AVX2_FN void where_run_avx2(const float* c, int64_t sc, const float* a, int64_t sa, const float* b, int64_t sb, float* out, int64_t n) {
   where_run_body(c, sc, a, sa, b, sb, out, n);
+}
+#endif
+WhereRun where_run() {
+#if SHRINK_X86
+  if (simd_enabled()) return where_run_avx2;
+#endif
+  return where_run_portable;
 }
 
 // ---- strided iteration
@@ -553,10 +580,12 @@ napi_value UnaryBackward(napi_env env, napi_callback_info info) {
     return args.fail();
   if (!x) x = g;  // not read by this op
   if (!y) y = g;
-  const bool avx = simd_enabled();
+  [[maybe_unused]] const bool avx = simd_enabled();
   par_for(static_cast<int64_t>(n), cheap_unary(op) ? kGrainMemBound : kGrain, [&](int64_t s, int64_t e) {
-    if (avx) backward_avx2(op, x + s, y + s, g + s, out + s, e - s, a, b);
-    else backward_portable(op, x + s, y + s, g + s, out + s, e - s, a, b);
+#if SHRINK_X86
+    if (avx) return backward_avx2(op, x + s, y + s, g + s, out + s, e - s, a, b);
+#endif
+    backward_portable(op, x + s, y + s, g + s, out + s, e - s, a, b);
   });
   return nullptr;
 }
@@ -580,7 +609,7 @@ napi_value BinaryOp(napi_env env, napi_callback_info info) {
   if (it.numel == 0) return nullptr;
   a += offs[0];
   b += offs[1];
-  auto run = simd_enabled() ? binary_run_avx2 : binary_run_portable;
+  const BinaryRun run = binary_run();
   if (it.nd == 0) {
     out[0] = binary_scalar(op, a[0], b[0]);
     return nullptr;
@@ -615,7 +644,7 @@ napi_value BinaryContig(napi_env env, napi_callback_info info) {
   if (args.failed()) return args.fail();
   a += ao;
   b += bo;
-  auto run = simd_enabled() ? binary_run_avx2 : binary_run_portable;
+  const BinaryRun run = binary_run();
   par_for(n, op <= B_DIV || op >= B_EQ ? kGrainMemBound : kGrain, [&](int64_t s, int64_t e) { run(op, a + s, 1, b + s, 1, out + s, e - s); });
   return nullptr;
 }
@@ -643,7 +672,7 @@ napi_value Where(napi_env env, napi_callback_info info) {
     out[0] = c[0] != 0.f ? a[0] : b[0];
     return nullptr;
   }
-  auto run = simd_enabled() ? where_run_avx2 : where_run_portable;
+  const WhereRun run = where_run();
   const int64_t inner = it.shape[it.nd - 1], sc = it.st[0][it.nd - 1], sa = it.st[1][it.nd - 1], sb = it.st[2][it.nd - 1];
   const int64_t rows = rows_of(it);
   if (rows == 1) {

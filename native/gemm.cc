@@ -23,12 +23,11 @@
 #include <new>
 #include <string>
 #include <thread>
-#if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
-#define SHRINK_X86 1
+
+#include "simd.h"
+#if SHRINK_X86
 #define SHRINK_PAUSE() _mm_pause()
 #else
-#define SHRINK_X86 0
 #define SHRINK_PAUSE() std::this_thread::yield()
 #endif
 

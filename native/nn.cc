@@ -34,6 +34,7 @@ inline int64_t row_grain(int64_t n) { return std::max<int64_t>(1, 32768 / std::m
 
 // ---- AVX2 building blocks (double accumulation of float data)
 
+#if SHRINK_X86
 SHRINK_AVX2_FN float max_avx2(const float* x, int64_t n) {  // NaN ignored, as `ref`'s `if (x > mx)`
   __m256 m0 = _mm256_set1_ps(kNegInf), m1 = m0;
   int64_t i = 0;
@@ -75,6 +76,7 @@ SHRINK_AVX2_FN double sum_exp_avx2(const float* x, int64_t n, float m, float* y)
 }
 SHRINK_VM __m256d ld4(const float* p) { return _mm256_cvtps_pd(_mm_loadu_ps(p)); }
 SHRINK_VM void st4(float* p, __m256d v) { _mm_storeu_ps(p, _mm256_cvtpd_ps(v)); }
+#endif  // SHRINK_X86
 
 // ---- softmax
 
@@ -91,6 +93,7 @@ void softmax_row_portable(const float* x, float* y, int64_t n, bool log) {
     for (int64_t i = 0; i < n; i++) y[i] = static_cast<float>(std::exp(static_cast<double>(x[i]) - mx) / s);
   }
 }
+#if SHRINK_X86
 SHRINK_AVX2_FN void softmax_row_avx2(const float* x, float* y, int64_t n, bool log) {
   float mx = max_avx2(x, n);
   if (mx == kNegInf) mx = 0;
@@ -108,6 +111,7 @@ SHRINK_AVX2_FN void softmax_row_avx2(const float* x, float* y, int64_t n, bool l
   for (; i + 4 <= n; i += 4) st4(y + i, _mm256_sub_pd(ld4(x + i), lv));
   for (; i < n; i++) y[i] = static_cast<float>(x[i] - ls);
 }
+#endif  // SHRINK_X86
 
 void softmax_bwd_row_portable(const float* y, const float* g, float* o, int64_t n, bool log) {
   double s = 0;
@@ -119,6 +123,7 @@ void softmax_bwd_row_portable(const float* y, const float* g, float* o, int64_t 
     for (int64_t i = 0; i < n; i++) o[i] = static_cast<float>(y[i] * (g[i] - s));
   }
 }
+#if SHRINK_X86
 SHRINK_AVX2_FN void softmax_bwd_row_avx2(const float* y, const float* g, float* o, int64_t n, bool log) {
   __m256d a0 = _mm256_setzero_pd(), a1 = a0;
   int64_t i = 0;
@@ -141,6 +146,7 @@ SHRINK_AVX2_FN void softmax_bwd_row_avx2(const float* y, const float* g, float* 
   for (i = 0; i + 4 <= n; i += 4) st4(o + i, _mm256_mul_pd(ld4(y + i), _mm256_sub_pd(ld4(g + i), sv)));
   for (; i < n; i++) o[i] = static_cast<float>(y[i] * (g[i] - s));
 }
+#endif  // SHRINK_X86
 
 // softmax(x, rows, n, out, log)
 napi_value Softmax(napi_env env, napi_callback_info info) {
@@ -152,11 +158,14 @@ napi_value Softmax(napi_env env, napi_callback_info info) {
   const bool log = args.flag(4);
   if (args.failed() || !args.check(rows >= 0 && n >= 0 && rows * n <= static_cast<int64_t>(std::min(xl, ol)), "x or out is too short"))
     return args.fail();
-  const bool avx = simd_enabled();
+  [[maybe_unused]] const bool avx = simd_enabled();
   par_for(rows, row_grain(n), [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; r++) {
+#if SHRINK_X86
       if (avx) softmax_row_avx2(x + r * n, y + r * n, n, log);
-      else softmax_row_portable(x + r * n, y + r * n, n, log);
+      else
+#endif
+      softmax_row_portable(x + r * n, y + r * n, n, log);
     }
   });
   return nullptr;
@@ -173,11 +182,14 @@ napi_value SoftmaxBackward(napi_env env, napi_callback_info info) {
   const bool log = args.flag(5);
   if (args.failed() || !args.check(rows >= 0 && n >= 0 && rows * n <= static_cast<int64_t>(std::min({yl, gl, ol})), "an array is too short"))
     return args.fail();
-  const bool avx = simd_enabled();
+  [[maybe_unused]] const bool avx = simd_enabled();
   par_for(rows, row_grain(n), [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; r++) {
+#if SHRINK_X86
       if (avx) softmax_bwd_row_avx2(y + r * n, g + r * n, out + r * n, n, log);
-      else softmax_bwd_row_portable(y + r * n, g + r * n, out + r * n, n, log);
+      else
+#endif
+      softmax_bwd_row_portable(y + r * n, g + r * n, out + r * n, n, log);
     }
   });
   return nullptr;
@@ -194,6 +206,7 @@ void ln_stats_portable(const float* x, int64_t n, double eps, double& mu, double
   for (int64_t i = 0; i < n; i++) v += (x[i] - mu) * (x[i] - mu);
   rs = 1 / std::sqrt(v / n + eps);
 }
+#if SHRINK_X86
 SHRINK_AVX2_FN void ln_stats_avx2(const float* x, int64_t n, double eps, double& mu, double& rs) {
   mu = sum_avx2(x, n) / n;
   const __m256d m = _mm256_set1_pd(mu);
@@ -208,6 +221,7 @@ SHRINK_AVX2_FN void ln_stats_avx2(const float* x, int64_t n, double eps, double&
   for (; i < n; i++) v += (x[i] - mu) * (x[i] - mu);
   rs = 1 / std::sqrt(v / n + eps);
 }
+#endif  // SHRINK_X86
 
 // out = x̂·w + b with x̂ = (x − μ)·rstd formed in double (a float μ would cost accuracy when |x − μ| ≪ |μ|).
 void ln_out_portable(const float* x, const float* w, const float* b, int64_t n, double mu, double rs, float* o) {
@@ -218,6 +232,7 @@ void ln_out_portable(const float* x, const float* w, const float* b, int64_t n, 
     o[i] = static_cast<float>(yv);
   }
 }
+#if SHRINK_X86
 SHRINK_AVX2_FN void ln_out_avx2(const float* x, const float* w, const float* b, int64_t n, double mu, double rs, float* o) {
   const __m256d m = _mm256_set1_pd(mu), r = _mm256_set1_pd(rs);
   int64_t i = 0;
@@ -229,6 +244,7 @@ SHRINK_AVX2_FN void ln_out_avx2(const float* x, const float* w, const float* b, 
   }
   ln_out_portable(x + i, w ? w + i : nullptr, b ? b + i : nullptr, n - i, mu, rs, o + i);
 }
+#endif  // SHRINK_X86
 
 // layerNorm(x, weight | null, bias | null, rows, n, eps, out, mean, rstd)
 napi_value LayerNorm(napi_env env, napi_callback_info info) {
@@ -247,17 +263,23 @@ napi_value LayerNorm(napi_env env, napi_callback_info info) {
   args.check((!w || static_cast<int64_t>(wl) >= n) && (!b || static_cast<int64_t>(bl) >= n), "weight or bias is too short");
   args.check(static_cast<int64_t>(std::min(ml, rl)) >= rows, "mean or rstd is too short");
   if (args.failed()) return args.fail();
-  const bool avx = simd_enabled();
+  [[maybe_unused]] const bool avx = simd_enabled();
   par_for(rows, row_grain(n), [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; r++) {
       const float* xr = x + r * n;
       double mu, rs;
+#if SHRINK_X86
       if (avx) ln_stats_avx2(xr, n, eps, mu, rs);
-      else ln_stats_portable(xr, n, eps, mu, rs);
+      else
+#endif
+      ln_stats_portable(xr, n, eps, mu, rs);
       mean[r] = static_cast<float>(mu);
       rstd[r] = static_cast<float>(rs);
+#if SHRINK_X86
       if (avx) ln_out_avx2(xr, w, b, n, mu, rs, out + r * n);
-      else ln_out_portable(xr, w, b, n, mu, rs, out + r * n);
+      else
+#endif
+      ln_out_portable(xr, w, b, n, mu, rs, out + r * n);
     }
   });
   return nullptr;
@@ -292,6 +314,7 @@ void ln_bwd_row_portable(const float* x, const float* w, double mu, double rs, c
     dx[i] = static_cast<float>(rs * (d - md - xh * mdx));
   }
 }
+#if SHRINK_X86
 SHRINK_AVX2_FN void ln_bwd_row_avx2(const float* x, const float* w, double mu, double rs, const float* g, int64_t n, float* dx, double* pw, double* pb) {
   const __m256d m = _mm256_set1_pd(mu), r = _mm256_set1_pd(rs);
   __m256d a_d = _mm256_setzero_pd(), a_dx = a_d;
@@ -324,6 +347,7 @@ SHRINK_AVX2_FN void ln_bwd_row_avx2(const float* x, const float* w, double mu, d
     dx[i] = static_cast<float>(rs * (d - md - xh * mdx));
   }
 }
+#endif  // SHRINK_X86
 
 // Adds the slot buffers, in slot order, into dst (float).
 void add_partials(float* dst, const std::vector<std::vector<double>>& parts, int64_t n) {
@@ -355,15 +379,18 @@ napi_value LayerNormBackward(napi_env env, napi_callback_info info) {
              "weight, dWeight or dBias is too short");
   if (args.failed()) return args.fail();
   if (rows == 0 || n == 0) return nullptr;
-  const bool avx = simd_enabled();
+  [[maybe_unused]] const bool avx = simd_enabled();
   const int slots = slots_for(rows, n);
   std::vector<std::vector<double>> pw(dw ? slots : 0, std::vector<double>(n, 0.0)), pb(db ? slots : 0, std::vector<double>(n, 0.0));
   for_slots(rows, slots, [&](int s, int64_t r0, int64_t r1) {
     double* w_acc = dw ? pw[s].data() : nullptr;
     double* b_acc = db ? pb[s].data() : nullptr;
     for (int64_t r = r0; r < r1; r++) {
+#if SHRINK_X86
       if (avx) ln_bwd_row_avx2(x + r * n, w, mean[r], rstd[r], g + r * n, n, dx + r * n, w_acc, b_acc);
-      else ln_bwd_row_portable(x + r * n, w, mean[r], rstd[r], g + r * n, n, dx + r * n, w_acc, b_acc);
+      else
+#endif
+      ln_bwd_row_portable(x + r * n, w, mean[r], rstd[r], g + r * n, n, dx + r * n, w_acc, b_acc);
     }
   });
   add_partials(dw, pw, n);
@@ -380,6 +407,7 @@ void rms_row_portable(const float* x, const float* w, int64_t n, double eps, flo
   *rstd = static_cast<float>(rs);
   for (int64_t i = 0; i < n; i++) o[i] = static_cast<float>(x[i] * rs * (w ? static_cast<double>(w[i]) : 1.0));
 }
+#if SHRINK_X86
 SHRINK_AVX2_FN void rms_row_avx2(const float* x, const float* w, int64_t n, double eps, float* o, float* rstd) {
   __m256d a0 = _mm256_setzero_pd(), a1 = a0;
   int64_t i = 0;
@@ -399,6 +427,7 @@ SHRINK_AVX2_FN void rms_row_avx2(const float* x, const float* w, int64_t n, doub
   }
   for (; i < n; i++) o[i] = static_cast<float>(x[i] * rs * (w ? static_cast<double>(w[i]) : 1.0));
 }
+#endif  // SHRINK_X86
 
 // rmsNorm(x, weight | null, rows, n, eps, out, rstd)
 napi_value RmsNorm(napi_env env, napi_callback_info info) {
@@ -414,11 +443,14 @@ napi_value RmsNorm(napi_env env, napi_callback_info info) {
   args.check(rows >= 0 && n >= 0 && rows * n <= static_cast<int64_t>(std::min(xl, ol)), "x or out is too short");
   args.check((!w || static_cast<int64_t>(wl) >= n) && static_cast<int64_t>(rl) >= rows, "weight or rstd is too short");
   if (args.failed()) return args.fail();
-  const bool avx = simd_enabled();
+  [[maybe_unused]] const bool avx = simd_enabled();
   par_for(rows, row_grain(n), [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; r++) {
+#if SHRINK_X86
       if (avx) rms_row_avx2(x + r * n, w, n, eps, out + r * n, rstd + r);
-      else rms_row_portable(x + r * n, w, n, eps, out + r * n, rstd + r);
+      else
+#endif
+      rms_row_portable(x + r * n, w, n, eps, out + r * n, rstd + r);
     }
   });
   return nullptr;
@@ -433,6 +465,7 @@ void rms_bwd_row_portable(const float* x, const float* w, double rs, const float
   const double c = rs * rs * dot / n;
   for (int64_t i = 0; i < n; i++) dx[i] = static_cast<float>(rs * (g[i] * (w ? static_cast<double>(w[i]) : 1.0) - x[i] * c));
 }
+#if SHRINK_X86
 SHRINK_AVX2_FN void rms_bwd_row_avx2(const float* x, const float* w, double rs, const float* g, int64_t n, float* dx, double* pw) {
   const __m256d r = _mm256_set1_pd(rs);
   __m256d acc = _mm256_setzero_pd();
@@ -457,6 +490,7 @@ SHRINK_AVX2_FN void rms_bwd_row_avx2(const float* x, const float* w, double rs, 
   }
   for (; i < n; i++) dx[i] = static_cast<float>(rs * (g[i] * (w ? static_cast<double>(w[i]) : 1.0) - x[i] * c));
 }
+#endif  // SHRINK_X86
 
 // rmsNormBackward(x, weight | null, rstd, g, rows, n, dx, dWeight | null)
 napi_value RmsNormBackward(napi_env env, napi_callback_info info) {
@@ -475,14 +509,17 @@ napi_value RmsNormBackward(napi_env env, napi_callback_info info) {
              "rstd, weight or dWeight is too short");
   if (args.failed()) return args.fail();
   if (rows == 0 || n == 0) return nullptr;
-  const bool avx = simd_enabled();
+  [[maybe_unused]] const bool avx = simd_enabled();
   const int slots = slots_for(rows, n);
   std::vector<std::vector<double>> pw(dw ? slots : 0, std::vector<double>(n, 0.0));
   for_slots(rows, slots, [&](int s, int64_t r0, int64_t r1) {
     double* acc = dw ? pw[s].data() : nullptr;
     for (int64_t r = r0; r < r1; r++) {
+#if SHRINK_X86
       if (avx) rms_bwd_row_avx2(x + r * n, w, rstd[r], g + r * n, n, dx + r * n, acc);
-      else rms_bwd_row_portable(x + r * n, w, rstd[r], g + r * n, n, dx + r * n, acc);
+      else
+#endif
+      rms_bwd_row_portable(x + r * n, w, rstd[r], g + r * n, n, dx + r * n, acc);
     }
   });
   add_partials(dw, pw, n);
@@ -585,18 +622,21 @@ napi_value CrossEntropy(napi_env env, napi_callback_info info) {
   args.check(rows >= 0 && V >= 1 && rows * V <= static_cast<int64_t>(xl), "logits is too short");
   args.check(static_cast<int64_t>(std::min({tl, ll, sl})) >= rows, "target, loss or lse is too short");
   if (args.failed() || !check_targets(args, t, rows, V, ignore)) return args.fail();
-  const bool avx = simd_enabled();
+  [[maybe_unused]] const bool avx = simd_enabled();
   par_for(rows, row_grain(V), [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; r++) {
       const float* xr = x + r * V;
       double s, sx = 0;
       float mx;
+#if SHRINK_X86
       if (avx) {
         mx = max_avx2(xr, V);
         if (mx == kNegInf) mx = 0;
         s = sum_exp_avx2(xr, V, mx, nullptr);
         if (eps > 0) sx = sum_avx2(xr, V);
-      } else {
+      } else
+#endif
+      {
         mx = kNegInf;
         for (int64_t i = 0; i < V; i++) mx = xr[i] > mx ? xr[i] : mx;
         if (mx == kNegInf) mx = 0;
@@ -615,6 +655,7 @@ napi_value CrossEntropy(napi_env env, napi_callback_info info) {
 }
 
 // out = gr·(e^(x − l) − u) over a row, e^(x − l) from hi + lo = x − l.
+#if SHRINK_X86
 SHRINK_AVX2_FN void ce_bwd_row_avx2(const float* x, int64_t V, float l, float gr, float u, float* o) {
   const __m256 lv = _mm256_set1_ps(l), uv = _mm256_set1_ps(u), gv = _mm256_set1_ps(gr);
   int64_t i = 0;
@@ -629,6 +670,7 @@ SHRINK_AVX2_FN void ce_bwd_row_avx2(const float* x, int64_t V, float l, float gr
     vm::store_tail(o + i, V - i, _mm256_mul_ps(gv, _mm256_sub_ps(vm::exp_corr(hi, lo), uv)));
   }
 }
+#endif  // SHRINK_X86
 
 // crossEntropyBackward(logits, target, lse, gRow, rows, V, ignoreIndex, labelSmoothing, out)
 napi_value CrossEntropyBackward(napi_env env, napi_callback_info info) {
@@ -645,7 +687,7 @@ napi_value CrossEntropyBackward(napi_env env, napi_callback_info info) {
   args.check(rows >= 0 && V >= 1 && rows * V <= static_cast<int64_t>(std::min(xl, ol)), "logits or out is too short");
   args.check(static_cast<int64_t>(std::min({tl, sl, gl})) >= rows, "target, lse or gRow is too short");
   if (args.failed() || !check_targets(args, t, rows, V, ignore)) return args.fail();
-  const bool avx = simd_enabled();
+  [[maybe_unused]] const bool avx = simd_enabled();
   const double u = eps / V;
   par_for(rows, row_grain(V), [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; r++) {
@@ -656,8 +698,10 @@ napi_value CrossEntropyBackward(napi_env env, napi_callback_info info) {
         continue;
       }
       const double gr = gRow[r], l = lse[r];
+#if SHRINK_X86
       if (avx) ce_bwd_row_avx2(xr, V, static_cast<float>(l), static_cast<float>(gr), static_cast<float>(u), o);
       else
+#endif
         for (int64_t i = 0; i < V; i++) o[i] = static_cast<float>(gr * (std::exp(xr[i] - l) - u));
       // the target's entry cancels (softmax ≈ 1 when the prediction is right): redo it in double
       o[t[r]] = static_cast<float>(gr * (std::exp(xr[t[r]] - l) - u - (1 - eps)));
@@ -682,9 +726,11 @@ ALWAYS_INLINE void adamw_body(float* p, const float* g, float* m, float* v, int6
 void adamw_portable(float* p, const float* g, float* m, float* v, int64_t n, float b1, float b2, float eps, float decay, float step, float sbc2) {
   adamw_body(p, g, m, v, n, b1, b2, eps, decay, step, sbc2);
 }
+#if SHRINK_X86
 SHRINK_AVX2_FN void adamw_avx2(float* p, const float* g, float* m, float* v, int64_t n, float b1, float b2, float eps, float decay, float step, float sbc2) {
   adamw_body(p, g, m, v, n, b1, b2, eps, decay, step, sbc2);
 }
+#endif  // SHRINK_X86
 
 // adamw(p, g, m, v, lr, beta1, beta2, eps, weightDecay, bc1, bc2): in place over p.length elements
 napi_value AdamW(napi_env env, napi_callback_info info) {
@@ -699,10 +745,13 @@ napi_value AdamW(napi_env env, napi_callback_info info) {
   const int64_t n = static_cast<int64_t>(pl);
   const float decay = static_cast<float>(1 - lr * wd), step = static_cast<float>(lr / bc1), sbc2 = static_cast<float>(std::sqrt(bc2));
   const float fb1 = static_cast<float>(b1), fb2 = static_cast<float>(b2), feps = static_cast<float>(eps);
-  const bool avx = simd_enabled();
+  [[maybe_unused]] const bool avx = simd_enabled();
   par_for(n, 1 << 15, [&](int64_t a, int64_t b) {
+#if SHRINK_X86
     if (avx) adamw_avx2(p + a, g + a, m + a, v + a, b - a, fb1, fb2, feps, decay, step, sbc2);
-    else adamw_portable(p + a, g + a, m + a, v + a, b - a, fb1, fb2, feps, decay, step, sbc2);
+    else
+#endif
+    adamw_portable(p + a, g + a, m + a, v + a, b - a, fb1, fb2, feps, decay, step, sbc2);
   });
   return nullptr;
 }

@@ -12,6 +12,10 @@
 // Calls from inside a job (nested) and concurrent calls from another thread (e.g. a second JS worker) run
 // serially on the calling thread instead of dispatching. An exception thrown by a job part is caught on the
 // thread that threw it, the caller waits for all parts, and then rethrows the first one on its own thread.
+//
+// When the system refuses a new thread (EAGAIN: a process/thread limit, or no memory for its stack) the pool does
+// not abort: it keeps the workers it has, lowers its size to them (num_threads() reports it) and runs every job
+// on those; with none, work runs serially on the caller. set_num_threads accepts 1..kMaxThreads (pool.h).
 #include "pool.h"
 
 #include <atomic>
@@ -20,10 +24,12 @@
 #include <cstdlib>
 #include <exception>
 #include <mutex>
+#include <system_error>
 #include <thread>
 #include <vector>
-#if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
+
+#include "simd.h"
+#if SHRINK_X86
 #define SHRINK_PAUSE() _mm_pause()
 #else
 #define SHRINK_PAUSE() std::this_thread::yield()
@@ -34,7 +40,7 @@ namespace {
 
 constexpr int kSpin = 2000;                                   // pause iterations before yielding
 constexpr auto kYieldWindow = std::chrono::microseconds(300);  // then yields for this long before sleeping
-constexpr int kMaxThreads = 1024;
+std::atomic<int> g_spawn_limit{-1};  // tests: refuse to start workers beyond this many (-1: no limit)
 
 int clamp_threads(int n) { return n < 1 ? 1 : (n > kMaxThreads ? kMaxThreads : n); }
 
@@ -52,13 +58,17 @@ thread_local bool t_in_job = false;  // true on workers always, and on the calle
 class Pool {
  public:
   std::atomic<int> threads{default_threads()};
+  std::atomic<bool> spawn_failed_{false};
 
-  // Runs fn(tid, n) for tid in [0, n) with the caller as tid 0; n >= 2 and at most kMaxThreads.
-  // Returns false (without running anything) when another thread is dispatching right now.
+  // Runs fn(tid, n') for tid in [0, n') with the caller as tid 0, where n' = n, or fewer when the system would not
+  // start enough workers (fn must split its work by the n' it is given); n >= 2 and at most kMaxThreads.
+  // Returns false (without running anything) when another thread is dispatching right now, or when no worker
+  // could be started at all: the caller then runs the work serially.
   bool run(int n, const std::function<void(int, int)>& fn) {
     std::unique_lock<std::mutex> guard(dispatch_, std::try_to_lock);
     if (!guard.owns_lock()) return false;
-    ensure_workers(n);
+    n = ensure_workers(n);
+    if (n < 2) return false;
     error_ = nullptr;
     {
       std::lock_guard<std::mutex> lk(mu_);
@@ -114,18 +124,29 @@ class Pool {
     }
   }
 
-  void ensure_workers(int n) {  // n = total threads including the caller; called with dispatch_ held
+  // Starts workers until n threads (the caller included) exist; called with dispatch_ held. Returns how many
+  // threads the job can use: n, or 1 + the workers there are when the system refused to start another one (the
+  // pool's size is then lowered to that, so later calls do not retry on every job).
+  int ensure_workers(int n) {
     while (static_cast<int>(workers_.size()) < n - 1) {
       int tid = static_cast<int>(workers_.size()) + 1;
       // Read the generation before the job that needs this worker is published; reading it inside the new
       // thread could see that job's generation already and skip it.
       uint64_t seen = generation_.load(std::memory_order_acquire);
       try {
+        const int limit = g_spawn_limit.load(std::memory_order_relaxed);
+        if (limit >= 0 && static_cast<int>(workers_.size()) >= limit)
+          throw std::system_error(std::make_error_code(std::errc::resource_unavailable_try_again), "thread spawn limit (test)");
         workers_.emplace_back([this, tid, seen] { worker_loop(tid, seen); });
       } catch (...) {
-        std::abort();  // cannot start a thread: a job counting on it would never finish
+        // No thread was started (std::thread's constructor throws before anything runs): use the ones there are.
+        const int have = static_cast<int>(workers_.size()) + 1;
+        threads.store(have, std::memory_order_relaxed);
+        spawn_failed_.store(true, std::memory_order_relaxed);
+        return have;
       }
     }
+    return n;
   }
 
   void worker_loop(int tid, uint64_t seen) {
@@ -176,6 +197,12 @@ Pool& pool() {
 int num_threads() { return pool().threads.load(std::memory_order_relaxed); }
 
 void set_num_threads(int n) { pool().threads.store(clamp_threads(n), std::memory_order_relaxed); }
+
+int max_threads() { return kMaxThreads; }
+
+bool thread_spawn_failed() { return pool().spawn_failed_.load(std::memory_order_relaxed); }
+
+void set_thread_spawn_limit(int workers) { g_spawn_limit.store(workers, std::memory_order_relaxed); }
 
 void parallel_run(int nthreads, const std::function<void(int, int)>& fn) {
   Pool& p = pool();

@@ -15,8 +15,11 @@
 // Exactness: integer accumulation is exact; the quantizer and the epilogue use the TypeScript reference's
 // formulas and precisions (float32 x·(1/s) rounded half to even; the epilogue in double), so results match it bit
 // for bit.
-#include <immintrin.h>
-
+//
+// Every kernel has an AVX2 path (x86 only, see simd.h) and a portable one; simd_enabled() picks at run time, so
+// setSimd(false) makes the tests run the portable ones on an AVX2 machine too. (woGemm's float GEMM and dot
+// product follow gemm.cc's own switch, setGemmKernel.) Every argument is checked (types, and lengths without
+// overflow): a bad call throws a TypeError/RangeError instead of reading or writing out of bounds.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -26,12 +29,14 @@
 #include "args.h"
 #include "common.h"
 #include "pool.h"
+#include "simd.h"
 
 namespace shrink {
 namespace {
 
 constexpr int kNR = 16;  // columns per weight panel
 constexpr double kF32Eps = 1.1920928955078125e-7;
+constexpr int64_t kMaxDim = int64_t{1} << 40;  // any one dimension (typed arrays are far smaller): no overflow below
 
 inline int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
 inline double rint_even(double v) { return std::nearbyint(v); }  // default rounding mode: half to even
@@ -60,6 +65,7 @@ void quantize_row_portable(const float* x, int64_t K, uint8_t* q, float& scale, 
   }
 }
 
+#if SHRINK_X86
 __attribute__((target("avx2"))) void encode_row_avx2(const float* x, int64_t K, uint8_t* q, float inv, int32_t zero);
 
 __attribute__((target("avx2"))) void quantize_row_avx2(const float* x, int64_t K, uint8_t* q, float& scale, int32_t& zero) {
@@ -103,10 +109,14 @@ __attribute__((target("avx2"))) void encode_row_avx2(const float* x, int64_t K, 
     q[k] = static_cast<uint8_t>(std::min(127.0f, std::max(0.0f, std::nearbyint(v) + zero)));
   }
 }
+#endif  // SHRINK_X86
 
-void quantize_row_u7(const float* x, int64_t K, uint8_t* q, int64_t Kp, float& scale, int32_t& zero) {
-  if (has_avx2_fma()) quantize_row_avx2(x, K, q, scale, zero);
-  else quantize_row_portable(x, K, q, scale, zero);
+void quantize_row_u7(const float* x, int64_t K, uint8_t* q, int64_t Kp, float& scale, int32_t& zero, [[maybe_unused]] bool avx) {
+#if SHRINK_X86
+  if (avx) quantize_row_avx2(x, K, q, scale, zero);
+  else
+#endif
+    quantize_row_portable(x, K, q, scale, zero);
   std::memset(q + K, 0, static_cast<size_t>(Kp - K));
 }
 
@@ -120,16 +130,18 @@ napi_value QuantizeRowsStatic(napi_env env, napi_callback_info info) {
   const int64_t zero = a.int64(5);
   uint8_t* q = a.u8(6, ql);
   if (a.failed()) return a.fail();
-  if (!a.check(M >= 0 && K >= 1 && Kp >= K && xl >= static_cast<size_t>(M * K) && ql >= static_cast<size_t>(M * Kp) && scale > 0 && zero >= 0 && zero <= 127, "bad sizes or parameters"))
+  if (!a.check(M >= 0 && K >= 1 && Kp >= K && Kp <= kMaxDim && holds(xl, M, K) && holds(ql, M, Kp) && scale > 0 && zero >= 0 && zero <= 127, "bad sizes or parameters"))
     return a.fail();
   const float inv = static_cast<float>(1.0 / scale);
-  const bool avx = has_avx2_fma();
+  [[maybe_unused]] const bool avx = simd_enabled();
   par_for(M, std::max<int64_t>(1, 16384 / K), [&](int64_t m0, int64_t m1) {
     for (int64_t m = m0; m < m1; m++) {
       const float* xr = x + m * K;
       uint8_t* qr = q + m * Kp;
+#if SHRINK_X86
       if (avx) encode_row_avx2(xr, K, qr, inv, static_cast<int32_t>(zero));
       else
+#endif
         for (int64_t k = 0; k < K; k++) qr[k] = static_cast<uint8_t>(std::min(127.0f, std::max(0.0f, std::nearbyint(xr[k] * inv) + zero)));
       std::memset(qr + K, 0, static_cast<size_t>(Kp - K));
     }
@@ -147,10 +159,11 @@ napi_value QuantizeRowsU7(napi_env env, napi_callback_info info) {
   float* scale = a.f32(5, sl);
   int32_t* zero = a.i32(6, zl);
   if (a.failed()) return a.fail();
-  if (!a.check(M >= 0 && K >= 1 && Kp >= K && xl >= static_cast<size_t>(M * K) && ql >= static_cast<size_t>(M * Kp) && sl >= static_cast<size_t>(M) && zl >= static_cast<size_t>(M), "bad sizes"))
+  if (!a.check(M >= 0 && K >= 1 && Kp >= K && Kp <= kMaxDim && holds(xl, M, K) && holds(ql, M, Kp) && holds(sl, M) && holds(zl, M), "bad sizes"))
     return a.fail();
+  const bool avx = simd_enabled();
   par_for(M, std::max<int64_t>(1, 16384 / K), [&](int64_t m0, int64_t m1) {
-    for (int64_t m = m0; m < m1; m++) quantize_row_u7(x + m * K, K, q + m * Kp, Kp, scale[m], zero[m]);
+    for (int64_t m = m0; m < m1; m++) quantize_row_u7(x + m * K, K, q + m * Kp, Kp, scale[m], zero[m], avx);
   });
   return a.undefined();
 }
@@ -166,8 +179,9 @@ napi_value PackInt8Weight(napi_env env, napi_callback_info info) {
   int8_t* p = a.i8(3, pl);
   int32_t* rowsum = a.i32(4, rl);
   if (a.failed()) return a.fail();
+  if (!a.check(N >= 1 && K >= 1 && N <= kMaxDim && K <= kMaxDim, "bad sizes")) return a.fail();
   const int64_t Np = round_up(N, kNR), Kp = round_up(K, 4);
-  if (!a.check(N >= 1 && K >= 1 && wl >= static_cast<size_t>(N * K) && pl >= static_cast<size_t>(Np * Kp) && rl >= static_cast<size_t>(N), "bad sizes")) return a.fail();
+  if (!a.check(holds(wl, N, K) && holds(pl, Np, Kp) && holds(rl, N), "bad sizes")) return a.fail();
   std::memset(p, 0, static_cast<size_t>(Np * Kp));
   for (int64_t n = 0; n < N; n++) {
     const int64_t panel = n / kNR, c = n % kNR;
@@ -193,6 +207,7 @@ struct Epilogue {
   const float* bias;
   float* out;
   int64_t N;
+#if SHRINK_X86
   // 16 columns at once in double (4 lanes × 4), the same operations and order as the scalar path (no FMA, so
   // every rounding matches): (sa·sw)·(acc − za·rowsum) + bias, then one rounding to float32.
   __attribute__((target("avx2"))) void store16_avx2(int64_t m, int64_t n0, const int32_t* acc) const {
@@ -207,6 +222,7 @@ struct Epilogue {
       _mm_storeu_ps(out + m * N + n, _mm256_cvtpd_ps(v));
     }
   }
+#endif  // SHRINK_X86
   void store(int64_t m, int64_t n0, const int32_t* acc, int64_t ncols) const {
     const double s_a = sa[m], z_a = za[m];
     for (int64_t j = 0; j < ncols; j++) {
@@ -219,6 +235,7 @@ struct Epilogue {
   }
 };
 
+#if SHRINK_X86
 // R rows × 16 columns over K' (multiple of 4). a: R rows with stride Kp; b: one panel.
 template <int R>
 __attribute__((target("avx2"))) void tile_avx2(const uint8_t* a, int64_t Kp, const int8_t* b, int32_t* acc /* R×16 */) {
@@ -241,6 +258,7 @@ __attribute__((target("avx2"))) void tile_avx2(const uint8_t* a, int64_t Kp, con
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc + r * 16 + 8), c1[r]);
   }
 }
+#endif  // SHRINK_X86
 
 void tile_portable(const uint8_t* a, int64_t Kp, const int8_t* b, int32_t* acc, int R) {
   for (int r = 0; r < R; r++)
@@ -268,13 +286,13 @@ napi_value Int8Gemm(napi_env env, napi_callback_info info) {
   const float* bias = a.f32_opt(10, bl);
   float* out = a.f32(11, ol);
   if (a.failed()) return a.fail();
+  if (!a.check(M >= 0 && N >= 1 && N <= kMaxDim && Kp >= 4 && Kp <= kMaxDim && Kp % 4 == 0, "bad dimensions")) return a.fail();
   const int64_t Np = round_up(N, kNR);
-  if (!a.check(M >= 0 && N >= 1 && Kp >= 4 && Kp % 4 == 0, "bad dimensions") ||
-      !a.check(ql >= static_cast<size_t>(M * Kp) && pl >= static_cast<size_t>(Np * Kp) && sal >= static_cast<size_t>(M) && zal >= static_cast<size_t>(M), "activation or weight buffer too short") ||
-      !a.check(swl >= static_cast<size_t>(swPerTensor ? 1 : N) && rl >= static_cast<size_t>(N) && (!bias || bl >= static_cast<size_t>(N)) && ol >= static_cast<size_t>(M * N), "scale, row-sum, bias or out too short"))
+  if (!a.check(holds(ql, M, Kp) && holds(pl, Np, Kp) && holds(sal, M) && holds(zal, M), "activation or weight buffer too short") ||
+      !a.check(holds(swl, swPerTensor ? 1 : N) && holds(rl, N) && (!bias || holds(bl, N)) && holds(ol, M, N), "scale, row-sum, bias or out too short"))
     return a.fail();
   const Epilogue ep{sa, za, sw, swPerTensor, rowsum, bias, out, N};
-  const bool avx = has_avx2_fma();
+  [[maybe_unused]] const bool avx = simd_enabled();
   const int64_t panels = Np / kNR;
   // Blocks of rows small enough to stay in L2 (≤ 128 KiB of codes) while every weight panel streams past them.
   const int64_t MB = std::max<int64_t>(4, std::min<int64_t>(256, (131072 / Kp) / 4 * 4));
@@ -287,6 +305,7 @@ napi_value Int8Gemm(napi_env env, napi_callback_info info) {
       for (int64_t m = mb; m < std::min(M, mb + MB); m += 4) {
         const int R = static_cast<int>(std::min<int64_t>(4, M - m));
         const uint8_t* am = qa + m * Kp;
+#if SHRINK_X86
         if (avx) {
           switch (R) {
             case 4: tile_avx2<4>(am, Kp, b, acc); break;
@@ -295,10 +314,13 @@ napi_value Int8Gemm(napi_env env, napi_callback_info info) {
             default: tile_avx2<1>(am, Kp, b, acc); break;
           }
         } else
+#endif
           tile_portable(am, Kp, b, acc, R);
+#if SHRINK_X86
         if (avx && ncols == kNR)
           for (int r = 0; r < R; r++) ep.store16_avx2(m + r, p * kNR, acc + r * 16);
         else
+#endif
           for (int r = 0; r < R; r++) ep.store(m + r, p * kNR, acc + r * 16, ncols);
       }
     }
@@ -318,6 +340,7 @@ struct QWeight {
   const uint8_t* z4;
   int64_t G, K;
   bool perTensor;
+  bool avx;  // simd_enabled() when the call started
 
   // Elements [k0, k0 + len) of row n as float32: (q − zero)·scale, exactly the reference's value.
   void row(int64_t n, int64_t k0, int64_t len, float* o) const {
@@ -328,9 +351,11 @@ struct QWeight {
       const int64_t si = perTensor ? 0 : n * gpr + g;
       const float s = scale[si];
       const int32_t z = z8 ? z8[si] : z4 ? z4[si] : 0;
-      if (has_avx2_fma())
+#if SHRINK_X86
+      if (avx)
         seg_avx2(n, k, kend, s, z, o + (k - k0));
       else
+#endif
         seg_scalar(n, k, kend, s, z, o + (k - k0));
       k = kend;
     }
@@ -342,6 +367,7 @@ struct QWeight {
   void seg_scalar(int64_t n, int64_t a, int64_t b, float s, int32_t z, float* o) const {
     for (int64_t k = a; k < b; k++) o[k - a] = static_cast<float>(code(n, k) - z) * s;
   }
+#if SHRINK_X86
   __attribute__((target("avx2"))) void seg_avx2(int64_t n, int64_t a, int64_t b, float s, int32_t z, float* o) const {
     const __m256 sv = _mm256_set1_ps(s);
     const __m256i zv = _mm256_set1_epi32(z);
@@ -364,10 +390,12 @@ struct QWeight {
     }
     for (; k < b; k++) o[k - a] = static_cast<float>(code(n, k) - z) * s;
   }
+#endif  // SHRINK_X86
 };
 
 // Reads the weight arguments at positions i..i+8: c8|null, c4|null, bits, scale, z8|null, z4|null, G, perTensor,
-// K; checks them against rows [0, rows). Returns false (with the error set) when they do not fit.
+// K; checks them against rows [0, rows). Returns false (with the error set) when they do not fit. Exactly one of
+// c8 (bits 8) and c4 (bits 2–4) is given, and at most one of z8 and z4: the kernels read whichever is non-null.
 bool qweight_args(Args& a, size_t i, int64_t rows, QWeight& w) {
   size_t c8l, c4l, sl, z8l, z4l;
   w.c8 = a.i8_opt(i, c8l);
@@ -381,12 +409,18 @@ bool qweight_args(Args& a, size_t i, int64_t rows, QWeight& w) {
   w.K = a.int64(i + 8);
   if (a.failed()) return false;
   const int64_t K = w.K, G = w.G;
-  if (!a.check(K >= 1 && G >= 1 && (w.perTensor || K % G == 0) && rows >= 0, "bad dimensions")) return false;
-  const size_t nscale = static_cast<size_t>(w.perTensor ? 1 : rows * (K / G));
-  if (!a.check(bits == 8 ? (w.c8 && c8l >= static_cast<size_t>(rows * K)) : (bits >= 2 && bits <= 4 && w.c4 && c4l * 2 >= static_cast<size_t>(rows * K)), "codes too short or of the wrong type") ||
-      !a.check(sl >= nscale && (!w.z8 || z8l >= nscale) && (!w.z4 || z4l >= nscale), "scale or zero too short"))
+  w.avx = simd_enabled();
+  if (!a.check(K >= 1 && K <= kMaxDim && G >= 1 && (w.perTensor || K % G == 0) && rows >= 0 && rows <= kMaxDim, "bad dimensions")) return false;
+  if (!a.check(bits == 8 || (bits >= 2 && bits <= 4), "bits must be 8 or 2..4") ||
+      !a.check(bits == 8 ? (w.c8 && !w.c4) : (w.c4 && !w.c8), "codes: pass an Int8Array and null for 8 bits, null and a Uint8Array for 2..4 bits") ||
+      !a.check(bits == 8 ? holds(c8l, rows, K) : holds(c4l * 2, rows, K), "codes too short") ||
+      !a.check(!(w.z8 && w.z4), "pass at most one zero-point array"))
     return false;
-  if (bits == 8) w.c4 = nullptr;
+  const int64_t per_row = w.perTensor ? 0 : K / G;
+  if (!a.check(w.perTensor ? holds(sl, 1) && (!w.z8 || holds(z8l, 1)) && (!w.z4 || holds(z4l, 1))
+                           : holds(sl, rows, per_row) && (!w.z8 || holds(z8l, rows, per_row)) && (!w.z4 || holds(z4l, rows, per_row)),
+               "scale or zero too short"))
+    return false;
   return true;
 }
 
@@ -399,7 +433,7 @@ napi_value DequantRows(napi_env env, napi_callback_info info) {
   float* out = a.f32(11, ol);
   if (a.failed() || !qweight_args(a, 0, r1, w)) return a.fail();
   const int64_t K = w.K;
-  if (!a.check(r0 >= 0 && r1 >= r0 && ol >= static_cast<size_t>((r1 - r0) * K), "bad row range or out too short")) return a.fail();
+  if (!a.check(r0 >= 0 && r1 >= r0 && holds(ol, r1 - r0, K), "bad row range or out too short")) return a.fail();
   par_for(r1 - r0, std::max<int64_t>(1, 32768 / K), [&](int64_t i0, int64_t i1) {
     for (int64_t r = r0 + i0; r < r0 + i1; r++) w.row(r, 0, K, out + (r - r0) * K);
   });
@@ -436,7 +470,7 @@ napi_value WoGemm(napi_env env, napi_callback_info info) {
   QWeight w{};
   if (a.failed() || !qweight_args(a, 2, N, w)) return a.fail();
   const int64_t K = w.K;
-  if (!a.check(M >= 0 && N >= 1 && xl >= static_cast<size_t>(M * K) && ol >= static_cast<size_t>(M * N) && (!bias || bl >= static_cast<size_t>(N)), "x, bias or out too short"))
+  if (!a.check(M >= 0 && N >= 1 && holds(xl, M, K) && holds(ol, M, N) && (!bias || holds(bl, N)), "x, bias or out too short"))
     return a.fail();
   if (M == 0) return a.undefined();
   if (M <= 4) {

@@ -42,6 +42,7 @@ ALWAYS_INLINE double sum_row_scalar(const float* x, int64_t r) {
   for (; j < r; j++) s0 += x[j];
   return (s0 + s1) + (s2 + s3);
 }
+#if SHRINK_X86
 SHRINK_AVX2_FN double sum_row_avx2(const float* x, int64_t r) {
   __m256d a0 = _mm256_setzero_pd(), a1 = a0, a2 = a0, a3 = a0;
   int64_t j = 0;
@@ -53,6 +54,7 @@ SHRINK_AVX2_FN double sum_row_avx2(const float* x, int64_t r) {
   if (j < r) vm::add_pd(a2, a3, vm::load_tail(x + j, r - j));
   return vm::hsum(_mm256_add_pd(_mm256_add_pd(a0, a1), _mm256_add_pd(a2, a3)));
 }
+#endif  // SHRINK_X86
 
 ALWAYS_INLINE double prod_row(const float* x, int64_t r) {
   double p0 = 1, p1 = 1, p2 = 1, p3 = 1;
@@ -71,6 +73,7 @@ Best extreme_row_scalar(bool mx, const float* x, int64_t r) {
 }
 // Eight lanes each keep their own first extreme (same NaN rule), then the lanes are merged: a NaN lane with the
 // smallest index wins, else the extreme value with the smallest index.
+#if SHRINK_X86
 SHRINK_AVX2_FN Best extreme_row_avx2(bool mx, const float* x, int64_t r) {
   if (r < 16) return extreme_row_scalar(mx, x, r);
   __m256 best = _mm256_loadu_ps(x);
@@ -108,6 +111,7 @@ SHRINK_AVX2_FN Best extreme_row_avx2(bool mx, const float* x, int64_t r) {
     if (better(mx, x[j], b.v)) b = {x[j], j};
   return b;
 }
+#endif  // SHRINK_X86
 
 // ---- inner > 1: columns [i0, i1) (≤ kTile) of one outer block
 
@@ -148,21 +152,33 @@ ALWAYS_INLINE void columns_body(int op, const float* x, int64_t r, int64_t inner
 void columns_portable(int op, const float* x, int64_t r, int64_t inner, int64_t i0, int64_t i1, float* out, int32_t* idx) {
   columns_body(op, x, r, inner, i0, i1, out, idx);
 }
+#if SHRINK_X86
 SHRINK_AVX2_FN void columns_avx2(int op, const float* x, int64_t r, int64_t inner, int64_t i0, int64_t i1, float* out, int32_t* idx) {
   columns_body(op, x, r, inner, i0, i1, out, idx);
 }
+#endif  // SHRINK_X86
 
 // One outer row with inner == 1 over the sub-range [j0, j1) of its r elements: a partial result.
 struct Partial {
   double s;  // sum / product
   Best b;    // max / min
 };
-Partial row_partial(int op, bool avx, const float* x, int64_t j0, int64_t j1) {
+Partial row_partial(int op, [[maybe_unused]] bool avx, const float* x, int64_t j0, int64_t j1) {
   Partial p{0, {0, 0}};
-  if (op == R_SUM) p.s = avx ? sum_row_avx2(x + j0, j1 - j0) : sum_row_scalar(x + j0, j1 - j0);
-  else if (op == R_PROD) p.s = prod_row(x + j0, j1 - j0);
-  else {
-    p.b = avx ? extreme_row_avx2(op == R_MAX, x + j0, j1 - j0) : extreme_row_scalar(op == R_MAX, x + j0, j1 - j0);
+  if (op == R_SUM) {
+#if SHRINK_X86
+    if (avx) p.s = sum_row_avx2(x + j0, j1 - j0);
+    else
+#endif
+      p.s = sum_row_scalar(x + j0, j1 - j0);
+  } else if (op == R_PROD) {
+    p.s = prod_row(x + j0, j1 - j0);
+  } else {
+#if SHRINK_X86
+    if (avx) p.b = extreme_row_avx2(op == R_MAX, x + j0, j1 - j0);
+    else
+#endif
+      p.b = extreme_row_scalar(op == R_MAX, x + j0, j1 - j0);
     p.b.i += j0;
   }
   return p;
@@ -191,7 +207,7 @@ napi_value Reduce(napi_env env, napi_callback_info info) {
   args.check(!idx || n_out <= static_cast<int64_t>(il), "idx is too short");
   if (args.failed()) return args.fail();
   if (n_out == 0) return nullptr;
-  const bool avx = simd_enabled();
+  [[maybe_unused]] const bool avx = simd_enabled();
 
   if (inner == 1) {
     const int nt = num_threads();
@@ -251,8 +267,11 @@ napi_value Reduce(napi_env env, napi_callback_info info) {
           for (int64_t i = i0; i < i1; i++) io[i] = 0;
         continue;
       }
+#if SHRINK_X86
       if (avx) columns_avx2(op, xo, r, inner, i0, i1, oo, io);
-      else columns_portable(op, xo, r, inner, i0, i1, oo, io);
+      else
+#endif
+      columns_portable(op, xo, r, inner, i0, i1, oo, io);
     }
   });
   return nullptr;

@@ -11,11 +11,14 @@
 //         no lane needs are skipped, so typical activations pay for one or two of them. GELU evaluates erfc(|x|/√2)
 //         from x itself, so the rounding of x/√2 (up to ~17 ulp in the tail) never happens.
 // All functions are always_inline with target("avx2,fma"): they can only be called from functions carrying the
-// same target attribute, which run only when has_avx2_fma() (common.h) is true.
+// same target attribute, which run only when has_avx2_fma() (common.h) is true. Empty off x86 (simd.h): every
+// user keeps its AVX2 code under `#if SHRINK_X86`.
 #pragma once
-#include <immintrin.h>
-
 #include <cstdint>
+
+#include "simd.h"
+
+#if SHRINK_X86
 
 #define SHRINK_AVX2_FN __attribute__((target("avx2,fma")))
 #define SHRINK_VM inline __attribute__((target("avx2,fma"), always_inline))
@@ -298,3 +301,5 @@ SHRINK_VM void store_tail(float* p, int64_t n, __m256 v) { _mm256_maskstore_ps(p
 
 }  // namespace vm
 }  // namespace shrink
+
+#endif  // SHRINK_X86

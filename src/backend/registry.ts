@@ -6,7 +6,14 @@
 import type { Backend } from './backend.ts';
 import { refBackend } from './ref/index.ts';
 import { bulkConvert } from '../tensor/dtype.ts';
-import { createNativeBackend, loadNative, type NativeAddon } from './native/index.ts';
+import { createNativeBackend, loadNative, nativeLoadError, nativeRequired, type NativeAddon } from './native/index.ts';
+
+/** The largest pool size setNumThreads / SHRINK_THREADS accept (native/pool.h kMaxThreads). */
+export const MAX_THREADS = 256;
+
+function checkThreads(what: string, n: number, raw: unknown = n): void {
+  if (!Number.isInteger(n) || n < 1 || n > MAX_THREADS) throw new Error(`${what} must be an integer in [1, ${MAX_THREADS}], got ${typeof raw === 'string' ? `'${raw}'` : raw}`);
+}
 
 export type BackendName = 'ref' | 'native';
 
@@ -18,6 +25,10 @@ let warned = false;
 export function nativeAddon(): NativeAddon | null {
   if (addon === undefined) {
     addon = loadNative();
+    if (!addon && nativeRequired()) {
+      addon = undefined; // stay unresolved: every call reports it
+      throw new Error(`SHRINK_REQUIRE_NATIVE=1 but the native addon did not load: ${nativeLoadError()}; run 'npm run build:native'`);
+    }
     if (addon) {
       bulkConvert.f32ToF16 = (s, d) => addon!.f32ToF16(s, d);
       bulkConvert.f16ToF32 = (s, d) => addon!.f16ToF32(s, d);
@@ -26,7 +37,7 @@ export function nativeAddon(): NativeAddon | null {
       const t = process.env.SHRINK_THREADS;
       if (t !== undefined) {
         const n = Number(t);
-        if (!Number.isInteger(n) || n < 1) throw new Error(`SHRINK_THREADS must be a positive integer, got '${t}'`);
+        checkThreads('SHRINK_THREADS', n, t);
         addon.setThreads(n);
       }
     }
@@ -67,9 +78,12 @@ export function setBackend(name: BackendName): BackendName {
   return prev;
 }
 
-/** Number of threads the native pool uses (1 on ref). */
+/**
+ * Number of threads the native pool uses (1 on ref): an integer in [1, MAX_THREADS]. The pool may run on fewer
+ * when the system refuses to start more threads (getNumThreads() then reports what it has).
+ */
 export function setNumThreads(n: number): void {
-  if (!Number.isInteger(n) || n < 1) throw new Error(`setNumThreads: expected a positive integer, got ${n}`);
+  checkThreads('setNumThreads: the thread count', n);
   nativeAddon()?.setThreads(n);
 }
 export function getNumThreads(): number {

@@ -1,28 +1,31 @@
 /**
  * `shrink` command line. Each command parses flags, calls one library function and prints (a table, or JSON
- * with --json). Errors print one line and exit 1; no stack traces for user mistakes.
+ * with --json). Errors print one line and exit 1; no stack traces for user mistakes. Flags and output folders are
+ * checked before any long work; a training run stopped by Ctrl-C exits 130 (see README "Reliability").
  */
 import { Command, CommanderError } from 'commander';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import { backend, getNumThreads, nativeAddon } from '../backend/registry.ts';
 import { formatInspect, inspectModel } from './inspect.ts';
+import { registerCompress } from './compress.ts';
 import { fromPretrained } from '../models/registry.ts';
-import { generate } from '../models/generation.ts';
+import { contextLength, generate } from '../models/generation.ts';
 import type { CausalLM } from '../models/generation.ts';
 import { loadTokenizer } from '../tokenizers/index.ts';
 import { Generator } from '../tensor/random.ts';
 import { DEFAULT_LM_TOKENIZER, pretrainCausalLM } from '../train/lm-tasks.ts';
-import { TEACHER_DIR, finetuneGlue, pretrainTeacher, type FinetuneResult } from '../train/bert-tasks.ts';
+import { DEFAULT_PRETRAIN_OUT, DEFAULT_SAVE_EVERY, TEACHER_DIR, TrainingInterrupted, finetuneGlue, pretrainTeacher, type FinetuneResult } from '../train/bert-tasks.ts';
+import { checkOutDir, checkOutPath } from '../io/outdir.ts';
 import { formatBytes } from './inspect.ts';
 import type { GlueTask } from '../data/glue.ts';
 import type { LogEntry } from '../train/trainer.ts';
 import { evalGlue, evalPerplexity } from '../eval/evaluate.ts';
-import { castFolder, qatGlue, quantizeFolder } from '../compress/quant/pretrained.ts';
+import { TOKENIZER_FILES, castFolder, hasTokenizer, qatGlue, quantizeFolder } from '../compress/quant/pretrained.ts';
 import { formatLayerErrors, layerErrors } from '../compress/quant/report.ts';
 import { OBSERVERS, type ObserverKind } from '../compress/quant/calibrate.ts';
-import { QUANT_SCHEMES, type QuantScheme } from '../compress/quant/modules.ts';
-import { INT4_FORMULAS, parseGranularity, type Int4Formula } from '../compress/quant/rtn.ts';
+import { QUANT_SCHEMES, isIntegerActivations, type QuantScheme } from '../compress/quant/modules.ts';
+import { INT4_FORMULAS, checkFormula, parseGranularity, type Granularity, type Int4Formula } from '../compress/quant/rtn.ts';
 import { CALIBRATION_SOURCES, calibrationBatches } from '../data/calibration.ts';
 import { readConfig } from '../io/hf.ts';
 import { classify, fillMask, taskOf } from '../eval/predict.ts';
@@ -33,10 +36,12 @@ import { LlamaForCausalLM } from '../models/llama/modeling.ts';
 /** A one-line progress report on stderr (a TTY gets a carriage-return bar). */
 function progress(label: string, total: number, quiet = false): (e: LogEntry) => void {
   const t0 = performance.now();
+  let first: number | undefined; // a resumed run starts mid-way: the ETA counts the steps this process ran
   return (e) => {
     if (quiet) return;
+    first ??= e.step - 1;
     const done = e.step / total;
-    const eta = ((performance.now() - t0) / e.step) * (total - e.step) / 1000;
+    const eta = ((performance.now() - t0) / Math.max(1, e.step - first)) * (total - e.step) / 1000;
     const bar = '#'.repeat(Math.round(done * 30)).padEnd(30, '.');
     const line = `${label} [${bar}] ${e.step}/${total} loss ${e.loss?.toFixed(4)} lr ${e.lr?.toExponential(2)}${e.eval ? ` eval ${e.eval.metric.toFixed(4)}` : ''} eta ${eta.toFixed(0)}s`;
     if (process.stderr.isTTY) process.stderr.write(`\r${line}${e.step === total ? '\n' : ''}`);
@@ -53,9 +58,16 @@ function formatFinetune(r: FinetuneResult, label: string): string {
     `| parameters | ${r.parameters.toLocaleString('en-US')} |`,
     `| size | ${formatBytes(r.bytes)} |`,
     `| latency | ${r.latencyMsPerExample.toFixed(3)} ms / example (batch 32) |`,
-    `| steps | ${r.steps} |`,
+    `| steps | ${r.steps}${r.resumedFrom ? ` (resumed from ${r.resumedFrom})` : ''}${r.alreadyFinished ? ' (finished earlier: recorded result)' : ''} |`,
   ].join('\n') + '\n';
 }
+
+/** A note or warning for the user: one line on stderr. */
+function note(line: string): void {
+  process.stderr.write(`shrink: ${line}\n`);
+}
+
+const GLUE_TASKS = ['sst2', 'mrpc', 'rte', 'cola'];
 
 function num(name: string, min: number, max = Infinity, integer = false) {
   return (v: string): number => {
@@ -96,8 +108,101 @@ function runGenerate(dir: string, o: GenerateOpts, loaded?: CausalLM): string {
   const ms = performance.now() - t0;
   const text = tok.decode(ids);
   const newTokens = ids.length - prompt.length;
+  const limit = contextLength(model);
+  if (limit !== undefined && newTokens < o.maxNewTokens && ids.length >= limit)
+    note(`stopped at the model's context limit of ${limit} positions (${prompt.length} prompt + ${newTokens} new tokens; -n asked for ${o.maxNewTokens})`);
   if (o.json) return JSON.stringify({ task: 'generate', text, ids, newTokens, ms: +ms.toFixed(1), tokensPerS: +((newTokens / ms) * 1000).toFixed(1) }) + '\n';
   return `${text}\n\n(${newTokens} tokens in ${ms.toFixed(0)} ms, ${((newTokens / ms) * 1000).toFixed(1)} tokens/s)\n`;
+}
+
+interface QuantizeCliOptions {
+  out: string;
+  scheme: string;
+  bits?: number;
+  granularity?: string;
+  asymmetric?: boolean;
+  symmetric?: boolean;
+  int4Formula?: string;
+  method: string;
+  task: string;
+  steps: number;
+  lr: number;
+  report?: boolean;
+  observer: string;
+  percentile: number;
+  calib?: string;
+  calibSamples: number;
+  calibSeqLen: number;
+  percdamp: number;
+  actOrder?: boolean;
+  embeddings: boolean;
+  ignore?: string;
+  force?: boolean;
+  json?: boolean;
+}
+
+/** The command-line spelling of each quantize option. */
+const QUANT_FLAGS: Partial<Record<keyof QuantizeCliOptions, string>> = {
+  bits: '--bits', granularity: '--granularity', asymmetric: '--asymmetric', symmetric: '--symmetric', int4Formula: '--int4-formula', method: '--method',
+  task: '--task', steps: '--steps', lr: '--lr', report: '--report', observer: '--observer', percentile: '--percentile', calib: '--calib',
+  calibSamples: '--calib-samples', calibSeqLen: '--calib-seq-len', percdamp: '--percdamp', actOrder: '--act-order', embeddings: '--no-embeddings', ignore: '--ignore',
+};
+
+/**
+ * Check `shrink quantize` flags against the scheme and method before any work: every flag is either used by the
+ * chosen scheme/method or rejected with one line saying which flag does not apply. Returns the parsed granularity
+ * and ignore globs.
+ */
+function checkQuantizeFlags(o: QuantizeCliOptions, given: (k: keyof QuantizeCliOptions) => boolean): { granularity?: Granularity; groupSize?: number; ignore?: string[] } {
+  const flag = (k: keyof QuantizeCliOptions) => QUANT_FLAGS[k]!;
+  const reject = (keys: (keyof QuantizeCliOptions)[], why: (f: string) => string) => {
+    for (const k of keys) if (given(k)) throw new Error(why(flag(k)));
+  };
+  if (![...QUANT_SCHEMES, 'fp16', 'bf16'].includes(o.scheme)) throw new Error(`--scheme must be one of ${[...QUANT_SCHEMES, 'fp16', 'bf16'].join(', ')}, got '${o.scheme}'`);
+  if (!['rtn', 'gptq', 'qat'].includes(o.method)) throw new Error(`--method must be rtn, gptq or qat, got '${o.method}'`);
+  const all = Object.keys(QUANT_FLAGS) as (keyof QuantizeCliOptions)[];
+  if (o.scheme === 'fp16' || o.scheme === 'bf16') {
+    reject(all, (f) => `${f} does not apply to --scheme ${o.scheme} (a cast of every float tensor)`);
+    return {};
+  }
+  if (o.int4Formula !== undefined && !(INT4_FORMULAS as readonly string[]).includes(o.int4Formula)) throw new Error(`--int4-formula must be one of ${INT4_FORMULAS.join(', ')}, got '${o.int4Formula}'`);
+  if (!(OBSERVERS as readonly string[]).includes(o.observer)) throw new Error(`--observer must be one of ${OBSERVERS.join(', ')}, got '${o.observer}'`);
+  if (o.asymmetric && o.symmetric) throw new Error('--asymmetric and --symmetric exclude each other');
+  const int4 = o.scheme === 'int4';
+  if (o.bits !== undefined && !int4) throw new Error(`--bits applies to scheme int4 (4, 3 or 2 bits), not ${o.scheme}`);
+  if (o.bits !== undefined && ![2, 3, 4].includes(o.bits)) throw new Error(`--bits must be 4, 3 or 2 for scheme int4, got ${o.bits}`);
+  const g = o.granularity !== undefined ? parseGranularity(o.granularity) : undefined;
+  if (int4 && g?.granularity === 'group' && g.groupSize! % 2 !== 0)
+    throw new Error(`--granularity group:${g.groupSize}: scheme int4 packs two codes per byte, so the group size must be even, got ${g.groupSize}`);
+  if (o.int4Formula !== undefined && !int4) throw new Error(`--int4-formula ${o.int4Formula} applies to scheme int4, not ${o.scheme}`);
+  const ignore = o.ignore !== undefined ? o.ignore.split(',').map((x) => x.trim()).filter(Boolean) : undefined;
+  if (ignore !== undefined && ignore.length === 0) throw new Error(`--ignore needs at least one module-name glob, got '${o.ignore}'`);
+  if (o.method === 'qat') {
+    const no = (f: string, why = '') => `${f} is not supported with --method qat${why ? ` (${why})` : ''}`;
+    if (o.scheme === 'int8-static') throw new Error(`--scheme int8-static is not supported with --method qat (QAT trains int8, int8-dynamic or int4; calibrate int8-static afterwards with shrink quantize)`);
+    if (!GLUE_TASKS.includes(o.task)) throw new Error(`--task must be one of sst2, mrpc, rte, cola, got '${o.task}'`);
+    reject(['report'], (f) => no(f, 'there is no float model of the fine-tuned weights to compare against'));
+    reject(['calib', 'calibSamples', 'calibSeqLen'], (f) => no(f, 'QAT learns from the --task training data; it does not calibrate'));
+    reject(['percdamp', 'actOrder'], (f) => no(f, 'it is a GPTQ option'));
+    reject(['observer', 'percentile'], (f) => no(f, 'it is an int8-static option'));
+    if (o.int4Formula !== undefined && o.int4Formula !== 'gptq') throw new Error(no(`--int4-formula ${o.int4Formula}`, 'QAT int4 trains with the gptq formula'));
+    if (int4 && o.symmetric) throw new Error(no('--symmetric', 'QAT int4 trains asymmetric groups'));
+    if (!int4 && o.asymmetric) throw new Error(no('--asymmetric', `QAT ${o.scheme} trains symmetric weights`));
+    if (int4 && g && g.granularity !== 'group') throw new Error(no(`--granularity ${o.granularity}`, 'QAT int4 trains groups: group:<size>'));
+    if (!int4 && g && g.granularity !== 'channel') throw new Error(no(`--granularity ${o.granularity}`, `QAT ${o.scheme} trains per-channel weights`));
+    return { granularity: g?.granularity, groupSize: g?.groupSize, ignore };
+  }
+  reject(['task', 'steps', 'lr'], (f) => `${f} applies to --method qat`);
+  if (o.method !== 'gptq') reject(['percdamp', 'actOrder'], (f) => `${f} applies to --method gptq`);
+  if (o.scheme !== 'int8-static') reject(['observer', 'percentile'], (f) => `${f} applies to scheme int8-static`);
+  if (o.method !== 'gptq' && o.scheme !== 'int8-static' && !o.report) reject(['calib', 'calibSamples', 'calibSeqLen'], (f) => `${f} applies to --method gptq, scheme int8-static or --report`);
+  if (isIntegerActivations(o.scheme as QuantScheme) && g && g.granularity !== 'channel') throw new Error(`scheme ${o.scheme} needs per-channel weights, got granularity ${g.granularity}`);
+  if (isIntegerActivations(o.scheme as QuantScheme) && o.asymmetric) throw new Error(`scheme ${o.scheme} needs symmetric weights`);
+  if (int4) {
+    const formula = (o.int4Formula ?? 'gptq') as Int4Formula;
+    checkFormula({ formula, symmetric: o.asymmetric ? false : o.symmetric ? true : formula === 'absmax' });
+  }
+  return { granularity: g?.granularity, groupSize: g?.groupSize, ignore };
 }
 
 const require = createRequire(import.meta.url);
@@ -200,7 +305,7 @@ export function buildProgram(out: (s: string) => void = (s) => process.stdout.wr
     .command('pretrain')
     .description('Pretrain a small model: --arch bert (MLM teacher on SST-2 train + WikiText-2 valid, vocabulary trimmed to the corpus) or --arch gpt2|llama (causal LM on --corpus with an existing tokenizer)')
     .option('--arch <arch>', 'bert, gpt2 or llama', 'bert')
-    .option('-o, --out <dir>', 'output model folder (default for bert: the bundled teacher folder)')
+    .option('-o, --out <dir>', `output model folder, resumable (default for bert: ./${DEFAULT_PRETRAIN_OUT} in the working directory; never the bundled data/)`)
     .option('--corpus <name>', 'gpt2/llama: tinyshakespeare, wikitext2, or a text file', 'tinyshakespeare')
     .option('--tokenizer <dir>', 'gpt2/llama: tokenizer folder', DEFAULT_LM_TOKENIZER)
     .option('--steps <n>', 'optimizer steps', num('steps', 1, 1e9, true), 3000)
@@ -212,23 +317,32 @@ export function buildProgram(out: (s: string) => void = (s) => process.stdout.wr
     .option('--heads <n>', 'attention heads (default: bert 2, gpt2/llama 4)', num('heads', 1, 64, true))
     .option('--intermediate <n>', 'FFN size (default: bert 512, gpt2 4·hidden, llama 8/3·hidden)', num('intermediate', 8, 16384, true))
     .option('--seed <s>', 'random seed', num('seed', 0, 2 ** 32, true), 0)
+    .option('--save-every <n>', 'checkpoint every n steps into <out>/.run; rerunning the same command resumes from the latest', num('save-every', 1, 1e9, true), 500)
+    .option('--force', 'replace a non-empty output folder that is not this run, or retrain a finished run')
     .option('--json', 'print JSON')
-    .action((o: { arch: string; out?: string; corpus: string; tokenizer: string; steps: number; batchSize?: number; seqLen?: number; lr: number; hidden?: number; layers?: number; heads?: number; intermediate?: number; seed: number; json?: boolean }) => {
-      const common = { steps: o.steps, batchSize: o.batchSize, seqLen: o.seqLen, lr: o.lr, hidden: o.hidden, layers: o.layers, heads: o.heads, intermediate: o.intermediate, seed: o.seed, onLog: progress('pretrain', o.steps, o.json) };
+    .action((o: { arch: string; out?: string; corpus: string; tokenizer: string; steps: number; batchSize?: number; seqLen?: number; lr: number; hidden?: number; layers?: number; heads?: number; intermediate?: number; seed: number; saveEvery: number; force?: boolean; json?: boolean }) => {
+      const common = { steps: o.steps, batchSize: o.batchSize, seqLen: o.seqLen, lr: o.lr, hidden: o.hidden, layers: o.layers, heads: o.heads, intermediate: o.intermediate, seed: o.seed, saveEvery: o.saveEvery, force: o.force, log: note, onLog: progress('pretrain', o.steps, o.json) };
       if (o.arch === 'bert') {
         if (o.seqLen !== undefined && o.seqLen > 128) throw new Error(`--seq-len must be at most 128 for --arch bert (max_position_embeddings), got ${o.seqLen}`);
-        const dir = o.out ?? TEACHER_DIR;
+        // never into the package's own data/ (the bundled teacher): a folder in the working directory by default
+        const dir = o.out ?? DEFAULT_PRETRAIN_OUT;
+        checkOutPath(dir);
         const r = pretrainTeacher({ outDir: dir, ...common });
-        out(o.json ? JSON.stringify({ out: dir, vocabSize: r.vocabSize, finalLoss: r.finalLoss }) + '\n' : `wrote ${dir} (vocabulary ${r.vocabSize}, final MLM loss ${r.finalLoss.toFixed(3)})\n`);
+        out(
+          o.json
+            ? JSON.stringify({ out: dir, vocabSize: r.vocabSize, finalLoss: r.finalLoss, ...(r.resumedFrom ? { resumedFrom: r.resumedFrom } : {}), ...(r.alreadyFinished ? { alreadyFinished: true } : {}) }) + '\n'
+            : `${r.alreadyFinished ? 'already finished:' : 'wrote'} ${dir} (vocabulary ${r.vocabSize}, final MLM loss ${r.finalLoss.toFixed(3)})\n`,
+        );
         return;
       }
       if (o.arch !== 'gpt2' && o.arch !== 'llama') throw new Error(`--arch must be bert, gpt2 or llama, got '${o.arch}'`);
       if (!o.out) throw new Error(`--arch ${o.arch} needs --out <dir>`);
+      checkOutPath(o.out);
       const r = pretrainCausalLM({ arch: o.arch, outDir: o.out, corpus: o.corpus, tokenizerDir: o.tokenizer, ...common });
       out(
         o.json
           ? JSON.stringify({ out: o.out, ...r }) + '\n'
-          : `wrote ${o.out} (vocabulary ${r.vocabSize}, ${r.trainTokens.toLocaleString('en-US')} training tokens, final loss ${r.finalLoss.toFixed(3)}, held-out perplexity ${r.heldOutPerplexity.toFixed(2)})\n`,
+          : `${r.alreadyFinished ? 'already finished:' : 'wrote'} ${o.out} (vocabulary ${r.vocabSize}, ${r.trainTokens.toLocaleString('en-US')} training tokens, final loss ${r.finalLoss.toFixed(3)}, held-out perplexity ${r.heldOutPerplexity.toFixed(2)})\n`,
       );
     });
 
@@ -243,24 +357,40 @@ export function buildProgram(out: (s: string) => void = (s) => process.stdout.wr
       .option('--lr <lr>', 'peak learning rate', num('lr', 0), 5e-4)
       .option('--max-length <n>', 'tokens per example', num('max-length', 8, 512, true), 64)
       .option('--seed <s>', 'random seed', num('seed', 0, 2 ** 32, true), 0)
-      .option('-o, --out <dir>', 'checkpoint folder (resumable)')
+      .option('-o, --out <dir>', 'run folder: checkpoints every --save-every steps, final/ (weights + vocab.txt) at the end; rerunning the same command resumes from the latest checkpoint, or reports a finished run')
+      .option('--save-every <n>', `with -o: checkpoint every n steps (default ${DEFAULT_SAVE_EVERY})`, num('save-every', 1, 1e9, true))
+      .option('--force', 'with -o: replace a non-empty folder that is not this run, or retrain a finished run from step 0')
+      .option('--from-scratch', 'fine-tune a randomly initialised model of the same config and vocabulary (the no-pretraining baseline)')
       .option('--json', 'print JSON')
-      .action((o: { model: string; task: string; steps: number; batchSize: number; lr: number; maxLength: number; seed: number; out?: string; json?: boolean }) => {
-        if (!['sst2', 'mrpc', 'rte', 'cola'].includes(o.task)) throw new Error(`--task must be one of sst2, mrpc, rte, cola, got '${o.task}'`);
-        const r = finetuneGlue({ modelDir: o.model, task: o.task as GlueTask, steps: o.steps, batchSize: o.batchSize, lr: o.lr, maxLength: o.maxLength, seed: o.seed, outDir: o.out, onLog: progress(name, o.steps, o.json) });
-        out(o.json ? JSON.stringify(r) + '\n' : formatFinetune(r, `${name}: ${o.model}`));
+      .action((o: { model: string; task: string; steps: number; batchSize: number; lr: number; maxLength: number; seed: number; out?: string; saveEvery?: number; force?: boolean; fromScratch?: boolean; json?: boolean }) => {
+        if (!GLUE_TASKS.includes(o.task)) throw new Error(`--task must be one of sst2, mrpc, rte, cola, got '${o.task}'`);
+        if (o.saveEvery !== undefined && !o.out) throw new Error('--save-every needs -o <dir> (the checkpoints go there)');
+        if (o.force && !o.out) throw new Error('--force needs -o <dir> (without it nothing is written)');
+        if (o.out) checkOutPath(o.out);
+        const r = finetuneGlue({
+          modelDir: o.model, task: o.task as GlueTask, steps: o.steps, batchSize: o.batchSize, lr: o.lr, maxLength: o.maxLength, seed: o.seed,
+          outDir: o.out, saveEvery: o.saveEvery, force: o.force, fromScratch: o.fromScratch, log: note, onLog: progress(name, o.steps, o.json),
+        });
+        out(o.json ? JSON.stringify(r) + '\n' : formatFinetune(r, `${name}: ${o.model}${o.fromScratch ? ' (from scratch)' : ''}`));
       });
   program
     .command('eval')
     .description('Evaluate a model folder: GLUE dev metric of a BERT classifier, or perplexity of a causal LM on a text file; with size and latency')
     .argument('<model>', 'model folder')
-    .option('-t, --task <task>', 'sst2, mrpc, rte, cola, or ppl', 'sst2')
+    .option('-t, --task <task>', "sst2, mrpc, rte, cola, or ppl (default: config.json's finetuning_task; else ppl with --text, else sst2)")
     .option('--text <file>', 'text file for --task ppl')
     .option('--block-size <n>', 'tokens per perplexity window (capped at the model\'s context)', num('block-size', 2, 1e6, true), 256)
     .option('--stride <n>', 'sliding-window perplexity: move windows by n tokens, scoring only new tokens (default: disjoint blocks)', num('stride', 1, 1e6, true))
     .option('--max-tokens <n>', 'evaluate only the first n tokens', num('max-tokens', 2, 1e9, true))
     .option('--json', 'print JSON')
-    .action((dir: string, o: { task: string; text?: string; blockSize: number; stride?: number; maxTokens?: number; json?: boolean }) => {
+    .action((dir: string, o: { task?: string; text?: string; blockSize: number; stride?: number; maxTokens?: number; json?: boolean }) => {
+      // the task a classifier was fine-tuned on is in its config.json: default to it, and warn on a mismatch (its
+      // head's labels mean something else on another task, so the score is meaningless)
+      const cfg = readConfig(dir);
+      const trained = typeof cfg.finetuning_task === 'string' && GLUE_TASKS.includes(cfg.finetuning_task) ? cfg.finetuning_task : undefined;
+      o.task ??= trained ?? (o.text ? 'ppl' : 'sst2');
+      if (trained && o.task !== trained)
+        note(`warning: ${dir} was fine-tuned on ${trained} (config.json finetuning_task), not ${o.task}: its classifier head's labels are ${trained}'s, so this score says nothing about the model`);
       let r;
       if (o.task === 'ppl') {
         if (!o.text) throw new Error('--task ppl needs --text <file>');
@@ -280,13 +410,13 @@ export function buildProgram(out: (s: string) => void = (s) => process.stdout.wr
     .command('quantize')
     .description('Quantize a model folder: int8 weight-only, int8 dynamic (int8 activations on the integer GEMM), int8 static, int4/int3 group-wise (round-to-nearest or GPTQ), or an fp16/bf16 cast; writes a folder that eval/predict load directly')
     .argument('<model>', 'float model folder')
-    .requiredOption('-o, --out <dir>', 'output folder')
+    .requiredOption('-o, --out <dir>', 'output folder (must be new or empty unless --force; written atomically)')
     .option('--scheme <s>', 'int8 (weight-only) | int8-dynamic | int8-static (calibrated activation ranges) | int4 | fp16 | bf16', 'int8')
-    .option('--bits <n>', 'int4 scheme: 4, 3 or 2 bits (stored two codes per byte)', num('bits', 2, 8, true))
-    .option('--granularity <g>', 'tensor | channel | group:<size> (default: channel for int8, group:64 for int4)')
+    .option('--bits <n>', 'int4 scheme only: 4, 3 or 2 bits (stored two codes per byte)', num('bits', 2, 8, true))
+    .option('--granularity <g>', 'tensor | channel | group:<size> (default: channel for int8, group:64 for int4; int4 group sizes must be even)')
     .option('--asymmetric', 'use a zero point (default for int4; int8 defaults to symmetric)')
     .option('--symmetric', 'no zero point (GPTQ sym for int4)')
-    .option('--int4-formula <f>', `int4 scale/zero formula: gptq (IST-DASLab/gptq Quantizer) | awq (llm-awq, asymmetric) | absmax (symmetric, ±max/7)`, 'gptq')
+    .option('--int4-formula <f>', `int4 scale/zero formula: gptq (IST-DASLab/gptq Quantizer, the default) | awq (llm-awq, asymmetric) | absmax (symmetric, ±max/7)`)
     .option('--method <m>', 'rtn | gptq | qat (quantization-aware fine-tuning of a BERT folder on --task, then conversion)', 'rtn')
     .option('-t, --task <task>', 'qat: GLUE task to fine-tune on (sst2, mrpc, rte, cola)', 'sst2')
     .option('--steps <n>', 'qat: optimizer steps', num('steps', 1, 1e9, true), 500)
@@ -301,54 +431,60 @@ export function buildProgram(out: (s: string) => void = (s) => process.stdout.wr
     .option('--observer <kind>', 'int8-static: activation range calibration, minmax | percentile | mse', 'minmax')
     .option('--percentile <p>', 'int8-static with --observer percentile: the percentile kept', num('percentile', 50, 100), 99.99)
     .option('--report', 'per-layer output error (relative MSE against float32) on the calibration data')
+    .option('--force', 'replace a non-empty output folder (the old one stays until the new one is complete)')
     .option('--json', 'print JSON')
-    .action((dir: string, o: { out: string; scheme: string; bits?: number; granularity?: string; asymmetric?: boolean; symmetric?: boolean; int4Formula: string; method: string; task: string; steps: number; lr: number; report?: boolean; observer: string; percentile: number; calib?: string; calibSamples: number; calibSeqLen: number; percdamp: number; actOrder?: boolean; embeddings: boolean; ignore?: string; json?: boolean }) => {
+    .action((dir: string, o: QuantizeCliOptions, cmd: Command) => {
+      // every flag is checked against the scheme and method before any work (QAT trains for minutes first)
+      const given = (key: keyof QuantizeCliOptions) => cmd.getOptionValueSource(key) === 'cli';
+      const q = checkQuantizeFlags(o, given);
+      checkOutDir(o.out, { force: o.force });
+      const io = { force: o.force };
+      const type = String(readConfig(dir).model_type); // the input folder is checked before the warning below
+      if (!hasTokenizer(dir))
+        note(`warning: ${dir} has no tokenizer (looked for ${TOKENIZER_FILES.slice(0, 5).join(', ')}, …); ${o.out} will load with fromPretrained, but eval and predict need one: copy the tokenizer files of the original model into it`);
       if (o.scheme === 'fp16' || o.scheme === 'bf16') {
-        const r = castFolder(dir, o.out, o.scheme === 'fp16' ? 'float16' : 'bfloat16');
+        const r = castFolder(dir, o.out, o.scheme === 'fp16' ? 'float16' : 'bfloat16', io);
         if (o.json) out(JSON.stringify({ out: r.out, dtype: r.dtype, tensors: r.tensors, fileBytesBefore: r.fileBytesBefore, fileBytesAfter: r.fileBytesAfter, ratio: r.fileBytesAfter / r.fileBytesBefore, ms: Math.round(r.ms) }) + '\n');
         else
           out([`| quantize: ${dir} | value |`, '| --- | --- |', `| scheme | ${o.scheme} cast (${r.tensors} tensors) |`,
             `| model.safetensors | ${formatBytes(r.fileBytesBefore)} → ${formatBytes(r.fileBytesAfter)} (${((100 * r.fileBytesAfter) / r.fileBytesBefore).toFixed(1)} %) |`, `| output | ${r.out} |`].join('\n') + '\n');
         return;
       }
-      if (!(QUANT_SCHEMES as readonly string[]).includes(o.scheme)) throw new Error(`--scheme must be one of ${[...QUANT_SCHEMES, 'fp16', 'bf16'].join(', ')}, got '${o.scheme}'`);
-      if (!(INT4_FORMULAS as readonly string[]).includes(o.int4Formula)) throw new Error(`--int4-formula must be one of ${INT4_FORMULAS.join(', ')}, got '${o.int4Formula}'`);
-      if (!['rtn', 'gptq', 'qat'].includes(o.method)) throw new Error(`--method must be rtn, gptq or qat, got '${o.method}'`);
-      if (o.asymmetric && o.symmetric) throw new Error('--asymmetric and --symmetric exclude each other');
-      const g = o.granularity ? parseGranularity(o.granularity) : undefined;
       if (o.method === 'qat') {
-        if (!['sst2', 'mrpc', 'rte', 'cola'].includes(o.task)) throw new Error(`--task must be one of sst2, mrpc, rte, cola, got '${o.task}'`);
-        const r = qatGlue({ modelDir: dir, outDir: o.out, task: o.task as GlueTask, steps: o.steps, lr: o.lr, scheme: o.scheme as QuantScheme, bits: o.bits, groupSize: g?.groupSize, onLog: progress('qat', o.steps, o.json) });
+        const r = qatGlue({ modelDir: dir, outDir: o.out, task: o.task as GlueTask, steps: o.steps, lr: o.lr, scheme: o.scheme as QuantScheme, bits: o.bits, groupSize: q.groupSize, ignore: q.ignore, embeddings: o.embeddings, force: o.force, onLog: progress('qat', o.steps, o.json) });
         out(o.json ? JSON.stringify(r) + '\n' : formatFinetune(r, `quantize --method qat (${o.scheme}): ${dir}`));
         return;
       }
-      const type = String(readConfig(dir).model_type);
-      if (!(OBSERVERS as readonly string[]).includes(o.observer)) throw new Error(`--observer must be one of ${OBSERVERS.join(', ')}, got '${o.observer}'`);
       const needsCalib = o.method === 'gptq' || o.scheme === 'int8-static';
       const calib = needsCalib || o.report ? calibrationBatches(dir, o.calib ?? (type === 'bert' ? 'sst2' : 'wikitext2'), { samples: o.calibSamples, seqLen: o.calibSeqLen }) : undefined;
-      const r = quantizeFolder(dir, o.out, {
-        scheme: o.scheme as QuantScheme,
-        bits: o.bits,
-        granularity: g?.granularity,
-        groupSize: g?.groupSize,
-        symmetric: o.asymmetric ? false : o.symmetric ? true : undefined,
-        formula: o.int4Formula as Int4Formula,
-        method: o.method as 'rtn' | 'gptq',
-        calibration: calib && needsCalib ? () => calib : undefined,
-        observer: o.observer as ObserverKind,
-        percentile: o.percentile,
-        percdamp: o.percdamp,
-        actOrder: o.actOrder,
-        embeddings: o.embeddings,
-        ignore: o.ignore ? o.ignore.split(',').map((x) => x.trim()).filter(Boolean) : undefined,
-        log: o.json ? undefined : (l) => process.stderr.write(l + '\n'),
-      });
+      const r = quantizeFolder(
+        dir,
+        o.out,
+        {
+          scheme: o.scheme as QuantScheme,
+          bits: o.bits,
+          granularity: q.granularity,
+          groupSize: q.groupSize,
+          symmetric: o.asymmetric ? false : o.symmetric ? true : undefined,
+          formula: (o.int4Formula ?? 'gptq') as Int4Formula,
+          method: o.method as 'rtn' | 'gptq',
+          calibration: calib && needsCalib ? () => calib : undefined,
+          observer: o.observer as ObserverKind,
+          percentile: o.percentile,
+          percdamp: o.percdamp,
+          actOrder: o.actOrder,
+          embeddings: o.embeddings,
+          ignore: q.ignore,
+          log: o.json ? undefined : (l) => process.stderr.write(l + '\n'),
+        },
+        io,
+      );
       const n = Object.keys(r.modules).length;
       let errs;
       if (o.report && calib) {
-        const q = fromPretrained(r.out);
-        const layers = q.namedModules().map(([k]) => k).filter((k) => r.modules[k] && r.modules[k]!.type !== 'embedding');
-        errs = layerErrors(fromPretrained(dir), q, layers, calib.slice(0, 4));
+        const qm = fromPretrained(r.out);
+        const layers = qm.namedModules().map(([k]) => k).filter((k) => r.modules[k] && r.modules[k]!.type !== 'embedding');
+        errs = layerErrors(fromPretrained(dir), qm, layers, calib.slice(0, 4));
       }
       if (o.json) out(JSON.stringify({ out: r.out, modules: n, fileBytesBefore: r.fileBytesBefore, fileBytesAfter: r.fileBytesAfter, ratio: r.fileBytesAfter / r.fileBytesBefore, ms: Math.round(r.ms), padded: r.padded, gptqLoss: r.gptqLoss, layerErrors: errs }) + '\n');
       else
@@ -360,6 +496,7 @@ export function buildProgram(out: (s: string) => void = (s) => process.stdout.wr
 
   trainCmd('train', 'Fine-tune a BERT folder on a GLUE task and report the dev metric, size and latency', { steps: 2000 });
   trainCmd('demo', 'The main job: fine-tune the bundled BERT teacher on the bundled SST-2 and print accuracy, size and latency', { steps: 1000 });
+  registerCompress(program, out);
   return program;
 }
 
@@ -372,6 +509,7 @@ export async function main(argv: string[]): Promise<number> {
   } catch (e) {
     if (e instanceof CommanderError) return e.exitCode;
     process.stderr.write(`shrink: ${e instanceof Error ? e.message : String(e)}\n`);
-    return 1;
+    // Ctrl-C: the run stopped cleanly (checkpoint saved where it has a folder); 128 + SIGINT, as shells report it
+    return e instanceof TrainingInterrupted ? e.exitCode : 1;
   }
 }

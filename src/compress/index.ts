@@ -1,4 +1,7 @@
-/** Compression methods behind one interface (method.ts), chosen by module-name globs (select.ts). */
+/** Compression methods behind one interface (method.ts), run as recipes (runner.ts), chosen by module-name globs (select.ts). */
 export * from './method.ts';
 export * from './select.ts';
+export * from './runner.ts';
+export * from './structure.ts';
+export * from './tasks.ts';
 export * as quant from './quant/public.ts';

@@ -1,41 +1,107 @@
 /**
- * The one interface every compression method implements, and recipes that chain methods.
+ * The one interface every compression method implements.
  *
- * A method swaps modules chosen by `targets` (globs over checkpoint names, see select.ts) and never forks a model
- * file; optional extra training losses, a finalize step (bake masks, convert fake-quant to integers) and a report.
- * A recipe is plain data (JSON for the CLI): `[{ method: 'quant.int8', targets: ['**.dense'] }, …]`.
- * `runRecipe` applies the steps in order, runs the caller's training loop if any step needs one, then finalizes in
- * order, and returns the recipe as the JSON string saved into the checkpoint's `__metadata__`.
+ * A method is registered once under a dotted id (`quant.rtn`, `prune.cofi`, `distill.tinybert`) with its
+ * defaults and its kind:
+ * - **one-shot** methods (RTN, GPTQ, SVD, k-means, magnitude pruning) change the model in `apply` and are finalized
+ *   at once — the next step sees the result;
+ * - **trained** methods (QAT, CoFi, KD/TinyBERT, MoE, FFF, TRIME) swap modules in `apply` and return a `MethodRun`
+ *   whose parameters, losses and hooks join one training stage with the other consecutive trained steps; after
+ *   the stage every run's `finalize` makes the model physically what it claims (smaller layers, integer codes).
+ *
+ * The recipe runner (runner.ts) keeps the recipe's order, owns training, names every loss by its full id
+ * (`prune.cofi.lagrangian`) and weights it from the recipe. Module targets are globs over checkpoint names
+ * (select.ts) everywhere.
  */
 import type { Module } from '../nn/module.ts';
 import type { Tensor } from '../tensor/tensor.ts';
+import type { ModelInputs, ModelOutput } from '../models/outputs.ts';
 
+/** What the runner hands every method. */
 export interface RecipeContext {
-  /** Calibration or training batches, when the method needs data (GPTQ, calibration, QAT). */
+  /** Calibration batches (model inputs), when the method needs data (GPTQ, int8-static). */
   calibration?: () => Iterable<Record<string, Tensor>>;
+  /** The teacher model (frozen), for methods that distil. */
+  teacher?: Module;
+  /** Training steps of the stage the method runs in (schedules need the horizon). */
+  totalSteps?: number;
   /** Progress and notes, one line each. */
   log?: (line: string) => void;
-  /** Anything a method wants to pass to a later one (e.g. a teacher model). */
-  [k: string]: unknown;
 }
 
-export interface Method<C extends object> {
-  /** Dotted id: 'quant.int8', 'quant.gptq', 'prune.cofi', … */
+/** A group of method parameters (mask logits, Lagrange multipliers, projections) optimized beside the model. */
+export interface MethodParamGroup {
+  /** Short name, unique within the method; the checkpoint key prefix is `<method id>.<name>`. */
+  name: string;
+  params: [string, Tensor][];
+  lr?: number;
+  /** Default 0. */
+  weightDecay?: number;
+  /** Gradient ascent (Lagrange multipliers). */
+  maximize?: boolean;
+  /** Keep lr constant instead of following the stage's schedule. */
+  fixedLr?: boolean;
+}
+
+/** What a loss sees: the batch, the student's and the teacher's outputs (with what `needs` asked for). */
+export interface LossInputs {
+  batch: ModelInputs;
+  student: ModelOutput;
+  teacher?: ModelOutput;
+  step: number;
+  model: Module;
+}
+
+/** What a trained method needs from each forward pass. */
+export interface ForwardNeeds {
+  teacher?: boolean;
+  hiddenStates?: boolean;
+  attentions?: boolean;
+  attentionScores?: boolean;
+}
+
+/** One application of a method to one model: everything the runner drives during and after training. */
+export interface MethodRun {
+  needs?: ForwardNeeds;
+  /** Extra parameter groups trained with the model. */
+  params?(): MethodParamGroup[];
+  /** Named loss terms (short names; the runner prefixes the method id and applies the recipe's weights). */
+  losses?(x: LossInputs): Record<string, Tensor>;
+  /** Before each optimizer step (schedules, mask sampling). */
+  beforeStep?(step: number): void;
+  /** After each optimizer step (clamping, re-masking). */
+  afterOptimizerStep?(step: number): void;
+  /** JSON-able state for checkpoints (tensors belong in params()). */
+  state?(): unknown;
+  setState?(s: unknown): void;
+  /** Make the result physically what it claims (smaller layers, integer codes). */
+  finalize?(): void;
+  /** Numbers worth a table row: bits, sparsity, parameters. */
+  report?(): Record<string, number | string>;
+}
+
+export type MethodKind = 'one-shot' | 'trained';
+
+/** The type of each option, for checking recipes before any work: from the default, or declared where it is null. */
+export type OptionType = 'number' | 'integer' | 'boolean' | 'string' | 'string[]' | 'number[]' | 'object' | readonly string[];
+
+export interface Method<C extends object = Record<string, unknown>> {
+  /** Dotted id: 'quant.rtn', 'prune.cofi', … */
   readonly name: string;
+  readonly kind: MethodKind;
+  /** One line for `shrink compress --list`. */
+  readonly description: string;
   /** Every knob with its default. */
   readonly defaults: C;
-  /** Swap the modules chosen by cfg.targets. */
-  apply(model: Module, cfg: C, ctx: RecipeContext): void;
-  /** Named extra training terms, added to the task loss. */
-  losses?(model: Module, cfg: C, ctx: RecipeContext): Record<string, Tensor>;
-  /** Turn training-time modules into their final form. */
-  finalize?(model: Module, cfg: C, ctx: RecipeContext): void;
-  /** Numbers worth a table row: bits, sparsity, parameters. */
-  report?(model: Module, cfg: C): Record<string, number | string>;
+  /** Types of options whose default cannot tell (null defaults), or enumerations. */
+  readonly types?: Partial<Record<keyof C & string, OptionType>>;
+  /** Options that are module-name globs (checked to match something before any work). */
+  readonly globs?: readonly (keyof C & string)[];
+  /** Check the resolved config against the model before any work; throw naming the option. */
+  check?(model: Module, cfg: C, ctx: RecipeContext): void;
+  /** Change the model; a trained method returns what training needs. */
+  apply(model: Module, cfg: C, ctx: RecipeContext): MethodRun | void;
 }
-
-export type RecipeStep = { method: string } & Record<string, unknown>;
-export type Recipe = RecipeStep[];
 
 const REGISTRY = new Map<string, Method<object>>();
 
@@ -55,43 +121,6 @@ export function methodNames(): string[] {
   return [...REGISTRY.keys()].sort();
 }
 
-/** A step's config: the method's defaults overridden by the step's keys; unknown keys are an error. */
-export function resolveStep(step: RecipeStep): { method: Method<object>; cfg: Record<string, unknown> } {
-  const method = getMethod(step.method);
-  const cfg: Record<string, unknown> = { ...method.defaults };
-  for (const [k, v] of Object.entries(step)) {
-    if (k === 'method') continue;
-    if (!(k in method.defaults)) throw new Error(`recipe step '${step.method}': unknown option '${k}' (options: ${Object.keys(method.defaults).join(', ')})`);
-    cfg[k] = v;
-  }
-  return { method, cfg };
-}
-
-/**
- * Apply every step, call `train` (if given) with the summed extra losses of all steps, then finalize every step.
- * Returns the per-step reports and the recipe JSON for the checkpoint metadata.
- */
-export function runRecipe(
-  model: Module,
-  recipe: Recipe,
-  ctx: RecipeContext = {},
-  train?: (extraLosses: () => Record<string, Tensor>) => void,
-): { reports: Record<string, number | string>[]; recipeJson: string } {
-  const steps = recipe.map(resolveStep);
-  for (const { method, cfg } of steps) {
-    ctx.log?.(`apply ${method.name}`);
-    method.apply(model, cfg, ctx);
-  }
-  if (train) {
-    train(() => {
-      const all: Record<string, Tensor> = {};
-      for (const { method, cfg } of steps) for (const [k, v] of Object.entries(method.losses?.(model, cfg, ctx) ?? {})) all[`${method.name.split('.')[0]}.${k}`] = v;
-      return all;
-    });
-  }
-  for (const { method, cfg } of steps) {
-    ctx.log?.(`finalize ${method.name}`);
-    method.finalize?.(model, cfg, ctx);
-  }
-  return { reports: steps.map(({ method, cfg }) => ({ method: method.name, ...(method.report?.(model, cfg) ?? {}) })), recipeJson: JSON.stringify(recipe) };
+export function listMethods(): Method<object>[] {
+  return methodNames().map((n) => REGISTRY.get(n)!);
 }

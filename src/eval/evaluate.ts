@@ -1,6 +1,7 @@
 /**
  * Evaluation of a model folder: GLUE dev metrics for BERT classifiers, perplexity of causal LMs on a text, with
- * parameter count, bytes and latency.
+ * parameter count, bytes and latency. The metric is one pass over the data; the latency is measured apart from it,
+ * warm (see `latencyMethod`), so it does not carry the first pass's JIT and first-touch costs.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -15,6 +16,7 @@ import { noGrad } from '../tensor/autograd.ts';
 import { evaluateGlue } from '../train/bert-tasks.ts';
 import { perplexity } from './metrics.ts';
 import { modelSize } from './size.ts';
+import { measureLatency } from './latency.ts';
 export { modelSize } from './size.ts';
 import { causalLabels, chunkTokens } from '../data/text.ts';
 import type { GlueTask } from '../data/glue.ts';
@@ -26,9 +28,16 @@ export interface EvalReport {
   score: number;
   parameters: number;
   bytes: number;
+  /** ms per example (GLUE) or per token (perplexity); how it was measured is in `latencyMethod`. */
   latencyMs: number;
+  latencyMethod: string;
   tokens?: number;
 }
+
+/** How evalGlue's latency is taken (evaluateGlue in src/train/bert-tasks.ts). */
+export const GLUE_LATENCY_METHOD = 'per example: first 32 dev examples as one batch, 1 warm-up + best of 5';
+/** How evalPerplexity's latency is taken. */
+export const PPL_LATENCY_METHOD = 'per token: forward over the first window (up to block size tokens), 1 warm-up + best of 5';
 
 const size = modelSize;
 
@@ -40,7 +49,7 @@ export function evalGlue(dir: string, task: GlueTask): EvalReport {
   if (!(model instanceof BertForSequenceClassification))
     throw new Error(`${dir}: ${(model as Module).constructor.name} is not a sequence classifier; fine-tune it first with 'shrink train'`);
   const r = evaluateGlue(model, WordPieceTokenizer.fromVocabFile(vocab), task);
-  return { model: dir, task, metric: r.metric, score: r.score, ...size(model), latencyMs: r.latencyMsPerExample };
+  return { model: dir, task, metric: r.metric, score: r.score, ...size(model), latencyMs: r.latencyMsPerExample, latencyMethod: GLUE_LATENCY_METHOD };
 }
 
 /**
@@ -76,7 +85,6 @@ export function evalPerplexity(dir: string, textFile: string, opts: { blockSize?
   const windows = opts.stride === undefined ? chunkTokens(ids, block, { stride: block }) : chunkTokens(ids, block, { stride: opts.stride });
   let nll = 0;
   let count = 0;
-  const t0 = performance.now();
   noGrad(() => {
     for (const w of windows) {
       const labels = causalLabels(w);
@@ -89,6 +97,13 @@ export function evalPerplexity(dir: string, textFile: string, opts: { blockSize?
       count += scored;
     }
   });
-  const ms = performance.now() - t0;
-  return { model: dir, task: 'perplexity', metric: 'perplexity', score: perplexity(nll, count), ...size(model), latencyMs: ms / Math.max(1, count), tokens: count };
+  // latency apart from the scoring pass: the forward over the first window, warm, best of 5, per token of the window
+  const score = perplexity(nll, count); // throws when nothing was scored, so a first window exists below
+  const first = windows[0]!;
+  const input = Tensor.from(Int32Array.from(first.ids), { shape: [1, first.ids.length] });
+  const lat = noGrad(() => measureLatency(() => void model.forward({ inputIds: input }), { warmup: 1, repeats: 5 }));
+  return {
+    model: dir, task: 'perplexity', metric: 'perplexity', score, ...size(model),
+    latencyMs: lat.bestMs / first.ids.length, latencyMethod: PPL_LATENCY_METHOD, tokens: count,
+  };
 }

@@ -1,7 +1,8 @@
 /**
  * Hugging Face model folders (model-agnostic): config.json + model.safetensors, or sharded
  * model-0000x-of-0000y.safetensors listed by model.safetensors.index.json. Folders with only pickled PyTorch weights
- * (pytorch_model.bin, *.pt, *.pth) get an error that says how to convert them.
+ * that transformers can read (pytorch_model.bin, or shards listed by pytorch_model.bin.index.json) get an error that
+ * says how to convert them; any other folder without weights gets one that says what was looked for where.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -14,6 +15,8 @@ export const CONFIG_NAME = 'config.json';
 export const WEIGHTS_NAME = 'model.safetensors';
 export const WEIGHTS_INDEX_NAME = 'model.safetensors.index.json';
 const SHARD_RE = /^model-\d+-of-\d+\.safetensors$/;
+/** Pickled checkpoints transformers' from_pretrained loads (and so can convert): single file, or sharded with an index. */
+const PICKLED_NAMES = ['pytorch_model.bin', 'pytorch_model.bin.index.json'];
 
 function checkDir(dir: string): void {
   if (!fs.existsSync(dir)) throw new Error(`model folder ${dir} does not exist`);
@@ -52,18 +55,24 @@ export function weightIndex(dir: string): WeightIndex {
   if (fs.existsSync(single)) return { files: [single], weightMap: null, indexPath: null };
   const index = path.join(dir, WEIGHTS_INDEX_NAME);
   if (fs.existsSync(index)) return readIndex(dir, index);
-  const files = fs.readdirSync(dir);
-  const pickled = files.filter((f) => /\.(bin|pt|pth)$/.test(f)).sort();
+  const files = fs.readdirSync(dir).sort();
+  // Only a checkpoint from_pretrained can read gets the conversion command (a tokenizer's tok512.bin is not one).
+  const pickled = PICKLED_NAMES.filter((f) => files.includes(f));
   if (pickled.length) throw new Error(`${dir}: found ${pickled.join(', ')} but no ${WEIGHTS_NAME}. ${conversionHint(dir)}`);
-  const other = files.filter((f) => f.endsWith('.safetensors')).sort();
+  const other = files.filter((f) => f.endsWith('.safetensors'));
   if (other.length)
     throw new Error(`${dir}: no ${WEIGHTS_NAME} or ${WEIGHTS_INDEX_NAME}, only ${other.join(', ')} (a sharded checkpoint needs its index file)`);
-  throw new Error(`${dir}: no ${WEIGHTS_NAME} (or ${WEIGHTS_INDEX_NAME}) found`);
+  const shown = files.length > 10 ? `${files.slice(0, 10).join(', ')}, … and ${files.length - 10} more` : files.join(', ');
+  throw new Error(
+    `${dir}: no ${WEIGHTS_NAME} (or ${WEIGHTS_INDEX_NAME}) found: looked for ${[WEIGHTS_NAME, WEIGHTS_INDEX_NAME, ...PICKLED_NAMES].join(', ')} ` +
+      `in ${dir}, which ${files.length ? `holds ${shown}` : 'is empty'}`,
+  );
 }
 
 /**
  * The safetensors files holding a folder's weights: [model.safetensors], or the shards named by
- * model.safetensors.index.json (each checked to exist). Pickled PyTorch files get an error with a conversion command.
+ * model.safetensors.index.json (each checked to exist). A pickled pytorch_model.bin (or its sharded index) gets an
+ * error with a conversion command.
  */
 export function findWeights(dir: string): string[] {
   return weightIndex(dir).files;

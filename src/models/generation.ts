@@ -46,6 +46,18 @@ export interface GenerateOptions {
   generator?: Generator;
   /** Use the KV cache (default true); false recomputes the whole prefix each step (a reference for tests). */
   useCache?: boolean;
+  /**
+   * Most tokens in all (prompt + new); generation stops there. Default: the model's context (config
+   * max_position_embeddings or n_positions), past which it has no positions to run on.
+   */
+  maxLength?: number;
+}
+
+/** The context length of a causal LM from its config (max_position_embeddings / n_positions), if it has one. */
+export function contextLength(lm: CausalLM | Module): number | undefined {
+  const cfg = (lm as { config?: Record<string, unknown> }).config;
+  const n = Number(cfg?.max_position_embeddings ?? cfg?.n_positions);
+  return Number.isInteger(n) && n > 0 ? n : undefined;
 }
 
 /** Pick the next token from one row of logits. */
@@ -81,18 +93,24 @@ export function sampleNext(logits: Float32Array | Float64Array, opts: GenerateOp
   return idx[idx.length - 1]!;
 }
 
-/** Continue one prompt (ids without padding) and return prompt + new ids. `model` is a GPT-2 or Llama LM. */
+/**
+ * Continue one prompt (ids without padding) and return prompt + new ids. `model` is a GPT-2 or Llama LM.
+ * Stops after maxNewTokens, at eosTokenId, or when prompt + new tokens reach maxLength (default: the model's
+ * context), whichever comes first; a prompt longer than that is an error.
+ */
 export function generate(lm: CausalLM | Module, promptIds: number[], opts: GenerateOptions = {}): number[] {
   const model = lm as CausalLM;
   if (typeof model.forward !== 'function') throw new Error(`generate: ${lm.constructor.name} is not a causal language model`);
   const { maxNewTokens = 32, useCache = true, eosTokenId = null } = opts;
   if (promptIds.length === 0) throw new Error('generate: the prompt must contain at least one token');
+  const limit = opts.maxLength ?? contextLength(model) ?? Infinity;
+  if (promptIds.length > limit) throw new Error(`generate: the prompt has ${promptIds.length} tokens, more than the model's context of ${limit} positions`);
   model.eval();
   return noGrad(() => {
     const ids = [...promptIds];
     const cache = useCache ? new KVCache() : null;
     let feed = ids;
-    for (let step = 0; step < maxNewTokens; step++) {
+    for (let step = 0; step < maxNewTokens && ids.length < limit; step++) {
       const input = Tensor.from(Int32Array.from(feed), { shape: [1, feed.length] });
       const { logits } = model.forward({ inputIds: input }, {}, cache);
       const V = logits.shape[2]!;

@@ -67,26 +67,64 @@ export function registerCheckpointPreparer(configKey: string, fn: CheckpointPrep
   PREPARERS.set(configKey, fn);
 }
 
-/** Load a Hugging Face model folder. */
+/**
+ * Hooks that describe a compressed model's structure when it is saved: each returns config.json fields to set
+ * (e.g. `quantization_config`, `compression_config`, HF's `pruned_heads`; `undefined` removes a field) and the
+ * checkpoint keys that share storage with a kept key and are left out of the file. Mirrors the preparers.
+ */
+export type CheckpointDescriber = (model: Module, config: AnyConfig) => AnyConfig & { dropKeys?: string[] };
+const DESCRIBERS: CheckpointDescriber[] = [];
+
+/** Register a describer (one per compressed-structure kind). */
+export function registerCheckpointDescriber(fn: CheckpointDescriber): void {
+  DESCRIBERS.push(fn);
+}
+
+/** Sections loaded in this order: structure first, then the integer weights that sit in it. */
+const SECTIONS = ['compression_config', 'quantization_config'];
+
+/** Load a Hugging Face model folder (plain, or compressed by Shrink: its config sections rebuild the structure). */
 export function fromPretrained<M extends Module = Module>(dir: string, opts: FromPretrainedOptions = {}): M {
   const raw = { ...readConfig(dir), ...(opts.configOverrides ?? {}) };
   // every weight is loaded in strict mode, so skip random init (faster, and no resident memory for a skeleton)
   const strict = opts.strict ?? true;
   const model = strict ? withoutInit(() => modelFromConfig(raw, opts.className)) : modelFromConfig(raw, opts.className);
   const weights = loadWeights(dir);
-  for (const key of ['quantization_config', 'compression_config']) {
+  for (const key of SECTIONS) {
     if (raw[key] === undefined || raw[key] === null) continue;
     const prep = PREPARERS.get(key);
     if (!prep) throw new Error(`${dir}: config.json has "${key}" but no loader for it is registered (import Shrink's compress module, e.g. from 'src/index.ts')`);
     prep(model, raw[key], weights, dir);
   }
-  model.loadStateDict(weights, { strict });
+  try {
+    model.loadStateDict(weights, { strict });
+  } catch (e) {
+    throw new Error(`${dir}: the weights do not fit config.json: ${e instanceof Error ? e.message : String(e)}`);
+  }
   model.eval();
   return model as M;
 }
 
-/** Write config.json + model.safetensors (tied duplicates left out, as HF saves them). */
-export function savePretrained(model: Module & { config: AnyConfig }, dir: string, metadata: Record<string, string> = {}): void {
-  const architectures = [model.constructor.name];
-  writePretrained(dir, { config: { ...model.config, architectures }, tensors: model.stateDict({ forSave: true }), metadata: { format: 'pt', ...metadata } });
+/** config.json fields describing `model` (architectures and every registered describer's sections). */
+export function describeForSave(model: Module & { config: AnyConfig }): { config: AnyConfig; dropKeys: Set<string> } {
+  let config: AnyConfig = { ...model.config, architectures: [model.constructor.name] };
+  const dropKeys = new Set<string>();
+  for (const d of DESCRIBERS) {
+    const { dropKeys: drop, ...fields } = d(model, config);
+    for (const k of drop ?? []) dropKeys.add(k);
+    config = { ...config, ...fields };
+    for (const [k, v] of Object.entries(fields)) if (v === undefined) delete config[k];
+  }
+  return { config, dropKeys };
+}
+
+/**
+ * Write config.json + model.safetensors (tied duplicates left out, as HF saves them). A compressed model's
+ * structure goes into config.json (see the describers), so `fromPretrained` rebuilds it exactly.
+ */
+export function savePretrained(model: Module & { config: AnyConfig }, dir: string, metadata: Record<string, string> = {}, configOverrides: AnyConfig = {}): void {
+  const { config, dropKeys } = describeForSave(model);
+  const tensors = model.stateDict({ forSave: true });
+  for (const k of dropKeys) tensors.delete(k);
+  writePretrained(dir, { config: { ...config, ...configOverrides }, tensors, metadata: { format: 'pt', ...metadata } });
 }

@@ -213,10 +213,14 @@ export abstract class Module {
     }
     for (const k of src.keys()) if (!own.has(k)) unexpected.push(k);
     if (badShape.length > 0 || (strict && (missing.length > 0 || unexpected.length > 0))) {
+      // The first few of each category and the total count: a checkpoint of the wrong size would otherwise list every key.
+      const SHOWN = 5;
+      const list = (xs: string[], sep: string) =>
+        xs.length <= SHOWN ? xs.join(sep) : `${xs.slice(0, SHOWN).join(sep)}${sep}… and ${xs.length - SHOWN} more`;
       const parts: string[] = [];
-      if (strict && missing.length) parts.push(`missing keys (${missing.length}): ${missing.join(', ')}`);
-      if (strict && unexpected.length) parts.push(`unexpected keys (${unexpected.length}): ${unexpected.join(', ')}`);
-      if (badShape.length) parts.push(`wrong shapes (${badShape.length}): ${badShape.join('; ')}`);
+      if (strict && missing.length) parts.push(`missing keys (${missing.length}): ${list(missing, ', ')}`);
+      if (strict && unexpected.length) parts.push(`unexpected keys (${unexpected.length}): ${list(unexpected, ', ')}`);
+      if (badShape.length) parts.push(`wrong shapes (${badShape.length}): ${list(badShape, '; ')}`);
       throw new Error(`loadStateDict(${this.constructor.name}): ${parts.join(' | ')}`);
     }
     noGrad(() => {

@@ -213,9 +213,10 @@ export interface AdamWOptions {
 }
 
 /**
- * torch.optim.AdamW (amsgrad=False, maximize=False). Per parameter, with t its own update count:
+ * torch.optim.AdamW (amsgrad=False). Per parameter, with t its own update count:
  *   p ← p·(1 − lr·wd);  m ← β1·m + (1−β1)·g;  v ← β2·v + (1−β2)·g²;  p ← p − lr·(m / (1−β1ᵗ)) / (√(v / (1−β2ᵗ)) + eps)
- * Groups may override lr, weightDecay, betas and eps.
+ * Groups may override lr, weightDecay, betas and eps; a group with `maximize: true` ascends (g ← −g, as torch's
+ * maximize=True), which is how Lagrange multipliers are trained.
  */
 export class AdamW extends Optimizer {
   protected override readonly tracksParamSteps = true;
@@ -241,6 +242,7 @@ export class AdamW extends Optimizer {
     const t = (this.paramSteps.get(p) ?? 0) + 1;
     this.paramSteps.set(p, t);
     const be = p.dtype === 'float64' ? refBackend : backend();
+    if (g.maximize === true) grad = grad.map((x: number) => -x) as FArray;
     // The kernel is typed for Float32Array; ref also takes Float64Array (native sends float64 to ref as well).
     be.adamw(flat(p, 'AdamW: parameters') as Float32Array, grad as Float32Array, m.data as Float32Array, v.data as Float32Array, g.lr, b1, b2, g.eps as number, g.weightDecay, 1 - b1 ** t, 1 - b2 ** t);
   }

@@ -47,7 +47,8 @@ export interface SchedulerState {
 }
 
 /**
- * Binds a schedule to an optimizer: every group's lr = its base lr × multiplier(lastStep). The base lrs are the
+ * Binds a schedule to an optimizer: every group's lr = its base lr × multiplier(lastStep), except groups marked
+ * `fixedLr: true`, which keep theirs. The base lrs are the
  * groups' lrs at construction. Call step() after each optimizer.step().
  */
 export class LRScheduler {
@@ -73,7 +74,9 @@ export class LRScheduler {
   }
   private apply(): void {
     const m = this.multiplier;
-    this.optimizer.groups.forEach((g, i) => (g.lr = this.baseLrs[i]! * m));
+    this.optimizer.groups.forEach((g, i) => {
+      if (g.fixedLr !== true) g.lr = this.baseLrs[i]! * m; // a group with fixedLr keeps its lr (e.g. Lagrange multipliers)
+    });
   }
   /** Advance one step (call after optimizer.step()). */
   step(): void {

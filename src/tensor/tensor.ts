@@ -486,18 +486,41 @@ export class Tensor {
   }
 
   // ---------------------------------------------------------------- in-place (no autograd; parameters and buffers)
-  /** Copy values from src (broadcast to this shape) into this tensor's storage. */
+  /** Copy values from src (broadcast to this shape) into this tensor's storage. Bumps the storage version. */
   copy_(src: Tensor): this {
     M.copyInto(this, src);
+    bumpStorageVersion(this.data);
     return this;
   }
   fill_(value: number): this {
     M.copyInto(this, Tensor.full([], value, { dtype: this.dtype === 'float16' || this.dtype === 'bfloat16' ? 'float32' : this.dtype }));
+    bumpStorageVersion(this.data);
     return this;
   }
   zero_(): this {
     return this.fill_(0);
   }
+}
+
+// ---------------------------------------------------------------- storage versions
+
+/**
+ * A counter per storage (ArrayBuffer), bumped by the in-place writes above (copy_, fill_, zero_): caches derived
+ * from a storage's contents (e.g. the packed int8 weights of src/compress/quant/kernels.ts) record the version they
+ * were built at and rebuild when it moved. Keyed by the ArrayBuffer, so every view of it (subarrays, tensor views)
+ * shares one counter; a write anywhere in the buffer invalidates them all (conservative, never stale). Code that
+ * writes into a tensor's typed array directly, bypassing these methods, must call bumpStorageVersion itself.
+ */
+const STORAGE_VERSIONS = new WeakMap<ArrayBufferLike, number>();
+
+/** The current version of the storage behind `a` (0 until its first in-place write). */
+export function storageVersion(a: ArrayBufferView): number {
+  return STORAGE_VERSIONS.get(a.buffer) ?? 0;
+}
+
+/** Records an in-place write into the storage behind `a`. */
+export function bumpStorageVersion(a: ArrayBufferView): void {
+  STORAGE_VERSIONS.set(a.buffer, (STORAGE_VERSIONS.get(a.buffer) ?? 0) + 1);
 }
 
 // ---------------------------------------------------------------- helpers

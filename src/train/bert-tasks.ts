@@ -8,7 +8,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BertForMaskedLM, BertForSequenceClassification } from '../models/bert/modeling.ts';
 import { bertConfig, type BertConfig } from '../models/bert/config.ts';
-import { fromPretrained, savePretrained } from '../models/registry.ts';
+import { fromPretrained, modelFromConfig, savePretrained } from '../models/registry.ts';
+import { readConfig } from '../io/hf.ts';
 import { WordPieceTokenizer } from '../tokenizers/wordpiece.ts';
 import { loadGlue, type GlueTask } from '../data/glue.ts';
 import { BatchSampler, collate, maskTokens, type Encoded } from '../data/batch.ts';
@@ -19,10 +20,52 @@ import { Generator, manualSeed } from '../tensor/random.ts';
 import { computeMetric } from '../eval/metrics.ts';
 import { modelSize } from '../eval/size.ts';
 import { atomicWriteFile } from '../io/atomic.ts';
+import { finishRunDir, openRunDir, writeDirAtomic, type RunDirState } from '../io/outdir.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const DATA_DIR = path.join(ROOT, 'data');
 export const TEACHER_DIR = path.join(DATA_DIR, 'models', 'bert-teacher');
+/** Where `shrink pretrain --arch bert` writes without -o: a folder in the working directory, never the package's data/. */
+export const DEFAULT_PRETRAIN_OUT = 'bert-teacher';
+/** Default checkpoint interval of `shrink train -o` (steps). */
+export const DEFAULT_SAVE_EVERY = 100;
+
+/**
+ * A run stopped by Ctrl-C (or SIGTERM): the trainer saved a checkpoint (when the run has a folder) and nothing
+ * else was written. The CLI prints the message and exits 130.
+ */
+export class TrainingInterrupted extends Error {
+  readonly exitCode = 130;
+  constructor(
+    readonly step: number,
+    readonly totalSteps: number,
+    /** The folder the checkpoint went to (undefined: the run had none, nothing was saved). */
+    readonly checkpointDir?: string,
+    /** How to continue, e.g. "run the same command again to resume". */
+    hint = 'run the same command again to resume',
+  ) {
+    super(
+      checkpointDir
+        ? `interrupted at step ${step} of ${totalSteps}; checkpoint saved in ${path.join(checkpointDir, `checkpoint-${step}`)}; ${hint}`
+        : `interrupted at step ${step} of ${totalSteps}; nothing saved (${hint})`,
+    );
+    this.name = 'TrainingInterrupted';
+  }
+}
+
+/**
+ * A BERT folder that can be fine-tuned: config.json with model_type bert and no quantization_config, and its
+ * vocab.txt. Returns the config; one error naming the folder and what is expected otherwise.
+ */
+export function checkBertFolder(dir: string): Record<string, unknown> {
+  const cfg = readConfig(dir);
+  if (cfg.quantization_config) throw new Error(`${dir}: cannot fine-tune a quantized model (config.json has quantization_config); train the float model, then quantize`);
+  if (cfg.model_type !== 'bert')
+    throw new Error(`${dir}: not a BERT model (config.json model_type is ${JSON.stringify(cfg.model_type ?? null)}); expected a BERT folder (model_type "bert") with config.json, model.safetensors and vocab.txt`);
+  const vocab = path.join(dir, 'vocab.txt');
+  if (!fs.existsSync(vocab)) throw new Error(`${vocab}: missing (a BERT folder needs its WordPiece vocab.txt)`);
+  return cfg;
+}
 
 /** Pretraining corpus: SST-2 train sentences and WikiText-2 valid lines (test is kept for evaluation). */
 export function pretrainingCorpus(): string[] {
@@ -59,10 +102,82 @@ export interface PretrainOptions {
   intermediate?: number;
   seed?: number;
   onLog?: (e: LogEntry) => void;
+  /** Replace a non-empty outDir that is not this run, or retrain a finished one. */
+  force?: boolean;
+  /** Checkpoint every N steps into outDir/.run (default 500). */
+  saveEvery?: number;
+  /** Notes for the user (resuming, already finished). */
+  log?: (line: string) => void;
+}
+
+/** Finished pretraining: what the run reports (and records in .run/shrink-run.json). */
+export interface PretrainRunInfo {
+  /** The step a resumed run continued from (absent for a new run). */
+  resumedFrom?: number;
+  /** True when the folder already held this finished run: nothing was trained, the recorded result is returned. */
+  alreadyFinished?: boolean;
+}
+
+/**
+ * Open the output folder of a pretraining run: checkpoints and the run record live in outDir/.run, the model files
+ * in outDir itself. Finished: outDir has config.json and the record a result.
+ */
+export function openPretrainDir(outDir: string, run: Record<string, unknown>, o: PretrainOptions): RunDirState {
+  const state = openRunDir(outDir, run, { force: o.force, checkpointDir: path.join(outDir, '.run'), finished: () => fs.existsSync(path.join(outDir, 'config.json')) });
+  if (state.state === 'finished') o.log?.(`${outDir}: this run already finished (${state.step} steps); reporting its recorded result (use --force to train again)`);
+  if (state.state === 'resume') o.log?.(`${outDir}: resuming from step ${state.step} of ${o.steps}`);
+  return state;
+}
+
+/**
+ * Write a pretrained model folder atomically: the model files, then the run record (with its log) in .run; the
+ * checkpoints are dropped. `outDir` (which held only .run) is replaced in one rename.
+ */
+export function writePretrainDir(outDir: string, state: RunDirState, result: Record<string, unknown>, write: (tmp: string) => void): void {
+  writeDirAtomic(
+    outDir,
+    (tmp) => {
+      write(tmp);
+      const run = path.join(tmp, '.run');
+      fs.mkdirSync(run);
+      const log = path.join(outDir, '.run', 'log.jsonl');
+      if (fs.existsSync(log)) fs.copyFileSync(log, path.join(run, 'log.jsonl'));
+      finishRunDir(run, state.record, result);
+    },
+    { force: true },
+  );
+}
+
+/**
+ * Mean training loss of the last `n` steps. A resumed run's history starts at the checkpoint, so the trainer's
+ * log.jsonl in the run folder is read when present (a step logged twice, before a kill and after the resume,
+ * counts once: the later entry).
+ */
+export function recentMeanLoss(history: LogEntry[], runDir: string, n = 50): number {
+  const byStep = new Map<number, number>();
+  const log = path.join(runDir, 'log.jsonl');
+  if (fs.existsSync(log))
+    for (const line of fs.readFileSync(log, 'utf8').split('\n')) {
+      try {
+        const e = JSON.parse(line) as LogEntry;
+        if (typeof e.step === 'number' && typeof e.loss === 'number') byStep.set(e.step, e.loss);
+      } catch {
+        // a line torn by a kill
+      }
+    }
+  for (const e of history) if (e.loss !== undefined) byStep.set(e.step, e.loss);
+  const last = [...byStep.entries()].sort((a, b) => a[0] - b[0]).slice(-n).map(([, l]) => l);
+  return last.length ? last.reduce((a, b) => a + b, 0) / last.length : NaN;
 }
 
 /** MLM-pretrain a small BERT on the bundled corpus; writes a HF folder (config, weights, vocab.txt). */
-export function pretrainTeacher(o: PretrainOptions): { config: BertConfig; vocabSize: number; finalLoss: number } {
+export function pretrainTeacher(o: PretrainOptions): { config: BertConfig; vocabSize: number; finalLoss: number } & PretrainRunInfo {
+  const settings = { command: 'pretrain', arch: 'bert', steps: o.steps, batchSize: o.batchSize ?? 32, seqLen: o.seqLen ?? 64, lr: o.lr ?? 1e-3, hidden: o.hidden ?? 128, layers: o.layers ?? 2, heads: o.heads ?? 2, intermediate: o.intermediate ?? 512, seed: o.seed ?? 0 };
+  const state = openPretrainDir(o.outDir, settings, o);
+  if (state.state === 'finished') {
+    const r = state.record.result as { vocabSize: number; finalLoss: number };
+    return { config: bertConfig(readConfig(o.outDir) as Partial<BertConfig>), vocabSize: r.vocabSize, finalLoss: r.finalLoss, alreadyFinished: true };
+  }
   manualSeed(o.seed ?? 0);
   const corpus = pretrainingCorpus();
   const full = WordPieceTokenizer.fromVocabFile(path.join(DATA_DIR, 'tokenizers', 'bert-base-uncased', 'vocab.txt'));
@@ -97,7 +212,7 @@ export function pretrainTeacher(o: PretrainOptions): { config: BertConfig; vocab
   const special = [tok.specialIds.cls!, tok.specialIds.sep!, tok.specialIds.pad!];
   const trainer = new Trainer(
     model,
-    { totalSteps: o.steps, lr: o.lr ?? 1e-3, warmupSteps: Math.min(500, Math.floor(o.steps / 10)), maxGradNorm: 1, weightDecay: 0.01, schedule: 'linear', outDir: path.join(o.outDir, '.run'), saveEvery: 500, resume: true },
+    { totalSteps: o.steps, lr: o.lr ?? 1e-3, warmupSteps: Math.min(500, Math.floor(o.steps / 10)), maxGradNorm: 1, weightDecay: 0.01, schedule: 'linear', outDir: path.join(o.outDir, '.run'), saveEvery: o.saveEvery ?? 500, resume: true },
     {
       lossFn: () => {
         const b = collate(sampler.next().map((i) => blocks[i]!), { padId: tok.specialIds.pad! });
@@ -110,10 +225,13 @@ export function pretrainTeacher(o: PretrainOptions): { config: BertConfig; vocab
     },
   );
   const r = trainer.train();
-  savePretrained(model as never, o.outDir, { recipe: JSON.stringify({ method: 'pretrain.mlm', steps: o.steps, corpus: 'sst2-train + wikitext2-valid' }) });
-  atomicWriteFile(path.join(o.outDir, 'vocab.txt'), vocab.join('\n') + '\n');
-  const losses = r.history.slice(-50).map((e) => e.loss!);
-  return { config, vocabSize: vocab.length, finalLoss: losses.reduce((a, b) => a + b, 0) / Math.max(1, losses.length) };
+  if (r.interrupted) throw new TrainingInterrupted(r.step, o.steps, path.join(o.outDir, '.run'));
+  const result = { vocabSize: vocab.length, finalLoss: recentMeanLoss(r.history, path.join(o.outDir, '.run')), steps: r.step };
+  writePretrainDir(o.outDir, state, result, (tmp) => {
+    savePretrained(model as never, tmp, { recipe: JSON.stringify({ method: 'pretrain.mlm', steps: o.steps, corpus: 'sst2-train + wikitext2-valid' }) });
+    atomicWriteFile(path.join(tmp, 'vocab.txt'), vocab.join('\n') + '\n');
+  });
+  return { config, vocabSize: result.vocabSize, finalLoss: result.finalLoss, ...(state.state === 'resume' ? { resumedFrom: state.step } : {}) };
 }
 
 export interface FinetuneOptions {
@@ -124,9 +242,22 @@ export interface FinetuneOptions {
   lr?: number;
   maxLength?: number;
   seed?: number;
+  /**
+   * Run folder (resumable): checkpoints every `saveEvery` steps, `final/` (weights + vocab.txt) when done. Rerunning
+   * the same settings resumes from `latest`, or reports a finished run without training; a folder holding anything
+   * else is refused unless `force`.
+   */
   outDir?: string;
+  /** Checkpoint interval with outDir (default DEFAULT_SAVE_EVERY). */
+  saveEvery?: number;
+  /** Replace a non-empty outDir that is not this run, or retrain a finished one. */
+  force?: boolean;
+  /** Start from a randomly initialised model of modelDir's config and vocabulary instead of its weights. */
+  fromScratch?: boolean;
   evalEvery?: number;
   onLog?: (e: LogEntry) => void;
+  /** Notes for the user (resuming, already finished). */
+  log?: (line: string) => void;
   /** Change the model before training (e.g. swap in fake-quantized layers for QAT). */
   prepare?: (model: BertForSequenceClassification) => void;
   /** Change the model after training, before the final evaluation (e.g. convert QAT layers to integers). */
@@ -141,6 +272,10 @@ export interface FinetuneResult {
   bytes: number;
   latencyMsPerExample: number;
   steps: number;
+  /** With outDir: the step a resumed run continued from (absent for a new run). */
+  resumedFrom?: number;
+  /** With outDir: the folder already held this finished run; nothing was trained, its recorded result is returned. */
+  alreadyFinished?: boolean;
 }
 
 function encodeExample(tok: WordPieceTokenizer, [a, b]: [string, string?], maxLength: number): Encoded {
@@ -148,13 +283,15 @@ function encodeExample(tok: WordPieceTokenizer, [a, b]: [string, string?], maxLe
   return { ids: e.ids.slice(0, maxLength), tokenTypeIds: e.tokenTypeIds?.slice(0, maxLength) };
 }
 
-/** Evaluate a classifier on a GLUE dev set: the task's metric and the mean latency per example (batch 32). */
+/**
+ * Evaluate a classifier on a GLUE dev set: the task's metric (one pass over dev) and the latency per example at
+ * batch 32 (the first 32 dev examples: 1 warm-up, then the best of 5).
+ */
 export function evaluateGlue(model: BertForSequenceClassification, tok: WordPieceTokenizer, task: GlueTask, maxLength = 64): { metric: string; score: number; latencyMsPerExample: number; predictions: number[] } {
   const dev = loadGlue(task, 'dev');
   const enc = dev.texts.map((t) => encodeExample(tok, t, maxLength));
   const preds: number[] = [];
   model.eval();
-  const t0 = performance.now();
   noGrad(() => {
     for (let i = 0; i < enc.length; i += 32) {
       const b = collate(enc.slice(i, i + 32), { padId: tok.specialIds.pad! });
@@ -162,30 +299,66 @@ export function evaluateGlue(model: BertForSequenceClassification, tok: WordPiec
       preds.push(...Array.from(logits.argmax(-1).toArray()));
     }
   });
-  const ms = performance.now() - t0;
-  return { metric: dev.metric, score: computeMetric(dev.metric, preds, dev.labels), latencyMsPerExample: ms / enc.length, predictions: preds };
+  // Latency, not from the pass above (its first batches pay for JIT, packing and first touch of fresh memory): one
+  // fixed batch, the first 32 dev examples, 1 untimed warm-up then the best of 5 timed forwards (+ argmax), per
+  // example — the method of src/eval/latency.ts measureLatency, inlined here.
+  const fixed = collate(enc.slice(0, 32), { padId: tok.specialIds.pad! });
+  const run = () => model.forward({ inputIds: fixed.inputIds, attentionMask: fixed.attentionMask, tokenTypeIds: fixed.tokenTypeIds }).logits.argmax(-1);
+  let bestMs = Infinity;
+  noGrad(() => {
+    run();
+    for (let r = 0; r < 5; r++) {
+      const t0 = performance.now();
+      run();
+      bestMs = Math.min(bestMs, performance.now() - t0);
+    }
+  });
+  return { metric: dev.metric, score: computeMetric(dev.metric, preds, dev.labels), latencyMsPerExample: bestMs / Math.min(32, enc.length), predictions: preds };
 }
 
-/** Fine-tune a BERT folder (MLM or classifier weights) on a GLUE task and evaluate on its dev set. */
+/**
+ * Fine-tune a BERT folder (MLM or classifier weights, or a random init of its config with `fromScratch`) on a GLUE
+ * task and evaluate on its dev set. With outDir the run is resumable (see FinetuneOptions.outDir). Ctrl-C stops
+ * after the current step: the checkpoint is saved, final/ is not written, and TrainingInterrupted is thrown.
+ */
 export function finetuneGlue(o: FinetuneOptions): FinetuneResult {
+  const cfg = checkBertFolder(o.modelDir);
+  const maxLength = o.maxLength ?? 64;
+  let run: RunDirState | undefined;
+  const final = o.outDir ? path.join(o.outDir, 'final') : '';
+  if (o.outDir) {
+    const settings = { command: 'train', model: path.resolve(o.modelDir), task: o.task, steps: o.steps, batchSize: o.batchSize ?? 32, lr: o.lr ?? 5e-4, maxLength, seed: o.seed ?? 0, fromScratch: o.fromScratch ?? false };
+    run = openRunDir(o.outDir, settings, { force: o.force, finished: () => fs.existsSync(path.join(final, 'config.json')) && fs.existsSync(path.join(final, 'vocab.txt')) });
+    if (run.state === 'finished') {
+      o.log?.(`${o.outDir}: this run already finished (${run.step} steps); reporting its recorded result (use --force to train again)`);
+      return { ...(run.record.result as unknown as FinetuneResult), alreadyFinished: true };
+    }
+    if (run.state === 'resume') o.log?.(`${o.outDir}: resuming from step ${run.step} of ${o.steps}`);
+  }
   manualSeed(o.seed ?? 0);
   const tok = WordPieceTokenizer.fromVocabFile(path.join(o.modelDir, 'vocab.txt'));
   const train = loadGlue(o.task, 'train');
   // label names travel in config.json (id2label / label2id as HF writes them), so `shrink predict` can print them
   const id2label = Object.fromEntries(train.labelNames.map((n, i) => [String(i), n]));
   const label2id = Object.fromEntries(train.labelNames.map((n, i) => [n, i]));
-  const model = fromPretrained<BertForSequenceClassification>(o.modelDir, {
-    className: 'BertForSequenceClassification',
-    strict: false,
-    configOverrides: { num_labels: train.numLabels, id2label, label2id, finetuning_task: o.task },
-  });
+  const configOverrides = { num_labels: train.numLabels, id2label, label2id, finetuning_task: o.task };
+  const model = o.fromScratch
+    ? (modelFromConfig({ ...cfg, ...configOverrides }, 'BertForSequenceClassification') as BertForSequenceClassification)
+    : fromPretrained<BertForSequenceClassification>(o.modelDir, { className: 'BertForSequenceClassification', strict: false, configOverrides });
   o.prepare?.(model);
-  const maxLength = o.maxLength ?? 64;
   const enc = train.texts.map((t) => encodeExample(tok, t, maxLength));
   const sampler = new BatchSampler(enc.length, o.batchSize ?? 32, { seed: o.seed ?? 0 });
   const trainer = new Trainer(
     model,
-    { totalSteps: o.steps, lr: o.lr ?? 5e-4, warmupSteps: Math.floor(o.steps / 10), maxGradNorm: 1, outDir: o.outDir, evalEvery: o.evalEvery },
+    {
+      totalSteps: o.steps,
+      lr: o.lr ?? 5e-4,
+      warmupSteps: Math.floor(o.steps / 10),
+      maxGradNorm: 1,
+      outDir: o.outDir,
+      evalEvery: o.evalEvery,
+      ...(o.outDir ? { resume: true, saveEvery: o.saveEvery ?? DEFAULT_SAVE_EVERY } : {}),
+    },
     {
       lossFn: () => {
         const idx = sampler.next();
@@ -199,17 +372,26 @@ export function finetuneGlue(o: FinetuneOptions): FinetuneResult {
     },
   );
   const r = trainer.train();
+  if (r.interrupted) throw new TrainingInterrupted(r.step, o.steps, o.outDir, o.outDir ? undefined : 'pass -o <dir> to keep checkpoints and resume');
   o.finalize?.(model);
-  if (o.outDir && !o.finalize) {
-    // a self-contained folder for `shrink eval`: the final weights with their vocabulary
-    const final = path.join(o.outDir, 'final');
-    savePretrained(model as never, final);
-    fs.copyFileSync(path.join(o.modelDir, 'vocab.txt'), path.join(final, 'vocab.txt'));
-    if (fs.existsSync(path.join(o.outDir, 'best'))) fs.copyFileSync(path.join(o.modelDir, 'vocab.txt'), path.join(o.outDir, 'best', 'vocab.txt'));
-  }
   const ev = evaluateGlue(model, tok, o.task, maxLength);
   const { parameters, bytes } = modelSize(model);
-  return { task: o.task, metric: ev.metric, score: ev.score, parameters, bytes, latencyMsPerExample: ev.latencyMsPerExample, steps: r.step };
+  const result: FinetuneResult = { task: o.task, metric: ev.metric, score: ev.score, parameters, bytes, latencyMsPerExample: ev.latencyMsPerExample, steps: r.step };
+  if (o.outDir && run && !o.finalize) {
+    // the result first, then final/ (atomically): a folder with final/ is a finished run whose result is recorded
+    finishRunDir(o.outDir, run.record, result as unknown as Record<string, unknown>);
+    // a self-contained folder for `shrink eval`: the final weights with their vocabulary
+    writeDirAtomic(
+      final,
+      (tmp) => {
+        savePretrained(model as never, tmp);
+        fs.copyFileSync(path.join(o.modelDir, 'vocab.txt'), path.join(tmp, 'vocab.txt'));
+      },
+      { force: true },
+    );
+    if (fs.existsSync(path.join(o.outDir, 'best'))) fs.copyFileSync(path.join(o.modelDir, 'vocab.txt'), path.join(o.outDir, 'best', 'vocab.txt'));
+  }
+  return run?.state === 'resume' ? { ...result, resumedFrom: run.step } : result;
 }
 
 export { bertConfig, type BertConfig };

@@ -21,7 +21,7 @@ import { Tensor } from '../tensor/tensor.ts';
 import { noGrad } from '../tensor/autograd.ts';
 import { manualSeed } from '../tensor/random.ts';
 import { atomicWriteFile } from '../io/atomic.ts';
-import { DATA_DIR, type PretrainOptions } from './bert-tasks.ts';
+import { DATA_DIR, TrainingInterrupted, openPretrainDir, recentMeanLoss, writePretrainDir, type PretrainOptions, type PretrainRunInfo } from './bert-tasks.ts';
 
 export const DEFAULT_LM_TOKENIZER = path.join(DATA_DIR, 'models', 'stories260K');
 /** Files that make up a tokenizer folder (whichever exist are copied next to the trained weights). */
@@ -36,7 +36,7 @@ export interface CausalPretrainOptions extends PretrainOptions {
   tokenizerDir?: string;
 }
 
-export interface CausalPretrainResult {
+export interface CausalPretrainResult extends PretrainRunInfo {
   vocabSize: number;
   trainTokens: number;
   heldOutTokens: number;
@@ -81,10 +81,28 @@ function blocksNll(model: GPT2LMHeadModel | LlamaForCausalLM, blocks: number[][]
 /** Pretrain a small causal LM; writes a HF folder (config, weights, tokenizer files) and returns its held-out perplexity. */
 export function pretrainCausalLM(o: CausalPretrainOptions): CausalPretrainResult {
   if (o.arch !== 'gpt2' && o.arch !== 'llama') throw new Error(`--arch must be bert, gpt2 or llama, got '${o.arch as string}'`);
-  manualSeed(o.seed ?? 0);
   const tokDir = o.tokenizerDir ?? DEFAULT_LM_TOKENIZER;
   const tok = loadTokenizer(tokDir);
-  const corpus = lmCorpus(o.corpus ?? 'tinyshakespeare');
+  const corpusName = o.corpus ?? 'tinyshakespeare';
+  const corpus = lmCorpus(corpusName);
+  const settings = {
+    command: 'pretrain',
+    arch: o.arch,
+    corpus: corpusName === 'tinyshakespeare' || corpusName === 'wikitext2' ? corpusName : path.resolve(corpusName),
+    tokenizer: path.resolve(tokDir),
+    steps: o.steps,
+    batchSize: o.batchSize ?? 16,
+    seqLen: o.seqLen ?? 128,
+    lr: o.lr ?? 1e-3,
+    hidden: o.hidden ?? 128,
+    layers: o.layers ?? 4,
+    heads: o.heads ?? 4,
+    intermediate: o.intermediate ?? null,
+    seed: o.seed ?? 0,
+  };
+  const state = openPretrainDir(o.outDir, settings, o);
+  if (state.state === 'finished') return { ...(state.record.result as unknown as CausalPretrainResult), alreadyFinished: true };
+  manualSeed(o.seed ?? 0);
   const T = o.seqLen ?? 128;
   const train = chunkTokens(encodeLines(tok, corpus.train), T).map((b) => b.ids);
   const heldOut = chunkTokens(encodeLines(tok, corpus.heldOut), T).map((b) => b.ids);
@@ -104,7 +122,7 @@ export function pretrainCausalLM(o: CausalPretrainOptions): CausalPretrainResult
   const sampler = new BatchSampler(train.length, o.batchSize ?? 16, { seed: o.seed ?? 0 });
   const trainer = new Trainer(
     model,
-    { totalSteps: o.steps, lr: o.lr ?? 1e-3, warmupSteps: Math.min(200, Math.floor(o.steps / 10)), maxGradNorm: 1, weightDecay: 0.1, schedule: 'cosine', outDir: path.join(o.outDir, '.run'), saveEvery: 500, resume: true },
+    { totalSteps: o.steps, lr: o.lr ?? 1e-3, warmupSteps: Math.min(200, Math.floor(o.steps / 10)), maxGradNorm: 1, weightDecay: 0.1, schedule: 'cosine', outDir: path.join(o.outDir, '.run'), saveEvery: o.saveEvery ?? 500, resume: true },
     {
       lossFn: () => {
         const idx = sampler.next();
@@ -116,14 +134,17 @@ export function pretrainCausalLM(o: CausalPretrainOptions): CausalPretrainResult
     },
   );
   const r = trainer.train();
-  savePretrained(model as never, o.outDir, { recipe: JSON.stringify({ method: 'pretrain.clm', arch: o.arch, steps: o.steps, corpus: corpus.name }) });
-  for (const f of TOKENIZER_FILES) if (fs.existsSync(path.join(tokDir, f))) atomicWriteFile(path.join(o.outDir, f), fs.readFileSync(path.join(tokDir, f)));
-  const losses = r.history.slice(-50).map((e) => e.loss!);
-  return {
+  if (r.interrupted) throw new TrainingInterrupted(r.step, o.steps, path.join(o.outDir, '.run'));
+  const result: CausalPretrainResult = {
     vocabSize: V,
     trainTokens: train.length * T,
     heldOutTokens: heldOut.length * T,
-    finalLoss: losses.reduce((a, b) => a + b, 0) / Math.max(1, losses.length),
+    finalLoss: recentMeanLoss(r.history, path.join(o.outDir, '.run')),
     heldOutPerplexity: Math.exp(blocksNll(model, heldOut.slice(0, 64))),
   };
+  writePretrainDir(o.outDir, state, { ...result, steps: r.step }, (tmp) => {
+    savePretrained(model as never, tmp, { recipe: JSON.stringify({ method: 'pretrain.clm', arch: o.arch, steps: o.steps, corpus: corpus.name }) });
+    for (const f of TOKENIZER_FILES) if (fs.existsSync(path.join(tokDir, f))) atomicWriteFile(path.join(tmp, f), fs.readFileSync(path.join(tokDir, f)));
+  });
+  return state.state === 'resume' ? { ...result, resumedFrom: state.step } : result;
 }

@@ -4,10 +4,7 @@
 // cache blocks (so every blocking loop and the double-buffered B panel run on small sizes), at 1 and 2 threads.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createRequire } from 'node:module';
-import { existsSync } from 'node:fs';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { loadNative, nativeTestSkip } from '../../src/backend/native/index.ts';
 
 type F32 = Float32Array;
 interface GemmAddon {
@@ -18,9 +15,8 @@ interface GemmAddon {
   sgemmRef(a: F32, b: F32, out: F32, batch: number, M: number, N: number, K: number, aOff: Int32Array, bOff: Int32Array, lda: number, ldb: number, transA: boolean, transB: boolean, accumulate: boolean): void;
 }
 
-const ADDON = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../build/Release/shrink_native.node');
-const addon: GemmAddon | null = existsSync(ADDON) ? (createRequire(import.meta.url)(ADDON) as GemmAddon) : null;
-const skip = addon ? false : `${ADDON} not built (npm run build:native)`;
+const skip = nativeTestSkip(); // throws (fails this file) when SHRINK_REQUIRE_NATIVE=1 and the addon did not load
+const addon: GemmAddon | null = loadNative();
 
 // mulberry32: deterministic inputs
 let seed = 12345;

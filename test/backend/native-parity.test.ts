@@ -1,7 +1,8 @@
 // Every native kernel against the `ref` backend (the spec): sizes that are not multiples of the vector widths (1, 3,
 // 7, 17, 33, 257), size 1, empty tensors, broadcasting (scalar, row, column, middle dim), strided and transposed
 // views at non-zero offsets, every unary/binary/reduce op, special values, and sizes large enough to split over
-// threads. Runs three times: AVX2 paths on 1 and 2 threads, and the portable paths (setSimd(false)).
+// threads. Runs three times: AVX2 paths on 1 and 2 threads, and the portable paths (setSimd(false)). Then every entry
+// point with bad arguments (they throw, never crash), and the thread pool's limits.
 // Two wrappers are compared against ref: the default one (tiny outputs on ref, tiny inputs through off-heap scratch)
 // and one with minNative = 0, which sends even 1-element tensors to the native kernels.
 // Run: node --import tsx --test test/backend/native-parity.test.ts
@@ -9,11 +10,11 @@ import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { BINARY_OPS, REDUCE_OPS, UNARY_OPS, type Backend, type BinaryOp, type FArray, type ReduceOp, type UnaryOp, type View } from '../../src/backend/backend.ts';
 import { refBackend } from '../../src/backend/ref/index.ts';
-import { createNativeBackend, loadNative, nativeConvert, nativeLoadError } from '../../src/backend/native/index.ts';
+import { createNativeBackend, loadNative, nativeConvert, nativeTestSkip } from '../../src/backend/native/index.ts';
 import { f16BitsToF32, f32ToF16Bits } from '../../src/tensor/dtype.ts';
 
+const skip = nativeTestSkip(); // throws (fails this file) when SHRINK_REQUIRE_NATIVE=1 and the addon did not load
 const addon = loadNative();
-const skip = addon ? false : `native addon not built (${nativeLoadError()})`;
 const wrapped: Backend | null = addon ? createNativeBackend(addon, refBackend) : null;
 const direct: Backend | null = addon ? createNativeBackend(addon, refBackend, { minNative: 0 }) : null;
 
@@ -496,8 +497,144 @@ describe('native argument checks', { skip }, () => {
     ['adamw with a short m', () => addon!.adamw(f, f, new Float32Array(3), f, 1, 0.9, 0.99, 1e-8, 0, 1, 1), RangeError],
     ['f32ToF16 into a short dst', () => addon!.f32ToF16(f, new Uint16Array(3)), RangeError],
     ['f16ToF32 from a Float32Array', () => (addon!.f16ToF32 as (...a: unknown[]) => void)(f, f), TypeError],
+    ...quantArgumentChecks(),
+    ['setThreads(1024) (above maxThreads)', () => addon!.setThreads(1024), RangeError],
+    ['setThreads(0)', () => addon!.setThreads(0), RangeError],
+    ['setThreads(-3)', () => addon!.setThreads(-3), RangeError],
+    ['setThreads(2.5)', () => addon!.setThreads(2.5), RangeError],
+    ['setThreads(NaN)', () => addon!.setThreads(NaN), RangeError],
+    ['setThreads with a string', () => (addon!.setThreads as (...a: unknown[]) => void)('4'), TypeError],
   ];
   for (const [name, call, type] of calls) test(name, () => assert.throws(call, type));
+});
+
+/**
+ * Every quant entry point (native/quant.cc) with wrong types, short arrays and sizes whose product wraps around
+ * 64 bits: each must throw, none may touch memory. Valid base arguments: M = 2, N = 16, K = 8 (Kp = 8).
+ */
+function quantArgumentChecks(): [string, () => unknown, ErrorConstructor][] {
+  const a = addon!;
+  const any = (fn: unknown) => fn as (...args: unknown[]) => void;
+  const [M, N, K, Kp] = [2, 16, 8, 8];
+  const x = new Float32Array(M * K);
+  const q = new Uint8Array(M * Kp);
+  const sa = new Float32Array(M);
+  const za = new Int32Array(M);
+  const w8 = new Int8Array(N * K);
+  const packed = new Int8Array(N * Kp);
+  const rowSum = new Int32Array(N);
+  const sw = new Float32Array(N);
+  const out = new Float32Array(M * N);
+  const c4 = new Uint8Array((N * K) / 2);
+  const wrap = 2 ** 62 + 1; // × 4 wraps to 4 in 64 bits
+  // dequantRows / woGemm weight arguments: c8, c4, bits, scale, z8, z4, groupSize, perTensor, K
+  const w8args = [w8, null, 8, sw, null, null, K, false, K] as const;
+  const w4args = [null, c4, 4, sw, null, null, K, false, K] as const;
+  return [
+    ['quantizeRowsStatic: x a Float64Array', () => any(a.quantizeRowsStatic)(new Float64Array(M * K), M, K, Kp, 0.1, 0, q), TypeError],
+    ['quantizeRowsStatic: short x', () => a.quantizeRowsStatic(x, M + 1, K, Kp, 0.1, 0, new Uint8Array(64)), RangeError],
+    ['quantizeRowsStatic: short q', () => a.quantizeRowsStatic(x, M, K, Kp, 0.1, 0, new Uint8Array(M * Kp - 1)), RangeError],
+    ['quantizeRowsStatic: zero point 128', () => a.quantizeRowsStatic(x, M, K, Kp, 0.1, 128, q), RangeError],
+    ['quantizeRowsStatic: scale 0', () => a.quantizeRowsStatic(x, M, K, Kp, 0, 0, q), RangeError],
+    ['quantizeRowsStatic: Kp < K', () => a.quantizeRowsStatic(x, M, K, K - 1, 0.1, 0, q), RangeError],
+    ['quantizeRowsStatic: M·K wraps around', () => a.quantizeRowsStatic(x, wrap, 4, 4, 0.1, 0, q), RangeError],
+    ['quantizeRowsU7: q an Int8Array', () => any(a.quantizeRowsU7)(x, M, K, Kp, new Int8Array(M * Kp), sa, za), TypeError],
+    ['quantizeRowsU7: short scale', () => a.quantizeRowsU7(x, M, K, Kp, q, new Float32Array(M - 1), za), RangeError],
+    ['quantizeRowsU7: short zero', () => a.quantizeRowsU7(x, M, K, Kp, q, sa, new Int32Array(M - 1)), RangeError],
+    ['quantizeRowsU7: short x', () => a.quantizeRowsU7(new Float32Array(M * K - 1), M, K, Kp, q, sa, za), RangeError],
+    ['quantizeRowsU7: M·Kp wraps around', () => a.quantizeRowsU7(x, wrap, 4, 4, q, sa, za), RangeError],
+    ['packInt8Weight: w a Uint8Array', () => any(a.packInt8Weight)(new Uint8Array(N * K), N, K, packed, rowSum), TypeError],
+    ['packInt8Weight: short w', () => a.packInt8Weight(new Int8Array(N * K - 1), N, K, packed, rowSum), RangeError],
+    ['packInt8Weight: short packed', () => a.packInt8Weight(w8, N, K, new Int8Array(N * Kp - 1), rowSum), RangeError],
+    ['packInt8Weight: short rowSum', () => a.packInt8Weight(w8, N, K, packed, new Int32Array(N - 1)), RangeError],
+    ['packInt8Weight: N·K wraps around', () => a.packInt8Weight(w8, wrap, 4, packed, rowSum), RangeError],
+    ['int8Gemm: packed a Uint8Array', () => any(a.int8Gemm)(q, M, Kp, new Uint8Array(N * Kp), N, sa, za, sw, false, rowSum, null, out), TypeError],
+    ['int8Gemm: Kp not a multiple of 4', () => a.int8Gemm(q, M, 6, packed, N, sa, za, sw, false, rowSum, null, out), RangeError],
+    ['int8Gemm: short qa', () => a.int8Gemm(new Uint8Array(M * Kp - 1), M, Kp, packed, N, sa, za, sw, false, rowSum, null, out), RangeError],
+    ['int8Gemm: short packed', () => a.int8Gemm(q, M, Kp, new Int8Array(N * Kp - 4), N, sa, za, sw, false, rowSum, null, out), RangeError],
+    ['int8Gemm: short weight scale', () => a.int8Gemm(q, M, Kp, packed, N, sa, za, new Float32Array(N - 1), false, rowSum, null, out), RangeError],
+    ['int8Gemm: short bias', () => a.int8Gemm(q, M, Kp, packed, N, sa, za, sw, false, rowSum, new Float32Array(N - 1), out), RangeError],
+    ['int8Gemm: short out', () => a.int8Gemm(q, M, Kp, packed, N, sa, za, sw, false, rowSum, null, new Float32Array(M * N - 1)), RangeError],
+    ['int8Gemm: M·N wraps around', () => a.int8Gemm(q, wrap, 4, packed, 16, sa, za, sw, true, rowSum, null, out), RangeError],
+    ['dequantRows: 8-bit codes a Uint8Array', () => any(a.dequantRows)(new Uint8Array(N * K), null, 8, sw, null, null, K, false, K, 0, N, new Float32Array(N * K)), TypeError],
+    ['dequantRows: 8 bits without int8 codes', () => any(a.dequantRows)(null, c4, 8, sw, null, null, K, false, K, 0, N, new Float32Array(N * K)), RangeError],
+    // bits 2..4 with an int8 codes array: the kernel used to read it (and not the checked 4-bit one) past its end
+    ['dequantRows: 4 bits with a short int8 codes array too', () => any(a.dequantRows)(new Int8Array(1), c4, 4, sw, null, null, K, false, K, 0, N, new Float32Array(N * K)), RangeError],
+    ['dequantRows: 4 bits with only an int8 codes array', () => any(a.dequantRows)(new Int8Array(1), null, 4, sw, null, null, K, false, K, 0, N, new Float32Array(N * K)), RangeError],
+    ['dequantRows: bits 5', () => any(a.dequantRows)(null, c4, 5, sw, null, null, K, false, K, 0, N, new Float32Array(N * K)), RangeError],
+    ['dequantRows: short 4-bit codes', () => any(a.dequantRows)(...w4args.map((v, i) => (i === 1 ? new Uint8Array(c4.length - 1) : v)), 0, N, new Float32Array(N * K)), RangeError],
+    ['dequantRows: short scale', () => any(a.dequantRows)(...w8args.map((v, i) => (i === 3 ? new Float32Array(N - 1) : v)), 0, N, new Float32Array(N * K)), RangeError],
+    ['dequantRows: short zero point', () => any(a.dequantRows)(...w4args.map((v, i) => (i === 5 ? new Uint8Array(N - 1) : v)), 0, N, new Float32Array(N * K)), RangeError],
+    ['dequantRows: two zero-point arrays', () => any(a.dequantRows)(...w4args.map((v, i) => (i === 4 ? new Int8Array(N) : i === 5 ? new Uint8Array(N) : v)), 0, N, new Float32Array(N * K)), RangeError],
+    ['dequantRows: K not a multiple of the group size', () => any(a.dequantRows)(...w8args.map((v, i) => (i === 6 ? 3 : v)), 0, N, new Float32Array(N * K)), RangeError],
+    ['dequantRows: rows past the codes', () => any(a.dequantRows)(...w8args, 0, N + 1, new Float32Array((N + 1) * K)), RangeError],
+    ['dequantRows: r1 < r0', () => any(a.dequantRows)(...w8args, 3, 2, new Float32Array(N * K)), RangeError],
+    ['dequantRows: short out', () => any(a.dequantRows)(...w8args, 0, N, new Float32Array(N * K - 1)), RangeError],
+    ['dequantRows: rows·K wraps around', () => any(a.dequantRows)(w8, null, 8, sw, null, null, 4, true, 4, wrap - 1, wrap, new Float32Array(4)), RangeError],
+    ['woGemm: x a Float64Array', () => any(a.woGemm)(new Float64Array(M * K), M, ...w8args, N, null, out), TypeError],
+    ['woGemm: 4 bits with a short int8 codes array too', () => any(a.woGemm)(x, M, new Int8Array(1), c4, 4, sw, null, null, K, false, K, N, null, out), RangeError],
+    ['woGemm: 3 bits with only an int8 codes array', () => any(a.woGemm)(x, M, new Int8Array(1), null, 3, sw, null, null, K, false, K, N, null, out), RangeError],
+    ['woGemm: short x', () => any(a.woGemm)(new Float32Array(M * K - 1), M, ...w8args, N, null, out), RangeError],
+    ['woGemm: short bias', () => any(a.woGemm)(x, M, ...w8args, N, new Float32Array(N - 1), out), RangeError],
+    ['woGemm: short out', () => any(a.woGemm)(x, M, ...w8args, N, null, new Float32Array(M * N - 1)), RangeError],
+    ['woGemm: more rows than codes', () => any(a.woGemm)(x, M, ...w8args, N + 1, null, new Float32Array(M * (N + 1))), RangeError],
+    ['woGemm: M·K wraps around', () => any(a.woGemm)(x, wrap, w8, null, 8, sw, null, null, 4, true, 4, N, null, out), RangeError],
+  ];
+}
+
+// ---- thread pool: a refused worker thread makes the pool smaller, it does not abort the process
+
+test('thread pool(spawn=refused): runs on the workers it has and reports the smaller size', { skip }, () => {
+  const saved = addon!.info().threads;
+  const a = rnd(300 * 200);
+  const b = rnd(200 * 250);
+  const want = new Float32Array(300 * 250);
+  const off = Int32Array.from([0]);
+  addon!.sgemmRef(a, b, want, 1, 300, 250, 200, off, off, 200, 250, false, false, false);
+  const gemm = () => {
+    const got = new Float32Array(300 * 250);
+    addon!.sgemm(a, b, got, 1, 300, 250, 200, off, off, 200, 250, false, false, false);
+    return got;
+  };
+  const big = rnd(300000);
+  const sum = () => {
+    const o = new Float32Array(1);
+    addon!.reduce(REDUCE_OPS.indexOf('sum'), big, 1, big.length, 1, o, null);
+    return o[0]!;
+  };
+  try {
+    addon!.setThreads(2);
+    close('gemm on 2 threads', gemm(), want, { atol: 1e-4, rtol: 1e-4 });
+    const sum2 = sum();
+    // every worker that does not exist yet fails to start (as with EAGAIN)
+    addon!._setThreadSpawnLimit(0);
+    addon!.setThreads(200);
+    close('gemm with refused threads', gemm(), want, { atol: 1e-4, rtol: 1e-4 });
+    assert.ok(Math.abs(sum() - sum2) <= 1e-3 * Math.abs(sum2) + 1e-3, 'sum with refused threads');
+    const info = addon!.info();
+    assert.ok(info.threadSpawnFailed, 'threadSpawnFailed is reported');
+    assert.ok(info.threads >= 1 && info.threads < 200, `pool shrank to the threads it has (reports ${info.threads})`);
+    // and grows again once threads can be started
+    addon!._setThreadSpawnLimit(-1);
+    addon!.setThreads(3);
+    close('gemm on 3 threads', gemm(), want, { atol: 1e-4, rtol: 1e-4 });
+    assert.equal(addon!.info().threads, 3);
+  } finally {
+    addon!._setThreadSpawnLimit(-1);
+    addon!.setThreads(saved);
+  }
+});
+
+test('setThreads(n=maxThreads) is accepted, and maxThreads is a sane bound', { skip }, () => {
+  const saved = addon!.info().threads;
+  try {
+    const max = addon!.info().maxThreads;
+    assert.equal(max, 256);
+    assert.equal(addon!.setThreads(max), max);
+    assert.equal(addon!.setThreads(1), 1);
+  } finally {
+    addon!.setThreads(saved);
+  }
 });
 
 // ---- case bodies

@@ -52,3 +52,18 @@ test('bad flags and missing folders give one clear line', () => {
   assert.equal(b.status, 1);
   assert.match(b.stderr, /model folder no\/such\/dir does not exist/);
 });
+
+test('shrink generate stops at the model context with a note; a prompt longer than the context is refused', () => {
+  const sentence = 'Once upon a time, there was a little girl named Lily. ';
+  const r = run('generate', 'data/models/stories260K', '-p', sentence.repeat(33), '-n', '40', '--json');
+  assert.equal(r.status, 0, r.stderr);
+  const j = JSON.parse(r.stdout);
+  assert.equal(j.ids.length, 512, 'prompt + new tokens fill the 512 positions');
+  const prompt = 512 - j.newTokens;
+  assert.ok(j.newTokens > 0 && j.newTokens < 40, `${j.newTokens} new tokens`);
+  assert.equal(r.stderr, `shrink: stopped at the model's context limit of 512 positions (${prompt} prompt + ${j.newTokens} new tokens; -n asked for 40)\n`);
+  const long = run('generate', 'data/models/stories260K', '-p', sentence.repeat(40), '-n', '5');
+  assert.equal(long.status, 1);
+  assert.equal(long.stderr, "shrink: generate: the prompt has 602 tokens, more than the model's context of 512 positions\n");
+  assert.equal(long.stdout, '');
+});

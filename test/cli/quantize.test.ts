@@ -1,5 +1,7 @@
 // `shrink quantize` end to end on the bundled stories260K: each scheme writes a folder that `shrink eval` reads
-// unchanged, with the file sizes and perplexities the schemes imply; fp16/bf16 casts; bad flags get one line.
+// unchanged, with the file sizes and perplexities the schemes imply; fp16/bf16 casts; bad flags get one line, before
+// any work (QAT included: every flag is passed through or rejected); output folders are checked first and replaced
+// only with --force.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -7,6 +9,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { SafetensorsFile } from '../../src/io/safetensors.ts';
+import { cli, start, tinyBert, waitFor } from './helpers.ts';
 
 const root = path.resolve(import.meta.dirname, '../..');
 const run = (...args: string[]) => spawnSync(process.execPath, [path.join(root, 'bin/shrink.js'), ...args], { encoding: 'utf8', cwd: root });
@@ -76,4 +79,123 @@ test('shrink quantize: a group size that does not divide in_features says what t
   assert.match(r.stderr, /model\.layers\.0\.self_attn\.q_proj: group size 48 does not divide in_features 64; zero columns pad it to 96 \(stored, never multiplied: 50 % more codes, same outputs\)\. Choose a divisor of 64 to avoid the padding\./);
   assert.match(r.stdout, /\| zero-padded in_features \| \d+ modules/);
   fs.rmSync(out, { recursive: true });
+});
+
+test('shrink quantize checks every flag against the scheme and method before any work, QAT included', async () => {
+  const out = path.join(os.tmpdir(), `never-written-${process.pid}`);
+  const bert = 'data/models/bert-teacher';
+  const qat = (...f: string[]) => [bert, '--method', 'qat', ...f];
+  const cases: [string[], string][] = [
+    [[model, '--scheme', 'int8', '--bits', '4'], '--bits applies to scheme int4 (4, 3 or 2 bits), not int8'],
+    [[model, '--scheme', 'int4', '--bits', '5'], '--bits must be 4, 3 or 2 for scheme int4, got 5'],
+    [[model, '--scheme', 'int4', '--granularity', 'group:7'], '--granularity group:7: scheme int4 packs two codes per byte, so the group size must be even, got 7'],
+    [[model, '--scheme', 'fp16', '--granularity', 'channel'], '--granularity does not apply to --scheme fp16 (a cast of every float tensor)'],
+    [[model, '--scheme', 'bf16', '--method', 'gptq'], '--method does not apply to --scheme bf16 (a cast of every float tensor)'],
+    [[model, '--scheme', 'int8', '--act-order'], '--act-order applies to --method gptq'],
+    [[model, '--scheme', 'int8', '--observer', 'mse'], '--observer applies to scheme int8-static'],
+    [[model, '--scheme', 'int8', '--steps', '10'], '--steps applies to --method qat'],
+    [[model, '--scheme', 'int8', '--calib', 'wikitext2'], '--calib applies to --method gptq, scheme int8-static or --report'],
+    [[model, '--scheme', 'int8-dynamic', '--asymmetric'], 'scheme int8-dynamic needs symmetric weights'],
+    [qat('--scheme', 'int8', '--bits', '4'), '--bits applies to scheme int4 (4, 3 or 2 bits), not int8'],
+    [qat('--scheme', 'int8-static'), '--scheme int8-static is not supported with --method qat (QAT trains int8, int8-dynamic or int4; calibrate int8-static afterwards with shrink quantize)'],
+    [qat('--report'), '--report is not supported with --method qat (there is no float model of the fine-tuned weights to compare against)'],
+    [qat('--calib', 'sst2'), '--calib is not supported with --method qat (QAT learns from the --task training data; it does not calibrate)'],
+    [qat('--calib-samples', '8'), '--calib-samples is not supported with --method qat (QAT learns from the --task training data; it does not calibrate)'],
+    [qat('--calib-seq-len', '32'), '--calib-seq-len is not supported with --method qat (QAT learns from the --task training data; it does not calibrate)'],
+    [qat('--percdamp', '0.1'), '--percdamp is not supported with --method qat (it is a GPTQ option)'],
+    [qat('--act-order'), '--act-order is not supported with --method qat (it is a GPTQ option)'],
+    [qat('--observer', 'mse'), '--observer is not supported with --method qat (it is an int8-static option)'],
+    [qat('--percentile', '99'), '--percentile is not supported with --method qat (it is an int8-static option)'],
+    [qat('--scheme', 'int4', '--int4-formula', 'awq'), '--int4-formula awq is not supported with --method qat (QAT int4 trains with the gptq formula)'],
+    [qat('--scheme', 'int4', '--symmetric'), '--symmetric is not supported with --method qat (QAT int4 trains asymmetric groups)'],
+    [qat('--scheme', 'int8', '--asymmetric'), '--asymmetric is not supported with --method qat (QAT int8 trains symmetric weights)'],
+    [qat('--scheme', 'int8', '--granularity', 'tensor'), '--granularity tensor is not supported with --method qat (QAT int8 trains per-channel weights)'],
+    [qat('--scheme', 'int4', '--granularity', 'channel'), '--granularity channel is not supported with --method qat (QAT int4 trains groups: group:<size>)'],
+    [qat('--scheme', 'int4', '--granularity', 'group:9'), '--granularity group:9: scheme int4 packs two codes per byte, so the group size must be even, got 9'],
+    [qat('--task', 'mnli'), "--task must be one of sst2, mrpc, rte, cola, got 'mnli'"],
+    [[model, '--method', 'awq'], "--method must be rtn, gptq or qat, got 'awq'"],
+    [[model, '--scheme', 'int8', '--ignore', ' , '], "--ignore needs at least one module-name glob, got ' , '"],
+  ];
+  for (const [[src, ...flags], msg] of cases) {
+    const r = await cli('quantize', src!, '-o', out, ...flags);
+    assert.equal(r.code, 1, flags.join(' '));
+    assert.equal(r.stderr, `shrink: ${msg}\n`, flags.join(' '));
+  }
+  assert.ok(!fs.existsSync(out), 'nothing written on error');
+});
+
+test('shrink quantize refuses bad output folders before any work; --force replaces one atomically; a model without a tokenizer gets a warning', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cli-qout-'));
+  const afile = path.join(dir, 'afile');
+  fs.writeFileSync(afile, 'x');
+  const full = path.join(dir, 'full');
+  fs.mkdirSync(full);
+  fs.writeFileSync(path.join(full, 'old.txt'), 'old');
+  for (const [o, msg] of [
+    ['/proc/x', 'output folder /proc/x is on /proc, a kernel filesystem; choose a folder on a disk'],
+    [afile, `output folder ${afile} exists and is a file, not a folder`],
+    [path.join(afile, 'q'), `cannot create output folder ${path.join(afile, 'q')}: ${afile} is a file, not a folder`],
+    [full, `output folder ${full} exists and is not empty (use --force to replace it)`],
+  ] as const) {
+    for (const flags of [['--scheme', 'int8'], ['--scheme', 'fp16'], ['--method', 'qat', '--steps', '1']]) {
+      const r = await cli('quantize', flags[1] === 'qat' ? 'data/models/bert-teacher' : model, '-o', o, ...flags);
+      assert.equal(r.code, 1, `${o} ${flags.join(' ')}`);
+      assert.equal(r.stderr, `shrink: ${msg}\n`, `${o} ${flags.join(' ')}`);
+    }
+  }
+  assert.deepEqual(fs.readdirSync(full), ['old.txt']);
+  // weights without a tokenizer: quantized with a warning that eval/predict will need one
+  const bare = path.join(dir, 'bare');
+  fs.mkdirSync(bare);
+  for (const f of ['config.json', 'model.safetensors']) fs.copyFileSync(path.join(root, model, f), path.join(bare, f));
+  const r = run('quantize', bare, '-o', full, '--scheme', 'int8', '--force', '--json');
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(
+    r.stderr,
+    `shrink: warning: ${bare} has no tokenizer (looked for tokenizer.json, tokenizer_config.json, special_tokens_map.json, vocab.txt, tok512.bin, …); ${full} will load with fromPretrained, but eval and predict need one: copy the tokenizer files of the original model into it\n`,
+  );
+  assert.deepEqual(fs.readdirSync(full).sort(), ['config.json', 'model.safetensors'], 'replaced, not merged');
+  assert.deepEqual(fs.readdirSync(dir).filter((f) => f.startsWith('.')), [], 'no temp folders left');
+  fs.rmSync(dir, { recursive: true });
+});
+
+test('shrink quantize --method qat passes --granularity, --asymmetric, --no-embeddings and --ignore through to training and conversion', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cli-qat-'));
+  const bert = tinyBert(path.join(dir, 'bert'));
+  const out = path.join(dir, 'q');
+  const r = run('quantize', bert, '-o', out, '--method', 'qat', '--scheme', 'int4', '--granularity', 'group:8', '--asymmetric', '--no-embeddings', '--ignore', 'classifier', '--steps', '2', '--json');
+  assert.equal(r.status, 0, r.stderr);
+  const j = JSON.parse(r.stdout);
+  assert.equal(j.out, out);
+  assert.equal(j.steps, 2);
+  const modules = JSON.parse(fs.readFileSync(path.join(out, 'config.json'), 'utf8')).quantization_config.modules as Record<string, { type: string; group_size: number; symmetric: boolean; bits: number }>;
+  const names = Object.keys(modules);
+  assert.ok(names.includes('bert.encoder.layer.0.attention.self.query'), names.join());
+  assert.ok(!names.some((n) => n.includes('embeddings')), `--no-embeddings: ${names.join()}`);
+  assert.ok(!names.includes('classifier'), `--ignore classifier: ${names.join()}`);
+  for (const [n, m] of Object.entries(modules)) {
+    assert.equal(m.group_size, 8, n);
+    assert.equal(m.bits, 4, n);
+    assert.equal(m.symmetric, false, n);
+  }
+  assert.ok(fs.existsSync(path.join(out, 'vocab.txt')));
+  fs.rmSync(dir, { recursive: true });
+});
+
+test('shrink quantize --method qat: Ctrl-C stops training, writes nothing and exits 130', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cli-qat-int-'));
+  const bert = tinyBert(path.join(dir, 'bert'));
+  const out = path.join(dir, 'q');
+  const a = start(['quantize', bert, '-o', out, '--method', 'qat', '--scheme', 'int8', '--steps', '5000']);
+  await waitFor(() => /qat \[/.test(a.stderr()), a.done, 'training progress');
+  a.child.kill('SIGINT');
+  const r = await a.done;
+  assert.equal(r.code, 130, r.stderr);
+  assert.equal(r.stdout, '');
+  const line = r.stderr.trim().split('\n').pop()!;
+  const k = /at step (\d+) of/.exec(line)?.[1];
+  assert.equal(line, `shrink: interrupted at step ${k} of 5000; nothing saved (quantize --method qat keeps no checkpoints; ${out} was not written)`);
+  assert.ok(!fs.existsSync(out));
+  assert.deepEqual(fs.readdirSync(dir), ['bert'], 'no temp folders');
+  fs.rmSync(dir, { recursive: true });
 });

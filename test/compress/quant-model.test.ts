@@ -141,7 +141,7 @@ test('a group size that does not divide in_features pads the stored weight with 
   const r = quantizeModel(m, { scheme: 'int4', groupSize: 32 });
   assert.deepEqual(r.modules['model.layers.0.mlp.down_proj']!.shape, [32, 64]);
   assert.equal(r.modules['model.layers.0.mlp.down_proj']!.in_features, 44);
-  const down = m.model.layers[0]!.mlp.down_proj as unknown as QuantLinear;
+  const down = m.getSubmodule('model.layers.0.mlp.down_proj') as QuantLinear;
   const x = new Tensor(rand(2 * 44), [2, 44], 'float32');
   expectClose(down.forward(x), referenceForward(down, x), { atol: 1e-5, rtol: 1e-5 });
   const got = noGrad(() => m.forward({ inputIds: ids }).logits);

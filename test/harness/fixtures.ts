@@ -45,9 +45,18 @@ function openFixture(dir: string, label: string, jsonFile: string, tensorFile: s
   };
 }
 
-export function modelFixture(name: string): Fixture {
+/**
+ * The folder of model fixture `name` (a Hugging Face model folder plus expected.json / expected.safetensors).
+ * Throws when it is missing: a test that needs a fixture fails, it never skips.
+ */
+export function modelFixtureDir(name: string): string {
   const dir = path.join(FIXTURES, name);
   if (!fs.existsSync(dir)) throw new Error(`fixture folder ${dir} is missing (SHRINK_FIXTURES=${FIXTURES})`);
+  return dir;
+}
+
+export function modelFixture(name: string): Fixture {
+  const dir = modelFixtureDir(name);
   return openFixture(dir, name, path.join(dir, 'expected.json'), path.join(dir, 'expected.safetensors'));
 }
 

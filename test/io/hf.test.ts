@@ -9,17 +9,10 @@ import { findWeights, loadWeights, readConfig, weightIndex, writePretrained } fr
 import { SafetensorsFile, saveSafetensors } from '../../src/io/safetensors.ts';
 import { Tensor, tensor } from '../../src/index.ts';
 import { expectThrows } from '../harness/expect.ts';
+import { modelFixtureDir } from '../harness/fixtures.ts';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'shrink-hf-'));
 process.on('exit', () => fs.rmSync(tmp, { recursive: true, force: true }));
-
-function fixturesDir(): string | null {
-  const cands = process.env.SHRINK_FIXTURES
-    ? [path.resolve(process.env.SHRINK_FIXTURES)]
-    : [path.join(import.meta.dirname, '../data/fixtures/seed1'), '/work/shared/fixtures/seed1'];
-  return cands.find((d) => fs.existsSync(path.join(d, 'bert_mlm', 'model.safetensors'))) ?? null;
-}
-const FIX = fixturesDir();
 
 let n = 0;
 /** A fresh folder with the given files (string → text, Uint8Array → bytes, Record → JSON). */
@@ -113,17 +106,31 @@ describe('findWeights / loadWeights', () => {
       `python -c "from transformers import BertForMaskedLM; BertForMaskedLM.from_pretrained('${d}').save_pretrained('${d}', safe_serialization=True)"`,
     );
     expectThrows(() => loadWeights(d), 'found pytorch_model.bin');
-    const noCfg = folder({ 'weights.pt': 'x', 'more.pth': 'x' });
-    expectThrows(() => findWeights(noCfg), 'found more.pth, weights.pt but no model.safetensors', 'from transformers import AutoModel; AutoModel.from_pretrained(');
+    const sharded = folder({ 'pytorch_model.bin.index.json': { weight_map: {} }, 'pytorch_model-00001-of-00002.bin': 'x' });
+    expectThrows(() => findWeights(sharded), `${sharded}: found pytorch_model.bin.index.json but no model.safetensors`, 'from transformers import AutoModel; AutoModel.from_pretrained(');
     const quote = path.join(tmp, "it's");
     fs.mkdirSync(quote);
     fs.writeFileSync(path.join(quote, 'pytorch_model.bin'), 'x');
     expectThrows(() => findWeights(quote), `from_pretrained('${quote.replace("'", "\\'")}')`);
   });
 
-  test('no weights at all, or shards without an index', () => {
+  test('no weights at all, or shards without an index: says what was looked for where, no conversion command', () => {
+    const looked = 'looked for model.safetensors, model.safetensors.index.json, pytorch_model.bin, pytorch_model.bin.index.json';
     const empty = folder({ 'config.json': {} });
-    expectThrows(() => findWeights(empty), `${empty}: no model.safetensors (or model.safetensors.index.json) found`);
+    expectThrows(() => findWeights(empty), `${empty}: no model.safetensors (or model.safetensors.index.json) found: ${looked} in ${empty}, which holds config.json`);
+    const bare = folder();
+    expectThrows(() => findWeights(bare), `${bare}: no model.safetensors (or model.safetensors.index.json) found: ${looked} in ${bare}, which is empty`);
+    // A tokenizer's .bin (stories260K's tok512.bin) or stray .pt/.pth files are not a checkpoint transformers could convert.
+    for (const files of [{ 'config.json': {}, 'tok512.bin': 'x' }, { 'weights.pt': 'x', 'more.pth': 'x' }] as Record<string, string | object>[]) {
+      const d = folder(files);
+      const names = Object.keys(files).sort().join(', ');
+      let msg = '';
+      assert.throws(() => findWeights(d), (e: Error) => ((msg = e.message), true));
+      assert.equal(msg, `${d}: no model.safetensors (or model.safetensors.index.json) found: ${looked} in ${d}, which holds ${names}`);
+      assert.ok(!/found .* but no|python|Convert/.test(msg), msg);
+    }
+    const many = folder(Object.fromEntries(Array.from({ length: 12 }, (_, i) => [`f${String(i).padStart(2, '0')}.txt`, 'x'])));
+    expectThrows(() => findWeights(many), `which holds f00.txt, f01.txt, f02.txt, f03.txt, f04.txt, f05.txt, f06.txt, f07.txt, f08.txt, f09.txt, … and 2 more`);
     const orphan = folder();
     saveSafetensors(path.join(orphan, 'model-00001-of-00002.safetensors'), { a: tensor([1]) });
     expectThrows(() => findWeights(orphan), `${orphan}: no model.safetensors or model.safetensors.index.json, only model-00001-of-00002.safetensors`);
@@ -170,20 +177,23 @@ describe('writePretrained', () => {
   });
 });
 
-describe('Hugging Face fixture folders', { skip: FIX ? false : 'no fixtures (set SHRINK_FIXTURES)' }, () => {
+// The fixtures (test/harness/fixtures.ts: $SHRINK_FIXTURES or the repo's copy) are required: a missing folder fails.
+describe('Hugging Face fixture folders', () => {
   for (const [model, type, key, shape] of [
     ['bert_mlm', 'bert', 'bert.embeddings.word_embeddings.weight', [1000, 64]],
     ['gpt2', 'gpt2', 'transformer.wte.weight', [1000, 64]],
     ['llama_gqa', 'llama', 'model.embed_tokens.weight', [512, 64]],
   ] as const)
     test(`${model}: config and weights`, () => {
-      const dir = path.join(FIX!, model);
+      const dir = modelFixtureDir(model);
       assert.equal(readConfig(dir).model_type, type);
       assert.deepEqual(findWeights(dir), [path.join(dir, 'model.safetensors')]);
       const w = loadWeights(dir);
       assert.deepEqual(w.get(key)!.shape, shape);
       assert.equal(w.get(key)!.dtype, 'float32');
-      const expected = JSON.parse(fs.readFileSync(path.join(dir, 'expected.json'), 'utf8')) as { model_safetensors_keys?: string[] };
-      if (expected.model_safetensors_keys) assert.deepEqual([...w.keys()].sort(), [...expected.model_safetensors_keys].sort());
+      const expected = JSON.parse(fs.readFileSync(path.join(dir, 'expected.json'), 'utf8')) as { model_safetensors_keys?: unknown };
+      const keys = expected.model_safetensors_keys;
+      assert.ok(Array.isArray(keys) && keys.length > 0, `${dir}/expected.json: model_safetensors_keys must be a non-empty list`);
+      assert.deepEqual([...w.keys()].sort(), [...(keys as string[])].sort());
     });
 });

@@ -9,18 +9,10 @@ import { SafetensorsFile, loadSafetensors, readSafetensorsBuffer, saveSafetensor
 import { atomicWrite, atomicWriteFile, atomicWriteJson } from '../../src/io/atomic.ts';
 import { Tensor, tensor } from '../../src/index.ts';
 import { expectEqual, expectThrows } from '../harness/expect.ts';
+import { modelFixtureDir } from '../harness/fixtures.ts';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'shrink-st-'));
 process.on('exit', () => fs.rmSync(tmp, { recursive: true, force: true }));
-
-/** Fixture folder: $SHRINK_FIXTURES, else test/data/fixtures/seed1, else /work/shared/fixtures/seed1; null if none. */
-function fixturesDir(): string | null {
-  const cands = process.env.SHRINK_FIXTURES
-    ? [path.resolve(process.env.SHRINK_FIXTURES)]
-    : [path.join(import.meta.dirname, '../data/fixtures/seed1'), '/work/shared/fixtures/seed1'];
-  return cands.find((d) => fs.existsSync(path.join(d, 'bert_mlm', 'model.safetensors'))) ?? null;
-}
-const FIX = fixturesDir();
 
 /** A raw safetensors buffer from a header object (or text) and data bytes, for corruption cases. */
 function raw(header: unknown, data = new Uint8Array(0), headerText?: string): Uint8Array {
@@ -375,15 +367,18 @@ describe('atomic writes', () => {
   });
 });
 
-describe('Hugging Face fixture files', { skip: FIX ? false : 'no fixtures (set SHRINK_FIXTURES)' }, () => {
+// The fixtures (test/harness/fixtures.ts: $SHRINK_FIXTURES or the repo's copy) are required: a missing folder fails.
+describe('Hugging Face fixture files', () => {
   for (const model of ['bert_mlm', 'gpt2', 'llama'])
     test(`${model}: lists HF keys lazily; re-saving reproduces the file byte for byte`, () => {
-      const dir = path.join(FIX!, model);
+      const dir = modelFixtureDir(model);
       const p = path.join(dir, 'model.safetensors');
-      const expected = JSON.parse(fs.readFileSync(path.join(dir, 'expected.json'), 'utf8')) as { model_safetensors_keys?: string[] };
+      const expected = JSON.parse(fs.readFileSync(path.join(dir, 'expected.json'), 'utf8')) as { model_safetensors_keys?: unknown };
+      const keys = expected.model_safetensors_keys;
+      assert.ok(Array.isArray(keys) && keys.length > 0, `${dir}/expected.json: model_safetensors_keys must be a non-empty list`);
       const f = SafetensorsFile.open(p);
       try {
-        if (expected.model_safetensors_keys) assert.deepEqual([...f.keys()].sort(), [...expected.model_safetensors_keys].sort());
+        assert.deepEqual([...f.keys()].sort(), [...(keys as string[])].sort());
         assert.deepEqual(f.metadata, { format: 'pt' });
         if (model === 'bert_mlm') {
           assert.deepEqual(f.info('bert.embeddings.word_embeddings.weight').shape, [1000, 64]);
@@ -399,7 +394,7 @@ describe('Hugging Face fixture files', { skip: FIX ? false : 'no fixtures (set S
     });
 
   test('expected.safetensors: I64 inputs load as int32 and re-save as I64 byte for byte', () => {
-    const p = path.join(FIX!, 'bert_mlm', 'expected.safetensors');
+    const p = path.join(modelFixtureDir('bert_mlm'), 'expected.safetensors');
     const { tensors, metadata } = loadSafetensors(p);
     const ids = tensors.get('inputs.input_ids')!;
     assert.equal(ids.dtype, 'int32');

@@ -2,7 +2,11 @@
 // initialisation bounds, and the init helpers.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Dropout, Embedding, Generator, LayerNorm, Linear, RMSNorm, Sequential, Tensor, init, tensor } from '../../src/index.ts';
+import {
+  Conv1D, Dropout, Embedding, Generator, LayerNorm, Linear, RMSNorm, Sequential, Tensor, asLinearLike, init, isLinearLike, manualSeed, noGrad,
+  sliceEmbedding, sliceLayerNorm, sliceLinear, tensor,
+} from '../../src/index.ts';
+import { Conv1D as Gpt2Conv1D } from '../../src/models/gpt2/modeling.ts';
 import { expectClose, expectEqual } from '../harness/expect.ts';
 
 const stats = (t: Tensor) => {
@@ -171,5 +175,158 @@ describe('init helpers', () => {
     expectEqual(h.toFloat32Array(), [0.5, 0.5, 0.5]);
     assert.throws(() => init.ones_(Tensor.empty([2], { dtype: 'int32' })), /expected a floating-point tensor, got int32/);
     assert.throws(() => init.zeros_(Tensor.empty([2, 3]).t()), /must be contiguous/);
+  });
+});
+
+describe('Conv1D, LinearLike, fromWeights and slicing', () => {
+  const g = new Generator(21);
+  const W = Tensor.randn([3, 4], { generator: g }); // [out, in]
+  const b = Tensor.randn([3], { generator: g });
+  const x = Tensor.randn([2, 5, 4], { generator: g });
+  const ref = (w: Tensor, bias: Tensor | null, v: Tensor) => {
+    const y = v.matmul(w.t());
+    return bias ? y.add(bias) : y;
+  };
+
+  test('Conv1D: weight [in, out], y = x·W + b, HF keys; GPT-2 modeling re-exports the same class', () => {
+    assert.equal(Gpt2Conv1D, Conv1D);
+    const c = new Conv1D(4, 3);
+    assert.deepEqual(c.weight.shape, [4, 3]);
+    assert.deepEqual(c.stateDictKeys(), ['weight', 'bias']);
+    expectEqual(c.bias!, [0, 0, 0]);
+    c.weight.copy_(W.t());
+    c.bias!.copy_(b);
+    const y = c.forward(x);
+    assert.deepEqual(y.shape, [2, 5, 3]);
+    expectClose(y, ref(W, b, x), { atol: 1e-6 });
+    y.sum().backward();
+    expectClose(c.weight.grad!, x.reshape([10, 4]).t().matmul(Tensor.ones([10, 3])), { atol: 1e-5 });
+    const nb = new Conv1D(4, 3, 0.02, { bias: false });
+    assert.equal(nb.bias, null);
+    assert.deepEqual(nb.stateDictKeys(), ['weight']);
+  });
+
+  test('LinearLike: the same [out, in] view of a Linear and a Conv1D; weightOutIn is a view, setWeightOutIn copies in place', () => {
+    const lin = Linear.fromWeights(W, b);
+    const conv = Conv1D.fromWeights(W, b);
+    for (const m of [lin, conv]) {
+      const ll = asLinearLike(m)!;
+      assert.ok(ll && isLinearLike(m));
+      assert.equal(ll.inFeatures, 4);
+      assert.equal(ll.outFeatures, 3);
+      assert.equal(ll.hasBias, true);
+      expectEqual(ll.weightOutIn().contiguous(), W);
+      expectClose(ll.forward(x), ref(W, b, x), { atol: 1e-6 });
+      assert.equal(ll.weightOutIn().data, m.weight.data, 'a view of the parameter storage');
+    }
+    assert.equal(lin.weightOutIn(), lin.weight);
+    assert.deepEqual(conv.weight.shape, [4, 3]);
+    assert.equal(asLinearLike(new LayerNorm(3)), null);
+    assert.ok(!isLinearLike(new Embedding(2, 2)));
+    // writes through the view reach the [in, out] parameter
+    noGrad(() => conv.weightOutIn().select(0, 1).fill_(7));
+    expectEqual(conv.weight.select(1, 1), [7, 7, 7, 7]);
+    // setWeightOutIn: same storage, new values, same outputs for both kinds
+    const W2 = Tensor.randn([3, 4], { generator: g });
+    const before = [lin.weight, conv.weight, lin.weight.data, conv.weight.data];
+    lin.setWeightOutIn(W2);
+    conv.setWeightOutIn(W2);
+    assert.deepEqual([lin.weight, conv.weight, lin.weight.data, conv.weight.data], before);
+    expectEqual(conv.weight, W2.t().contiguous());
+    expectClose(conv.forward(x), lin.forward(x), { atol: 1e-6 });
+    assert.throws(() => conv.setWeightOutIn(W2.t()), /expected \[3, 4\] \(\[out, in\]\), got \[4,3\]/);
+  });
+
+  test('fromWeights copies into new trainable leaves, draws no random numbers, and reads Conv1D [in, out] on request', () => {
+    manualSeed(5);
+    const src = W.clone();
+    const lin = Linear.fromWeights(src);
+    const conv = Conv1D.fromWeights(src.t(), null, { layout: 'inOut' });
+    const drawn = Tensor.randn([4]);
+    manualSeed(5);
+    expectEqual(drawn, Tensor.randn([4]), 'default generator untouched');
+    assert.equal(lin.bias, null);
+    assert.deepEqual(conv.stateDictKeys(), ['weight']);
+    assert.ok(lin.weight.requiresGrad && lin.weight.isLeaf && conv.weight.requiresGrad && conv.weight.isLeaf);
+    noGrad(() => src.fill_(0));
+    expectClose(lin.forward(x), ref(W, null, x), { atol: 1e-6 });
+    expectClose(conv.forward(x), ref(W, null, x), { atol: 1e-6 });
+    assert.throws(() => Linear.fromWeights(Tensor.zeros([3])), /weight must be a 2-D tensor/);
+    assert.throws(() => Linear.fromWeights(W, Tensor.zeros([4])), /bias must be a 1-D tensor \[3\]/);
+  });
+
+  for (const kind of ['Linear', 'Conv1D'] as const) {
+    const make = () => (kind === 'Linear' ? Linear.fromWeights(W, b) : Conv1D.fromWeights(W, b));
+
+    test(`sliceLinear(${kind}) by outputs: the selected columns of the original output`, () => {
+      const m = make();
+      const outIdx = [2, 0];
+      const s = sliceLinear(m, { outIdx });
+      assert.ok(s instanceof (kind === 'Linear' ? Linear : Conv1D));
+      assert.equal(s.outFeatures, 2);
+      assert.equal(s.inFeatures, 4);
+      expectClose(s.forward(x), m.forward(x).indexSelect(-1, tensor([2, 0], { dtype: 'int32' })), { atol: 1e-6 });
+      expectEqual(s.bias!, [b.data[2]!, b.data[0]!]);
+    });
+
+    test(`sliceLinear(${kind}) by inputs: the original with the dropped inputs zeroed; new storage, flags kept`, () => {
+      const m = make();
+      m.requiresGrad_(false).eval();
+      const inIdx = [0, 3];
+      const s = sliceLinear(m, { inIdx });
+      assert.equal(s.inFeatures, 2);
+      assert.equal(s.outFeatures, 3);
+      const keep = tensor([1, 0, 0, 1]);
+      const want = m.forward(x.mul(keep));
+      expectClose(s.forward(x.indexSelect(-1, tensor(inIdx, { dtype: 'int32' }))), want, { atol: 1e-6 });
+      // both at once
+      const both = sliceLinear(m, { outIdx: [1], inIdx });
+      expectClose(both.forward(x.indexSelect(-1, tensor(inIdx, { dtype: 'int32' }))), want.narrow(-1, 1, 1), { atol: 1e-6 });
+      // copies: the original's storage is not shared and later edits do not leak
+      assert.notEqual(s.weight.data, m.weight.data);
+      assert.notEqual(s.bias!.data, m.bias!.data);
+      noGrad(() => m.weight.fill_(0));
+      expectClose(s.forward(x.indexSelect(-1, tensor(inIdx, { dtype: 'int32' }))), want, { atol: 1e-6 });
+      assert.ok(!s.weight.requiresGrad && !s.bias!.requiresGrad && !s.training);
+      assert.throws(() => sliceLinear(m, { inIdx: [4] }), /index 4 is out of range for dimension \d of size 4/);
+    });
+  }
+
+  test('sliceLayerNorm keeps eps and the selected affine entries (LayerNorm and RMSNorm)', () => {
+    const ln = new LayerNorm(4, { eps: 1e-3 });
+    ln.weight!.copy_(tensor([1, 2, 3, 4]));
+    ln.bias!.copy_(tensor([0, 0.1, 0.2, 0.3]));
+    const s = sliceLayerNorm(ln, [3, 1]);
+    assert.ok(s instanceof LayerNorm);
+    assert.deepEqual(s.normalizedShape, [2]);
+    assert.equal(s.eps, 1e-3);
+    expectEqual(s.weight!, [4, 2]);
+    expectClose(s.bias!, [0.3, 0.1], { atol: 0 });
+    // x = [1, 3]: mean 2, var 1 ⇒ x̂ = ±1/√1.001
+    const r = 1 / Math.sqrt(1.001);
+    expectClose(s.forward(tensor([[1, 3]])), [-4 * r + 0.3, 2 * r + 0.1], { atol: 1e-6 });
+    assert.notEqual(s.weight!.data, ln.weight!.data);
+    const plain = sliceLayerNorm(new LayerNorm(3, { elementwiseAffine: false }), [0, 2]);
+    assert.deepEqual(plain.stateDictKeys(), []);
+    const rms = new RMSNorm(3);
+    rms.weight.copy_(tensor([1, 2, 3]));
+    const rs = sliceLayerNorm(rms, [2, 0]);
+    assert.ok(rs instanceof RMSNorm);
+    expectEqual(rs.weight, [3, 1]);
+    // x = [3, 4]: rms = √12.5
+    expectClose(rs.forward(tensor([[3, 4]])), [(3 * 3) / Math.sqrt(12.5 + 1e-6), 4 / Math.sqrt(12.5 + 1e-6)], { atol: 1e-6 });
+    assert.throws(() => sliceLayerNorm(new LayerNorm([2, 2]), [0]), /only a 1-D normalized shape/);
+  });
+
+  test('sliceEmbedding keeps every row and the padding index, slicing the hidden dim', () => {
+    const emb = new Embedding(6, 5, { paddingIdx: 1, generator: new Generator(4) });
+    const s = sliceEmbedding(emb, [4, 0, 2]);
+    assert.equal(s.numEmbeddings, 6);
+    assert.equal(s.embeddingDim, 3);
+    assert.equal(s.paddingIdx, 1);
+    const ids = tensor([[0, 1, 5], [3, 3, 2]], { dtype: 'int32' });
+    expectEqual(s.forward(ids), emb.forward(ids).indexSelect(-1, tensor([4, 0, 2], { dtype: 'int32' })));
+    assert.notEqual(s.weight.data, emb.weight.data);
+    assert.ok(s.weight.requiresGrad);
   });
 });

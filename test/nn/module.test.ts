@@ -169,6 +169,37 @@ describe('loadStateDict', () => {
       message: 'loadStateDict(Net): wrong shapes (1): emb.weight: checkpoint [11,4], model [10,4]',
     });
   });
+
+  test('a checkpoint of the wrong size: the first five keys of each category with the totals, not every key', () => {
+    class Deep extends Module {
+      layers: Linear[];
+      constructor(hidden: number, n: number) {
+        super();
+        this.layers = Array.from({ length: n }, () => new Linear(hidden, hidden));
+      }
+    }
+    const sd = new Deep(8, 20).stateDict(); // hidden 8 where the model has 4: every key present has the wrong shape
+    sd.delete('layers.0.bias');
+    for (let i = 0; i < 7; i++) sd.set(`extra.${i}.weight`, Tensor.zeros([1]));
+    const fresh = new Deep(4, 26); // layers 20..25 are not in the checkpoint
+    const before = fresh.layers[1]!.weight.toArray();
+    let msg = '';
+    assert.throws(() => fresh.loadStateDict(sd), (e: Error) => ((msg = e.message), true));
+    assert.equal(
+      msg,
+      'loadStateDict(Deep): missing keys (13): layers.0.bias, layers.20.weight, layers.20.bias, layers.21.weight, layers.21.bias, … and 8 more' +
+        ' | unexpected keys (7): extra.0.weight, extra.1.weight, extra.2.weight, extra.3.weight, extra.4.weight, … and 2 more' +
+        ' | wrong shapes (39): layers.0.weight: checkpoint [8,8], model [4,4]; layers.1.weight: checkpoint [8,8], model [4,4];' +
+        ' layers.1.bias: checkpoint [8], model [4]; layers.2.weight: checkpoint [8,8], model [4,4]; layers.2.bias: checkpoint [8], model [4];' +
+        ' … and 34 more',
+    );
+    assert.equal(msg.split('\n').length, 1);
+    expectEqual(fresh.layers[1]!.weight, before);
+    // exactly five of a category: all listed, no "more"
+    const five = new Deep(4, 3).stateDict();
+    for (let i = 0; i < 5; i++) five.set(`x${i}`, Tensor.zeros([1]));
+    assert.throws(() => new Deep(4, 3).loadStateDict(five), { message: 'loadStateDict(Deep): unexpected keys (5): x0, x1, x2, x3, x4' });
+  });
 });
 
 describe('modes, freezing, apply', () => {

@@ -24,11 +24,17 @@ type F32 = Float32Array;
 
 /** Functions exported by the addon. Signatures are those of native/*.cc; `meta` layouts are documented there. */
 export interface NativeAddon {
-  /** avx2: the CPU has AVX2+FMA; threads: the pool size. */
-  info(): { avx2: boolean; threads: number };
-  /** Sets the pool size (the caller counts as one thread); returns the new size. */
+  /**
+   * avx2: the CPU has AVX2+FMA (and this build has the AVX2 kernels); threads: the pool size; maxThreads: the largest
+   * size setThreads accepts; threadSpawnFailed: the system refused a worker thread (the pool runs on fewer);
+   * x86: the build contains the x86 SIMD kernels (false on arm64 and other targets: portable kernels only).
+   */
+  info(): { avx2: boolean; threads: number; maxThreads: number; threadSpawnFailed: boolean; x86: boolean };
+  /** Sets the pool size (the caller counts as one thread), an integer in [1, maxThreads] (else a RangeError); returns the new size. */
   setThreads(n: number): number;
-  /** Enables/disables the AVX2/F16C paths of the elementwise, reduce, nn and convert kernels (for tests); returns whether they are active. */
+  /** Tests only: starting a worker thread fails (as EAGAIN would) once this many workers exist; -1 lifts the limit. */
+  _setThreadSpawnLimit(workers: number): void;
+  /** Enables/disables the AVX2/F16C paths of the elementwise, reduce, nn, convert and quant kernels (for tests); returns whether they are active. */
   setSimd(enabled?: boolean): boolean;
 
   sgemm(a: F32, b: F32, out: F32, batch: number, M: number, N: number, K: number, aOff: Int32Array, bOff: Int32Array, lda: number, ldb: number, transA: boolean, transB: boolean, accumulate: boolean): void;
@@ -70,12 +76,48 @@ export interface NativeAddon {
   f16ToF32(src: Uint16Array, dst: F32): void;
   f32ToBf16(src: F32, dst: Uint16Array): void;
   bf16ToF32(src: Uint16Array, dst: F32): void;
+
+  /** Integer kernels of quantized layers (native/quant.cc; src/compress/quant/kernels.ts calls them). */
+  quantizeRowsStatic(x: F32, M: number, K: number, Kp: number, scale: number, zero: number, q: Uint8Array): void;
+  quantizeRowsU7(x: F32, M: number, K: number, Kp: number, q: Uint8Array, scale: F32, zero: Int32Array): void;
+  packInt8Weight(w: Int8Array, N: number, K: number, packed: Int8Array, rowSum: Int32Array): void;
+  int8Gemm(qa: Uint8Array, M: number, Kp: number, packed: Int8Array, N: number, sa: F32, za: Int32Array, sw: F32, swPerTensor: boolean, rowSum: Int32Array, bias: F32 | null, out: F32): void;
+  dequantRows(c8: Int8Array | null, c4: Uint8Array | null, bits: number, scale: F32, z8: Int8Array | null, z4: Uint8Array | null, groupSize: number, perTensor: boolean, K: number, r0: number, r1: number, out: F32): void;
+  woGemm(x: F32, M: number, c8: Int8Array | null, c4: Uint8Array | null, bits: number, scale: F32, z8: Int8Array | null, z4: Uint8Array | null, groupSize: number, perTensor: boolean, K: number, N: number, bias: F32 | null, out: F32): void;
+
+  /** SIGINT/SIGTERM watch (native/signal.cc; src/train/interrupt.ts is the API). signalWatch returns false where unsupported. */
+  signalWatch(): boolean;
+  /** Ends one watch; returns the number left (the last one restores the previous handlers). */
+  signalUnwatch(): number;
+  /** The signal number received while watching, or 0. */
+  signalPending(): number;
+  signalClear(): void;
 }
 
-export const ADDON_PATH = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../build/Release/shrink_native.node');
+/** The addon file: build/Release/shrink_native.node, or $SHRINK_NATIVE_ADDON (another build of it, e.g. a portable-only one). */
+export const ADDON_PATH = process.env.SHRINK_NATIVE_ADDON || path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../build/Release/shrink_native.node');
 
 let loaded: NativeAddon | null | undefined;
 let loadError: string | null = null;
+
+/**
+ * SHRINK_REQUIRE_NATIVE=1 (CI sets it): the addon must load. The backend registry then throws instead of falling
+ * back to `ref`, and the native tests fail instead of skipping, so a broken build cannot pass unnoticed.
+ */
+export function nativeRequired(): boolean {
+  return process.env.SHRINK_REQUIRE_NATIVE === '1';
+}
+
+/**
+ * For tests of the addon: false when it loaded (run them), else the reason to skip them. Throws when
+ * SHRINK_REQUIRE_NATIVE=1 and the addon did not load, which fails the test file instead of skipping it.
+ */
+export function nativeTestSkip(): string | false {
+  if (loadNative()) return false;
+  const why = `native addon not available (${nativeLoadError()})`;
+  if (nativeRequired()) throw new Error(`SHRINK_REQUIRE_NATIVE=1 but the ${why}; run 'npm run build:native' and fix the build`);
+  return why;
+}
 
 /** Why the addon did not load (null if it did or was not tried). */
 export function nativeLoadError(): string | null {

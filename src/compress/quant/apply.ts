@@ -8,8 +8,8 @@
  * same skeleton on load.
  */
 import { Module } from '../../nn/module.ts';
-import { Embedding, Linear } from '../../nn/layers.ts';
-import { Conv1D } from '../../models/gpt2/modeling.ts';
+import { Conv1D, Embedding, Linear, type LinearLike } from '../../nn/layers.ts';
+import { callForward, registerForwardPreHook, type HookHandle } from '../../nn/hooks.ts';
 import { Tensor } from '../../tensor/tensor.ts';
 import { noGrad } from '../../tensor/autograd.ts';
 import { matchesAny } from '../select.ts';
@@ -95,16 +95,13 @@ function resolved(o: QuantizeOptions): Required<Pick<QuantizeOptions, 'bits' | '
   return { bits, granularity, groupSize: o.groupSize ?? (granularity === 'group' ? 64 : 0), symmetric, method, formula };
 }
 
-/** Float weight of a target as [N, K] float32 (Conv1D's [in, out] transposed). */
+/** Float weight of a target as [N, K] float32 (a Linear's weight; Conv1D's [in, out] transposed). */
 function weightOf(t: Target, o: QuantizeOptions): { w: Float32Array; N: number; K: number } {
   const W = t.module.weight;
   o.materialize?.(t.name, W);
-  if (t.kind === 'conv1d') {
-    const [K, N] = W.shape as [number, number];
-    return { w: W.t().contiguous().data as Float32Array, N, K };
-  }
-  const [N, K] = W.shape as [number, number];
-  return { w: W.contiguous().data as Float32Array, N, K };
+  const [N, K] = t.kind === 'embedding' ? (W.shape as [number, number]) : [(t.module as LinearLike).outFeatures, (t.module as LinearLike).inFeatures];
+  const wOutIn = t.kind === 'embedding' ? W : (t.module as LinearLike).weightOutIn();
+  return { w: wOutIn.contiguous().data as Float32Array, N, K };
 }
 
 function collectTargets(model: Module, o: QuantizeOptions): Target[] {
@@ -237,16 +234,14 @@ function quantizeModelImpl(model: Module, o: QuantizeOptions): QuantizeReport {
   for (const s of stages) {
     const stage = todo.filter((t) => blockIndex(t.name) === s);
     const H = new Map<Target, { h: Float64Array; n: number }>();
-    const restore: (() => void)[] = [];
+    const hooks: HookHandle[] = [];
     // padding positions are not data: a layer that sees one row per token (B·T rows) skips the masked ones
     let tokenMask: ArrayLike<number> | null = null;
     for (const t of stage) {
-      const K = t.kind === 'conv1d' ? t.module.weight.shape[0]! : t.module.weight.shape[1]!;
+      const K = (t.module as LinearLike).inFeatures;
       const acc = { h: new Float64Array(K * K), n: 0 };
       H.set(t, acc);
-      const m = t.module as Module & { forward(x: Tensor): Tensor };
-      const orig = m.forward;
-      m.forward = (x: Tensor) => {
+      const hessianOf = (x: Tensor) => {
         const rows = x.numel / K;
         let data = x.contiguous().data as Float32Array;
         let kept = rows;
@@ -257,21 +252,18 @@ function quantizeModelImpl(model: Module, o: QuantizeOptions): QuantizeReport {
           data = packed.subarray(0, kept * K);
         }
         if (kept > 0) acc.n = accumulateHessian(acc.h, data, kept, K, acc.n);
-        return orig.call(m, x);
       };
-      restore.push(() => {
-        m.forward = orig;
-      });
+      hooks.push(registerForwardPreHook(t.module, (_m, inputs) => hessianOf(inputs[0] as Tensor)));
     }
     try {
       noGrad(() => {
         for (const batch of o.calibration!()) {
           tokenMask = batch.attentionMask ? (batch.attentionMask.contiguous().data as ArrayLike<number>) : null;
-          (model as unknown as { forward(i: Record<string, Tensor>): unknown }).forward(batch);
+          callForward(model, batch);
         }
       });
     } finally {
-      for (const f of restore) f();
+      for (const h of hooks) h.remove();
     }
     for (const t of stage) {
       o.log?.(`gptq ${t.name}`);

@@ -14,6 +14,7 @@
 import type { Module } from '../../nn/module.ts';
 import type { Tensor } from '../../tensor/tensor.ts';
 import { noGrad } from '../../tensor/autograd.ts';
+import { callForward, registerForwardPreHook, type HookHandle } from '../../nn/hooks.ts';
 import { roundHalfEven } from './kernels.ts';
 
 export type ObserverKind = 'minmax' | 'percentile' | 'mse';
@@ -134,26 +135,18 @@ export class RangeObserver {
  */
 export function observeInputs(model: Module, layers: string[], batches: Iterable<Record<string, Tensor>>, kind: ObserverKind, percentile?: number): Map<string, RangeObserver> {
   const obs = new Map<string, RangeObserver>();
-  const restore: (() => void)[] = [];
-  for (const name of layers) {
-    const o = new RangeObserver(kind, percentile);
-    obs.set(name, o);
-    const m = model.getSubmodule(name) as Module & { forward(x: Tensor): Tensor };
-    const orig = m.forward;
-    m.forward = (x: Tensor) => {
-      o.observe(x.contiguous().data as Float32Array);
-      return orig.call(m, x);
-    };
-    restore.push(() => {
-      m.forward = orig;
-    });
-  }
+  const hooks: HookHandle[] = [];
   try {
+    for (const name of layers) {
+      const o = new RangeObserver(kind, percentile);
+      obs.set(name, o);
+      hooks.push(registerForwardPreHook(model.getSubmodule(name), (_m, inputs) => o.observe((inputs[0] as Tensor).contiguous().data as Float32Array)));
+    }
     noGrad(() => {
-      for (const b of batches) (model as unknown as { forward(i: Record<string, Tensor>): unknown }).forward(b);
+      for (const b of batches) callForward(model, b);
     });
   } finally {
-    for (const f of restore) f();
+    for (const h of hooks) h.remove();
   }
   return obs;
 }

@@ -17,9 +17,9 @@
  * directly.
  */
 import type { Module } from '../../nn/module.ts';
-import type { Tensor } from '../../tensor/tensor.ts';
-import { registerCheckpointPreparer } from '../../models/registry.ts';
-import { writePretrained } from '../../io/hf.ts';
+import { Tensor } from '../../tensor/tensor.ts';
+import { registerCheckpointDescriber, registerCheckpointPreparer, savePretrained } from '../../models/registry.ts';
+import { registerDescribedElsewhere } from '../structure.ts';
 import { QuantEmbedding, QuantLinear, type QuantScheme, type QuantizedWeight } from './modules.ts';
 import type { QuantModuleEntry } from './apply.ts';
 
@@ -77,6 +77,27 @@ export function describeQuantized(model: Module): Record<string, QuantModuleEntr
   return out;
 }
 
+/** The quantization_config section for a model with quantized modules (undefined when it has none). */
+export function quantizationSection(model: Module, qc: Partial<QuantizationConfig> = {}): { section: QuantizationConfig | undefined; tied: Record<string, string> } {
+  const modules = describeQuantized(model);
+  const names = Object.keys(modules);
+  if (names.length === 0) return { section: undefined, tied: {} };
+  const { tied } = dedupe(model.stateDict({ forSave: true }));
+  const first = modules[names.find((n) => modules[n]!.type !== 'embedding') ?? names[0]!]!;
+  const section: QuantizationConfig = {
+    quant_method: 'shrink',
+    format_version: QUANT_FORMAT_VERSION,
+    scheme: first.scheme,
+    bits: first.bits,
+    method: 'rtn',
+    granularity: first.per_tensor ? 'tensor' : first.group_size === first.shape[1] ? 'channel' : `group:${first.group_size}`,
+    ...qc,
+    modules,
+    tied_keys: tied,
+  };
+  return { section, tied };
+}
+
 /** Write a quantized model as a HF folder (config.json with quantization_config, model.safetensors). */
 export function saveQuantized(
   model: Module & { config: Record<string, unknown> },
@@ -84,10 +105,10 @@ export function saveQuantized(
   qc: Omit<QuantizationConfig, 'quant_method' | 'format_version' | 'tied_keys' | 'modules'>,
   metadata: Record<string, string> = {},
 ): QuantizationConfig {
-  const { tensors, tied } = dedupe(model.stateDict({ forSave: true }));
-  const quantization_config: QuantizationConfig = { quant_method: 'shrink', format_version: QUANT_FORMAT_VERSION, ...qc, modules: describeQuantized(model), tied_keys: tied };
-  writePretrained(dir, { config: { ...model.config, architectures: [model.constructor.name], quantization_config }, tensors, metadata: { format: 'pt', ...metadata } });
-  return quantization_config;
+  const { section } = quantizationSection(model, qc);
+  if (!section) throw new Error(`saveQuantized ${dir}: the model has no quantized modules`);
+  savePretrained(model, dir, metadata, { quantization_config: section });
+  return section;
 }
 
 function emptyWeight(e: QuantModuleEntry): QuantizedWeight {
@@ -141,7 +162,9 @@ function prepareQuantized(model: Module, section: unknown, weights: Map<string, 
     } catch {
       throw new Error(`${dir}: quantization_config names module '${name}', which ${(model as object).constructor.name} does not have`);
     }
-    const bias = e.bias ? ((old as unknown as { bias?: Tensor | null }).bias ?? null) : null;
+    // the float module's bias, or (for a layer pruned before quantization) a fresh one of the stored width
+    const oldBias = (old as unknown as { bias?: Tensor | null }).bias ?? null;
+    const bias = e.bias ? (oldBias && oldBias.shape[0] === e.shape[0] ? oldBias : Tensor.zeros([e.shape[0]])) : null;
     if (e.type === 'embedding') model.setSubmodule(name, new QuantEmbedding(q, e.padding_idx ?? null));
     else {
       const ql = new QuantLinear(e.scheme, q, bias, e.in_features ?? e.shape[1]);
@@ -164,3 +187,9 @@ function prepareQuantized(model: Module, section: unknown, weights: Map<string, 
 }
 
 registerCheckpointPreparer('quantization_config', prepareQuantized);
+registerCheckpointDescriber((model) => {
+  const { section, tied } = quantizationSection(model);
+  return { quantization_config: section, dropKeys: Object.keys(tied) };
+});
+registerDescribedElsewhere(QuantLinear);
+registerDescribedElsewhere(QuantEmbedding);

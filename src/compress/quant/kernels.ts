@@ -7,7 +7,7 @@
  * multiplies with the float32 GEMM; int8-dynamic quantizes activations per token and sums integer products exactly.
  */
 import { matmul } from '../../ops/matmul.ts';
-import { Tensor } from '../../tensor/tensor.ts';
+import { Tensor, storageVersion } from '../../tensor/tensor.ts';
 import { noGrad } from '../../tensor/autograd.ts';
 import { backend, nativeAddon } from '../../backend/registry.ts';
 import { dequantizeRows, type QuantizedWeight } from './modules.ts';
@@ -53,13 +53,27 @@ function dequantPanel(w: QuantizedWeight, r0: number, r1: number, out: Float32Ar
   q.dequantRows(...weightArgs(w), r0, r1, out);
 }
 
-/** Packed int8 weights per codes array, built on first use (a layer's codes never change after loading). */
-const PACKED = new WeakMap<object, { packed: Int8Array; rowSum: Int32Array }>();
-function packed(q: QuantAddon, w: QuantizedWeight): { packed: Int8Array; rowSum: Int32Array } {
+/**
+ * Packed int8 weights per codes array, built on first use and rebuilt when the codes' storage version moved:
+ * Module.loadStateDict copies a checkpoint into the existing buffers in place (Tensor.copy_, which bumps the
+ * version), so the same array can hold new codes. Writers that bypass Tensor's in-place methods must call
+ * bumpStorageVersion (src/tensor/tensor.ts). The shape is part of the key too (one array, two interpretations).
+ */
+interface Packed {
+  packed: Int8Array;
+  rowSum: Int32Array;
+  version: number;
+  N: number;
+  K: number;
+}
+const PACKED = new WeakMap<object, Packed>();
+function packed(q: QuantAddon, w: QuantizedWeight): Packed {
+  const [N, K] = w.shape;
+  const version = storageVersion(w.codes);
   let p = PACKED.get(w.codes);
-  if (!p) {
-    const [N, K] = w.shape;
-    p = { packed: new Int8Array(Math.ceil(N / 16) * 16 * Math.ceil(K / 4) * 4), rowSum: new Int32Array(N) };
+  if (!p || p.version !== version || p.N !== N || p.K !== K) {
+    const size = Math.ceil(N / 16) * 16 * Math.ceil(K / 4) * 4;
+    p = { packed: p && p.packed.length === size ? p.packed : new Int8Array(size), rowSum: p && p.N === N ? p.rowSum : new Int32Array(N), version, N, K };
     q.packInt8Weight(w.codes as Int8Array, N, K, p.packed, p.rowSum);
     PACKED.set(w.codes, p);
   }

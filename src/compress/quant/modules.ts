@@ -15,6 +15,7 @@
  * `<name>.weight_packed` (U8), `<name>.weight_scale` (F32), `<name>.weight_zero_point` (I8 / U8, asymmetric
  * only) and `<name>.bias`; see format.ts.
  */
+import type { StoredPart } from '../../eval/size.ts';
 import { Module } from '../../nn/module.ts';
 import { Tensor } from '../../tensor/tensor.ts';
 import { linear } from '../../ops/matmul.ts';
@@ -106,6 +107,17 @@ function registerQuantBuffers(m: Module, w: QuantizedWeight): void {
   if (w.zero) m.registerBuffer('weight_zero_point', new Tensor(w.zero, sshape, w.zero instanceof Int8Array ? 'int8' : 'uint8'));
 }
 
+/** The stored parts of a quantized weight (codes count as weights; scales and zero points as bytes only). */
+function quantParts(w: QuantizedWeight, inFeatures = w.shape[1]): StoredPart[] {
+  const parts: StoredPart[] = [
+    // zero-padding columns (a group size that does not divide in_features) are bytes, not weights
+    { storage: w.codes, bytes: w.codes.byteLength, parameters: w.shape[0] * inFeatures },
+    { storage: w.scale, bytes: w.scale.byteLength, parameters: 0 },
+  ];
+  if (w.zero) parts.push({ storage: w.zero, bytes: w.zero.byteLength, parameters: 0 });
+  return parts;
+}
+
 /** Re-read the buffers (after loadStateDict copied a checkpoint into them) into the QuantizedWeight view. */
 function syncFromBuffers(m: Module, w: QuantizedWeight): void {
   w.codes = (m.getBuffer('weight') ?? m.getBuffer('weight_packed'))!.data as Int8Array | Uint8Array;
@@ -152,6 +164,17 @@ export class QuantLinear extends Module {
   }
   get outFeatures(): number {
     return this.qweight.shape[0];
+  }
+  /** Codes, scales, zero points and bias as stored (eval/size.ts). */
+  storedSize(): StoredPart[] {
+    syncFromBuffers(this, this.qweight);
+    const parts = quantParts(this.qweight, this.inFeatures);
+    if (this.bias) parts.push({ storage: this.bias.data, bytes: this.bias.nbytes, parameters: this.bias.numel });
+    for (const k of ['input_scale', 'input_zero_point']) {
+      const b = this.getBuffer(k);
+      if (b) parts.push({ storage: b.data, bytes: b.nbytes, parameters: 0 });
+    }
+    return parts;
   }
   override loadStateDict(...a: Parameters<Module['loadStateDict']>): ReturnType<Module['loadStateDict']> {
     const r = super.loadStateDict(...a);
@@ -205,6 +228,11 @@ export class QuantEmbedding extends Module {
     const r = super.loadStateDict(...a);
     syncFromBuffers(this, this.qweight);
     return r;
+  }
+  /** Codes, scales and zero points as stored (eval/size.ts). */
+  storedSize(): StoredPart[] {
+    syncFromBuffers(this, this.qweight);
+    return quantParts(this.qweight);
   }
   forward(ids: Tensor): Tensor {
     syncFromBuffers(this, this.qweight);

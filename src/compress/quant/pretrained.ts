@@ -14,17 +14,19 @@ import { fromPretrained, modelFromConfig } from '../../models/registry.ts';
 import { findWeights, readConfig, writePretrained } from '../../io/hf.ts';
 import { SafetensorsFile } from '../../io/safetensors.ts';
 import { atomicWriteFile } from '../../io/atomic.ts';
+import { checkOutDir, writeDirAtomic, type OutDirOptions } from '../../io/outdir.ts';
 import { noGrad } from '../../tensor/autograd.ts';
 import type { Tensor } from '../../tensor/tensor.ts';
 import { quantizeModel, type QuantizeOptions, type QuantizeReport } from './apply.ts';
 import { saveQuantized } from './format.ts';
 import { convertQat, prepareQat } from './qat.ts';
 import type { QuantScheme } from './modules.ts';
-import { finetuneGlue, type FinetuneResult } from '../../train/bert-tasks.ts';
+import { TrainingInterrupted, finetuneGlue, type FinetuneResult } from '../../train/bert-tasks.ts';
 import type { GlueTask } from '../../data/glue.ts';
+import type { BertForSequenceClassification } from '../../models/bert/modeling.ts';
 import type { LogEntry } from '../../train/trainer.ts';
 
-const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'vocab.txt', 'tok512.bin', 'tokenizer.bin', 'tokenizer_vocab.json', 'encoder.json', 'merges.txt', 'vocab.bpe'];
+export const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'vocab.txt', 'tok512.bin', 'tokenizer.bin', 'tokenizer_vocab.json', 'encoder.json', 'merges.txt', 'vocab.bpe'];
 
 export interface QuantizeFolderResult extends QuantizeReport {
   out: string;
@@ -32,6 +34,15 @@ export interface QuantizeFolderResult extends QuantizeReport {
   fileBytesBefore: number;
   fileBytesAfter: number;
   ms: number;
+}
+
+/** Whether a model folder has tokenizer files (eval and predict need them; fromPretrained does not). */
+export function hasTokenizer(dir: string): boolean {
+  return TOKENIZER_FILES.some((f) => fs.existsSync(path.join(dir, f)));
+}
+
+function copyTokenizer(src: string, out: string): void {
+  for (const f of TOKENIZER_FILES) if (fs.existsSync(path.join(src, f))) atomicWriteFile(path.join(out, f), fs.readFileSync(path.join(src, f)));
 }
 
 function weightsBytes(dir: string): number {
@@ -50,11 +61,16 @@ function lazyWeights(dir: string): { get(key: string): Tensor | undefined; has(k
   };
 }
 
-/** Quantize the model in `src` and write it to `out` with its tokenizer files. */
-export function quantizeFolder(src: string, out: string, o: QuantizeOptions): QuantizeFolderResult {
+/**
+ * Quantize the model in `src` and write it to `out` with its tokenizer files. `out` is written atomically (a temp
+ * sibling renamed into place when complete); an existing `out` is replaced unless `io.force` is false (default
+ * true here; the CLI passes its --force), in which case a non-empty one is refused before any work.
+ */
+export function quantizeFolder(src: string, out: string, o: QuantizeOptions, io: OutDirOptions = { force: true }): QuantizeFolderResult {
   const t0 = performance.now();
   const raw = readConfig(src);
   if (raw.quantization_config) throw new Error(`${src}: already quantized (config.json has quantization_config); quantize the float model`);
+  checkOutDir(out, io);
   let model: Module & { config: Record<string, unknown> };
   let report: QuantizeReport;
   if ((o.method ?? 'rtn') === 'gptq' || o.scheme === 'int8-static') {
@@ -104,13 +120,19 @@ export function quantizeFolder(src: string, out: string, o: QuantizeOptions): Qu
     }
   }
   const r = { bits: o.scheme === 'int4' ? (o.bits ?? 4) : 8, method: o.method ?? 'rtn' };
-  saveQuantized(
-    model,
+  writeDirAtomic(
     out,
-    { scheme: o.scheme, bits: r.bits, method: r.method, granularity: o.granularity === 'group' || (o.scheme === 'int4' && !o.granularity) ? `group:${o.groupSize ?? 64}` : (o.granularity ?? 'channel') },
-    { recipe: JSON.stringify([{ method: `quant.${r.method}`, scheme: o.scheme, bits: r.bits, granularity: o.granularity ?? null, group_size: o.groupSize ?? null, symmetric: o.symmetric ?? null, formula: o.formula ?? null }]) },
+    (tmp) => {
+      saveQuantized(
+        model,
+        tmp,
+        { scheme: o.scheme, bits: r.bits, method: r.method, granularity: o.granularity === 'group' || (o.scheme === 'int4' && !o.granularity) ? `group:${o.groupSize ?? 64}` : (o.granularity ?? 'channel') },
+        { recipe: JSON.stringify([{ method: `quant.${r.method}`, scheme: o.scheme, bits: r.bits, granularity: o.granularity ?? null, group_size: o.groupSize ?? null, symmetric: o.symmetric ?? null, formula: o.formula ?? null }]) },
+      );
+      copyTokenizer(src, tmp);
+    },
+    io,
   );
-  for (const f of TOKENIZER_FILES) if (fs.existsSync(path.join(src, f))) atomicWriteFile(path.join(out, f), fs.readFileSync(path.join(src, f)));
   return { ...report, out, fileBytesBefore: weightsBytes(src), fileBytesAfter: weightsBytes(out), ms: performance.now() - t0 };
 }
 
@@ -128,10 +150,11 @@ export interface CastFolderResult {
  * is an error naming the tensor and index), integer tensors kept, `torch_dtype` set in config.json as
  * transformers writes it. Streams tensor by tensor; fromPretrained reads the result back into float32 modules.
  */
-export function castFolder(src: string, out: string, dtype: 'float16' | 'bfloat16'): CastFolderResult {
+export function castFolder(src: string, out: string, dtype: 'float16' | 'bfloat16', io: OutDirOptions = { force: true }): CastFolderResult {
   const t0 = performance.now();
   const raw = readConfig(src);
   if (raw.quantization_config) throw new Error(`${src}: already quantized (config.json has quantization_config); cast the float model`);
+  checkOutDir(out, io);
   const files = findWeights(src).map((f) => SafetensorsFile.open(f));
   const tensors = new Map<string, Tensor>();
   try {
@@ -155,8 +178,14 @@ export function castFolder(src: string, out: string, dtype: 'float16' | 'bfloat1
   } finally {
     files.forEach((f) => f.close());
   }
-  writePretrained(out, { config: { ...raw, torch_dtype: dtype }, tensors, metadata: { recipe: JSON.stringify([{ method: 'quant.cast', dtype }]) } });
-  for (const f of TOKENIZER_FILES) if (fs.existsSync(path.join(src, f))) atomicWriteFile(path.join(out, f), fs.readFileSync(path.join(src, f)));
+  writeDirAtomic(
+    out,
+    (tmp) => {
+      writePretrained(tmp, { config: { ...raw, torch_dtype: dtype }, tensors, metadata: { recipe: JSON.stringify([{ method: 'quant.cast', dtype }]) } });
+      copyTokenizer(src, tmp);
+    },
+    io,
+  );
   return { out, dtype, tensors: tensors.size, fileBytesBefore: weightsBytes(src), fileBytesAfter: weightsBytes(out), ms: performance.now() - t0 };
 }
 
@@ -167,36 +196,61 @@ export interface QatGlueOptions {
   steps: number;
   lr?: number;
   batchSize?: number;
+  seed?: number;
   scheme: QuantScheme;
   bits?: number;
   groupSize?: number;
+  /** Module-name globs kept in float32 (neither fake-quantized nor converted). */
+  ignore?: string[];
+  /** Quantize embeddings after training (default true). */
+  embeddings?: boolean;
+  /** Replace a non-empty outDir (checked before training). */
+  force?: boolean;
   onLog?: (e: LogEntry) => void;
 }
 
 /**
  * QAT on a GLUE task: fine-tune a BERT folder with fake-quantized Linear layers, convert them to integers,
  * quantize what is left (embeddings, tied heads) round-to-nearest with the same scheme, evaluate the integer
- * model on the dev set and write it to outDir.
+ * model on the dev set and write it to outDir (atomically; checked before training). QAT keeps no checkpoints:
+ * Ctrl-C stops it with TrainingInterrupted and writes nothing.
  */
 export function qatGlue(o: QatGlueOptions): FinetuneResult & { out: string } {
-  const rest: QuantizeOptions = { scheme: o.scheme, bits: o.bits, groupSize: o.groupSize };
-  const r = finetuneGlue({
-    modelDir: o.modelDir,
-    task: o.task,
-    steps: o.steps,
-    lr: o.lr ?? 1e-4,
-    batchSize: o.batchSize,
-    onLog: o.onLog,
-    prepare: (m) => void prepareQat(m, { scheme: o.scheme, bits: o.bits, groupSize: o.groupSize }),
-    finalize: (m) => {
-      convertQat(m);
-      quantizeModel(m, rest);
-      const bits = o.scheme === 'int4' ? (o.bits ?? 4) : 8;
-      saveQuantized(m as never, o.outDir, { scheme: o.scheme, bits, method: 'qat', granularity: o.scheme === 'int4' ? `group:${o.groupSize ?? 64}` : 'channel' }, {
-        recipe: JSON.stringify([{ method: 'quant.qat', scheme: o.scheme, bits, task: o.task, steps: o.steps }]),
+  checkOutDir(o.outDir, { force: o.force });
+  const int4 = o.scheme === 'int4';
+  const rest: QuantizeOptions = { scheme: o.scheme, bits: o.bits, groupSize: o.groupSize, granularity: int4 ? 'group' : 'channel', ignore: o.ignore, embeddings: o.embeddings };
+  let trained: BertForSequenceClassification | undefined;
+  let r: FinetuneResult;
+  try {
+    r = finetuneGlue({
+      modelDir: o.modelDir,
+      task: o.task,
+      steps: o.steps,
+      lr: o.lr ?? 1e-4,
+      batchSize: o.batchSize,
+      seed: o.seed,
+      onLog: o.onLog,
+      prepare: (m) => void prepareQat(m, { scheme: o.scheme, bits: o.bits, groupSize: o.groupSize, ignore: o.ignore }),
+      finalize: (m) => {
+        convertQat(m);
+        quantizeModel(m, rest);
+        trained = m;
+      },
+    });
+  } catch (e) {
+    if (e instanceof TrainingInterrupted) throw new TrainingInterrupted(e.step, e.totalSteps, undefined, `quantize --method qat keeps no checkpoints; ${o.outDir} was not written`);
+    throw e;
+  }
+  const bits = int4 ? (o.bits ?? 4) : 8;
+  writeDirAtomic(
+    o.outDir,
+    (tmp) => {
+      saveQuantized(trained as never, tmp, { scheme: o.scheme, bits, method: 'qat', granularity: int4 ? `group:${o.groupSize ?? 64}` : 'channel' }, {
+        recipe: JSON.stringify([{ method: 'quant.qat', scheme: o.scheme, bits, task: o.task, steps: o.steps, ignore: o.ignore ?? null, embeddings: o.embeddings ?? true }]),
       });
-      for (const f of TOKENIZER_FILES) if (fs.existsSync(path.join(o.modelDir, f))) atomicWriteFile(path.join(o.outDir, f), fs.readFileSync(path.join(o.modelDir, f)));
+      copyTokenizer(o.modelDir, tmp);
     },
-  });
+    { force: o.force },
+  );
   return { ...r, out: o.outDir };
 }

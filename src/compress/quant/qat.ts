@@ -8,8 +8,7 @@
  * what the QAT model computed at the end of training.
  */
 import { Module } from '../../nn/module.ts';
-import { Linear } from '../../nn/layers.ts';
-import { Conv1D } from '../../models/gpt2/modeling.ts';
+import { Conv1D, Linear } from '../../nn/layers.ts';
 import { Tensor } from '../../tensor/tensor.ts';
 import { linear } from '../../ops/matmul.ts';
 import { noGrad } from '../../tensor/autograd.ts';

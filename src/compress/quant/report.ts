@@ -7,39 +7,23 @@
 import type { Module } from '../../nn/module.ts';
 import type { Tensor } from '../../tensor/tensor.ts';
 import { noGrad } from '../../tensor/autograd.ts';
+import { callForward, captureActivations } from '../../nn/hooks.ts';
 
 export interface LayerError {
   name: string;
   relMse: number;
 }
 
+/** Each named layer's outputs over the run, as float32 arrays. */
 function captureOutputs(model: Module, names: string[], run: () => void): Map<string, Float32Array[]> {
-  const out = new Map<string, Float32Array[]>(names.map((n) => [n, []]));
-  const restore: (() => void)[] = [];
-  for (const n of names) {
-    const m = model.getSubmodule(n) as Module & { forward(x: Tensor): Tensor };
-    const orig = m.forward;
-    m.forward = (x: Tensor) => {
-      const y = orig.call(m, x);
-      out.get(n)!.push(Float32Array.from(y.contiguous().data as Float32Array));
-      return y;
-    };
-    restore.push(() => {
-      m.forward = orig;
-    });
-  }
-  try {
-    noGrad(run);
-  } finally {
-    for (const f of restore) f();
-  }
-  return out;
+  const got = captureActivations(model, names, 'output', () => noGrad(run));
+  return new Map([...got].map(([n, ys]) => [n, ys.map((y) => y.toFloat32Array())]));
 }
 
 /** Relative output MSE per layer (in model order) of `quantized` against `float` on the batches. */
 export function layerErrors(float: Module, quantized: Module, layers: string[], batches: Record<string, Tensor>[]): LayerError[] {
   const run = (m: Module) => () => {
-    for (const b of batches) (m as unknown as { forward(i: Record<string, Tensor>): unknown }).forward(b);
+    for (const b of batches) callForward(m, b);
   };
   const a = captureOutputs(float, layers, run(float));
   const b = captureOutputs(quantized, layers, run(quantized));

@@ -20,6 +20,8 @@ export interface BertConfig {
   id2label?: Record<string, string>;
   label2id?: Record<string, number>;
   problem_type?: string | null;
+  /** HF PretrainedConfig.pruned_heads: {"<layer index>": [head indices among the original heads]}, applied at construction. */
+  pruned_heads?: Record<string, number[]>;
   architectures?: string[];
   [key: string]: unknown;
 }
@@ -50,6 +52,12 @@ export function bertConfig(raw: Partial<BertConfig> & Record<string, unknown> = 
   if (raw.id2label && raw.num_labels === undefined) cfg.num_labels = Object.keys(raw.id2label).length;
   if (cfg.hidden_size % cfg.num_attention_heads !== 0)
     throw new Error(`BertConfig: hidden_size ${cfg.hidden_size} is not a multiple of num_attention_heads ${cfg.num_attention_heads}`);
+  for (const [layer, heads] of Object.entries(cfg.pruned_heads ?? {})) {
+    const i = Number(layer);
+    if (!Number.isInteger(i) || i < 0 || i >= cfg.num_hidden_layers) throw new Error(`BertConfig: pruned_heads names layer '${layer}' (the model has ${cfg.num_hidden_layers})`);
+    if (!Array.isArray(heads) || heads.some((h) => !Number.isInteger(h) || h < 0 || h >= cfg.num_attention_heads))
+      throw new Error(`BertConfig: pruned_heads['${layer}'] must list head indices in [0, ${cfg.num_attention_heads})`);
+  }
   if (cfg.position_embedding_type !== 'absolute')
     throw new Error(`BertConfig: position_embedding_type '${cfg.position_embedding_type}' is not supported (only 'absolute')`);
   return cfg;

@@ -5,13 +5,17 @@
  * Parity: test/models/parity.test.ts against fixtures bert_mlm and bert_cls.
  *
  * Shapes: B batch, T tokens, H hidden, nH heads, hd head dim, V vocab.
+ *
+ * Beyond HF, for compression: head counts live on each attention module (pruneHeads, config.pruned_heads), the
+ * MLP is a replaceable slot (BertLayer.setMlp), a pruned-away attention/MLP is the identity (CoFiPruning), and
+ * forward can return pre-softmax attention scores and take a per-layer head mask. See BertLayer for the keys.
  */
 import { Module } from '../../nn/module.ts';
-import { Dropout, Embedding, LayerNorm, Linear } from '../../nn/layers.ts';
+import { Dropout, Embedding, LayerNorm, Linear, sliceLinear } from '../../nn/layers.ts';
 import { Tensor } from '../../tensor/tensor.ts';
 import { crossEntropy, mseLoss, sub, dropout as dropoutFn } from '../../ops/index.ts';
 import { activation } from '../activations.ts';
-import { FLOAT32_MIN, type ForwardOptions, type ModelInputs, type ModelOutput } from '../outputs.ts';
+import { FLOAT32_MIN, findPruneableHeads, layerHeadMask, type AttentionResult, type FeedForwardModule, type ForwardOptions, type ModelInputs, type ModelOutput } from '../outputs.ts';
 import { bertConfig, type BertConfig } from './config.ts';
 
 /** (1 - mask)[:, None, None, :] · finfo(float32).min: 0 for real keys, the most negative float for padding. */
@@ -48,21 +52,40 @@ export class BertEmbeddings extends Module {
   }
 }
 
+/**
+ * Multi-head self-attention. The head layout is the instance's own (`numHeads`, `headDim`, HF's
+ * num_attention_heads / attention_head_size), not the config's, so every layer may keep a different number of
+ * heads after pruning: q/k/v are [numHeads·headDim, H].
+ */
 export class BertSelfAttention extends Module {
   query: Linear;
   key: Linear;
   value: Linear;
+  /** Live head count (config.num_attention_heads less the pruned heads). */
+  numHeads: number;
+  /** Width of one head (hidden_size / num_attention_heads at construction; pruning heads does not change it). */
+  headDim: number;
   constructor(readonly cfg: BertConfig) {
     super();
     const h = cfg.hidden_size;
-    this.query = new Linear(h, h);
-    this.key = new Linear(h, h);
-    this.value = new Linear(h, h);
+    this.numHeads = cfg.num_attention_heads;
+    this.headDim = h / cfg.num_attention_heads;
+    this.query = new Linear(h, this.allHeadSize);
+    this.key = new Linear(h, this.allHeadSize);
+    this.value = new Linear(h, this.allHeadSize);
   }
-  forward(x: Tensor, maskAdd: Tensor | null): { context: Tensor; probs: Tensor } {
+  /** BERT has no grouped-query attention: one key/value head per query head. */
+  get numKvHeads(): number {
+    return this.numHeads;
+  }
+  /** numHeads · headDim (HF all_head_size): the width of q, k, v and of attention.output.dense's input. */
+  get allHeadSize(): number {
+    return this.numHeads * this.headDim;
+  }
+  forward(x: Tensor, maskAdd: Tensor | null, headMask: Tensor | null = null): { context: Tensor; probs: Tensor; scores: Tensor } {
     const [B, T] = x.shape as [number, number];
-    const nH = this.cfg.num_attention_heads;
-    const hd = this.cfg.hidden_size / nH;
+    const nH = this.numHeads;
+    const hd = this.headDim;
     const heads = (t: Tensor) => t.reshape([B, T, nH, hd]).transpose(1, 2); // (B, nH, T, hd)
     const q = heads(this.query.forward(x));
     const k = heads(this.key.forward(x));
@@ -70,15 +93,19 @@ export class BertSelfAttention extends Module {
     let scores = q.matmul(k.transpose(-1, -2)).div(Math.sqrt(hd)); // (B, nH, T, T)
     if (maskAdd) scores = scores.add(maskAdd);
     const probs = scores.softmax(-1);
-    const dropped = dropoutFn(probs, this.cfg.attention_probs_dropout_prob, this.training);
-    const context = dropped.matmul(v).transpose(1, 2).reshape([B, T, nH * hd]); // (B, T, H)
-    return { context, probs };
+    let dropped = dropoutFn(probs, this.cfg.attention_probs_dropout_prob, this.training);
+    if (headMask) dropped = dropped.mul(headMask);
+    const context = dropped.matmul(v).transpose(1, 2).reshape([B, T, nH * hd]); // (B, T, nH·hd)
+    return { context, probs, scores };
   }
 }
 
-/** dense → dropout → LayerNorm(· + residual): BertSelfOutput and BertOutput share this shape. */
+/**
+ * dense → dropout → LayerNorm(· + residual): BertSelfOutput and BertOutput share this shape. `dense` is null
+ * when the sub-block it closes is pruned away or replaced (the LayerNorm stays, as in CoFiPruning's checkpoints).
+ */
 export class BertResidualOutput extends Module {
-  dense: Linear;
+  dense: Linear | null;
   LayerNorm: LayerNorm;
   dropout: Dropout;
   constructor(cfg: BertConfig, inFeatures: number) {
@@ -88,21 +115,56 @@ export class BertResidualOutput extends Module {
     this.dropout = new Dropout(cfg.hidden_dropout_prob);
   }
   forward(h: Tensor, residual: Tensor): Tensor {
+    if (!this.dense) throw new Error('BertResidualOutput: dense is pruned away (null); the layer should have skipped this sub-block');
     return this.LayerNorm.forward(this.dropout.forward(this.dense.forward(h)).add(residual));
   }
 }
 
+/**
+ * Self-attention + its output projection. Pruning heads (HF prune_heads) shrinks q/k/v rows and output.dense
+ * columns. Once every head is pruned, `self` and `output.dense` become null and the sub-block is the identity
+ * (CoFiPruning's convention: its output equals its input, without the LayerNorm); `output.LayerNorm` keeps its
+ * keys, unused.
+ */
 export class BertAttention extends Module {
-  self: BertSelfAttention;
+  self: BertSelfAttention | null;
   output: BertResidualOutput;
-  constructor(cfg: BertConfig) {
+  /** Pruned heads as indices among the ORIGINAL config.num_attention_heads heads (HF pruned_heads). */
+  readonly prunedHeads = new Set<number>();
+  constructor(readonly cfg: BertConfig) {
     super();
     this.self = new BertSelfAttention(cfg);
-    this.output = new BertResidualOutput(cfg, cfg.hidden_size);
+    this.output = new BertResidualOutput(cfg, this.self.allHeadSize);
   }
-  forward(x: Tensor, maskAdd: Tensor | null): { out: Tensor; probs: Tensor } {
-    const { context, probs } = this.self.forward(x, maskAdd);
-    return { out: this.output.forward(context, x), probs };
+  /** Live head count (0 once every head is pruned). */
+  get numHeads(): number {
+    return this.self?.numHeads ?? 0;
+  }
+  /**
+   * HF BertAttention.prune_heads: `heads` index the original heads; ones already pruned are ignored. Slices the
+   * rows of query/key/value and the columns of output.dense into new tensors (nn's sliceLinear: parameters
+   * change identity, so build optimizers afterwards) and records them in `prunedHeads`.
+   */
+  pruneHeads(heads: readonly number[]): void {
+    const sa = this.self;
+    const { heads: todo, keep } = findPruneableHeads(heads, this.cfg.num_attention_heads, sa?.numHeads ?? 0, sa?.headDim ?? 0, this.prunedHeads);
+    if (todo.length === 0 || !sa) return;
+    for (const h of todo) this.prunedHeads.add(h);
+    if (keep.length === 0) {
+      this.self = null;
+      this.output.dense = null;
+      return;
+    }
+    sa.query = sliceLinear(sa.query, { outIdx: keep });
+    sa.key = sliceLinear(sa.key, { outIdx: keep });
+    sa.value = sliceLinear(sa.value, { outIdx: keep });
+    this.output.dense = sliceLinear(this.output.dense!, { inIdx: keep });
+    sa.numHeads -= todo.length;
+  }
+  forward(x: Tensor, maskAdd: Tensor | null, headMask: Tensor | null = null): AttentionResult {
+    if (!this.self) return { out: x, probs: null, scores: null };
+    const { context, probs, scores } = this.self.forward(x, maskAdd, headMask);
+    return { out: this.output.forward(context, x), probs, scores };
   }
 }
 
@@ -119,19 +181,44 @@ export class BertIntermediate extends Module {
   }
 }
 
+/**
+ * One encoder layer: attention, then the MLP closed by `output` (dropout, residual, LayerNorm).
+ *
+ * Sub-block states (CoFiPruning's conventions for pruned-away parts):
+ * - default (HF): `intermediate` + `output.dense`; keys `intermediate.dense.*`, `output.dense.*`, `output.LayerNorm.*`.
+ * - replaced MLP ({@link setMlp} with a module): out = output.LayerNorm(output.dropout(mlp(a)) + a);
+ *   `intermediate` and `output.dense` are null, so the keys are `mlp.<the module's keys>` and `output.LayerNorm.*`.
+ * - pruned MLP (`setMlp(null)`): the layer output is the attention output `a` (no LayerNorm); only
+ *   `output.LayerNorm.*` keys remain, unused.
+ * - `attention` null (pruned away): the attention sub-block's output is its input (no LayerNorm), no attention keys.
+ * The FFN width is the live `intermediate.dense` width, so layers may differ after slicing units.
+ */
 export class BertLayer extends Module {
-  attention: BertAttention;
-  intermediate: BertIntermediate;
+  attention: BertAttention | null;
+  intermediate: BertIntermediate | null;
   output: BertResidualOutput;
+  /** A replacement MLP (B, T, H) → (B, T, H); null (no keys) by default. */
+  mlp: FeedForwardModule | null = null;
   constructor(cfg: BertConfig) {
     super();
     this.attention = new BertAttention(cfg);
     this.intermediate = new BertIntermediate(cfg);
     this.output = new BertResidualOutput(cfg, cfg.intermediate_size);
   }
-  forward(x: Tensor, maskAdd: Tensor | null): { out: Tensor; probs: Tensor } {
-    const a = this.attention.forward(x, maskAdd);
-    return { out: this.output.forward(this.intermediate.forward(a.out), a.out), probs: a.probs };
+  /** Replace the MLP (intermediate + output.dense) with `mlp`, or prune it away with null. Returns nothing to undo. */
+  setMlp(mlp: FeedForwardModule | null): void {
+    this.mlp = mlp;
+    this.intermediate = null;
+    this.output.dense = null;
+  }
+  forward(x: Tensor, maskAdd: Tensor | null, headMask: Tensor | null = null): AttentionResult {
+    const a = this.attention ? this.attention.forward(x, maskAdd, headMask) : { out: x, probs: null, scores: null };
+    let out: Tensor;
+    if (this.mlp) out = this.output.LayerNorm.forward(this.output.dropout.forward(this.mlp.forward(a.out)).add(a.out));
+    else if (this.intermediate && this.output.dense) out = this.output.forward(this.intermediate.forward(a.out), a.out);
+    else if (!this.intermediate && !this.output.dense) out = a.out;
+    else throw new Error('BertLayer: intermediate and output.dense must both be present (dense MLP) or both null (replaced or pruned MLP)');
+    return { out, probs: a.probs, scores: a.scores };
   }
 }
 
@@ -158,10 +245,17 @@ export interface BertModelOutput {
   lastHiddenState: Tensor;
   pooled?: Tensor;
   hiddenStates?: Tensor[];
-  attentions?: Tensor[];
+  attentions?: (Tensor | null)[];
+  attentionScores?: (Tensor | null)[];
 }
 
-/** HF BertModel. hiddenStates[0] is the embedding output (after its LayerNorm); [i] the output of layer i-1. */
+/** Heads to prune per layer, HF format: {"<layer index>": [head indices among the original heads]}. */
+export type HeadsToPrune = Record<string | number, readonly number[]>;
+
+/**
+ * HF BertModel. hiddenStates[0] is the embedding output (after its LayerNorm); [i] the output of layer i-1.
+ * `config.pruned_heads` is applied at construction, as HF's post_init does.
+ */
 export class BertModel extends Module {
   embeddings: BertEmbeddings;
   encoder: BertEncoder;
@@ -171,6 +265,34 @@ export class BertModel extends Module {
     this.embeddings = new BertEmbeddings(config);
     this.encoder = new BertEncoder(config);
     this.pooler = opts.addPoolingLayer === false ? null : new BertPooler(config);
+    if (config.pruned_heads && Object.keys(config.pruned_heads).length > 0) this.pruneHeads(config.pruned_heads);
+  }
+  /**
+   * HF PreTrainedModel.prune_heads: prune heads per layer (indices among the original heads; already pruned ones
+   * are ignored) and record the union in `config.pruned_heads`, so a saved config rebuilds the same shapes.
+   */
+  pruneHeads(headsToPrune: HeadsToPrune): void {
+    const merged: Record<string, number[]> = { ...(this.config.pruned_heads ?? {}) };
+    for (const [key, heads] of Object.entries(headsToPrune)) {
+      const i = Number(key);
+      const layer = this.encoder.layer[i];
+      if (!Number.isInteger(i) || !layer) throw new Error(`BertModel.pruneHeads: no layer '${key}' (the encoder has ${this.encoder.layer.length})`);
+      if (!layer.attention) throw new Error(`BertModel.pruneHeads: layer ${i} has no attention (pruned away)`);
+      layer.attention.pruneHeads(heads);
+      merged[String(i)] = [...new Set([...(merged[String(i)] ?? []), ...heads])].sort((a, b) => a - b);
+    }
+    this.config.pruned_heads = merged;
+  }
+  /**
+   * Pruned heads per layer as the modules hold them, in config.pruned_heads format (layers without pruned heads
+   * are left out). A layer whose `attention` is null is not representable there and is left out too.
+   */
+  prunedHeads(): Record<string, number[]> {
+    const out: Record<string, number[]> = {};
+    this.encoder.layer.forEach((l, i) => {
+      if (l.attention && l.attention.prunedHeads.size > 0) out[String(i)] = [...l.attention.prunedHeads].sort((a, b) => a - b);
+    });
+    return out;
   }
   forward(inputs: ModelInputs, opts: ForwardOptions = {}): BertModelOutput {
     const { inputIds, attentionMask, tokenTypeIds, positionIds } = inputs;
@@ -178,18 +300,21 @@ export class BertModel extends Module {
     const maskAdd = attentionMask ? extendedAttentionMask(attentionMask) : null;
     let h = this.embeddings.forward(inputIds, tokenTypeIds, positionIds);
     const hiddenStates: Tensor[] = [h];
-    const attentions: Tensor[] = [];
-    for (const layer of this.encoder.layer) {
-      const r = layer.forward(h, maskAdd);
+    const attentions: (Tensor | null)[] = [];
+    const scores: (Tensor | null)[] = [];
+    this.encoder.layer.forEach((layer, i) => {
+      const r = layer.forward(h, maskAdd, layerHeadMask(opts, i, layer.attention?.numHeads ?? 0));
       h = r.out;
       hiddenStates.push(h);
-      if (opts.outputAttentions) attentions.push(r.probs);
-    }
+      attentions.push(r.probs);
+      scores.push(r.scores);
+    });
     return {
       lastHiddenState: h,
       pooled: this.pooler ? this.pooler.forward(h) : undefined,
       hiddenStates: opts.outputHiddenStates ? hiddenStates : undefined,
       attentions: opts.outputAttentions ? attentions : undefined,
+      attentionScores: opts.outputAttentionScores ? scores : undefined,
     };
   }
 }
@@ -248,6 +373,14 @@ export class BertForMaskedLM extends Module {
   tieWeights(): void {
     this.cls.predictions.decoder.weight = this.bert.embeddings.word_embeddings.weight;
   }
+  /** HF prune_heads on the encoder (see BertModel.pruneHeads); records them in config.pruned_heads. */
+  pruneHeads(headsToPrune: HeadsToPrune): void {
+    this.bert.pruneHeads(headsToPrune);
+  }
+  /** Pruned heads per layer in config.pruned_heads format (see BertModel.prunedHeads). */
+  prunedHeads(): Record<string, number[]> {
+    return this.bert.prunedHeads();
+  }
   /**
    * With `predictOnlyLabelled` (and labels), the prediction head runs only on positions whose label is not -100
    * and `logits` is [nLabelled, V]: the same loss and gradients, without the vocabulary-sized matmul and
@@ -264,11 +397,11 @@ export class BertForMaskedLM extends Module {
       const h = out.lastHiddenState.reshape([-1, this.config.hidden_size]).indexSelect(0, idx); // (nLabelled, H)
       const logits = this.cls.predictions.forward(h); // (nLabelled, V)
       const loss = crossEntropy(logits, inputs.labels.reshape([-1]).indexSelect(0, idx));
-      return { logits, loss, hiddenStates: out.hiddenStates, attentions: out.attentions };
+      return { logits, loss, hiddenStates: out.hiddenStates, attentions: out.attentions, attentionScores: out.attentionScores };
     }
     const logits = this.cls.predictions.forward(out.lastHiddenState);
     const loss = inputs.labels ? crossEntropy(logits.reshape([-1, V]), inputs.labels.reshape([-1])) : undefined;
-    return { logits, loss, hiddenStates: out.hiddenStates, attentions: out.attentions };
+    return { logits, loss, hiddenStates: out.hiddenStates, attentions: out.attentions, attentionScores: out.attentionScores };
   }
 }
 
@@ -283,6 +416,14 @@ export class BertForSequenceClassification extends Module {
     this.dropout = new Dropout(config.classifier_dropout ?? config.hidden_dropout_prob);
     this.classifier = new Linear(config.hidden_size, config.num_labels);
   }
+  /** HF prune_heads on the encoder (see BertModel.pruneHeads); records them in config.pruned_heads. */
+  pruneHeads(headsToPrune: HeadsToPrune): void {
+    this.bert.pruneHeads(headsToPrune);
+  }
+  /** Pruned heads per layer in config.pruned_heads format (see BertModel.prunedHeads). */
+  prunedHeads(): Record<string, number[]> {
+    return this.bert.prunedHeads();
+  }
   forward(inputs: ModelInputs, opts: ForwardOptions = {}): ModelOutput {
     const out = this.bert.forward(inputs, opts);
     const logits = this.classifier.forward(this.dropout.forward(out.pooled!)); // (B, num_labels)
@@ -293,7 +434,7 @@ export class BertForSequenceClassification extends Module {
       else if (pt === 'single_label_classification') loss = crossEntropy(logits, inputs.labels.reshape([-1]));
       else throw new Error(`BertForSequenceClassification: problem_type '${pt}' is not supported`);
     }
-    return { logits, loss, hiddenStates: out.hiddenStates, attentions: out.attentions };
+    return { logits, loss, hiddenStates: out.hiddenStates, attentions: out.attentions, attentionScores: out.attentionScores };
   }
 }
 

@@ -11,24 +11,14 @@ import { Dropout, Embedding, LayerNorm, Linear } from '../../nn/layers.ts';
 import { Tensor } from '../../tensor/tensor.ts';
 import { crossEntropy, dropout as dropoutFn, sub, where } from '../../ops/index.ts';
 import { activation } from '../activations.ts';
-import { FLOAT32_MIN, type ForwardOptions, type ModelInputs, type ModelOutput } from '../outputs.ts';
+import { FLOAT32_MIN, findPruneableHeads, layerHeadMask, shiftedLmLoss, type AttentionResult, type DecoderOutput, type FeedForwardModule, type ForwardOptions, type ModelInputs, type ModelOutput } from '../outputs.ts';
 import { gpt2Config, type GPT2Config } from './config.ts';
 import type { KVCache } from '../generation.ts';
+import { sliceLinear } from '../../nn/layers.ts';
 
-/** HF Conv1D: weight [in, out], y = x·W + b. */
-export class Conv1D extends Module {
-  weight: Tensor;
-  bias: Tensor;
-  constructor(inFeatures: number, outFeatures: number, std = 0.02) {
-    super();
-    this.weight = normal_(Tensor.empty([inFeatures, outFeatures]), 0, std).requiresGrad_();
-    this.bias = Tensor.zeros([outFeatures], { requiresGrad: true });
-  }
-  forward(x: Tensor): Tensor {
-    const x2 = x.reshape([-1, x.shape[x.ndim - 1]!]);
-    return x2.matmul(this.weight).add(this.bias).reshape([...x.shape.slice(0, -1), this.weight.shape[1]!]);
-  }
-}
+// HF Conv1D (weight [in, out], y = x·W + b) lives in nn/layers.ts; re-exported here so existing imports keep working.
+import { Conv1D } from '../../nn/layers.ts';
+export { Conv1D };
 
 /** 1 where key s may be attended from query t (s ≤ past + t), else 0: [T, S]. */
 export function causalAllowed(T: number, S: number): Tensor {
@@ -38,20 +28,56 @@ export function causalAllowed(T: number, S: number): Tensor {
   return new Tensor(m, [T, S], 'float32');
 }
 
+/**
+ * Causal self-attention with HF's fused c_attn (Conv1D [H, 3·nH·hd]: the q, k, v columns in that order) and
+ * c_proj [nH·hd, H]. The head layout is the instance's own (`numHeads`, `headDim`, HF's num_heads / head_dim with
+ * split_size = numHeads·headDim), not the config's, so layers may keep different head counts after pruning.
+ */
 export class GPT2Attention extends Module {
   c_attn: Conv1D;
   c_proj: Conv1D;
+  /** Live head count (config.n_head until heads are pruned). */
+  numHeads: number;
+  /** Width of one head (n_embd / n_head at construction). */
+  headDim: number;
+  /** Pruned heads as indices among the original config.n_head heads (HF pruned_heads). */
+  readonly prunedHeads = new Set<number>();
   constructor(readonly cfg: GPT2Config, readonly layerIdx: number) {
     super();
-    this.c_attn = new Conv1D(cfg.n_embd, 3 * cfg.n_embd, cfg.initializer_range);
-    this.c_proj = new Conv1D(cfg.n_embd, cfg.n_embd, cfg.initializer_range);
+    this.numHeads = cfg.n_head;
+    this.headDim = cfg.n_embd / cfg.n_head;
+    this.c_attn = new Conv1D(cfg.n_embd, 3 * this.allHeadSize, cfg.initializer_range);
+    this.c_proj = new Conv1D(this.allHeadSize, cfg.n_embd, cfg.initializer_range);
   }
-  forward(x: Tensor, maskAdd: Tensor | null, cache: KVCache | null): { out: Tensor; probs: Tensor } {
+  /** GPT-2 has no grouped-query attention: one key/value head per query head. */
+  get numKvHeads(): number {
+    return this.numHeads;
+  }
+  /** numHeads · headDim (HF split_size): the width of each of q, k, v in c_attn and of c_proj's input. */
+  get allHeadSize(): number {
+    return this.numHeads * this.headDim;
+  }
+  /**
+   * HF GPT2Attention.prune_heads: `heads` index the original heads (already pruned ones ignored); keeps the q, k
+   * and v columns of the live heads in c_attn and their rows in c_proj, as new tensors. Pruning every head is
+   * refused: set the block's `attn` to null instead (models/anatomy.ts removeAttention).
+   */
+  pruneHeads(heads: readonly number[]): void {
+    const { heads: todo, keep } = findPruneableHeads(heads, this.cfg.n_head, this.numHeads, this.headDim, this.prunedHeads);
+    if (todo.length === 0) return;
+    if (keep.length === 0) throw new Error(`GPT2Attention.pruneHeads: pruning every head of layer ${this.layerIdx}; set the block's attn to null instead`);
+    const D = this.allHeadSize;
+    this.c_attn = sliceLinear(this.c_attn, { outIdx: [...keep, ...keep.map((i) => i + D), ...keep.map((i) => i + 2 * D)] });
+    this.c_proj = sliceLinear(this.c_proj, { inIdx: keep });
+    this.numHeads -= todo.length;
+    for (const h of todo) this.prunedHeads.add(h);
+  }
+  forward(x: Tensor, maskAdd: Tensor | null, cache: KVCache | null, headMask: Tensor | null = null): AttentionResult {
     const [B, T] = x.shape as [number, number];
-    const nH = this.cfg.n_head;
-    const H = this.cfg.n_embd;
-    const hd = H / nH;
-    const [q0, k0, v0] = this.c_attn.forward(x).split(H, 2); // 3 × (B, T, H)
+    const nH = this.numHeads;
+    const hd = this.headDim;
+    const D = nH * hd;
+    const [q0, k0, v0] = this.c_attn.forward(x).split(D, 2); // 3 × (B, T, nH·hd)
     const heads = (t: Tensor) => t.reshape([B, T, nH, hd]).transpose(1, 2); // (B, nH, T, hd)
     let k = heads(k0!);
     let v = heads(v0!);
@@ -63,8 +89,10 @@ export class GPT2Attention extends Module {
     scores = where(causalAllowed(T, S), scores, Tensor.full([], FLOAT32_MIN)); // causal: set, not summed
     if (maskAdd) scores = scores.add(maskAdd);
     const probs = scores.softmax(-1);
-    const ctx = dropoutFn(probs, this.cfg.attn_pdrop, this.training).matmul(v).transpose(1, 2).reshape([B, T, H]); // (B, T, H)
-    return { out: dropoutFn(this.c_proj.forward(ctx), this.cfg.resid_pdrop, this.training), probs };
+    let dropped = dropoutFn(probs, this.cfg.attn_pdrop, this.training);
+    if (headMask) dropped = dropped.mul(headMask);
+    const ctx = dropped.matmul(v).transpose(1, 2).reshape([B, T, D]); // (B, T, nH·hd)
+    return { out: dropoutFn(this.c_proj.forward(ctx), this.cfg.resid_pdrop, this.training), probs, scores };
   }
 }
 
@@ -79,35 +107,49 @@ export class GPT2MLP extends Module {
     this.c_proj = new Conv1D(inner, cfg.n_embd, cfg.initializer_range);
     this.act = activation(cfg.activation_function, 'GPT2MLP');
   }
+  /** HF's GPT2MLP ends with the residual dropout; GPT2Block adds it to replacement MLPs that do not. */
+  readonly appliesResidualDropout = true;
   forward(x: Tensor): Tensor {
     return dropoutFn(this.c_proj.forward(this.act(this.c_fc.forward(x))), this.cfg.resid_pdrop, this.training);
   }
 }
 
+/**
+ * Pre-norm block: x + attn(ln_1(x)), then h + mlp(ln_2(h)). `attn` or `mlp` null means that sub-block is pruned
+ * away and its residual branch is skipped (ln_1 / ln_2 keep their keys, unused). `mlp` takes any
+ * (B, T, H) → (B, T, H) module; one without `appliesResidualDropout` gets the block's dropout (resid_pdrop) on its
+ * output, as HF's GPT2MLP applies it.
+ */
 export class GPT2Block extends Module {
   ln_1: LayerNorm;
-  attn: GPT2Attention;
+  attn: GPT2Attention | null;
   ln_2: LayerNorm;
-  mlp: GPT2MLP;
-  constructor(cfg: GPT2Config, layerIdx: number) {
+  mlp: FeedForwardModule | null;
+  constructor(readonly cfg: GPT2Config, layerIdx: number) {
     super();
     this.ln_1 = new LayerNorm([cfg.n_embd], { eps: cfg.layer_norm_epsilon });
     this.attn = new GPT2Attention(cfg, layerIdx);
     this.ln_2 = new LayerNorm([cfg.n_embd], { eps: cfg.layer_norm_epsilon });
     this.mlp = new GPT2MLP(cfg);
   }
-  forward(x: Tensor, maskAdd: Tensor | null, cache: KVCache | null): { out: Tensor; probs: Tensor } {
-    const a = this.attn.forward(this.ln_1.forward(x), maskAdd, cache);
-    const h = x.add(a.out);
-    return { out: h.add(this.mlp.forward(this.ln_2.forward(h))), probs: a.probs };
+  forward(x: Tensor, maskAdd: Tensor | null, cache: KVCache | null, headMask: Tensor | null = null): AttentionResult {
+    let h = x;
+    let probs: Tensor | null = null;
+    let scores: Tensor | null = null;
+    if (this.attn) {
+      const a = this.attn.forward(this.ln_1.forward(x), maskAdd, cache, headMask);
+      h = x.add(a.out);
+      probs = a.probs;
+      scores = a.scores;
+    }
+    if (!this.mlp) return { out: h, probs, scores };
+    let m = this.mlp.forward(this.ln_2.forward(h));
+    if (!this.mlp.appliesResidualDropout) m = dropoutFn(m, this.cfg.resid_pdrop, this.training);
+    return { out: h.add(m), probs, scores };
   }
 }
 
-export interface DecoderOutput {
-  lastHiddenState: Tensor;
-  hiddenStates?: Tensor[];
-  attentions?: Tensor[];
-}
+export type { DecoderOutput };
 
 /**
  * HF GPT2Model. hiddenStates: [embeddings, output of layers 0..L-2, ln_f(output of layer L-1)] (HF convention:
@@ -137,17 +179,24 @@ export class GPT2Model extends Module {
     let x = this.drop.forward(this.wte.forward(inputIds).add(this.wpe.forward(pos))); // (B, T, H)
     const maskAdd = attentionMask ? paddingMaskAdd(attentionMask) : null;
     const hiddenStates: Tensor[] = [];
-    const attentions: Tensor[] = [];
-    for (const block of this.h) {
+    const attentions: (Tensor | null)[] = [];
+    const scores: (Tensor | null)[] = [];
+    this.h.forEach((block, i) => {
       hiddenStates.push(x);
-      const r = block.forward(x, maskAdd, cache);
+      const r = block.forward(x, maskAdd, cache, layerHeadMask(opts, i, block.attn?.numHeads ?? 0));
       x = r.out;
-      if (opts.outputAttentions) attentions.push(r.probs);
-    }
+      attentions.push(r.probs);
+      scores.push(r.scores);
+    });
     x = this.ln_f.forward(x);
     hiddenStates.push(x);
     if (cache) cache.advance(T);
-    return { lastHiddenState: x, hiddenStates: opts.outputHiddenStates ? hiddenStates : undefined, attentions: opts.outputAttentions ? attentions : undefined };
+    return {
+      lastHiddenState: x,
+      hiddenStates: opts.outputHiddenStates ? hiddenStates : undefined,
+      attentions: opts.outputAttentions ? attentions : undefined,
+      attentionScores: opts.outputAttentionScores ? scores : undefined,
+    };
   }
 }
 
@@ -157,14 +206,8 @@ export function paddingMaskAdd(mask: Tensor): Tensor {
   return sub(1, mask.to('float32')).mul(FLOAT32_MIN).reshape([B, 1, 1, S]); // (B, 1, 1, S)
 }
 
-/** Causal-LM loss as HF: CE(logits[:, :-1], labels[:, 1:]), mean over labels ≠ -100. */
-export function shiftedLmLoss(logits: Tensor, labels: Tensor): Tensor {
-  const [B, T, V] = logits.shape as [number, number, number];
-  if (labels.shape[0] !== B || labels.shape[1] !== T) throw new Error(`causal LM loss: labels [${labels.shape}] do not match logits [${B},${T}]`);
-  const l = logits.narrow(1, 0, T - 1).reshape([-1, V]);
-  const t = labels.narrow(1, 1, T - 1).reshape([-1]);
-  return crossEntropy(l, t);
-}
+/** Moved to models/outputs.ts; re-exported for existing imports. */
+export { shiftedLmLoss };
 
 /** HF GPT2LMHeadModel; lm_head is tied to transformer.wte. */
 export class GPT2LMHeadModel extends Module {
@@ -184,7 +227,7 @@ export class GPT2LMHeadModel extends Module {
     const out = this.transformer.forward(inputs, opts, cache);
     const logits = this.lm_head.forward(out.lastHiddenState); // (B, T, V)
     const loss = inputs.labels ? shiftedLmLoss(logits, inputs.labels) : undefined;
-    return { logits, loss, hiddenStates: out.hiddenStates, attentions: out.attentions };
+    return { logits, loss, hiddenStates: out.hiddenStates, attentions: out.attentions, attentionScores: out.attentionScores };
   }
 }
 

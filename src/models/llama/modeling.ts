@@ -10,8 +10,7 @@ import { Embedding, Linear, RMSNorm } from '../../nn/layers.ts';
 import { Tensor } from '../../tensor/tensor.ts';
 import { cat, dropout as dropoutFn } from '../../ops/index.ts';
 import { activation } from '../activations.ts';
-import { FLOAT32_MIN, type ForwardOptions, type ModelInputs, type ModelOutput } from '../outputs.ts';
-import { shiftedLmLoss, type DecoderOutput } from '../gpt2/modeling.ts';
+import { FLOAT32_MIN, layerHeadMask, shiftedLmLoss, type AttentionResult, type DecoderOutput, type FeedForwardModule, type ForwardOptions, type ModelInputs, type ModelOutput } from '../outputs.ts';
 import type { KVCache } from '../generation.ts';
 import { llamaConfig, type LlamaConfig } from './config.ts';
 
@@ -42,22 +41,39 @@ export function rotateHalf(x: Tensor): Tensor {
   return cat([x.narrow(-1, hd / 2, hd / 2).neg(), x.narrow(-1, 0, hd / 2)], -1);
 }
 
+/**
+ * Grouped-query attention. The head layout is the instance's own (`numHeads`, `numKvHeads`, `headDim`), not the
+ * config's, so layers may keep different head counts after pruning: q_proj/o_proj span numHeads·headDim,
+ * k_proj/v_proj numKvHeads·headDim, and numHeads must stay a multiple of numKvHeads. headDim must equal the
+ * model's rotary width (config.head_dim).
+ */
 export class LlamaAttention extends Module {
   q_proj: Linear;
   k_proj: Linear;
   v_proj: Linear;
   o_proj: Linear;
+  /** Live query heads. */
+  numHeads: number;
+  /** Live key/value heads (GQA groups). */
+  numKvHeads: number;
+  /** Width of one head. */
+  headDim: number;
   constructor(readonly cfg: LlamaConfig, readonly layerIdx: number) {
     super();
     const { hidden_size: H, num_attention_heads: nH, num_key_value_heads: nKV, head_dim: hd, attention_bias: bias } = cfg;
+    this.numHeads = nH;
+    this.numKvHeads = nKV;
+    this.headDim = hd;
     this.q_proj = new Linear(H, nH * hd, { bias });
     this.k_proj = new Linear(H, nKV * hd, { bias });
     this.v_proj = new Linear(H, nKV * hd, { bias });
     this.o_proj = new Linear(nH * hd, H, { bias });
   }
-  forward(x: Tensor, cos: Tensor, sin: Tensor, maskAdd: Tensor | null, cache: KVCache | null): { out: Tensor; probs: Tensor } {
+  forward(x: Tensor, cos: Tensor, sin: Tensor, maskAdd: Tensor | null, cache: KVCache | null, headMask: Tensor | null = null): AttentionResult {
     const [B, T] = x.shape as [number, number];
-    const { num_attention_heads: nH, num_key_value_heads: nKV, head_dim: hd } = this.cfg;
+    const { numHeads: nH, numKvHeads: nKV, headDim: hd } = this;
+    if (nH % nKV !== 0) throw new Error(`LlamaAttention (layer ${this.layerIdx}): ${nH} query heads are not a multiple of ${nKV} key/value heads`);
+    if (cos.shape[cos.ndim - 1] !== hd) throw new Error(`LlamaAttention (layer ${this.layerIdx}): head width ${hd} differs from the rotary width ${cos.shape[cos.ndim - 1]}`);
     const R = nH / nKV;
     const rope = (t: Tensor) => t.mul(cos).add(rotateHalf(t).mul(sin)); // cos/sin (B|1, 1, T, hd)
     const q = rope(this.q_proj.forward(x).reshape([B, T, nH, hd]).transpose(1, 2)); // (B, nH, T, hd)
@@ -70,9 +86,11 @@ export class LlamaAttention extends Module {
     let scores = qg.matmul(k.unsqueeze(2).transpose(-1, -2)).div(Math.sqrt(hd)); // (B, nKV, R, T, S)
     if (maskAdd) scores = scores.add(maskAdd.unsqueeze(1)); // maskAdd (B, 1, T, S)
     const probs = scores.softmax(-1);
-    const ctx = dropoutFn(probs, this.cfg.attention_dropout, this.training).matmul(v.unsqueeze(2)); // (B, nKV, R, T, hd)
+    let dropped = dropoutFn(probs, this.cfg.attention_dropout, this.training);
+    if (headMask) dropped = dropped.mul(headMask.reshape([...headMask.shape.slice(0, -3), nKV, R, ...headMask.shape.slice(-2)]));
+    const ctx = dropped.matmul(v.unsqueeze(2)); // (B, nKV, R, T, hd)
     const out = this.o_proj.forward(ctx.reshape([B, nH, T, hd]).transpose(1, 2).reshape([B, T, nH * hd])); // (B, T, H)
-    return { out, probs: probs.reshape([B, nH, T, S]) };
+    return { out, probs: probs.reshape([B, nH, T, S]), scores: scores.reshape([B, nH, T, S]) };
   }
 }
 
@@ -94,9 +112,14 @@ export class LlamaMLP extends Module {
   }
 }
 
+/**
+ * Pre-norm block: x + self_attn(input_layernorm(x)), then h + mlp(post_attention_layernorm(h)). `self_attn` or
+ * `mlp` null means that sub-block is pruned away and its residual branch is skipped (its norm keeps its keys,
+ * unused). `mlp` takes any (B, T, H) → (B, T, H) module (Llama has no residual dropout).
+ */
 export class LlamaDecoderLayer extends Module {
-  self_attn: LlamaAttention;
-  mlp: LlamaMLP;
+  self_attn: LlamaAttention | null;
+  mlp: FeedForwardModule | null;
   input_layernorm: RMSNorm;
   post_attention_layernorm: RMSNorm;
   constructor(cfg: LlamaConfig, layerIdx: number) {
@@ -106,10 +129,17 @@ export class LlamaDecoderLayer extends Module {
     this.input_layernorm = new RMSNorm(cfg.hidden_size, { eps: cfg.rms_norm_eps });
     this.post_attention_layernorm = new RMSNorm(cfg.hidden_size, { eps: cfg.rms_norm_eps });
   }
-  forward(x: Tensor, cos: Tensor, sin: Tensor, maskAdd: Tensor | null, cache: KVCache | null): { out: Tensor; probs: Tensor } {
-    const a = this.self_attn.forward(this.input_layernorm.forward(x), cos, sin, maskAdd, cache);
-    const h = x.add(a.out);
-    return { out: h.add(this.mlp.forward(this.post_attention_layernorm.forward(h))), probs: a.probs };
+  forward(x: Tensor, cos: Tensor, sin: Tensor, maskAdd: Tensor | null, cache: KVCache | null, headMask: Tensor | null = null): AttentionResult {
+    let h = x;
+    let probs: Tensor | null = null;
+    let scores: Tensor | null = null;
+    if (this.self_attn) {
+      const a = this.self_attn.forward(this.input_layernorm.forward(x), cos, sin, maskAdd, cache, headMask);
+      h = x.add(a.out);
+      probs = a.probs;
+      scores = a.scores;
+    }
+    return { out: this.mlp ? h.add(this.mlp.forward(this.post_attention_layernorm.forward(h))) : h, probs, scores };
   }
 }
 
@@ -156,17 +186,24 @@ export class LlamaModel extends Module {
     const maskAdd = attentionMask || T > 1 ? llamaMask(B, T, S, attentionMask ?? null) : null;
     let x = this.embed_tokens.forward(inputIds); // (B, T, H)
     const hiddenStates: Tensor[] = [];
-    const attentions: Tensor[] = [];
-    for (const layer of this.layers) {
+    const attentions: (Tensor | null)[] = [];
+    const scores: (Tensor | null)[] = [];
+    this.layers.forEach((layer, i) => {
       hiddenStates.push(x);
-      const r = layer.forward(x, cos, sin, maskAdd, cache);
+      const r = layer.forward(x, cos, sin, maskAdd, cache, layerHeadMask(opts, i, layer.self_attn?.numHeads ?? 0));
       x = r.out;
-      if (opts.outputAttentions) attentions.push(r.probs);
-    }
+      attentions.push(r.probs);
+      scores.push(r.scores);
+    });
     x = this.norm.forward(x);
     hiddenStates.push(x);
     if (cache) cache.advance(T);
-    return { lastHiddenState: x, hiddenStates: opts.outputHiddenStates ? hiddenStates : undefined, attentions: opts.outputAttentions ? attentions : undefined };
+    return {
+      lastHiddenState: x,
+      hiddenStates: opts.outputHiddenStates ? hiddenStates : undefined,
+      attentions: opts.outputAttentions ? attentions : undefined,
+      attentionScores: opts.outputAttentionScores ? scores : undefined,
+    };
   }
 }
 
@@ -188,7 +225,7 @@ export class LlamaForCausalLM extends Module {
     const out = this.model.forward(inputs, opts, cache);
     const logits = this.lm_head.forward(out.lastHiddenState); // (B, T, V)
     const loss = inputs.labels ? shiftedLmLoss(logits, inputs.labels) : undefined;
-    return { logits, loss, hiddenStates: out.hiddenStates, attentions: out.attentions };
+    return { logits, loss, hiddenStates: out.hiddenStates, attentions: out.attentions, attentionScores: out.attentionScores };
   }
 }
 

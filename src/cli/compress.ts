@@ -1,0 +1,248 @@
+/**
+ * `shrink compress <model> --recipe <file> -o <dir>`: run any recipe on a model folder and write the compressed
+ * folder, with a before/after table (parameters, bytes, metric, latency at batch 1 and 32) that is also saved as
+ * `<dir>/report.json`. Everything that can be checked is checked before any work (recipe fields, methods, globs,
+ * task, output folder); the output folder is written whole or not at all; training stages checkpoint into a
+ * hidden sibling folder `.<dir>.compress-run`, so a killed or interrupted run resumes where it stopped.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Command } from 'commander';
+import YAML from 'yaml';
+import type { Module } from '../nn/module.ts';
+import { fromPretrained, savePretrained } from '../models/registry.ts';
+import type { ModelInputs } from '../models/outputs.ts';
+import { readConfig } from '../io/hf.ts';
+import { copyTokenizerFiles } from '../io/tokenizer-files.ts';
+import { checkOutDir, writeDirAtomic } from '../io/outdir.ts';
+import { atomicWriteJson } from '../io/atomic.ts';
+import { noGrad } from '../tensor/autograd.ts';
+import { modelSize } from '../eval/size.ts';
+import { measureLatency } from '../eval/latency.ts';
+import { listMethods } from '../compress/method.ts';
+import { checkRun, parseRecipe, resolveSteps, resolveTrain, resolvedRecipe, runSteps, type Recipe, type StepReport } from '../compress/runner.ts';
+import { isTaskName, taskData, type TaskData } from '../compress/tasks.ts';
+import { formatBytes } from './inspect.ts';
+import '../compress/index.ts';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+
+export interface Measured {
+  params: number;
+  bytes: number;
+  metric: number | null;
+  latency_ms_b1: number;
+  latency_ms_b32: number;
+}
+
+export interface CompressReport {
+  model: string;
+  out: string;
+  task: string | null;
+  metric_name: string | null;
+  before: Measured;
+  after: Measured;
+  steps: StepReport[];
+  recipe: Record<string, unknown>;
+  /** The command that reproduces `after.metric` from the saved folder. */
+  eval_command: string | null;
+  seconds: number;
+}
+
+/** Read a recipe file (.json, .yaml or .yml); errors name the file. */
+export function readRecipe(file: string): Recipe {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new Error(`recipe ${file}: cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+  }
+  let raw: unknown;
+  try {
+    raw = /\.ya?ml$/i.test(file) ? YAML.parse(text) : JSON.parse(text);
+  } catch (e) {
+    throw new Error(`recipe ${file}: not valid ${/\.ya?ml$/i.test(file) ? 'YAML' : 'JSON'}: ${(e as Error).message.split('\n')[0]}`);
+  }
+  return parseRecipe(raw, `recipe ${file}`);
+}
+
+/** A path from a recipe: as given when it exists from the working directory, else relative to the package. */
+function resolvePath(p: string): string {
+  if (path.isAbsolute(p) || fs.existsSync(p)) return p;
+  const inPkg = path.join(ROOT, p);
+  return fs.existsSync(inPkg) ? inPkg : p;
+}
+
+/** Parameters, bytes, task metric and warm latency (1 warm-up, best of 5) at batch 1 and 32. */
+export function measure(model: Module, task: TaskData | null, latency: { b1: ModelInputs; b32: ModelInputs } | null): Measured {
+  const { parameters, bytes } = modelSize(model);
+  model.eval();
+  const fwd = (x: ModelInputs) => () => void noGrad(() => (model as unknown as { forward(i: ModelInputs): unknown }).forward(x));
+  const lat = (x: ModelInputs | undefined) => (x ? +measureLatency(fwd(x), { warmup: 1, repeats: 5 }).bestMs.toFixed(3) : NaN);
+  return {
+    params: parameters,
+    bytes,
+    metric: task ? task.evaluate(model) : null,
+    latency_ms_b1: lat(latency?.b1),
+    latency_ms_b32: lat(latency?.b32),
+  };
+}
+
+export interface CompressOptions {
+  recipe: string;
+  out: string;
+  task?: string;
+  steps?: number;
+  force?: boolean;
+  json?: boolean;
+  log?: (line: string) => void;
+  progress?: (stage: number, step: number, total: number, loss: number | undefined) => void;
+}
+
+/** The whole `shrink compress` job; returns the report, or null when interrupted (checkpoints kept). */
+export function compressFolder(modelArg: string | undefined, o: CompressOptions): CompressReport | null {
+  const t0 = performance.now();
+  const recipe = readRecipe(o.recipe);
+  const where = `recipe ${o.recipe}`;
+  if (o.steps !== undefined) recipe.train = { ...(recipe.train ?? {}), steps: o.steps };
+  const modelDir = modelArg ?? (recipe.model ? resolvePath(recipe.model) : undefined);
+  if (!modelDir) throw new Error(`no model: give <model> or a "model" field in ${o.recipe}`);
+  const taskName = o.task ?? recipe.task;
+  if (taskName !== undefined && !isTaskName(taskName)) throw new Error(`--task must be one of sst2, mrpc, rte, cola, or ppl:<text file>, got '${taskName}'`);
+  checkOutDir(o.out, { force: o.force });
+  const config = readConfig(modelDir);
+  const model = fromPretrained(modelDir) as Module & { config: Record<string, unknown> };
+  if (taskName && !taskName.startsWith('ppl:') && model.constructor.name !== 'BertForSequenceClassification')
+    throw new Error(`${modelDir}: task ${taskName} needs a fine-tuned classifier (BertForSequenceClassification), got ${model.constructor.name}; fine-tune it first with 'shrink train' (data/models/bert-teacher-sst2 is one)`);
+  if (taskName?.startsWith('ppl:') && !['gpt2', 'llama'].includes(String(config.model_type)))
+    throw new Error(`${modelDir}: task ${taskName} needs a causal LM (gpt2 or llama), got model_type '${String(config.model_type)}'`);
+  const steps = resolveSteps(recipe, model, where);
+  const train = resolveTrain(recipe);
+  const task = taskName ? taskData(modelDir, taskName.startsWith('ppl:') ? `ppl:${resolvePath(taskName.slice(4))}` : taskName, { batchSize: train.batch_size, maxLength: train.max_length, seed: train.seed }) : null;
+  const teacherDir = recipe.teacher ? resolvePath(recipe.teacher) : modelDir;
+  const runOpts = {
+    task: task ?? undefined,
+    teacher: () => fromPretrained(teacherDir),
+    calibration: task ? () => task.calibration(recipe.calibration_samples ?? 128) : undefined,
+    log: o.log,
+  };
+  checkRun(model, steps, runOpts, where);
+  const latency = task ? { b1: task.latencyInputs(1), b32: task.latencyInputs(32) } : null;
+
+  o.log?.(`measuring ${modelDir}${task ? ` on ${task.name}` : ''}`);
+  const before = measure(model, task, latency);
+  const runDir = path.join(path.dirname(path.resolve(o.out)), `.${path.basename(path.resolve(o.out))}.compress-run`);
+  const result = runSteps(model, steps, train, {
+    ...runOpts,
+    checkpointDir: runDir,
+    resume: true,
+    onLog: (stage, e, total) => o.progress?.(stage, e.step, total, e.loss),
+  });
+  if (result.interrupted) return null;
+  o.log?.('measuring the compressed model');
+  const after = measure(model, task, latency);
+  const report: CompressReport = {
+    model: modelDir,
+    out: o.out,
+    task: task?.name ?? null,
+    metric_name: task?.metric ?? null,
+    before,
+    after,
+    steps: result.steps,
+    recipe: resolvedRecipe(recipe, steps),
+    eval_command: task ? ['shrink', 'eval', o.out, ...task.evalArgs].join(' ') : null,
+    seconds: +((performance.now() - t0) / 1000).toFixed(1),
+  };
+  writeDirAtomic(
+    o.out,
+    (tmp) => {
+      savePretrained(model, tmp, { recipe: JSON.stringify(report.recipe) }, taskName && !taskName.startsWith('ppl:') ? { finetuning_task: taskName } : {});
+      copyTokenizerFiles(modelDir, tmp);
+      atomicWriteJson(path.join(tmp, 'report.json'), report);
+      const logs = result.history.map((h, i) => h.map((e) => JSON.stringify({ stage: i + 1, ...e })).join('\n')).filter(Boolean);
+      if (logs.length) fs.writeFileSync(path.join(tmp, 'log.jsonl'), logs.join('\n') + '\n');
+    },
+    { force: o.force },
+  );
+  fs.rmSync(runDir, { recursive: true, force: true });
+  return report;
+}
+
+function fmtMetric(name: string | null, v: number | null): string {
+  if (v === null || name === null) return '—';
+  return name === 'perplexity' ? v.toFixed(3) : `${(v * 100).toFixed(2)}`;
+}
+
+/** The before/after table. */
+export function formatReport(r: CompressReport): string {
+  const ratio = (a: number, b: number) => (b ? `${(a / b).toFixed(2)}×` : '');
+  const rows: [string, string, string, string][] = [
+    ['parameters', r.before.params.toLocaleString('en-US'), r.after.params.toLocaleString('en-US'), ratio(r.after.params, r.before.params)],
+    ['size', formatBytes(r.before.bytes), formatBytes(r.after.bytes), ratio(r.after.bytes, r.before.bytes)],
+    ...(r.metric_name ? [[`${r.metric_name} (${r.task})`, fmtMetric(r.metric_name, r.before.metric), fmtMetric(r.metric_name, r.after.metric), ''] as [string, string, string, string]] : []),
+    ['latency b1 (ms)', r.before.latency_ms_b1.toFixed(2), r.after.latency_ms_b1.toFixed(2), ratio(r.after.latency_ms_b1, r.before.latency_ms_b1)],
+    ['latency b32 (ms)', r.before.latency_ms_b32.toFixed(2), r.after.latency_ms_b32.toFixed(2), ratio(r.after.latency_ms_b32, r.before.latency_ms_b32)],
+  ];
+  const steps = r.steps.map((s) => `| ${s.step} | ${s.method} | ${s.kind} | ${Object.entries(s).filter(([k]) => !['step', 'method', 'kind', 'stage', 'ms'].includes(k)).map(([k, v]) => `${k} ${typeof v === 'number' ? +v.toFixed(4) : v}`).join(', ')} | ${(s.ms / 1000).toFixed(1)} s |`);
+  return [
+    `| compress: ${r.model} → ${r.out} | before | after | after/before |`,
+    '| --- | --- | --- | --- |',
+    ...rows.map((x) => `| ${x.join(' | ')} |`),
+    '',
+    '| step | method | kind | result | time |',
+    '| --- | --- | --- | --- | --- |',
+    ...steps,
+    '',
+    `(${r.seconds} s; latency: 1 warm-up + best of 5; report in ${path.join(r.out, 'report.json')})`,
+  ].join('\n') + '\n';
+}
+
+/** Add `shrink compress` to the program. */
+export function registerCompress(program: Command, out: (s: string) => void): void {
+  program
+    .command('compress')
+    .description('Run a compression recipe (a chain of methods: quantization, pruning, distillation, …) on a model folder; prints a before/after table and writes <dir>/report.json')
+    .argument('[model]', 'model folder (default: the recipe\'s "model")')
+    .option('-r, --recipe <file>', 'recipe file (.json, .yaml): steps, and optionally model, task, train settings')
+    .option('-o, --out <dir>', 'output model folder (written whole or not at all)')
+    .option('-t, --task <task>', 'GLUE task (sst2, mrpc, rte, cola) or ppl:<text file>; default: the recipe\'s "task"')
+    .option('--steps <n>', 'override train.steps of the recipe', (v: string) => {
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < 1) throw new Error(`--steps must be a positive integer, got '${v}'`);
+      return n;
+    })
+    .option('--force', 'replace an existing non-empty output folder')
+    .option('--list', 'list the registered methods and exit')
+    .option('--json', 'print the report as JSON')
+    .action((modelArg: string | undefined, o: { recipe?: string; out?: string; task?: string; steps?: number; force?: boolean; list?: boolean; json?: boolean }) => {
+      if (o.list) {
+        const ms = listMethods();
+        out(o.json ? JSON.stringify(ms.map((m) => ({ name: m.name, kind: m.kind, description: m.description, defaults: m.defaults }))) + '\n' : ['| method | kind | what |', '| --- | --- | --- |', ...ms.map((m) => `| ${m.name} | ${m.kind} | ${m.description} |`)].join('\n') + '\n');
+        return;
+      }
+      if (!o.recipe) throw new Error('compress needs --recipe <file>');
+      if (!o.out) throw new Error('compress needs -o/--out <dir>');
+      const err = (s: string) => process.stderr.write(s + '\n');
+      const r = compressFolder(modelArg, {
+        recipe: o.recipe,
+        out: o.out,
+        task: o.task,
+        steps: o.steps,
+        force: o.force,
+        log: o.json ? undefined : err,
+        progress: o.json
+          ? undefined
+          : (stage, step, total, loss) => {
+              if (process.stderr.isTTY) process.stderr.write(`\rstage ${stage} step ${step}/${total} loss ${loss?.toFixed(4)}${step === total ? '\n' : ''}`);
+              else if (step === total || step % Math.max(1, Math.floor(total / 10)) === 0) err(`stage ${stage} step ${step}/${total} loss ${loss?.toFixed(4)}`);
+            },
+      });
+      if (!r) {
+        err(`interrupted: checkpoints kept; run the same command again to resume`);
+        process.exitCode = 130;
+        return;
+      }
+      out(o.json ? JSON.stringify(r) + '\n' : formatReport(r));
+    });
+}

@@ -22,7 +22,11 @@ import { modelSize } from '../eval/size.ts';
 import { measureLatency } from '../eval/latency.ts';
 import { listMethods } from '../compress/method.ts';
 import { checkRun, parseRecipe, resolveSteps, resolveTrain, resolvedRecipe, runSteps, type Recipe, type StepReport } from '../compress/runner.ts';
-import { isTaskName, taskData, type TaskData } from '../compress/tasks.ts';
+import { classifierFor, isTaskName, taskData, type TaskData } from '../compress/tasks.ts';
+import type { LogEntry } from '../train/trainer.ts';
+import { TrainingInterrupted } from '../train/bert-tasks.ts';
+import type { GlueTask } from '../data/glue.ts';
+import { progress } from './progress.ts';
 import { formatBytes } from './inspect.ts';
 import '../compress/index.ts';
 
@@ -90,29 +94,37 @@ export function measure(model: Module, task: TaskData | null, latency: { b1: Mod
 }
 
 export interface CompressOptions {
-  recipe: string;
+  /** A recipe file, or a recipe already in memory (`where` names it in errors). */
+  recipe: string | { recipe: Recipe; where: string };
   out: string;
   task?: string;
   steps?: number;
   force?: boolean;
   json?: boolean;
+  /** A BERT that is not yet a classifier (an MLM teacher) gets the GLUE task's classification head (random). */
+  classifierFromTask?: boolean;
   log?: (line: string) => void;
-  progress?: (stage: number, step: number, total: number, loss: number | undefined) => void;
+  onLog?: (stage: number, e: LogEntry, total: number) => void;
 }
 
-/** The whole `shrink compress` job; returns the report, or null when interrupted (checkpoints kept). */
-export function compressFolder(modelArg: string | undefined, o: CompressOptions): CompressReport | null {
+/** The whole `shrink compress` job: the report, or where training stopped when interrupted (checkpoints kept). */
+export function compressFolder(modelArg: string | undefined, o: CompressOptions): CompressReport {
   const t0 = performance.now();
-  const recipe = readRecipe(o.recipe);
-  const where = `recipe ${o.recipe}`;
+  const recipe = typeof o.recipe === 'string' ? readRecipe(o.recipe) : o.recipe.recipe;
+  const where = typeof o.recipe === 'string' ? `recipe ${o.recipe}` : o.recipe.where;
   if (o.steps !== undefined) recipe.train = { ...(recipe.train ?? {}), steps: o.steps };
   const modelDir = modelArg ?? (recipe.model ? resolvePath(recipe.model) : undefined);
-  if (!modelDir) throw new Error(`no model: give <model> or a "model" field in ${o.recipe}`);
+  if (!modelDir) throw new Error(`no model: give <model> or a "model" field in ${where}`);
   const taskName = o.task ?? recipe.task;
   if (taskName !== undefined && !isTaskName(taskName)) throw new Error(`--task must be one of sst2, mrpc, rte, cola, or ppl:<text file>, got '${taskName}'`);
   checkOutDir(o.out, { force: o.force });
   const config = readConfig(modelDir);
-  const model = fromPretrained(modelDir) as Module & { config: Record<string, unknown> };
+  const glue = taskName !== undefined && !taskName.startsWith('ppl:');
+  const model = (
+    glue && o.classifierFromTask && config.model_type === 'bert' && !(config.architectures as string[] | undefined)?.includes('BertForSequenceClassification')
+      ? classifierFor(modelDir, taskName as GlueTask)
+      : fromPretrained(modelDir)
+  ) as Module & { config: Record<string, unknown> };
   if (taskName && !taskName.startsWith('ppl:') && model.constructor.name !== 'BertForSequenceClassification')
     throw new Error(`${modelDir}: task ${taskName} needs a fine-tuned classifier (BertForSequenceClassification), got ${model.constructor.name}; fine-tune it first with 'shrink train' (data/models/bert-teacher-sst2 is one)`);
   if (taskName?.startsWith('ppl:') && !['gpt2', 'llama'].includes(String(config.model_type)))
@@ -133,13 +145,12 @@ export function compressFolder(modelArg: string | undefined, o: CompressOptions)
   o.log?.(`measuring ${modelDir}${task ? ` on ${task.name}` : ''}`);
   const before = measure(model, task, latency);
   const runDir = path.join(path.dirname(path.resolve(o.out)), `.${path.basename(path.resolve(o.out))}.compress-run`);
-  const result = runSteps(model, steps, train, {
-    ...runOpts,
-    checkpointDir: runDir,
-    resume: true,
-    onLog: (stage, e, total) => o.progress?.(stage, e.step, total, e.loss),
-  });
-  if (result.interrupted) return null;
+  const result = runSteps(model, steps, train, { ...runOpts, checkpointDir: runDir, resume: true, onLog: o.onLog });
+  if (result.interrupted) {
+    const stage = result.history.length;
+    const step = result.history[stage - 1]?.at(-1)?.step ?? 0;
+    throw new TrainingInterrupted(step, train.steps, path.join(runDir, `stage-${stage}`), 'run the same command again to resume');
+  }
   o.log?.('measuring the compressed model');
   const after = measure(model, task, latency);
   const report: CompressReport = {
@@ -157,7 +168,7 @@ export function compressFolder(modelArg: string | undefined, o: CompressOptions)
   writeDirAtomic(
     o.out,
     (tmp) => {
-      savePretrained(model, tmp, { recipe: JSON.stringify(report.recipe) }, taskName && !taskName.startsWith('ppl:') ? { finetuning_task: taskName } : {});
+      savePretrained(model, tmp, { recipe: JSON.stringify(report.recipe) }, glue ? { finetuning_task: taskName } : {});
       copyTokenizerFiles(modelDir, tmp);
       atomicWriteJson(path.join(tmp, 'report.json'), report);
       const logs = result.history.map((h, i) => h.map((e) => JSON.stringify({ stage: i + 1, ...e })).join('\n')).filter(Boolean);
@@ -224,6 +235,7 @@ export function registerCompress(program: Command, out: (s: string) => void): vo
       if (!o.recipe) throw new Error('compress needs --recipe <file>');
       if (!o.out) throw new Error('compress needs -o/--out <dir>');
       const err = (s: string) => process.stderr.write(s + '\n');
+      const bars = new Map<number, (e: LogEntry) => void>();
       const r = compressFolder(modelArg, {
         recipe: o.recipe,
         out: o.out,
@@ -231,18 +243,13 @@ export function registerCompress(program: Command, out: (s: string) => void): vo
         steps: o.steps,
         force: o.force,
         log: o.json ? undefined : err,
-        progress: o.json
+        onLog: o.json
           ? undefined
-          : (stage, step, total, loss) => {
-              if (process.stderr.isTTY) process.stderr.write(`\rstage ${stage} step ${step}/${total} loss ${loss?.toFixed(4)}${step === total ? '\n' : ''}`);
-              else if (step === total || step % Math.max(1, Math.floor(total / 10)) === 0) err(`stage ${stage} step ${step}/${total} loss ${loss?.toFixed(4)}`);
+          : (stage, e, total) => {
+              if (!bars.has(stage)) bars.set(stage, progress(`stage ${stage}`, total));
+              bars.get(stage)!(e);
             },
       });
-      if (!r) {
-        err(`interrupted: checkpoints kept; run the same command again to resume`);
-        process.exitCode = 130;
-        return;
-      }
       out(o.json ? JSON.stringify(r) + '\n' : formatReport(r));
     });
 }

@@ -9,6 +9,7 @@ import os from 'node:os';
 import { backend, getNumThreads, nativeAddon } from '../backend/registry.ts';
 import { formatInspect, inspectModel } from './inspect.ts';
 import { registerCompress } from './compress.ts';
+import { progress } from './progress.ts';
 import { fromPretrained } from '../models/registry.ts';
 import { contextLength, generate } from '../models/generation.ts';
 import type { CausalLM } from '../models/generation.ts';
@@ -21,7 +22,12 @@ import { formatBytes } from './inspect.ts';
 import type { GlueTask } from '../data/glue.ts';
 import type { LogEntry } from '../train/trainer.ts';
 import { evalGlue, evalPerplexity } from '../eval/evaluate.ts';
-import { TOKENIZER_FILES, castFolder, hasTokenizer, qatGlue, quantizeFolder } from '../compress/quant/pretrained.ts';
+import { TOKENIZER_FILES, castFolder, hasTokenizer, quantizeFolder } from '../compress/quant/pretrained.ts';
+import { compressFolder } from './compress.ts';
+import { resolveSteps, resolvedRecipe, type Recipe, type RecipeStep } from '../compress/runner.ts';
+import { modelFromConfig } from '../models/registry.ts';
+import { withoutInit } from '../nn/init.ts';
+import { matchesAny } from '../compress/select.ts';
 import { formatLayerErrors, layerErrors } from '../compress/quant/report.ts';
 import { OBSERVERS, type ObserverKind } from '../compress/quant/calibrate.ts';
 import { QUANT_SCHEMES, isIntegerActivations, type QuantScheme } from '../compress/quant/modules.ts';
@@ -32,22 +38,6 @@ import { classify, fillMask, taskOf } from '../eval/predict.ts';
 import { BertForMaskedLM, BertForSequenceClassification } from '../models/bert/modeling.ts';
 import { GPT2LMHeadModel } from '../models/gpt2/modeling.ts';
 import { LlamaForCausalLM } from '../models/llama/modeling.ts';
-
-/** A one-line progress report on stderr (a TTY gets a carriage-return bar). */
-function progress(label: string, total: number, quiet = false): (e: LogEntry) => void {
-  const t0 = performance.now();
-  let first: number | undefined; // a resumed run starts mid-way: the ETA counts the steps this process ran
-  return (e) => {
-    if (quiet) return;
-    first ??= e.step - 1;
-    const done = e.step / total;
-    const eta = ((performance.now() - t0) / Math.max(1, e.step - first)) * (total - e.step) / 1000;
-    const bar = '#'.repeat(Math.round(done * 30)).padEnd(30, '.');
-    const line = `${label} [${bar}] ${e.step}/${total} loss ${e.loss?.toFixed(4)} lr ${e.lr?.toExponential(2)}${e.eval ? ` eval ${e.eval.metric.toFixed(4)}` : ''} eta ${eta.toFixed(0)}s`;
-    if (process.stderr.isTTY) process.stderr.write(`\r${line}${e.step === total ? '\n' : ''}`);
-    else if (e.step % Math.max(1, Math.floor(total / 20)) === 0 || e.step === total || e.eval) process.stderr.write(line + '\n');
-  };
-}
 
 function formatFinetune(r: FinetuneResult, label: string): string {
   return [
@@ -450,9 +440,32 @@ export function buildProgram(out: (s: string) => void = (s) => process.stdout.wr
             `| model.safetensors | ${formatBytes(r.fileBytesBefore)} → ${formatBytes(r.fileBytesAfter)} (${((100 * r.fileBytesAfter) / r.fileBytesBefore).toFixed(1)} %) |`, `| output | ${r.out} |`].join('\n') + '\n');
         return;
       }
+      // a shortcut for a one-step recipe: the step is built from the flags and checked like any recipe step
+      const step: RecipeStep = {
+        method: `quant.${o.method}`,
+        scheme: o.scheme,
+        ...(o.bits !== undefined ? { bits: o.bits } : {}),
+        ...(o.granularity ? { granularity: o.granularity } : {}),
+        ...(o.asymmetric ? { symmetric: false } : o.symmetric ? { symmetric: true } : {}),
+        ...(o.int4Formula ? { formula: o.int4Formula } : {}),
+        ...(q.ignore ? { ignore: q.ignore } : {}),
+        embeddings: o.embeddings,
+        ...(o.scheme === 'int8-static' ? { observer: o.observer, percentile: o.percentile } : {}),
+        ...(o.method === 'gptq' ? { percdamp: o.percdamp, act_order: o.actOrder ?? false } : {}),
+      };
+      const recipe: Recipe = { steps: [step], ...(o.method === 'qat' ? { task: o.task, train: { steps: o.steps, lr: o.lr } } : {}) };
+      const raw = readConfig(dir);
+      // QAT fine-tunes a BERT folder as a classifier on --task: its module names are the classifier's
+      const skeleton = withoutInit(() => modelFromConfig(raw, o.method === 'qat' && raw.model_type === 'bert' ? 'BertForSequenceClassification' : undefined));
+      const names = skeleton.namedModules().map(([n]) => n).filter(Boolean);
+      for (const g of q.ignore ?? [])
+        if (!names.some((n) => matchesAny(n, [g]))) throw new Error(`--ignore '${g}' matches no module of ${skeleton.constructor.name} (names look like ${names.filter((n) => n.split('.').length > 2).slice(0, 2).join(', ')}; see shrink inspect)`);
+      const resolved = resolvedRecipe(recipe, resolveSteps(recipe, skeleton, 'shrink quantize'));
       if (o.method === 'qat') {
-        const r = qatGlue({ modelDir: dir, outDir: o.out, task: o.task as GlueTask, steps: o.steps, lr: o.lr, scheme: o.scheme as QuantScheme, bits: o.bits, groupSize: q.groupSize, ignore: q.ignore, embeddings: o.embeddings, force: o.force, onLog: progress('qat', o.steps, o.json) });
-        out(o.json ? JSON.stringify(r) + '\n' : formatFinetune(r, `quantize --method qat (${o.scheme}): ${dir}`));
+        const bar = progress('qat', o.steps, o.json);
+        const r = compressFolder(dir, { recipe: { recipe, where: 'shrink quantize --method qat' }, out: o.out, force: o.force, classifierFromTask: true, onLog: (_stage, e) => bar(e) });
+        const f: FinetuneResult = { task: o.task as GlueTask, metric: r.metric_name!, score: r.after.metric!, parameters: r.after.params, bytes: r.after.bytes, latencyMsPerExample: r.after.latency_ms_b32 / 32, steps: o.steps };
+        out(o.json ? JSON.stringify({ ...f, out: o.out, before: r.before, after: r.after }) + '\n' : formatFinetune(f, `quantize --method qat (${o.scheme}): ${dir}`));
         return;
       }
       const needsCalib = o.method === 'gptq' || o.scheme === 'int8-static';
@@ -477,7 +490,7 @@ export function buildProgram(out: (s: string) => void = (s) => process.stdout.wr
           ignore: q.ignore,
           log: o.json ? undefined : (l) => process.stderr.write(l + '\n'),
         },
-        io,
+        { ...io, recipe: resolved },
       );
       const n = Object.keys(r.modules).length;
       let errs;

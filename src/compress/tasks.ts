@@ -17,6 +17,7 @@ import { WordPieceTokenizer } from '../tokenizers/wordpiece.ts';
 import { perplexity } from '../eval/metrics.ts';
 import { evaluateGlue } from '../train/bert-tasks.ts';
 import type { BertForSequenceClassification } from '../models/bert/modeling.ts';
+import { fromPretrained } from '../models/registry.ts';
 
 export interface TaskData {
   /** 'sst2', …, or 'ppl:<file>'. */
@@ -137,6 +138,24 @@ export function lmTaskData(modelDir: string, textFile: string, o: TaskOptions = 
     latencyInputs: (batch) => ({ inputIds: stack(Array.from({ length: batch }, (_, i) => blocks[i % blocks.length]!)) }),
     evalArgs: ['-t', 'ppl', '--text', textFile, '--block-size', String(T)],
   };
+}
+
+/**
+ * A BERT folder (an MLM teacher, or a bare encoder) as a sequence classifier for a GLUE task: its encoder weights,
+ * a fresh pooler/classifier where the folder has none, and the task's labels in the config (as `shrink train` does).
+ */
+export function classifierFor(modelDir: string, task: GlueTask): BertForSequenceClassification {
+  const train = loadGlue(task, 'train');
+  return fromPretrained<BertForSequenceClassification>(modelDir, {
+    className: 'BertForSequenceClassification',
+    strict: false,
+    configOverrides: {
+      num_labels: train.numLabels,
+      id2label: Object.fromEntries(train.labelNames.map((n, i) => [String(i), n])),
+      label2id: Object.fromEntries(train.labelNames.map((n, i) => [n, i])),
+      finetuning_task: task,
+    },
+  });
 }
 
 /** `--task` names: a GLUE task, or `ppl:<text file>` for a causal LM. */

@@ -182,7 +182,7 @@ test('shrink quantize --method qat passes --granularity, --asymmetric, --no-embe
   fs.rmSync(dir, { recursive: true });
 });
 
-test('shrink quantize --method qat: Ctrl-C stops training, writes nothing and exits 130', async () => {
+test('shrink quantize --method qat: Ctrl-C stops training, keeps a checkpoint to resume from, writes no output and exits 130', async () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cli-qat-int-'));
   const bert = tinyBert(path.join(dir, 'bert'));
   const out = path.join(dir, 'q');
@@ -194,8 +194,18 @@ test('shrink quantize --method qat: Ctrl-C stops training, writes nothing and ex
   assert.equal(r.stdout, '');
   const line = r.stderr.trim().split('\n').pop()!;
   const k = /at step (\d+) of/.exec(line)?.[1];
-  assert.equal(line, `shrink: interrupted at step ${k} of 5000; nothing saved (quantize --method qat keeps no checkpoints; ${out} was not written)`);
+  const run = path.join(dir, '.q.compress-run', 'stage-1');
+  assert.equal(line, `shrink: interrupted at step ${k} of 5000; checkpoint saved in ${path.join(run, `checkpoint-${k}`)}; run the same command again to resume`);
   assert.ok(!fs.existsSync(out));
-  assert.deepEqual(fs.readdirSync(dir), ['bert'], 'no temp folders');
+  assert.ok(fs.existsSync(path.join(run, `checkpoint-${k}`, 'model.safetensors')), 'the checkpoint the message names');
+  assert.deepEqual(fs.readdirSync(dir).sort(), ['.q.compress-run', 'bert'], 'no temp folders');
   fs.rmSync(dir, { recursive: true });
+});
+
+test('shrink quantize: an --ignore glob that matches no module is an error, not a silent no-op', () => {
+  const out = path.join(os.tmpdir(), `never-written-${process.pid}`);
+  const r = run('quantize', model, '-o', out, '--scheme', 'int8', '--ignore', 'lm_head,model.layers.*.mlp.up');
+  assert.equal(r.status, 1);
+  assert.equal(r.stderr, "shrink: --ignore 'model.layers.*.mlp.up' matches no module of LlamaForCausalLM (names look like model.layers.0, model.layers.0.self_attn; see shrink inspect)\n");
+  assert.ok(!fs.existsSync(out));
 });

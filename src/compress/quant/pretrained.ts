@@ -19,12 +19,7 @@ import { noGrad } from '../../tensor/autograd.ts';
 import type { Tensor } from '../../tensor/tensor.ts';
 import { quantizeModel, type QuantizeOptions, type QuantizeReport } from './apply.ts';
 import { saveQuantized } from './format.ts';
-import { convertQat, prepareQat } from './qat.ts';
 import type { QuantScheme } from './modules.ts';
-import { TrainingInterrupted, finetuneGlue, type FinetuneResult } from '../../train/bert-tasks.ts';
-import type { GlueTask } from '../../data/glue.ts';
-import type { BertForSequenceClassification } from '../../models/bert/modeling.ts';
-import type { LogEntry } from '../../train/trainer.ts';
 
 export const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'vocab.txt', 'tok512.bin', 'tokenizer.bin', 'tokenizer_vocab.json', 'encoder.json', 'merges.txt', 'vocab.bpe'];
 
@@ -66,7 +61,7 @@ function lazyWeights(dir: string): { get(key: string): Tensor | undefined; has(k
  * sibling renamed into place when complete); an existing `out` is replaced unless `io.force` is false (default
  * true here; the CLI passes its --force), in which case a non-empty one is refused before any work.
  */
-export function quantizeFolder(src: string, out: string, o: QuantizeOptions, io: OutDirOptions = { force: true }): QuantizeFolderResult {
+export function quantizeFolder(src: string, out: string, o: QuantizeOptions, io: OutDirOptions & { recipe?: unknown } = { force: true }): QuantizeFolderResult {
   const t0 = performance.now();
   const raw = readConfig(src);
   if (raw.quantization_config) throw new Error(`${src}: already quantized (config.json has quantization_config); quantize the float model`);
@@ -127,7 +122,7 @@ export function quantizeFolder(src: string, out: string, o: QuantizeOptions, io:
         model,
         tmp,
         { scheme: o.scheme, bits: r.bits, method: r.method, granularity: o.granularity === 'group' || (o.scheme === 'int4' && !o.granularity) ? `group:${o.groupSize ?? 64}` : (o.granularity ?? 'channel') },
-        { recipe: JSON.stringify([{ method: `quant.${r.method}`, scheme: o.scheme, bits: r.bits, granularity: o.granularity ?? null, group_size: o.groupSize ?? null, symmetric: o.symmetric ?? null, formula: o.formula ?? null }]) },
+        { recipe: JSON.stringify(io.recipe ?? [{ method: `quant.${r.method}`, scheme: o.scheme, bits: r.bits, granularity: o.granularity ?? null, group_size: o.groupSize ?? null, symmetric: o.symmetric ?? null, formula: o.formula ?? null }]) },
       );
       copyTokenizer(src, tmp);
     },
@@ -187,70 +182,4 @@ export function castFolder(src: string, out: string, dtype: 'float16' | 'bfloat1
     io,
   );
   return { out, dtype, tensors: tensors.size, fileBytesBefore: weightsBytes(src), fileBytesAfter: weightsBytes(out), ms: performance.now() - t0 };
-}
-
-export interface QatGlueOptions {
-  modelDir: string;
-  outDir: string;
-  task: GlueTask;
-  steps: number;
-  lr?: number;
-  batchSize?: number;
-  seed?: number;
-  scheme: QuantScheme;
-  bits?: number;
-  groupSize?: number;
-  /** Module-name globs kept in float32 (neither fake-quantized nor converted). */
-  ignore?: string[];
-  /** Quantize embeddings after training (default true). */
-  embeddings?: boolean;
-  /** Replace a non-empty outDir (checked before training). */
-  force?: boolean;
-  onLog?: (e: LogEntry) => void;
-}
-
-/**
- * QAT on a GLUE task: fine-tune a BERT folder with fake-quantized Linear layers, convert them to integers,
- * quantize what is left (embeddings, tied heads) round-to-nearest with the same scheme, evaluate the integer
- * model on the dev set and write it to outDir (atomically; checked before training). QAT keeps no checkpoints:
- * Ctrl-C stops it with TrainingInterrupted and writes nothing.
- */
-export function qatGlue(o: QatGlueOptions): FinetuneResult & { out: string } {
-  checkOutDir(o.outDir, { force: o.force });
-  const int4 = o.scheme === 'int4';
-  const rest: QuantizeOptions = { scheme: o.scheme, bits: o.bits, groupSize: o.groupSize, granularity: int4 ? 'group' : 'channel', ignore: o.ignore, embeddings: o.embeddings };
-  let trained: BertForSequenceClassification | undefined;
-  let r: FinetuneResult;
-  try {
-    r = finetuneGlue({
-      modelDir: o.modelDir,
-      task: o.task,
-      steps: o.steps,
-      lr: o.lr ?? 1e-4,
-      batchSize: o.batchSize,
-      seed: o.seed,
-      onLog: o.onLog,
-      prepare: (m) => void prepareQat(m, { scheme: o.scheme, bits: o.bits, groupSize: o.groupSize, ignore: o.ignore }),
-      finalize: (m) => {
-        convertQat(m);
-        quantizeModel(m, rest);
-        trained = m;
-      },
-    });
-  } catch (e) {
-    if (e instanceof TrainingInterrupted) throw new TrainingInterrupted(e.step, e.totalSteps, undefined, `quantize --method qat keeps no checkpoints; ${o.outDir} was not written`);
-    throw e;
-  }
-  const bits = int4 ? (o.bits ?? 4) : 8;
-  writeDirAtomic(
-    o.outDir,
-    (tmp) => {
-      saveQuantized(trained as never, tmp, { scheme: o.scheme, bits, method: 'qat', granularity: int4 ? `group:${o.groupSize ?? 64}` : 'channel' }, {
-        recipe: JSON.stringify([{ method: 'quant.qat', scheme: o.scheme, bits, task: o.task, steps: o.steps, ignore: o.ignore ?? null, embeddings: o.embeddings ?? true }]),
-      });
-      copyTokenizer(o.modelDir, tmp);
-    },
-    { force: o.force },
-  );
-  return { ...r, out: o.outDir };
 }

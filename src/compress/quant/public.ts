@@ -5,7 +5,7 @@ export { gptqQuantize, accumulateHessian } from './gptq-adapter.ts';
 export { quantizeModel, type QuantizeOptions, type QuantizeReport } from './apply.ts';
 export { prepareQat, convertQat, FakeQuantLinear } from './qat.ts';
 export { saveQuantized, describeQuantized } from './format.ts';
-export { quantizeFolder, castFolder, qatGlue } from './pretrained.ts';
+export { quantizeFolder, castFolder } from './pretrained.ts';
 export { layerErrors, formatLayerErrors } from './report.ts';
 export { quantRtn, quantGptq, quantQat } from './method.ts';
 export { RangeObserver, observeInputs, OBSERVERS, type ObserverKind } from './calibrate.ts';

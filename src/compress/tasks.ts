@@ -15,7 +15,7 @@ import { causalLabels, chunkTokens } from '../data/text.ts';
 import { loadTokenizer } from '../tokenizers/index.ts';
 import { WordPieceTokenizer } from '../tokenizers/wordpiece.ts';
 import { perplexity } from '../eval/metrics.ts';
-import { evaluateGlue } from '../train/bert-tasks.ts';
+import { encodeExample, evaluateGlue } from '../eval/glue.ts';
 import type { BertForSequenceClassification } from '../models/bert/modeling.ts';
 import { fromPretrained } from '../models/registry.ts';
 
@@ -55,10 +55,7 @@ export function glueTaskData(modelDir: string, task: GlueTask, o: TaskOptions = 
   const tok = WordPieceTokenizer.fromVocabFile(vocab);
   const maxLength = o.maxLength ?? 64;
   const train = loadGlue(task, 'train');
-  const enc = (t: [string, string?]): Encoded => {
-    const e = t[1] === undefined ? { ids: tok.encode(t[0]), tokenTypeIds: undefined } : tok.encodePair(t[0], t[1]);
-    return { ids: e.ids.slice(0, maxLength), tokenTypeIds: e.tokenTypeIds?.slice(0, maxLength) };
-  };
+  const enc = (t: [string, string?]): Encoded => encodeExample(tok, t, maxLength);
   const examples = train.texts.map(enc);
   const sampler = new BatchSampler(examples.length, o.batchSize ?? 32, { seed: o.seed ?? 0 });
   const pad = tok.specialIds.pad!;

@@ -13,7 +13,7 @@ import { WordPieceTokenizer } from '../tokenizers/wordpiece.ts';
 import { loadTokenizer } from '../tokenizers/index.ts';
 import { Tensor } from '../tensor/tensor.ts';
 import { noGrad } from '../tensor/autograd.ts';
-import { evaluateGlue } from '../train/bert-tasks.ts';
+import { evaluateGlue } from './glue.ts';
 import { perplexity } from './metrics.ts';
 import { modelSize } from './size.ts';
 import { measureLatency } from './latency.ts';
@@ -34,7 +34,7 @@ export interface EvalReport {
   tokens?: number;
 }
 
-/** How evalGlue's latency is taken (evaluateGlue in src/train/bert-tasks.ts). */
+/** How evalGlue's latency is taken (evaluateGlue in src/eval/glue.ts). */
 export const GLUE_LATENCY_METHOD = 'per example: first 32 dev examples as one batch, 1 warm-up + best of 5';
 /** How evalPerplexity's latency is taken. */
 export const PPL_LATENCY_METHOD = 'per token: forward over the first window (up to block size tokens), 1 warm-up + best of 5';

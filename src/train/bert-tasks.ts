@@ -13,11 +13,10 @@ import { readConfig } from '../io/hf.ts';
 import { WordPieceTokenizer } from '../tokenizers/wordpiece.ts';
 import { loadGlue, type GlueTask } from '../data/glue.ts';
 import { BatchSampler, collate, maskTokens, type Encoded } from '../data/batch.ts';
+import { encodeExample, evaluateGlue } from '../eval/glue.ts';
 import { Trainer, type LogEntry } from './trainer.ts';
 import { Tensor } from '../tensor/tensor.ts';
-import { noGrad } from '../tensor/autograd.ts';
 import { Generator, manualSeed } from '../tensor/random.ts';
-import { computeMetric } from '../eval/metrics.ts';
 import { modelSize } from '../eval/size.ts';
 import { atomicWriteFile } from '../io/atomic.ts';
 import { finishRunDir, openRunDir, writeDirAtomic, type RunDirState } from '../io/outdir.ts';
@@ -276,44 +275,6 @@ export interface FinetuneResult {
   resumedFrom?: number;
   /** With outDir: the folder already held this finished run; nothing was trained, its recorded result is returned. */
   alreadyFinished?: boolean;
-}
-
-function encodeExample(tok: WordPieceTokenizer, [a, b]: [string, string?], maxLength: number): Encoded {
-  const e = b === undefined ? { ids: tok.encode(a), tokenTypeIds: undefined } : tok.encodePair(a, b);
-  return { ids: e.ids.slice(0, maxLength), tokenTypeIds: e.tokenTypeIds?.slice(0, maxLength) };
-}
-
-/**
- * Evaluate a classifier on a GLUE dev set: the task's metric (one pass over dev) and the latency per example at
- * batch 32 (the first 32 dev examples: 1 warm-up, then the best of 5).
- */
-export function evaluateGlue(model: BertForSequenceClassification, tok: WordPieceTokenizer, task: GlueTask, maxLength = 64): { metric: string; score: number; latencyMsPerExample: number; predictions: number[] } {
-  const dev = loadGlue(task, 'dev');
-  const enc = dev.texts.map((t) => encodeExample(tok, t, maxLength));
-  const preds: number[] = [];
-  model.eval();
-  noGrad(() => {
-    for (let i = 0; i < enc.length; i += 32) {
-      const b = collate(enc.slice(i, i + 32), { padId: tok.specialIds.pad! });
-      const logits = model.forward({ inputIds: b.inputIds, attentionMask: b.attentionMask, tokenTypeIds: b.tokenTypeIds }).logits;
-      preds.push(...Array.from(logits.argmax(-1).toArray()));
-    }
-  });
-  // Latency, not from the pass above (its first batches pay for JIT, packing and first touch of fresh memory): one
-  // fixed batch, the first 32 dev examples, 1 untimed warm-up then the best of 5 timed forwards (+ argmax), per
-  // example — the method of src/eval/latency.ts measureLatency, inlined here.
-  const fixed = collate(enc.slice(0, 32), { padId: tok.specialIds.pad! });
-  const run = () => model.forward({ inputIds: fixed.inputIds, attentionMask: fixed.attentionMask, tokenTypeIds: fixed.tokenTypeIds }).logits.argmax(-1);
-  let bestMs = Infinity;
-  noGrad(() => {
-    run();
-    for (let r = 0; r < 5; r++) {
-      const t0 = performance.now();
-      run();
-      bestMs = Math.min(bestMs, performance.now() - t0);
-    }
-  });
-  return { metric: dev.metric, score: computeMetric(dev.metric, preds, dev.labels), latencyMsPerExample: bestMs / Math.min(32, enc.length), predictions: preds };
 }
 
 /**

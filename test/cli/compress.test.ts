@@ -42,7 +42,8 @@ test('shrink compress: int4 RTN of stories260K from a YAML recipe; report.json m
     const e = run('eval', out, '-t', 'ppl', '--text', text, '--block-size', '64', '--json');
     assert.equal(e.status, 0, e.stderr);
     const ev = JSON.parse(e.stdout);
-    assert.ok(Math.abs(ev.score - rep.after.metric) < 1e-9 * rep.after.metric, `eval ${ev.score} vs report ${rep.after.metric}`);
+    // the same computation in another process: equal up to float summation order (a kernel may pick another tile split)
+    assert.ok(Math.abs(ev.score - rep.after.metric) < 1e-6 * rep.after.metric, `eval ${ev.score} vs report ${rep.after.metric}`);
     assert.equal(ev.bytes, rep.after.bytes);
     assert.equal(rep.eval_command, `shrink eval ${out} -t ppl --text ${text} --block-size 64`);
     // no checkpoint folder is left behind, and the output is not overwritten without --force

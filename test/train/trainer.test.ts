@@ -85,3 +85,68 @@ test('an interrupted run resumes exactly (weights, optimizer, schedule, RNG, dat
   assert.deepEqual(fs.readdirSync(dir).filter((f) => f.includes('.tmp')), []);
   fs.rmSync(dir, { recursive: true });
 });
+
+test('a step may return named loss parts (logged and written to log.jsonl); a frozen teacher never trains; hooks run around each step', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'trainer-parts-'));
+  try {
+    manualSeed(0);
+    const model = new Net();
+    const teacher = new Net();
+    const teacherBefore = teacher.parameters().map((p) => Array.from(p.data));
+    const calls: string[] = [];
+    const sampler = new BatchSampler(64, 16, { seed: 7 });
+    const t = new Trainer(model, { totalSteps: 3, lr: 1e-2, outDir: dir }, {
+      teacher,
+      lossFn: ({ teacher: tt }) => {
+        const idx = Tensor.from(Int32Array.from(sampler.next()));
+        const x = data.indexSelect(0, idx);
+        const logits = model.forward(x);
+        assert.equal(tt!.training, false, 'teacher in eval mode');
+        const soft = ops.softmax((tt as Net).forward(x), -1);
+        const task = ops.crossEntropy(logits, target.indexSelect(0, idx));
+        const kd = ops.logSoftmax(logits, -1).mul(soft).sum().neg().div(16);
+        return { loss: task.add(kd), parts: { task, 'distill.kd.logits': kd } };
+      },
+      beforeStep: (s) => void calls.push(`before ${s}`),
+      afterOptimizerStep: (s) => void calls.push(`after ${s}`),
+    });
+    const r = t.train();
+    assert.deepEqual(calls, ['before 0', 'after 1', 'before 1', 'after 2', 'before 2', 'after 3']);
+    for (const e of r.history) {
+      assert.deepEqual(Object.keys(e.parts!), ['task', 'distill.kd.logits']);
+      assert.ok(Math.abs(e.parts!.task! + e.parts!['distill.kd.logits']! - e.loss!) < 1e-5);
+    }
+    const log = fs.readFileSync(path.join(dir, 'log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    assert.deepEqual(log.map((e) => e.step), [1, 2, 3]);
+    assert.equal(log[2].parts.task, r.history[2]!.parts!.task);
+    teacher.parameters().forEach((p, i) => {
+      assert.deepEqual(Array.from(p.data), teacherBefore[i], 'teacher weights unchanged');
+      assert.equal(p.grad, null, 'no gradient reached the teacher');
+      assert.equal(p.requiresGrad, true, 'the teacher is given back as it came');
+    });
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a non-finite loss stops training with an error naming the step', () => {
+  const model = new Net();
+  let n = 0;
+  const t = new Trainer(model, { totalSteps: 5, lr: 1e-2 }, { lossFn: () => (++n === 3 ? model.forward(data).sum().mul(Number.NaN) : model.forward(data).sum()) });
+  assert.throws(() => t.train(), { message: 'training diverged: loss is NaN at step 3' });
+  assert.equal(t.step, 2);
+});
+
+test('an extra parameter group with maximize ascends, and with fixedLr stays off the schedule', () => {
+  const model = new Net();
+  const lambda = Tensor.zeros([1], { requiresGrad: true });
+  const t = new Trainer(model, { totalSteps: 4, lr: 1e-2, warmupSteps: 2, schedule: 'linear' }, {
+    lossFn: () => lambda.mul(1).sum().add(model.forward(data).sum().mul(0)), // d loss / d λ = +1
+    paramGroups: [{ name: 'lagrange', params: [['lambda', lambda]], lr: 0.1, maximize: true, fixedLr: true }],
+  });
+  t.train();
+  // Adam's first steps move by ≈ lr each in the gradient's sign: ascent on +1 raises λ by ≈ 4 × 0.1
+  assert.ok(Math.abs(lambda.item() - 0.4) < 1e-3, `λ = ${lambda.item()}`);
+  assert.equal(t.optimizer.groups.at(-1)!.lr, 0.1, 'fixed lr');
+  assert.notEqual(t.optimizer.groups[0]!.lr, 1e-2, 'the model groups follow the schedule');
+});

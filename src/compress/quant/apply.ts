@@ -7,6 +7,7 @@
  * The module plan is recorded in config.json's `quantization_config` (format.ts), so a saved model rebuilds the
  * same skeleton on load.
  */
+import { anatomy } from '../../models/anatomy.ts';
 import { Module } from '../../nn/module.ts';
 import { Conv1D, Embedding, Linear, type LinearLike } from '../../nn/layers.ts';
 import { callForward, registerForwardPreHook, type HookHandle } from '../../nn/hooks.ts';
@@ -124,10 +125,19 @@ function padHessian(H: Float64Array, K0: number, K: number): Float64Array {
   return out;
 }
 
-/** The transformer block a module belongs to (`….layer.3.` / `….h.3.` / `….layers.3.`), for GPTQ's stages. */
-function blockIndex(name: string): number {
-  const m = /\.(?:layer|layers|h)\.(\d+)\./.exec(name);
-  return m ? Number(m[1]) : Infinity;
+/**
+ * GPTQ's stages: the transformer block each module belongs to, read from the model anatomy (so pruned, replaced or
+ * renamed blocks stage correctly); modules outside every block (embeddings, heads) form the last stage. A model
+ * the anatomy does not know runs as one stage.
+ */
+function blockIndexer(model: Module): (name: string) => number {
+  let blocks: { index: number; path: string }[];
+  try {
+    blocks = anatomy(model).blocks;
+  } catch {
+    return () => Infinity;
+  }
+  return (name) => blocks.find((b) => name.startsWith(`${b.path}.`))?.index ?? Infinity;
 }
 
 /** Quantize `model` in place; returns the module plan and sizes. */
@@ -230,6 +240,7 @@ function quantizeModelImpl(model: Module, o: QuantizeOptions): QuantizeReport {
   }
   if (!o.calibration) throw new Error('GPTQ needs calibration data (--calib)');
   // GPTQ, stage by stage: hook the stage's layers, run the calibration set through the partly quantized model.
+  const blockIndex = blockIndexer(model);
   const stages = [...new Set(todo.map((t) => blockIndex(t.name)))].sort((a, b) => a - b);
   for (const s of stages) {
     const stage = todo.filter((t) => blockIndex(t.name) === s);

@@ -12,13 +12,15 @@
  * rows are timed interleaved, round by round (fp32, int8, int8 weight-only, int4; 5 rounds), so load from elsewhere
  * on this shared VM hits them alike; each quantized row's speed-up is fp32 ms / its ms within the same round, reported
  * as the median and range over the rounds.
- * `--json` prints one {"name","ms","median_ms","tokens_per_s"} object per line (ms = best), plus
- * {"ratio_vs","speedup","speedup_min","speedup_max"} on the quantized BERT-base rows.
+ * `--json` prints one {"name","ms","median_ms","tokens_per_s","kernel"} object per line (ms = best), plus
+ * {"ratio_vs","speedup","speedup_min","speedup_max"} on the quantized BERT-base rows. `kernel` names the addon paths
+ * the row's time goes to (kernels() of native/*.cc, e.g. 'sgemm avx2 6x16, elementwise avx2'), or 'ref'.
  */
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { quantizeModel } from '../src/compress/quant/apply.ts';
 import { compareLatency, measureLatency } from '../src/eval/latency.ts';
+import { backend, kernelNames } from '../src/backend/registry.ts';
 import { AdamW, BertForMaskedLM, BertForSequenceClassification, BertModel, Generator, Tensor, bertConfig, fromPretrained, generate, manualSeed, noGrad, setNumThreads } from '../src/index.ts';
 
 const json = process.argv.includes('--json');
@@ -40,8 +42,16 @@ interface Row {
   /** speed-up against `ratioVs`, per round: median, min, max */
   ratioVs?: string;
   speedup?: { median: number; min: number; max: number };
+  kernel?: string;
 }
 const rows: Row[] = [];
+/** The kernel paths behind a row: its main families' kernels() names. */
+function kernelOf(name: string): string {
+  if (backend().name !== 'native') return 'ref';
+  const k = kernelNames();
+  const fams = /int8$/.test(name) ? ['int8', 'sgemm'] : /weight-only|int4/.test(name) ? ['sgemm', ...Object.keys(k).filter((f) => /^wo|dequant/.test(f))] : ['sgemm', 'elementwise', 'nn'];
+  return fams.filter((f) => k[f] !== undefined).map((f) => `${f} ${k[f]}`).join(', ');
+}
 /** 1 warm-up + best of `repeats`. */
 const time = (fn: () => void) => measureLatency(fn, { warmup: 1, repeats });
 
@@ -129,18 +139,19 @@ if (!quick) {
 }
 
 const r3 = (x: number) => +x.toFixed(3);
+for (const r of rows) r.kernel = kernelOf(r.name);
 if (json)
   for (const r of rows)
     console.log(
       JSON.stringify({
-        name: r.name, ms: +r.ms.toFixed(1), median_ms: +r.medianMs.toFixed(1), tokens_per_s: +r.tokens_per_s.toFixed(1),
+        name: r.name, ms: +r.ms.toFixed(1), median_ms: +r.medianMs.toFixed(1), tokens_per_s: +r.tokens_per_s.toFixed(1), kernel: r.kernel,
         ...(r.speedup ? { ratio_vs: r.ratioVs, speedup: r3(r.speedup.median), speedup_min: r3(r.speedup.min), speedup_max: r3(r.speedup.max) } : {}),
       }),
     );
 else {
   console.log(`Whole-model timings, 1 thread: 1 warm-up, then best and median of ${repeats} run${repeats > 1 ? 's' : ''}; BERT-base rows`);
   console.log(`interleaved over ${BERT_BASE_ROUNDS} rounds, speed-up = fp32 ms / variant ms within each round: median (min–max)`);
-  console.log('| name | best ms | median ms | tokens/s (best) | reference |');
-  console.log('| --- | --- | --- | --- | --- |');
-  for (const r of rows) console.log(`| ${r.name} | ${r.ms.toFixed(1)} | ${r.medianMs.toFixed(1)} | ${r.tokens_per_s.toFixed(0)} | ${r.reference ?? ''} |`);
+  console.log('| name | best ms | median ms | tokens/s (best) | reference | kernels |');
+  console.log('| --- | --- | --- | --- | --- | --- |');
+  for (const r of rows) console.log(`| ${r.name} | ${r.ms.toFixed(1)} | ${r.medianMs.toFixed(1)} | ${r.tokens_per_s.toFixed(0)} | ${r.reference ?? ''} | ${r.kernel} |`);
 }

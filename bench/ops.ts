@@ -9,7 +9,9 @@
  *    ms per call and GB/s of input + output traffic, native at 1 and 2 threads against `ref`.
  *
  * Every number is the best of several rounds (this VM's second core is shared, ENGINE-NOTES: compare within one
- * run, never against absolute targets). --json prints one JSON object per line instead of the tables.
+ * run, never against absolute targets). --json prints one JSON object per line instead of the tables. Every row
+ * carries `kernel`: the path the addon dispatched to (its kernels() name for the op's family, e.g. 'elementwise
+ * avx2'), or 'ref'; SHRINK_ISA=avx2|portable measures a lower path on the same machine.
  */
 import type { Backend, View } from '../src/backend/backend.ts';
 import { refBackend } from '../src/backend/ref/index.ts';
@@ -31,8 +33,25 @@ interface Row {
   threads: number;
   us: number;
   gbps?: number;
+  /** the kernel path: '<family> <addon kernels() name>' on native, 'ref' on ref */
+  kernel?: string;
 }
 const rows: Row[] = [];
+const kernelNames = addon.kernels();
+/** The kernel family (native/*.cc) an op of this bench runs in. */
+function familyOf(name: string): string {
+  if (/^(sum|max)/.test(name)) return 'reduce';
+  if (/^(softmax|layerNorm|rmsNorm|crossEntropy|adamw)/.test(name)) return 'nn';
+  if (/^f32ToF16/.test(name)) return 'convert';
+  return 'elementwise';
+}
+function kernelOf(r: Row): string {
+  if (r.backend === 'ref') return 'ref';
+  const f = familyOf(r.name);
+  // the Backend wrapper sends outputs of ≤ 16 floats to ref by design
+  if (r.backend === 'native' && /\(16\)$/.test(r.name)) return 'ref (≤ 16 elements)';
+  return `${f} ${kernelNames[f] ?? '?'}`;
+}
 
 /** Best time per call in µs over `rounds` rounds of at least `minMs` each. */
 function timeUs(fn: () => void, minMs = quick ? 40 : 120, rounds = quick ? 3 : 5): number {
@@ -140,6 +159,8 @@ const pm = new Float32Array(P);
 const pv = new Float32Array(P);
 const h16 = new Uint16Array(P);
 const full: View = { data: x, offset: 0, strides: [C, 1] };
+const xSub = x.map((v) => v * 5e-39);
+const half = new Float32Array(N).fill(0.5);
 const shape = [R, C];
 
 const big: [string, (be: Backend) => void, number][] = [
@@ -162,6 +183,10 @@ const big: [string, (be: Backend) => void, number][] = [
   ['crossEntropy [64,30522]', (be) => be.crossEntropy(logits, targets, ceRows, V, -100, 0.1, ceLoss, ceLse), ceRows * V * 4],
   ['crossEntropy bwd [64,30522]', (be) => be.crossEntropyBackward(logits, targets, ceLse, ceG, ceRows, V, -100, 0.1, ceOut), 2 * ceRows * V * 4],
   ['adamw 1M', (be) => be.adamw(p, pg, pm, pv, 1e-4, 0.9, 0.999, 1e-8, 0.01, 0.5, 0.5), 7 * P * 4],
+  // x·0.5 with every x and result subnormal (|x| < 1.2e-38): as fast as 'mul' while the kernels flush denormals
+  // (the default); SHRINK_DENORMALS=keep shows what gradual underflow costs on this CPU
+  ['mul subnormal x', (be) => be.binary('mul', { data: xSub, offset: 0, strides: [C, 1] }, { data: half, offset: 0, strides: [C, 1] }, shape, out), 3 * B],
+  ['mul', (be) => be.binary('mul', full, { data: half, offset: 0, strides: [C, 1] }, shape, out), 3 * B],
 ];
 for (const [name, fn, traffic] of big) {
   for (const [be, label, threads] of [[native, 'native', 1], [native, 'native', 2], [refBackend, 'ref', 1]] as const) {
@@ -179,35 +204,38 @@ addon.setThreads(2);
 
 // ---- output
 
+for (const r of rows) r.kernel = kernelOf(r);
 if (json) {
   for (const r of rows) console.log(JSON.stringify({ ...r, us: +r.us.toFixed(4), ...(r.gbps !== undefined ? { gbps: +r.gbps.toFixed(2) } : {}) }));
 } else {
   const info = addon.info();
-  console.log(`native addon: avx2=${info.avx2}, pool threads=${info.threads}; best of ${quick ? 3 : 5} rounds\n`);
+  console.log(`native addon: ISA ${info.isa}${info.isaRequested ? ` (SHRINK_ISA=${info.isaRequested})` : ''}, denormals ${info.denormals}, pool threads=${info.threads}; best of ${quick ? 3 : 5} rounds`);
+  console.log(`kernels: ${Object.entries(kernelNames).map(([f, k]) => `${f} ${k}`).join(', ')}\n`);
   const get = (section: Row['section'], name: string, backend: string, threads = 1) =>
     rows.find((r) => r.section === section && r.name === name && r.backend === backend && r.threads === threads);
   console.log('Per-call overhead, µs (Backend level, output preallocated; ≤ 16 elements run on ref by design)');
-  console.log('| op | native wrapper | raw addon call | ref |');
-  console.log('| --- | --- | --- | --- |');
+  console.log('| op | native kernel | native wrapper | raw addon call | ref |');
+  console.log('| --- | --- | --- | --- | --- |');
   for (const name of [...new Set(rows.filter((r) => r.section === 'overhead').map((r) => r.name))]) {
     const a = get('overhead', name, 'addon');
-    console.log(`| ${name} | ${get('overhead', name, 'native')!.us.toFixed(3)} | ${a ? a.us.toFixed(3) : '–'} | ${get('overhead', name, 'ref')!.us.toFixed(3)} |`);
+    const nat = get('overhead', name, 'native')!;
+    console.log(`| ${name} | ${nat.kernel} | ${nat.us.toFixed(3)} | ${a ? a.us.toFixed(3) : '–'} | ${get('overhead', name, 'ref')!.us.toFixed(3)} |`);
   }
   if (tensorApi) {
     console.log('\nTiny ops through the Tensor API, µs per op (allocation + validation + backend call)');
-    console.log('| op | native | ref |');
-    console.log('| --- | --- | --- |');
+    console.log('| op | native kernel | native | ref |');
+    console.log('| --- | --- | --- | --- |');
     for (const name of [...new Set(rows.filter((r) => r.section === 'tensor').map((r) => r.name))])
-      console.log(`| ${name} | ${get('tensor', name, 'native')!.us.toFixed(3)} | ${get('tensor', name, 'ref')!.us.toFixed(3)} |`);
+      console.log(`| ${name} | ${get('tensor', name, 'native')!.kernel} | ${get('tensor', name, 'native')!.us.toFixed(3)} | ${get('tensor', name, 'ref')!.us.toFixed(3)} |`);
   } else console.log('\nTensor API: not measured (src/index.ts not available)');
   console.log(`\nLarge kernels: ms per call (GB/s of input + output traffic); [${R}, ${C}] unless named`);
-  console.log('| kernel | native 1t | native 2t | ref | native 1t / ref | 2t / 1t |');
-  console.log('| --- | --- | --- | --- | --- | --- |');
+  console.log('| op | native kernel | native 1t | native 2t | ref | native 1t / ref | 2t / 1t |');
+  console.log('| --- | --- | --- | --- | --- | --- | --- |');
   for (const name of [...new Set(rows.filter((r) => r.section === 'throughput').map((r) => r.name))]) {
     const n1 = get('throughput', name, 'native', 1)!;
     const n2 = get('throughput', name, 'native', 2)!;
     const f = get('throughput', name, 'ref', 1);
     const c = (r: Row) => `${(r.us / 1000).toFixed(3)} (${r.gbps!.toFixed(1)})`;
-    console.log(`| ${name} | ${c(n1)} | ${c(n2)} | ${f ? c(f) : '–'} | ${f ? `${(f.us / n1.us).toFixed(1)}×` : '–'} | ${(n1.us / n2.us).toFixed(2)}× |`);
+    console.log(`| ${name} | ${n1.kernel} | ${c(n1)} | ${c(n2)} | ${f ? c(f) : '–'} | ${f ? `${(f.us / n1.us).toFixed(1)}×` : '–'} | ${(n1.us / n2.us).toFixed(2)}× |`);
   }
 }

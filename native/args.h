@@ -126,6 +126,18 @@ inline bool holds(size_t len, int64_t a, int64_t b = 1) {
   return static_cast<uint64_t>(a) <= static_cast<uint64_t>(len) / static_cast<uint64_t>(b);
 }
 
+// True when a·b·c ≤ len for a, b, c ≥ 0, without overflow.
+inline bool holds3(size_t len, int64_t a, int64_t b, int64_t c) {
+  if (a < 0 || b < 0 || c < 0) return false;
+  if (a == 0 || b == 0 || c == 0) return true;
+  return holds(len, a, b) && holds(len, a * b, c);  // a·b ≤ len here, so it does not overflow
+}
+
+// True when [off, off + n) lies inside an array of `len` elements, for any off and n (no overflow of off + n).
+inline bool span_in(size_t len, int64_t off, int64_t n) {
+  return off >= 0 && n >= 0 && static_cast<uint64_t>(off) <= len && static_cast<uint64_t>(n) <= len - static_cast<uint64_t>(off);
+}
+
 // parallel_for without its cost on small inputs: below `grain` (or with one thread) fn runs inline, with no
 // std::function built (a [&] lambda with several captures would be heap-allocated). Larger inputs wrap fn in
 // std::ref, which fits std::function's inline buffer.

@@ -3,10 +3,37 @@
 #include <napi.h>
 #include <cstdint>
 
+#include "simd.h"
+
 namespace shrink {
-// True when the CPU supports AVX2 and FMA (checked once at load). Kernels compiled with
-// __attribute__((target("avx2,fma"))) may only run when this is true; otherwise the portable path runs.
+// True when the CPU supports AVX2 and FMA (checked once at load) and SHRINK_ISA allows AVX2 (simd.h). Kernels
+// compiled with __attribute__((target("avx2,fma"))) may only run when this is true; otherwise the portable path runs.
 bool has_avx2_fma();
+
+// ---- Kernel names (`shrink info`, benchmarks) ----
+// Each kernel family names the path it dispatches to right now, e.g. register_kernel("sgemm", [] { return
+// has_avx512f() ? "avx512 …" : has_avx2_fma() ? "avx2 6x16" : "portable 6x16"; }) in its init_<family>. The addon's
+// kernels() returns {family: name()} for every registered family, in registration order; registering a family again
+// replaces its function (addon.cc registers defaults for sgemm, int8 and convert before the init_<family> calls).
+using KernelNameFn = const char* (*)();
+void register_kernel(const char* family, KernelNameFn name);
+
+// ---- Denormal mode around a kernel (simd.h DenormalScope) ----
+// Wrap each exported kernel so it runs with FTZ/DAZ (or SHRINK_DENORMALS=keep) on the calling thread:
+//   export_fn(env, exports, "unary", denormal_guarded<Unary>);                               (raw Node-API)
+//   exports.Set("sgemm", Napi::Function::New(env, denormal_guarded_napi<Sgemm>));          (node-addon-api)
+// Work dispatched to the pool's workers runs in the mode anyway (pool.cc), and parallel_run / parallel_for set it
+// on the caller too, so only kernels that also compute on the calling thread outside the pool need this.
+template <napi_value (*F)(napi_env, napi_callback_info)>
+napi_value denormal_guarded(napi_env env, napi_callback_info info) {
+  DenormalScope scope;
+  return F(env, info);
+}
+template <Napi::Value (*F)(const Napi::CallbackInfo&)>
+Napi::Value denormal_guarded_napi(const Napi::CallbackInfo& info) {
+  DenormalScope scope;
+  return F(info);
+}
 
 // A GEMM operand B [K, N] produced panel by panel instead of read from memory (e.g. dequantized from integer
 // codes, so the float matrix never exists whole). pack() fills the 16-column micro-panels [p0, p1) of the nc columns

@@ -379,18 +379,28 @@ bool build_iter(Args& args, const int32_t* meta, size_t metaLen, int nops, const
   if (!args.check(nd >= 0 && nd <= kMaxDims, "ndim out of range (0..16)")) return false;
   if (!args.check(metaLen >= static_cast<size_t>(1 + nd * (1 + nops)), "meta too short for ndim")) return false;
   const int32_t* shape = meta + 1;
-  int64_t numel = 1;
+  // numel without overflow: a product past 2^53 elements cannot fit any array (16 dims of 2^31 would wrap an int64)
+  constexpr int64_t kMaxNumel = int64_t{1} << 53;
+  bool empty = false;
   for (int d = 0; d < nd; d++) {
     if (!args.check(shape[d] >= 0, "negative dimension")) return false;
-    numel *= shape[d];
+    if (shape[d] == 0) empty = true;
   }
+  int64_t numel = empty ? 0 : 1;
+  if (!empty)
+    for (int d = 0; d < nd; d++) {
+      if (!args.check(numel <= kMaxNumel / shape[d], "too many elements")) return false;
+      numel *= shape[d];
+    }
   it.numel = numel;
   if (numel > 0)
     for (int o = 0; o < nops; o++) {
       const int32_t* st = meta + 1 + nd * (1 + o);
       int64_t lo = offs[o], hi = offs[o];
       for (int d = 0; d < nd; d++) {
-        const int64_t span = static_cast<int64_t>(st[d]) * (shape[d] - 1);
+        const int64_t span = static_cast<int64_t>(st[d]) * (shape[d] - 1);  // |span| < 2^62
+        // a single span past 2^53 cannot fit any array; bounding each keeps lo/hi (16 spans) from overflowing
+        if (!args.check(span <= kMaxNumel && span >= -kMaxNumel, "a strided view reaches outside its array")) return false;
         if (span < 0) lo += span;
         else hi += span;
       }
@@ -504,7 +514,7 @@ napi_value Unary(napi_env env, napi_callback_info info) {
   const double a = args.num(5), b = args.num(6);
   if (args.failed()) return args.fail();
   args.check(op >= 0 && op < U_COUNT, "unknown unary op");
-  args.check(n >= 0 && off >= 0 && off + n <= static_cast<int64_t>(xl) && n <= static_cast<int64_t>(ol), "out of bounds");
+  args.check(span_in(xl, off, n) && n <= static_cast<int64_t>(ol), "out of bounds");
   if (args.failed()) return args.fail();
   par_for(n, cheap_unary(op) ? kGrainMemBound : kGrain, [&](int64_t s, int64_t e) { unary_contig(op, x + off + s, y + s, e - s, a, b); });
   return nullptr;
@@ -640,7 +650,7 @@ napi_value BinaryContig(napi_env env, napi_callback_info info) {
   if (args.failed()) return args.fail();
   const int64_t n = static_cast<int64_t>(ol);
   args.check(op >= 0 && op < B_COUNT, "unknown binary op");
-  args.check(ao >= 0 && bo >= 0 && ao + n <= static_cast<int64_t>(al) && bo + n <= static_cast<int64_t>(bl), "a or b is too short");
+  args.check(span_in(al, ao, n) && span_in(bl, bo, n), "a or b is too short");
   if (args.failed()) return args.fail();
   a += ao;
   b += bo;
@@ -701,13 +711,14 @@ napi_value SetSimd(napi_env env, napi_callback_info info) {
 }  // namespace
 
 void init_elementwise(Napi::Env env, Napi::Object exports) {
-  export_fn(env, exports, "unary", Unary);
-  export_fn(env, exports, "unaryStrided", UnaryStrided);
-  export_fn(env, exports, "unaryBackward", UnaryBackward);
-  export_fn(env, exports, "binary", BinaryOp);
-  export_fn(env, exports, "binaryContig", BinaryContig);
-  export_fn(env, exports, "where", Where);
+  export_fn(env, exports, "unary", denormal_guarded<Unary>);
+  export_fn(env, exports, "unaryStrided", denormal_guarded<UnaryStrided>);
+  export_fn(env, exports, "unaryBackward", denormal_guarded<UnaryBackward>);
+  export_fn(env, exports, "binary", denormal_guarded<BinaryOp>);
+  export_fn(env, exports, "binaryContig", denormal_guarded<BinaryContig>);
+  export_fn(env, exports, "where", denormal_guarded<Where>);
   export_fn(env, exports, "setSimd", SetSimd);
+  register_kernel("elementwise", [] { return simd_enabled() ? "avx2" : "portable"; });
 }
 
 }  // namespace shrink

@@ -1,8 +1,8 @@
 // fp32 GEMM: C = A·B (or C += A·B) for batches of row-major matrices with transposes and leading dimensions.
 //
 // BLIS-style blocking (ENGINE-NOTES §1.2): jc (NC columns) → pc (KC) → pack a KC×NC panel of B into NR-wide
-// micro-panels → ic (MC rows) → pack an MC×KC block of A into MR-tall micro-panels → jr → ir → 6×16 AVX2/FMA
-// micro-kernel (12 ymm accumulators, C tile prefetched at entry). Packing absorbs transposes and leading
+// micro-panels → ic (MC rows) → pack an MC×KC block of A into MR-tall micro-panels → jr → ir → micro-kernel: 8×48
+// AVX-512 (24 zmm accumulators) or 6×16 AVX2/FMA (12 ymm accumulators), C tile prefetched at entry. Packing absorbs transposes and leading
 // dimensions. Block sizes are balanced (K = 768 runs as 3 × 256, not 2 × 320 + 128).
 //
 // Threads (one GEMM): all threads pack the B panel together, meet at a barrier, then each computes its own share
@@ -12,10 +12,16 @@
 // split across matrices; small total work (< 2·64³ flop) runs on one thread. M = 1 and N = 1 go to GEMV-style
 // loops with no packing. Every barrier wait is a bounded spin, then yield.
 //
-// The AVX2/FMA kernels and packers carry __attribute__((target("avx2,fma"))) and are chosen at run time with
-// has_avx2_fma(); a portable micro-kernel with the same packing runs elsewhere. sgemmRef is the plain
-// triple loop (double accumulator) the tests compare against.
+// Kernel families, chosen at run time (kernels()): 'avx512 8x48' where the CPU and OS have AVX-512 F/BW/VL/DQ and
+// SHRINK_ISA allows it (simd.h has_avx512f(): cpuid + xgetbv), else 'avx2 6x16' (has_avx2_fma()), else 'portable
+// 6x16'. The SIMD kernels carry __attribute__((target(...))), so the rest of the addon runs on any x86-64 CPU.
+// B is always packed in 16-column micro-panels (the layout BPanelSource writes); a kernel whose tile is NV·16 wide
+// reads NV adjacent micro-panels (panel stride 16·kc), so packing and dequantize-in-pack need no per-ISA layout.
+// A is packed in MR-row micro-panels for the kernel's MR. sgemmRef is the plain triple loop (double accumulator)
+// the tests compare against.
 #include <algorithm>
+#include <array>
+#include <utility>
 #include <atomic>
 #include <cstdint>
 #include <cstdlib>
@@ -33,17 +39,36 @@
 
 #include "common.h"
 #include "pool.h"
+#include "args.h"
 
 namespace shrink {
 namespace {
 
+// The AVX2 and portable tile (MR×NR); NR is also the width of every packed B micro-panel.
 constexpr int MR = 6;
 constexpr int NR = 16;
-// Cache blocking: a KC×NR B micro-panel (16 KB at KC 256) + a KC×MR A micro-panel stay in L1 (32 KB); the MC×KC
-// A block (168 KB) stays in L2 (512 KB); the KC×NC B panel lives in L3. Adjustable through setGemmBlocking.
-int g_kc = 256;
-int g_mc = 168;   // multiple of MR
-int g_nc = 4080;  // multiple of NR
+// The AVX-512 tile: MR512 rows × NV512 micro-panels. 8×48: 24 zmm accumulators + 3 B vectors + 1 broadcast, 11 loads
+// per 24 FMAs. On Zen 4 (AVX-512 on 256-bit FMA units) 14×32, 12×32, 8×48 and 6×64 all measured within noise of each
+// other and of the AVX2 6×16 kernel (96–104 GFLOPS per CPU-second); 8×48 was ahead by 1–3 % most often. Compile with
+// -DSHRINK_GEMM512_MR=… -DSHRINK_GEMM512_NV=… -DSHRINK_GEMM512_NAME='"avx512 RxC"' to try another.
+#ifndef SHRINK_GEMM512_MR
+#define SHRINK_GEMM512_MR 8
+#endif
+#ifndef SHRINK_GEMM512_NV
+#define SHRINK_GEMM512_NV 3
+#endif
+#ifndef SHRINK_GEMM512_NAME
+#define SHRINK_GEMM512_NAME "avx512 8x48"
+#endif
+constexpr int MR512 = SHRINK_GEMM512_MR;
+constexpr int NV512 = SHRINK_GEMM512_NV;
+// Cache blocking (per kernel, Kernels below): AVX2: a KC×16 B micro-panel (16 KB at KC 256) + a KC×6 A micro-panel
+// stay in L1 (32 KB); the MC×KC A block (168 KB) stays in L2; the KC×NC B panel lives in L3. AVX-512: KC 384, MC 112
+// (the 72 KB B micro-tile and the 168 KB A block in L2; KC 384 measured 1–3 % over 256 on Zen 4). setGemmBlocking
+// overrides them for every kernel (0 = the kernel's default).
+int g_kc = 0;
+int g_mc = 0;  // rounded down to a multiple of the kernel's MR
+int g_nc = 0;  // rounded down to a multiple of the kernel's tile width
 constexpr int64_t kSmallFlops = 2LL * 64 * 64 * 64;  // below this, one thread
 
 struct Mat {
@@ -115,33 +140,42 @@ __attribute__((target("avx2,fma"))) inline void transpose8(__m256 r[8]) {
   r[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
 }
 
-__attribute__((target("avx2,fma"))) void pack_a_avx2(const Mat& A, int64_t i0, int mc, int64_t k0, int kc, float* dst) {
-  for (int ir = 0; ir < mc; ir += MR, dst += MR * kc) {
-    int mr = std::min(MR, mc - ir);
-    if (mr < MR) {  // edge panel
+// A block into MRT-row micro-panels (MRT = 6 for the AVX2 kernel, MR512 for AVX-512).
+template <int MRT>
+__attribute__((target("avx2,fma"))) void pack_a_avx2_t(const Mat& A, int64_t i0, int mc, int64_t k0, int kc, float* dst) {
+  constexpr int NCH = (MRT + 7) / 8;  // 8-row chunks
+  for (int ir = 0; ir < mc; ir += MRT, dst += MRT * kc) {
+    int mr = std::min(MRT, mc - ir);
+    if (mr < MRT) {  // edge panel
       for (int k = 0; k < kc; k++)
-        for (int r = 0; r < MR; r++) dst[k * MR + r] = r < mr ? A.at(i0 + ir + r, k0 + k) : 0.f;
+        for (int r = 0; r < MRT; r++) dst[k * MRT + r] = r < mr ? A.at(i0 + ir + r, k0 + k) : 0.f;
       continue;
     }
-    if (A.trans) {  // storage K×M: the MR values for one k are contiguous
+    if (A.trans) {  // storage K×M: the MRT values for one k are contiguous
       const float* src = A.p + k0 * A.ld + i0 + ir;
-      for (int k = 0; k < kc; k++, src += A.ld) std::memcpy(dst + k * MR, src, MR * sizeof(float));
+      for (int k = 0; k < kc; k++, src += A.ld) std::memcpy(dst + k * MRT, src, MRT * sizeof(float));
       continue;
     }
-    // storage M×K: transpose 6 rows × 8 k at a time; each 8-float column store overlaps the next by 2 floats
-    // (in order, so the overlap is overwritten; the buffer has slack for the last one).
-    const float* src[MR];
-    for (int r = 0; r < MR; r++) src[r] = A.p + (i0 + ir + r) * A.ld + k0;
+    // storage M×K: transpose 8 rows × 8 k at a time per chunk; the 8-float store of a short last chunk overlaps the
+    // next k's first floats (stored in k order, so the overlap is overwritten; the buffer has slack for the last one).
+    const float* src[MRT];
+    for (int r = 0; r < MRT; r++) src[r] = A.p + (i0 + ir + r) * A.ld + k0;
     int k = 0;
     for (; k + 8 <= kc; k += 8) {
-      __m256 v[8];
-      for (int r = 0; r < MR; r++) v[r] = _mm256_loadu_ps(src[r] + k);
-      v[6] = v[7] = _mm256_setzero_ps();
-      transpose8(v);
-      for (int j = 0; j < 8; j++) _mm256_storeu_ps(dst + (k + j) * MR, v[j]);
+      __m256 v[NCH][8];
+#pragma GCC unroll 2
+      for (int ch = 0; ch < NCH; ch++) {
+#pragma GCC unroll 8
+        for (int r = 0; r < 8; r++) v[ch][r] = ch * 8 + r < MRT ? _mm256_loadu_ps(src[ch * 8 + r] + k) : _mm256_setzero_ps();
+        transpose8(v[ch]);
+      }
+#pragma GCC unroll 8
+      for (int j = 0; j < 8; j++)
+#pragma GCC unroll 2
+        for (int ch = 0; ch < NCH; ch++) _mm256_storeu_ps(dst + (k + j) * MRT + ch * 8, v[ch][j]);
     }
     for (; k < kc; k++)
-      for (int r = 0; r < MR; r++) dst[k * MR + r] = src[r][k];
+      for (int r = 0; r < MRT; r++) dst[k * MRT + r] = src[r][k];
   }
 }
 
@@ -180,10 +214,10 @@ __attribute__((target("avx2,fma"))) void pack_b_avx2(const Mat& B, int64_t k0, i
 #endif
 
 // ---------------------------------------------------------------------------------------------------------------
-// Micro-kernels: C[mr×nr] (=|+=) A-micro-panel · B-micro-panel over kc. Edge tiles (mr < MR or nr < NR) go
-// through a temporary so only valid elements of C are touched.
+// Micro-kernels: C[mr×nr] (=|+=) A-micro-panel · B-micro-panel(s) over kc (a tile NV·16 wide reads NV micro-panels,
+// bps floats apart). Edge tiles (mr < MR or nr < NR) only touch valid elements of C (a temporary, or masked stores).
 
-void micro_portable(int kc, const float* a, const float* b, float* c, int64_t ldc, int mr, int nr, bool add) {
+void micro_portable(int kc, const float* a, const float* b, int64_t /*bps*/, float* c, int64_t ldc, int mr, int nr, bool add) {
   float acc[MR][NR] = {};
   for (int k = 0; k < kc; k++, a += MR, b += NR)
     for (int r = 0; r < MR; r++) {
@@ -257,7 +291,7 @@ __attribute__((target("avx2,fma"), noinline)) void micro_avx2_short(int kc, cons
     for (int j = 0; j < nr; j++) c[r * ldc + j] = add ? c[r * ldc + j] + tmp[r * NR + j] : tmp[r * NR + j];
 }
 
-__attribute__((target("avx2,fma"))) void micro_avx2(int kc, const float* a, const float* b, float* c, int64_t ldc, int mr, int nr, bool add) {
+__attribute__((target("avx2,fma"))) void micro_avx2(int kc, const float* a, const float* b, int64_t /*bps*/, float* c, int64_t ldc, int mr, int nr, bool add) {
   switch (mr) {
     case 1: return micro_avx2_short<1>(kc, a, b, c, ldc, nr, add);
     case 2: return micro_avx2_short<2>(kc, a, b, c, ldc, nr, add);
@@ -326,28 +360,159 @@ __attribute__((target("avx2,fma"))) void micro_avx2(int kc, const float* a, cons
   for (int r = 0; r < MR; r++)
     for (int j = 0; j < nr; j++) c[r * ldc + j] = add ? c[r * ldc + j] + tmp[r * NR + j] : tmp[r * NR + j];
 }
+// ---- AVX-512 (F/BW/VL/DQ): MR512×(NV512·16) tile, zmm accumulators, embedded-broadcast FMAs, masked edge columns.
+#define SHRINK_AVX512_TARGET __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")))
+
+// R rows (R ≤ MRT; the A micro-panel is MRT rows tall) × NV micro-panels. Short tiles (R·NV < 8) split k into P
+// interleaved partial sums so that enough independent FMA chains cover the latency.
+template <int R, int NV, int MRT>
+SHRINK_AVX512_TARGET __attribute__((noinline)) void micro_avx512_t(int kc, const float* a, const float* b, int64_t bps, float* c, int64_t ldc, int nr,
+                                                                   bool add) {
+  constexpr int P = R * NV >= 8 ? 1 : (R * NV >= 4 ? 2 : 4);
+  __m512 acc[P][R][NV];
+#pragma GCC unroll 4
+  for (int p = 0; p < P; p++)
+#pragma GCC unroll 16
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; v++) acc[p][r][v] = _mm512_setzero_ps();
+  if (R * NV >= 8) {  // big tiles: prefetch the C tile (one 64-byte line per row and micro-panel)
+#pragma GCC unroll 16
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; v++) _mm_prefetch(reinterpret_cast<const char*>(c + r * ldc + 16 * v), _MM_HINT_T0);
+  }
+  const float* bv[NV];
+#pragma GCC unroll 4
+  for (int v = 0; v < NV; v++) bv[v] = b + v * bps;
+  int k = 0;
+  if (P == 1) {
+#pragma GCC unroll 2
+    for (; k < kc; k++) {
+      __m512 bb[NV];
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; v++) {
+        _mm_prefetch(reinterpret_cast<const char*>(bv[v] + 8 * 16), _MM_HINT_T0);
+        bb[v] = _mm512_load_ps(bv[v]);
+        bv[v] += 16;
+      }
+      _mm_prefetch(reinterpret_cast<const char*>(a + 8 * MRT), _MM_HINT_T0);
+#pragma GCC unroll 16
+      for (int r = 0; r < R; r++) {
+        const __m512 av = _mm512_set1_ps(a[r]);
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++) acc[0][r][v] = _mm512_fmadd_ps(av, bb[v], acc[0][r][v]);
+      }
+      a += MRT;
+    }
+  } else {
+    for (; k + P <= kc; k += P) {
+#pragma GCC unroll 4
+      for (int p = 0; p < P; p++) {
+        __m512 bb[NV];
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++) bb[v] = _mm512_load_ps(bv[v] + p * 16);
+#pragma GCC unroll 16
+        for (int r = 0; r < R; r++) {
+          const __m512 av = _mm512_set1_ps(a[p * MRT + r]);
+#pragma GCC unroll 4
+          for (int v = 0; v < NV; v++) acc[p][r][v] = _mm512_fmadd_ps(av, bb[v], acc[p][r][v]);
+        }
+      }
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; v++) bv[v] += P * 16;
+      a += P * MRT;
+    }
+    for (; k < kc; k++) {
+      __m512 bb[NV];
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; v++) {
+        bb[v] = _mm512_load_ps(bv[v]);
+        bv[v] += 16;
+      }
+#pragma GCC unroll 16
+      for (int r = 0; r < R; r++) {
+        const __m512 av = _mm512_set1_ps(a[r]);
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++) acc[0][r][v] = _mm512_fmadd_ps(av, bb[v], acc[0][r][v]);
+      }
+      a += MRT;
+    }
+#pragma GCC unroll 4
+    for (int p = 1; p < P; p++)
+#pragma GCC unroll 16
+      for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++) acc[0][r][v] = _mm512_add_ps(acc[0][r][v], acc[p][r][v]);
+  }
+  // Columns of micro-panel v that exist: nr − 16v (≥ 1: the caller picks NV = ceil(nr / 16)).
+  __mmask16 m[NV];
+#pragma GCC unroll 4
+  for (int v = 0; v < NV; v++) {
+    const int cols = nr - 16 * v;
+    m[v] = cols >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << cols) - 1);
+  }
+#pragma GCC unroll 16
+  for (int r = 0; r < R; r++) {
+    float* cr = c + r * ldc;
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; v++) {
+      __m512 x = acc[0][r][v];
+      if (add) x = _mm512_add_ps(_mm512_maskz_loadu_ps(m[v], cr + 16 * v), x);
+      _mm512_mask_storeu_ps(cr + 16 * v, m[v], x);
+    }
+  }
+}
+
+using Micro512Fn = void (*)(int, const float*, const float*, int64_t, float*, int64_t, int, bool);
+
+template <int NV, int... Rm1>
+constexpr std::array<Micro512Fn, sizeof...(Rm1)> micro512_row(std::integer_sequence<int, Rm1...>) {
+  return {{&micro_avx512_t<Rm1 + 1, NV, MR512>...}};
+}
+template <int... NVm1>
+constexpr std::array<std::array<Micro512Fn, MR512>, NV512> micro512_table(std::integer_sequence<int, NVm1...>) {
+  return {{micro512_row<NVm1 + 1>(std::make_integer_sequence<int, MR512>{})...}};
+}
+// kMicro512[nv − 1][mr − 1]
+constexpr std::array<std::array<Micro512Fn, MR512>, NV512> kMicro512 = micro512_table(std::make_integer_sequence<int, NV512>{});
+
+void micro_avx512(int kc, const float* a, const float* b, int64_t bps, float* c, int64_t ldc, int mr, int nr, bool add) {
+  kMicro512[(nr + 15) / 16 - 1][mr - 1](kc, a, b, bps, c, ldc, nr, add);
+}
+
 #endif
 
 using PackAFn = void (*)(const Mat&, int64_t, int, int64_t, int, float*);
 using PackBFn = void (*)(const Mat&, int64_t, int, int64_t, int, int, int, float*);
-using MicroFn = void (*)(int, const float*, const float*, float*, int64_t, int, int, bool);
+using MicroFn = void (*)(int, const float*, const float*, int64_t, float*, int64_t, int, int, bool);
 
 struct Kernels {
+  const char* family;  // 'avx512' | 'avx2' | 'portable' (setGemmKernel)
+  const char* name;    // family and tile, e.g. 'avx512 8x48' (kernels(), bench:gemm)
+  int mr, nv;          // tile: mr rows × nv 16-column micro-panels
+  int kc, mc, nc;      // default cache blocking
   PackAFn pack_a;
   PackBFn pack_b;
   MicroFn micro;
 };
 
-const Kernels kPortable{pack_a_scalar, pack_b_scalar, micro_portable};
+const Kernels kPortable{"portable", "portable 6x16", MR, 1, 256, 168, 4080, pack_a_scalar, pack_b_scalar, micro_portable};
 #if SHRINK_X86
-const Kernels kAvx2{pack_a_avx2, pack_b_avx2, micro_avx2};
+const Kernels kAvx2{"avx2", "avx2 6x16", MR, 1, 256, 168, 4080, pack_a_avx2_t<MR>, pack_b_avx2, micro_avx2};
+const Kernels kAvx512{"avx512", SHRINK_GEMM512_NAME, MR512, NV512, 384, 112, 4080,
+                      pack_a_avx2_t<MR512>, pack_b_avx2, micro_avx512};
 #endif
-std::atomic<bool> g_force_portable{false};  // test hook (setGemmKernel)
+// Test/benchmark hook (setGemmKernel): the highest family allowed, within what the CPU and SHRINK_ISA allow.
+enum class Force : int { none = 0, avx2 = 1, portable = 2 };
+std::atomic<int> g_force{0};
 
-bool avx2_active() { return has_avx2_fma() && !g_force_portable.load(std::memory_order_relaxed); }
+bool avx2_active() { return has_avx2_fma() && g_force.load(std::memory_order_relaxed) < static_cast<int>(Force::portable); }
+bool avx512_active() { return has_avx512f() && has_avx2_fma() && g_force.load(std::memory_order_relaxed) == static_cast<int>(Force::none); }
 
 const Kernels& kernels() {
 #if SHRINK_X86
+  if (avx512_active()) return kAvx512;
   if (avx2_active()) return kAvx2;
 #endif
   return kPortable;
@@ -391,15 +556,17 @@ int64_t balanced(int64_t total, int64_t nominal, int64_t align) {
 void gemm_packed(const Mat& A, const Mat& B, float* C, int64_t M, int64_t N, int64_t K, bool accumulate, int nt,
                  const BPanelSource* src = nullptr) {
   const Kernels& kn = kernels();
-  const int64_t kcb = balanced(K, g_kc, 1);
-  const int64_t ncb = balanced(N, g_nc, NR);
-  const int64_t mcb = std::max<int64_t>(MR, g_mc / MR * MR);
+  const int mr_t = kn.mr, nr_t = kn.nv * NR;  // tile: mr_t rows × nr_t columns (kn.nv micro-panels of NR)
+  const int64_t kcb = balanced(K, g_kc > 0 ? g_kc : kn.kc, 1);
+  const int64_t ncb = balanced(N, std::max(nr_t, (g_nc > 0 ? g_nc : kn.nc) / nr_t * nr_t), nr_t);
+  const int64_t mcb = std::max<int64_t>(mr_t, (g_mc > 0 ? g_mc : kn.mc) / mr_t * mr_t);
   const int64_t npan_max = ceil_div(std::min(ncb, N), NR);
-  const int64_t mtiles = ceil_div(M, MR);
+  const int64_t ntile_max = ceil_div(std::min(ncb, N), nr_t);
+  const int64_t mtiles = ceil_div(M, mr_t);
   // One scratch block owned by the calling thread: the B panel (two of them when threaded) and one A block per
   // thread. Allocated here, before the team starts, so that nothing inside it can fail between barriers.
   const size_t bstride = static_cast<size_t>(kcb * npan_max * NR) + 64;
-  const size_t astride = static_cast<size_t>(ceil_div(std::min(mcb, mtiles * MR) * kcb, 16) * 16) + 64;
+  const size_t astride = static_cast<size_t>(ceil_div(std::min(mcb, mtiles * mr_t) * kcb, 16) * 16) + 64;
   const int nbuf = nt > 1 ? 2 : 1;
   float* bbuf = t_work.get(bstride * nbuf + astride * nt);
   Barrier bar;
@@ -411,18 +578,18 @@ void gemm_packed(const Mat& A, const Mat& B, float* C, int64_t M, int64_t N, int
     int64_t best = -1;
     for (int d = total; d >= 1; d--) {
       if (total % d) continue;
-      int64_t cost = ceil_div(mtiles, d) * ceil_div(npan_max, total / d);
+      int64_t cost = ceil_div(mtiles, d) * ceil_div(ntile_max, total / d);
       if (best < 0 || cost < best) best = cost, tm = d, tn = total / d;
     }
     const int im = tid % tm, in = tid / tm;
-    const int64_t r0 = std::min(M, mtiles * im / tm * MR), r1 = std::min(M, mtiles * (im + 1) / tm * MR);
-    const int64_t mc_blk = r1 > r0 ? balanced(r1 - r0, mcb, MR) : MR;
+    const int64_t r0 = std::min(M, mtiles * im / tm * mr_t), r1 = std::min(M, mtiles * (im + 1) / tm * mr_t);
+    const int64_t mc_blk = r1 > r0 ? balanced(r1 - r0, mcb, mr_t) : mr_t;
     float* ap = bbuf + bstride * nbuf + astride * tid;
     int step = 0;
     for (int64_t jc = 0; jc < N; jc += ncb) {
       const int nc = static_cast<int>(std::min(ncb, N - jc));
-      const int64_t npan = ceil_div(nc, NR);
-      const int q0 = static_cast<int>(npan * in / tn), q1 = static_cast<int>(npan * (in + 1) / tn);
+      const int64_t npan = ceil_div(nc, NR), ntile = ceil_div(nc, nr_t);
+      const int q0 = static_cast<int>(ntile * in / tn), q1 = static_cast<int>(ntile * (in + 1) / tn);
       for (int64_t pc = 0; pc < K; pc += kcb, step++) {
         const int kc = static_cast<int>(std::min(kcb, K - pc));
         float* bp = bbuf + (total > 1 ? (step & 1) * bstride : 0);
@@ -435,15 +602,16 @@ void gemm_packed(const Mat& A, const Mat& B, float* C, int64_t M, int64_t N, int
           kn.pack_b(B, pc, kc, jc, nc, pb0, pb1, bp);
         bar.wait(total);
         const bool add = accumulate || pc > 0;
+        const int64_t bps = static_cast<int64_t>(NR) * kc;  // micro-panel stride
         for (int64_t ic = r0; ic < r1; ic += mc_blk) {
           const int mc = static_cast<int>(std::min(mc_blk, r1 - ic));
           kn.pack_a(A, ic, mc, pc, kc, ap);
           for (int q = q0; q < q1; q++) {
-            const int jr = q * NR, nr = std::min(NR, nc - jr);
-            const float* bpanel = bp + static_cast<int64_t>(q) * NR * kc;
+            const int jr = q * nr_t, nr = std::min(nr_t, nc - jr);
+            const float* bpanel = bp + static_cast<int64_t>(q) * kn.nv * bps;
             float* cblk = C + ic * N + jc + jr;
-            for (int ir = 0; ir < mc; ir += MR)
-              kn.micro(kc, ap + static_cast<int64_t>(ir) * kc, bpanel, cblk + ir * N, N, std::min(MR, mc - ir), nr, add);
+            for (int ir = 0; ir < mc; ir += mr_t)
+              kn.micro(kc, ap + static_cast<int64_t>(ir) * kc, bpanel, bps, cblk + ir * N, N, std::min(mr_t, mc - ir), nr, add);
           }
         }
       }
@@ -690,10 +858,14 @@ bool unwrap(const Napi::CallbackInfo& info, GemmArgs& g) {
   g.tb = info[12].ToBoolean().Value();
   g.acc = info[13].ToBoolean().Value();
   const char* err = nullptr;
+  constexpr int64_t kMaxDim = 0x7fffffff;  // sizes past int32 cannot index a typed array; bounding them keeps the
+                                           // extent arithmetic below (at most ~2^62) free of overflow
   if (g.batch < 0 || g.M < 0 || g.N < 0 || g.K < 0 || g.lda < 0 || g.ldb < 0)
     err = "sgemm: negative size";
+  else if (g.batch > kMaxDim || g.M > kMaxDim || g.N > kMaxDim || g.K > kMaxDim || g.lda > kMaxDim || g.ldb > kMaxDim)
+    err = "sgemm: size out of range (batch, M, N, K, lda and ldb must be below 2^31)";
   else if (g.batch > 0 && g.M > 0 && g.N > 0) {
-    if (static_cast<int64_t>(out.ElementLength()) < g.batch * g.M * g.N) err = "sgemm: out is too short";
+    if (!holds3(out.ElementLength(), g.batch, g.M, g.N)) err = "sgemm: out is too short";
     else if (static_cast<int64_t>(aoff.ElementLength()) < g.batch || static_cast<int64_t>(boff.ElementLength()) < g.batch)
       err = "sgemm: fewer offsets than batch";
     else if (g.K > 0) {
@@ -730,39 +902,52 @@ Napi::Value SgemmRef(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// setGemmBlocking(kc, mc, nc?): tuning hook for benchmarks (mc rounded down to a multiple of 6, nc of 16).
-// Returns [kc, mc, nc] in effect.
+// setGemmBlocking(kc?, mc?, nc?): tuning hook for benchmarks and tests. A value in range overrides that block size for
+// every kernel (mc is rounded down to a multiple of the kernel's MR, nc of its tile width, when used); -1 restores
+// the kernel's default; anything else leaves it. Returns [kc, mc, nc] in effect for the current kernel.
 Napi::Value SetGemmBlocking(const Napi::CallbackInfo& info) {
   auto arg = [&](size_t i) { return info.Length() > i && info[i].IsNumber() ? info[i].As<Napi::Number>().Int32Value() : 0; };
   const int kc = arg(0), mc = arg(1), nc = arg(2);
+  if (kc == -1) g_kc = 0;
+  if (mc == -1) g_mc = 0;
+  if (nc == -1) g_nc = 0;
   if (kc >= 8 && kc <= 4096) g_kc = kc;
-  if (mc >= MR && mc <= 4096) g_mc = mc / MR * MR;
-  if (nc >= NR && nc <= 65536) g_nc = nc / NR * NR;
+  if (mc >= MR && mc <= 4096) g_mc = mc;
+  if (nc >= NR && nc <= 65536) g_nc = nc;
+  const Kernels& kn = kernels();
+  const int nr_t = kn.nv * NR;
   Napi::Array r = Napi::Array::New(info.Env(), 3);
-  r.Set(0u, g_kc);
-  r.Set(1u, g_mc);
-  r.Set(2u, g_nc);
+  r.Set(0u, g_kc > 0 ? g_kc : kn.kc);
+  r.Set(1u, std::max(kn.mr, (g_mc > 0 ? g_mc : kn.mc) / kn.mr * kn.mr));
+  r.Set(2u, std::max(nr_t, (g_nc > 0 ? g_nc : kn.nc) / nr_t * nr_t));
   return r;
 }
 
-// setGemmKernel(name?): test hook. 'portable' forces the portable kernels, 'auto' restores run-time selection.
-// Returns the kernel family now in use ('avx2' or 'portable').
+// setGemmKernel(name?): test and benchmark hook. 'portable' forces the portable kernels, 'avx2' caps the GEMM at the
+// AVX2 kernel, 'auto' (or 'avx512') restores run-time selection (which SHRINK_ISA and the CPU still cap). Returns the
+// family now in use: 'avx512', 'avx2' or 'portable'; the kernel's full name is kernels().sgemm (addon.cc).
 Napi::Value SetGemmKernel(const Napi::CallbackInfo& info) {
   if (info.Length() > 0 && info[0].IsString()) {
     const std::string name = info[0].As<Napi::String>().Utf8Value();
-    if (name == "portable") g_force_portable = true;
-    if (name == "auto" || name == "avx2") g_force_portable = false;
+    if (name == "portable") g_force = static_cast<int>(Force::portable);
+    else if (name == "avx2") g_force = static_cast<int>(Force::avx2);
+    else if (name == "auto" || name == "avx512") g_force = static_cast<int>(Force::none);
+    else {
+      Napi::TypeError::New(info.Env(), "setGemmKernel: name must be 'auto', 'avx512', 'avx2' or 'portable'").ThrowAsJavaScriptException();
+      return info.Env().Undefined();
+    }
   }
-  return Napi::String::New(info.Env(), avx2_active() ? "avx2" : "portable");
+  return Napi::String::New(info.Env(), kernels().family);
 }
 
 }  // namespace
 
 void init_gemm(Napi::Env env, Napi::Object exports) {
-  exports.Set("sgemm", Napi::Function::New(env, Sgemm));
+  exports.Set("sgemm", Napi::Function::New(env, denormal_guarded_napi<Sgemm>));
   exports.Set("sgemmRef", Napi::Function::New(env, SgemmRef));
   exports.Set("setGemmBlocking", Napi::Function::New(env, SetGemmBlocking));
   exports.Set("setGemmKernel", Napi::Function::New(env, SetGemmKernel));
+  register_kernel("sgemm", [] { return kernels().name; });
 }
 
 }  // namespace shrink

@@ -156,8 +156,9 @@ napi_value Softmax(napi_env env, napi_callback_info info) {
   const int64_t rows = args.int64(1), n = args.int64(2);
   float* y = args.f32(3, ol);
   const bool log = args.flag(4);
-  if (args.failed() || !args.check(rows >= 0 && n >= 0 && rows * n <= static_cast<int64_t>(std::min(xl, ol)), "x or out is too short"))
+  if (args.failed() || !args.check(holds(std::min(xl, ol), rows, n), "x or out is too short"))
     return args.fail();
+  if (rows == 0 || n == 0) return nullptr;  // rows can be anything when n is 0: do not loop over them
   [[maybe_unused]] const bool avx = simd_enabled();
   par_for(rows, row_grain(n), [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; r++) {
@@ -180,8 +181,9 @@ napi_value SoftmaxBackward(napi_env env, napi_callback_info info) {
   const int64_t rows = args.int64(2), n = args.int64(3);
   float* out = args.f32(4, ol);
   const bool log = args.flag(5);
-  if (args.failed() || !args.check(rows >= 0 && n >= 0 && rows * n <= static_cast<int64_t>(std::min({yl, gl, ol})), "an array is too short"))
+  if (args.failed() || !args.check(holds(std::min({yl, gl, ol}), rows, n), "an array is too short"))
     return args.fail();
+  if (rows == 0 || n == 0) return nullptr;  // rows can be anything when n is 0: do not loop over them
   [[maybe_unused]] const bool avx = simd_enabled();
   par_for(rows, row_grain(n), [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; r++) {
@@ -259,7 +261,7 @@ napi_value LayerNorm(napi_env env, napi_callback_info info) {
   float* mean = args.f32(7, ml);
   float* rstd = args.f32(8, rl);
   if (args.failed()) return args.fail();
-  args.check(rows >= 0 && n >= 0 && rows * n <= static_cast<int64_t>(std::min(xl, ol)), "x or out is too short");
+  args.check(holds(std::min(xl, ol), rows, n), "x or out is too short");
   args.check((!w || static_cast<int64_t>(wl) >= n) && (!b || static_cast<int64_t>(bl) >= n), "weight or bias is too short");
   args.check(static_cast<int64_t>(std::min(ml, rl)) >= rows, "mean or rstd is too short");
   if (args.failed()) return args.fail();
@@ -373,7 +375,7 @@ napi_value LayerNormBackward(napi_env env, napi_callback_info info) {
   float* dw = args.f32_opt(8, dwl);
   float* db = args.f32_opt(9, dbl);
   if (args.failed()) return args.fail();
-  args.check(rows >= 0 && n >= 0 && rows * n <= static_cast<int64_t>(std::min({xl, gl, dxl})), "x, g or dx is too short");
+  args.check(holds(std::min({xl, gl, dxl}), rows, n), "x, g or dx is too short");
   args.check(static_cast<int64_t>(std::min(ml, rl)) >= rows, "mean or rstd is too short");
   args.check((!w || static_cast<int64_t>(wl) >= n) && (!dw || static_cast<int64_t>(dwl) >= n) && (!db || static_cast<int64_t>(dbl) >= n),
              "weight, dWeight or dBias is too short");
@@ -440,7 +442,7 @@ napi_value RmsNorm(napi_env env, napi_callback_info info) {
   float* out = args.f32(5, ol);
   float* rstd = args.f32(6, rl);
   if (args.failed()) return args.fail();
-  args.check(rows >= 0 && n >= 0 && rows * n <= static_cast<int64_t>(std::min(xl, ol)), "x or out is too short");
+  args.check(holds(std::min(xl, ol), rows, n), "x or out is too short");
   args.check((!w || static_cast<int64_t>(wl) >= n) && static_cast<int64_t>(rl) >= rows, "weight or rstd is too short");
   if (args.failed()) return args.fail();
   [[maybe_unused]] const bool avx = simd_enabled();
@@ -504,7 +506,7 @@ napi_value RmsNormBackward(napi_env env, napi_callback_info info) {
   float* dx = args.f32(6, dxl);
   float* dw = args.f32_opt(7, dwl);
   if (args.failed()) return args.fail();
-  args.check(rows >= 0 && n >= 0 && rows * n <= static_cast<int64_t>(std::min({xl, gl, dxl})), "x, g or dx is too short");
+  args.check(holds(std::min({xl, gl, dxl}), rows, n), "x, g or dx is too short");
   args.check(static_cast<int64_t>(rl) >= rows && (!w || static_cast<int64_t>(wl) >= n) && (!dw || static_cast<int64_t>(dwl) >= n),
              "rstd, weight or dWeight is too short");
   if (args.failed()) return args.fail();
@@ -547,7 +549,7 @@ napi_value Embedding(napi_env env, napi_callback_info info) {
   const int32_t* idx = args.i32(1, il);
   const int64_t dim = args.int64(2);
   float* out = args.f32(3, ol);
-  if (args.failed() || !args.check(dim >= 0 && static_cast<int64_t>(il) * dim <= static_cast<int64_t>(ol), "out is too short")) return args.fail();
+  if (args.failed() || !args.check(dim >= 0 && holds(ol, static_cast<int64_t>(il), dim), "out is too short")) return args.fail();
   if (dim == 0 || il == 0) return nullptr;
   if (!check_indices(args, idx, il, static_cast<int64_t>(wl) / dim)) return args.fail();
   par_for(static_cast<int64_t>(il), row_grain(dim), [&](int64_t a, int64_t b) {
@@ -568,7 +570,7 @@ napi_value EmbeddingBackward(napi_env env, napi_callback_info info) {
   const int32_t* idx = args.i32(1, il);
   const int64_t dim = args.int64(2);
   float* dw = args.f32(3, wl);
-  if (args.failed() || !args.check(dim >= 0 && static_cast<int64_t>(il) * dim <= static_cast<int64_t>(gl), "g is too short")) return args.fail();
+  if (args.failed() || !args.check(dim >= 0 && holds(gl, static_cast<int64_t>(il), dim), "g is too short")) return args.fail();
   if (dim == 0 || il == 0) return nullptr;
   if (!check_indices(args, idx, il, static_cast<int64_t>(wl) / dim)) return args.fail();
   const int64_t n = static_cast<int64_t>(il);
@@ -619,7 +621,7 @@ napi_value CrossEntropy(napi_env env, napi_callback_info info) {
   float* loss = args.f32(6, ll);
   float* lse = args.f32(7, sl);
   if (args.failed()) return args.fail();
-  args.check(rows >= 0 && V >= 1 && rows * V <= static_cast<int64_t>(xl), "logits is too short");
+  args.check(V >= 1 && holds(xl, rows, V), "logits is too short");
   args.check(static_cast<int64_t>(std::min({tl, ll, sl})) >= rows, "target, loss or lse is too short");
   if (args.failed() || !check_targets(args, t, rows, V, ignore)) return args.fail();
   [[maybe_unused]] const bool avx = simd_enabled();
@@ -684,7 +686,7 @@ napi_value CrossEntropyBackward(napi_env env, napi_callback_info info) {
   const double eps = args.num(7);
   float* out = args.f32(8, ol);
   if (args.failed()) return args.fail();
-  args.check(rows >= 0 && V >= 1 && rows * V <= static_cast<int64_t>(std::min(xl, ol)), "logits or out is too short");
+  args.check(V >= 1 && holds(std::min(xl, ol), rows, V), "logits or out is too short");
   args.check(static_cast<int64_t>(std::min({tl, sl, gl})) >= rows, "target, lse or gRow is too short");
   if (args.failed() || !check_targets(args, t, rows, V, ignore)) return args.fail();
   [[maybe_unused]] const bool avx = simd_enabled();
@@ -759,17 +761,18 @@ napi_value AdamW(napi_env env, napi_callback_info info) {
 }  // namespace
 
 void init_nn(Napi::Env env, Napi::Object exports) {
-  export_fn(env, exports, "softmax", Softmax);
-  export_fn(env, exports, "softmaxBackward", SoftmaxBackward);
-  export_fn(env, exports, "layerNorm", LayerNorm);
-  export_fn(env, exports, "layerNormBackward", LayerNormBackward);
-  export_fn(env, exports, "rmsNorm", RmsNorm);
-  export_fn(env, exports, "rmsNormBackward", RmsNormBackward);
-  export_fn(env, exports, "embedding", Embedding);
-  export_fn(env, exports, "embeddingBackward", EmbeddingBackward);
-  export_fn(env, exports, "crossEntropy", CrossEntropy);
-  export_fn(env, exports, "crossEntropyBackward", CrossEntropyBackward);
-  export_fn(env, exports, "adamw", AdamW);
+  export_fn(env, exports, "softmax", denormal_guarded<Softmax>);
+  export_fn(env, exports, "softmaxBackward", denormal_guarded<SoftmaxBackward>);
+  export_fn(env, exports, "layerNorm", denormal_guarded<LayerNorm>);
+  export_fn(env, exports, "layerNormBackward", denormal_guarded<LayerNormBackward>);
+  export_fn(env, exports, "rmsNorm", denormal_guarded<RmsNorm>);
+  export_fn(env, exports, "rmsNormBackward", denormal_guarded<RmsNormBackward>);
+  export_fn(env, exports, "embedding", denormal_guarded<Embedding>);
+  export_fn(env, exports, "embeddingBackward", denormal_guarded<EmbeddingBackward>);
+  export_fn(env, exports, "crossEntropy", denormal_guarded<CrossEntropy>);
+  export_fn(env, exports, "crossEntropyBackward", denormal_guarded<CrossEntropyBackward>);
+  export_fn(env, exports, "adamw", denormal_guarded<AdamW>);
+  register_kernel("nn", [] { return simd_enabled() ? "avx2" : "portable"; });
 }
 
 }  // namespace shrink

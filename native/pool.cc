@@ -16,6 +16,10 @@
 // When the system refuses a new thread (EAGAIN: a process/thread limit, or no memory for its stack) the pool does
 // not abort: it keeps the workers it has, lowers its size to them (num_threads() reports it) and runs every job
 // on those; with none, work runs serially on the caller. set_num_threads accepts 1..kMaxThreads (pool.h).
+//
+// Denormals (simd.h): every worker puts itself in the current mode (FTZ+DAZ unless SHRINK_DENORMALS=keep) before
+// each job, and parallel_run / parallel_for hold a DenormalScope on the caller, so all pooled work runs in it and
+// the caller's own mode (JavaScript's thread) is restored when the call returns.
 #include "pool.h"
 
 #include <atomic>
@@ -162,6 +166,7 @@ class Pool {
         n = job_threads_;
       }
       if (job && tid < n) {
+        apply_denormal_mode();
         call(*job, tid, n);
         pending_.fetch_sub(1, std::memory_order_acq_rel);
       }
@@ -205,6 +210,7 @@ bool thread_spawn_failed() { return pool().spawn_failed_.load(std::memory_order_
 void set_thread_spawn_limit(int workers) { g_spawn_limit.store(workers, std::memory_order_relaxed); }
 
 void parallel_run(int nthreads, const std::function<void(int, int)>& fn) {
+  DenormalScope denormals;
   Pool& p = pool();
   int limit = p.threads.load(std::memory_order_relaxed);
   if (nthreads > limit) nthreads = limit;
@@ -214,6 +220,7 @@ void parallel_run(int nthreads, const std::function<void(int, int)>& fn) {
 void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
   if (n <= 0) return;
   if (grain < 1) grain = 1;
+  DenormalScope denormals;
   int nt = num_threads();
   if (n <= grain || nt <= 1 || t_in_job) {
     fn(0, n);

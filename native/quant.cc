@@ -1,13 +1,26 @@
 // Integer kernels for quantized Linear layers (src/compress/quant/kernels.ts is the TypeScript reference):
 //
-// - quantizeRowsU7: dynamic per-row activation quantization to 7-bit codes 0..127 with a zero point. 7 bits
-//   because AVX2 has no VNNI: vpmaddubsw multiplies u8 × s8 and adds pairs into *saturating* int16, and two
-//   products of a full 8-bit activation and an 8-bit weight can reach 2·255·128 = 65280 > 32767. With 7-bit
-//   activations a pair is at most 2·127·128 = 32512, so every sum is exact (measured: docs/PERFORMANCE.md, int8 GEMM).
+// - quantizeRows / quantizeRowsU7: dynamic per-row activation quantization to codes 0..qmax with a zero point;
+//   qmax is 127 (7 bits) or 255 (8 bits), chosen by the int8 kernel that will consume the codes (int8Kernel()):
+//   AVX2 has no VNNI, and vpmaddubsw multiplies u8 × s8 and adds pairs into *saturating* int16, so two products of
+//   a full 8-bit activation and an 8-bit weight can reach 2·255·128 = 65280 > 32767; with 7-bit activations a pair
+//   is at most 2·127·128 = 32512, so every sum is exact (measured: docs/PERFORMANCE.md, int8 GEMM). VNNI's
+//   vpdpbusd adds the four u8 × s8 products of a lane straight into int32 (no 16-bit intermediate), so with VNNI the
+//   activations keep all 8 bits. quantizeRowsU7 is quantizeRows with qmax = 127.
 // - packInt8Weight: an int8 weight [N, K] into 16-column panels, K in groups of 4 bytes (one int32 lane per
 //   column), zero-padded to N' = 16·⌈N/16⌉ and K' = 4·⌈K/4⌉; plus each row's code sum for the zero-point term.
 // - int8Gemm: acc[m, n] = Σ_k qa[m, k]·qw[n, k] in int32 (exact), then the fused epilogue
-//   out = sa[m]·sw[n]·(acc − za[m]·rowsum[n]) + bias[n]. 4×16 tile: per 4 k, vpmaddubsw → vpmaddwd(·, 1) → vpaddd.
+//   out = sa[m]·sw[n]·(acc − za[m]·rowsum[n]) + bias[n]. Kernels (int8Kernel() names the one in use; int8Kernels()
+//   lists what this CPU has; setInt8Kernel(name) pins one, for tests and benchmarks):
+//   · 'avx512-vnni': 8 rows × 32 columns (two 16-column panels), 16 zmm accumulators; per 4 k, one zmm load per
+//     panel (a panel's 16 columns × 4 k are exactly 64 bytes), one vpbroadcastd per row and vpdpbusd per row and
+//     panel. Epilogue in zmm doubles.
+//   · 'avx-vnni' (VEX vpdpbusd, ymm; Alder Lake+/Zen 5) and 'avx512-vnni-ymm' (the same tile with EVEX ymm
+//     vpdpbusd; never chosen automatically, it lets an AVX-512 machine test the AVX-VNNI tile's code): 6×16.
+//   · 'avx2': 4×16 tile, per 4 k vpmaddubsw → vpmaddwd(·, 1) → vpaddd; exact only for activation codes ≤ 127.
+//   · 'portable': scalar int32, exact for any codes.
+//   int8Gemm's optional last argument is the largest activation code (default 127): above 127 the AVX2 kernel
+//   is not exact, so such a call runs the portable kernel instead when AVX2 is the kernel in use.
 // - dequantRows: rows of an int8 or packed 2–4-bit weight to float32, (q − zero)·scale.
 // - woGemm: the weight-only GEMM, x · dequant(W)ᵀ + bias, on the packed SGEMM with B panels dequantized as they
 //   are packed (a KC×16 panel at a time; the float32 weight never exists whole).
@@ -21,6 +34,8 @@
 // product follow gemm.cc's own switch, setGemmKernel.) Every argument is checked (types, and lengths without
 // overflow): a bad call throws a TypeError/RangeError instead of reading or writing out of bounds.
 #include <algorithm>
+#include <atomic>
+#include <cstdio>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -43,32 +58,35 @@ inline double rint_even(double v) { return std::nearbyint(v); }  // default roun
 
 // ---- activation quantization
 
-// The row's scale s (float32) and zero point, then codes clamp(rint(x·(1/s)) + zero, 0, 127) with the product
-// rounded to float32 and rint half to even (cvtps2dq under the default MXCSR), as the TypeScript reference.
-void row_params(float lo, float hi, float& scale, float& inv, int32_t& zero) {
-  const double s = std::max(static_cast<double>(static_cast<float>((static_cast<double>(hi) - lo) / 127.0)), kF32Eps);
+// The row's scale s = (hi − lo)/qmax (float32) and zero point, then codes clamp(rint(x·(1/s)) + zero, 0, qmax)
+// with the product rounded to float32 and rint half to even (cvtps2dq under the default MXCSR), as the TypeScript
+// reference (quantizeActivationsPerToken).
+void row_params(float lo, float hi, int32_t qmax, float& scale, float& inv, int32_t& zero) {
+  const double s = std::max(static_cast<double>(static_cast<float>((static_cast<double>(hi) - lo) / qmax)), kF32Eps);
   scale = static_cast<float>(s);
   inv = static_cast<float>(1.0 / s);
-  zero = static_cast<int32_t>(std::min(127.0, std::max(0.0, rint_even(-static_cast<double>(lo) / s))));
+  zero = static_cast<int32_t>(std::min(static_cast<double>(qmax), std::max(0.0, rint_even(-static_cast<double>(lo) / s))));
 }
 
-void quantize_row_portable(const float* x, int64_t K, uint8_t* q, float& scale, int32_t& zero) {
+inline uint8_t encode_scalar(float x, float inv, int32_t zero, int32_t qmax) {
+  const float v = x * inv;
+  return static_cast<uint8_t>(std::min(static_cast<float>(qmax), std::max(0.0f, std::nearbyint(v) + zero)));
+}
+
+void quantize_row_portable(const float* x, int64_t K, uint8_t* q, int32_t qmax, float& scale, int32_t& zero) {
   float lo = 0.f, hi = 0.f, inv;
   for (int64_t k = 0; k < K; k++) {
     lo = x[k] < lo ? x[k] : lo;
     hi = x[k] > hi ? x[k] : hi;
   }
-  row_params(lo, hi, scale, inv, zero);
-  for (int64_t k = 0; k < K; k++) {
-    const float v = x[k] * inv;
-    q[k] = static_cast<uint8_t>(std::min(127.0f, std::max(0.0f, std::nearbyint(v) + zero)));
-  }
+  row_params(lo, hi, qmax, scale, inv, zero);
+  for (int64_t k = 0; k < K; k++) q[k] = encode_scalar(x[k], inv, zero, qmax);
 }
 
 #if SHRINK_X86
-__attribute__((target("avx2"))) void encode_row_avx2(const float* x, int64_t K, uint8_t* q, float inv, int32_t zero);
+__attribute__((target("avx2"))) void encode_row_avx2(const float* x, int64_t K, uint8_t* q, float inv, int32_t zero, int32_t qmax);
 
-__attribute__((target("avx2"))) void quantize_row_avx2(const float* x, int64_t K, uint8_t* q, float& scale, int32_t& zero) {
+__attribute__((target("avx2"))) void quantize_row_avx2(const float* x, int64_t K, uint8_t* q, int32_t qmax, float& scale, int32_t& zero) {
   __m256 vlo = _mm256_setzero_ps(), vhi = _mm256_setzero_ps();
   int64_t k = 0;
   for (; k + 8 <= K; k += 8) {
@@ -88,35 +106,32 @@ __attribute__((target("avx2"))) void quantize_row_avx2(const float* x, int64_t K
     lo = x[t] < lo ? x[t] : lo;
     hi = x[t] > hi ? x[t] : hi;
   }
-  row_params(lo, hi, scale, inv, zero);
-  encode_row_avx2(x, K, q, inv, zero);
+  row_params(lo, hi, qmax, scale, inv, zero);
+  encode_row_avx2(x, K, q, inv, zero, qmax);
 }
 
-// codes = clamp(rint(x·inv) + zero, 0, 127)
-__attribute__((target("avx2"))) void encode_row_avx2(const float* x, int64_t K, uint8_t* q, float inv, int32_t zero) {
+// codes = clamp(rint(x·inv) + zero, 0, qmax), qmax ≤ 255: 8 codes at a time packed to bytes (unsigned saturation
+// never triggers: the values are already in 0..255).
+__attribute__((target("avx2"))) void encode_row_avx2(const float* x, int64_t K, uint8_t* q, float inv, int32_t zero, int32_t qmax) {
   const __m256 vinv = _mm256_set1_ps(inv);
-  const __m256i vz = _mm256_set1_epi32(zero), v0 = _mm256_setzero_si256(), v127 = _mm256_set1_epi32(127);
+  const __m256i vz = _mm256_set1_epi32(zero), v0 = _mm256_setzero_si256(), vmax = _mm256_set1_epi32(qmax);
   int64_t k = 0;
   for (; k + 8 <= K; k += 8) {
     __m256i c = _mm256_add_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + k), vinv)), vz);
-    c = _mm256_min_epi32(_mm256_max_epi32(c, v0), v127);
-    alignas(32) int32_t t[8];
-    _mm256_store_si256(reinterpret_cast<__m256i*>(t), c);
-    for (int i = 0; i < 8; i++) q[k + i] = static_cast<uint8_t>(t[i]);
+    c = _mm256_min_epi32(_mm256_max_epi32(c, v0), vmax);
+    const __m128i w = _mm_packus_epi32(_mm256_castsi256_si128(c), _mm256_extracti128_si256(c, 1));
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(q + k), _mm_packus_epi16(w, w));
   }
-  for (; k < K; k++) {
-    const float v = x[k] * inv;
-    q[k] = static_cast<uint8_t>(std::min(127.0f, std::max(0.0f, std::nearbyint(v) + zero)));
-  }
+  for (; k < K; k++) q[k] = encode_scalar(x[k], inv, zero, qmax);
 }
 #endif  // SHRINK_X86
 
-void quantize_row_u7(const float* x, int64_t K, uint8_t* q, int64_t Kp, float& scale, int32_t& zero, [[maybe_unused]] bool avx) {
+void quantize_row(const float* x, int64_t K, uint8_t* q, int64_t Kp, int32_t qmax, float& scale, int32_t& zero, [[maybe_unused]] bool avx) {
 #if SHRINK_X86
-  if (avx) quantize_row_avx2(x, K, q, scale, zero);
+  if (avx) quantize_row_avx2(x, K, q, qmax, scale, zero);
   else
 #endif
-    quantize_row_portable(x, K, q, scale, zero);
+    quantize_row_portable(x, K, q, qmax, scale, zero);
   std::memset(q + K, 0, static_cast<size_t>(Kp - K));
 }
 
@@ -139,34 +154,40 @@ napi_value QuantizeRowsStatic(napi_env env, napi_callback_info info) {
       const float* xr = x + m * K;
       uint8_t* qr = q + m * Kp;
 #if SHRINK_X86
-      if (avx) encode_row_avx2(xr, K, qr, inv, static_cast<int32_t>(zero));
+      if (avx) encode_row_avx2(xr, K, qr, inv, static_cast<int32_t>(zero), 127);
       else
 #endif
-        for (int64_t k = 0; k < K; k++) qr[k] = static_cast<uint8_t>(std::min(127.0f, std::max(0.0f, std::nearbyint(xr[k] * inv) + zero)));
+        for (int64_t k = 0; k < K; k++) qr[k] = encode_scalar(xr[k], inv, static_cast<int32_t>(zero), 127);
       std::memset(qr + K, 0, static_cast<size_t>(Kp - K));
     }
   });
   return a.undefined();
 }
 
-// quantizeRowsU7(x, M, K, Kp, q, scale, zero)
-napi_value QuantizeRowsU7(napi_env env, napi_callback_info info) {
-  Args a(env, info, "quantizeRowsU7");
+// quantizeRows(x, M, K, Kp, qmax, q, scale, zero) (qmax in 1..255) and quantizeRowsU7(x, M, K, Kp, q, scale, zero)
+napi_value quantize_rows(napi_env env, napi_callback_info info, bool u7) {
+  Args a(env, info, u7 ? "quantizeRowsU7" : "quantizeRows");
+  const size_t o = u7 ? 0 : 1;  // quantizeRows has qmax at position 4
   size_t xl, ql, sl, zl;
   const float* x = a.f32(0, xl);
   const int64_t M = a.int64(1), K = a.int64(2), Kp = a.int64(3);
-  uint8_t* q = a.u8(4, ql);
-  float* scale = a.f32(5, sl);
-  int32_t* zero = a.i32(6, zl);
+  const double qmaxd = u7 ? 127 : a.num(4);
+  uint8_t* q = a.u8(4 + o, ql);
+  float* scale = a.f32(5 + o, sl);
+  int32_t* zero = a.i32(6 + o, zl);
   if (a.failed()) return a.fail();
+  if (!a.check(qmaxd >= 1 && qmaxd <= 255 && qmaxd == std::floor(qmaxd), "qmax must be an integer in 1..255")) return a.fail();
+  const int32_t qmax = static_cast<int32_t>(qmaxd);
   if (!a.check(M >= 0 && K >= 1 && Kp >= K && Kp <= kMaxDim && holds(xl, M, K) && holds(ql, M, Kp) && holds(sl, M) && holds(zl, M), "bad sizes"))
     return a.fail();
   const bool avx = simd_enabled();
   par_for(M, std::max<int64_t>(1, 16384 / K), [&](int64_t m0, int64_t m1) {
-    for (int64_t m = m0; m < m1; m++) quantize_row_u7(x + m * K, K, q + m * Kp, Kp, scale[m], zero[m], avx);
+    for (int64_t m = m0; m < m1; m++) quantize_row(x + m * K, K, q + m * Kp, Kp, qmax, scale[m], zero[m], avx);
   });
   return a.undefined();
 }
+napi_value QuantizeRowsU7(napi_env env, napi_callback_info info) { return quantize_rows(env, info, true); }
+napi_value QuantizeRows(napi_env env, napi_callback_info info) { return quantize_rows(env, info, false); }
 
 // ---- weight packing
 
@@ -222,6 +243,24 @@ struct Epilogue {
       _mm_storeu_ps(out + m * N + n, _mm256_cvtpd_ps(v));
     }
   }
+  // The same with 8 doubles per zmm (AVX512-VNNI kernel). (GCC 12 warns about the _mm512_undefined_* inside
+  // its own cvt intrinsics' headers: a false positive.)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+  __attribute__((target("avx512f,avx512vl"))) void store16_avx512(int64_t m, int64_t n0, const int32_t* acc) const {
+    const __m512d s_a = _mm512_set1_pd(sa[m]), z_a = _mm512_set1_pd(static_cast<double>(za[m]));
+    for (int j = 0; j < 16; j += 8) {
+      const int64_t n = n0 + j;
+      const __m512d swv = sw_per_tensor ? _mm512_set1_pd(sw[0]) : _mm512_cvtps_pd(_mm256_loadu_ps(sw + n));
+      const __m512d rs = _mm512_cvtepi32_pd(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(rowsum + n)));
+      const __m512d ac = _mm512_cvtepi32_pd(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(acc + j)));
+      __m512d v = _mm512_mul_pd(_mm512_mul_pd(s_a, swv), _mm512_sub_pd(ac, _mm512_mul_pd(z_a, rs)));
+      v = _mm512_add_pd(v, bias ? _mm512_cvtps_pd(_mm256_loadu_ps(bias + n)) : _mm512_setzero_pd());
+      _mm256_storeu_ps(out + m * N + n, _mm512_cvtpd_ps(v));
+    }
+  }
+#pragma GCC diagnostic pop
 #endif  // SHRINK_X86
   void store(int64_t m, int64_t n0, const int32_t* acc, int64_t ncols) const {
     const double s_a = sa[m], z_a = za[m];
@@ -235,10 +274,36 @@ struct Epilogue {
   }
 };
 
+// ---- int8 GEMM kernels: every tile computes acc[r·kAccStride + p·16 + c] = Σ_k a[r·Kp + k]·panel_p[k, c] for
+// r < R rows and p < P panels (panel p at b + p·pstride), over all of K' (a multiple of 4).
+
+constexpr int kAccStride = 32;  // int32 per accumulator row: up to two 16-column panels
+using TileFn = void (*)(const uint8_t* a, int64_t Kp, const int8_t* b, int64_t pstride, int32_t* acc);
+
+inline int32_t load4(const uint8_t* p) {
+  int32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
+}
+
+template <int R, int P>
+void tile_portable(const uint8_t* a, int64_t Kp, const int8_t* b, int64_t pstride, int32_t* acc) {
+  for (int r = 0; r < R; r++)
+    for (int p = 0; p < P; p++)
+      for (int c = 0; c < kNR; c++) {
+        int32_t s = 0;
+        const int8_t* bp = b + p * pstride;
+        for (int64_t g = 0; g < Kp / 4; g++)
+          for (int i = 0; i < 4; i++) s += static_cast<int32_t>(a[r * Kp + g * 4 + i]) * bp[g * 64 + c * 4 + i];
+        acc[r * kAccStride + p * 16 + c] = s;
+      }
+}
+
 #if SHRINK_X86
-// R rows × 16 columns over K' (multiple of 4). a: R rows with stride Kp; b: one panel.
-template <int R>
-__attribute__((target("avx2"))) void tile_avx2(const uint8_t* a, int64_t Kp, const int8_t* b, int32_t* acc /* R×16 */) {
+// AVX2: R rows × 16 columns; per 4 k and row, vpmaddubsw (u8 × s8 pairs → saturating s16) → vpmaddwd(·, 1) → vpaddd.
+template <int R, int P>
+__attribute__((target("avx2"))) void tile_avx2(const uint8_t* a, int64_t Kp, const int8_t* b, int64_t, int32_t* acc) {
+  static_assert(P == 1, "one panel");
   __m256i c0[R], c1[R];
   for (int r = 0; r < R; r++) c0[r] = c1[r] = _mm256_setzero_si256();
   const __m256i ones = _mm256_set1_epi16(1);
@@ -246,31 +311,159 @@ __attribute__((target("avx2"))) void tile_avx2(const uint8_t* a, int64_t Kp, con
     const __m256i b0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + g * 64));
     const __m256i b1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + g * 64 + 32));
     for (int r = 0; r < R; r++) {
-      int32_t av;
-      std::memcpy(&av, a + r * Kp + g * 4, 4);
-      const __m256i ar = _mm256_set1_epi32(av);
+      const __m256i ar = _mm256_set1_epi32(load4(a + r * Kp + g * 4));
       c0[r] = _mm256_add_epi32(c0[r], _mm256_madd_epi16(_mm256_maddubs_epi16(ar, b0), ones));
       c1[r] = _mm256_add_epi32(c1[r], _mm256_madd_epi16(_mm256_maddubs_epi16(ar, b1), ones));
     }
   }
   for (int r = 0; r < R; r++) {
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc + r * 16), c0[r]);
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc + r * 16 + 8), c1[r]);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc + r * kAccStride), c0[r]);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc + r * kAccStride + 8), c1[r]);
   }
+}
+
+// VNNI on ymm: R rows × 16 columns, per 4 k and row one vpdpbusd per 8 columns (u8 × s8 quadruples summed into
+// int32, no saturation). One body, two encodings: AVX-VNNI (VEX, 16 registers) and AVX512-VNNI + VL (EVEX).
+#define SHRINK_VNNI_YMM_TILE(NAME, TARGET, DPBUSD)                                                              \
+  template <int R, int P>                                                                                       \
+  __attribute__((target(TARGET))) void NAME(const uint8_t* a, int64_t Kp, const int8_t* b, int64_t, int32_t* acc) { \
+    static_assert(P == 1, "one panel");                                                                         \
+    __m256i c0[R], c1[R];                                                                                       \
+    for (int r = 0; r < R; r++) c0[r] = c1[r] = _mm256_setzero_si256();                                         \
+    for (int64_t g = 0; g < Kp / 4; g++) {                                                                      \
+      const __m256i b0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + g * 64));                      \
+      const __m256i b1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + g * 64 + 32));                 \
+      for (int r = 0; r < R; r++) {                                                                             \
+        const __m256i ar = _mm256_set1_epi32(load4(a + r * Kp + g * 4));                                       \
+        c0[r] = DPBUSD(c0[r], ar, b0);                                                                          \
+        c1[r] = DPBUSD(c1[r], ar, b1);                                                                          \
+      }                                                                                                         \
+    }                                                                                                           \
+    for (int r = 0; r < R; r++) {                                                                               \
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc + r * kAccStride), c0[r]);                             \
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc + r * kAccStride + 8), c1[r]);                         \
+    }                                                                                                           \
+  }
+SHRINK_VNNI_YMM_TILE(tile_avxvnni, "avx2,avxvnni", _mm256_dpbusd_avx_epi32)
+SHRINK_VNNI_YMM_TILE(tile_vnni_ymm, "avx2,avx512f,avx512bw,avx512vl,avx512vnni", _mm256_dpbusd_epi32)
+#undef SHRINK_VNNI_YMM_TILE
+
+// AVX512-VNNI: R rows × P panels of 16 columns. A panel's 4-k group (16 columns × 4 bytes) is one zmm, so per 4 k:
+// P loads, R broadcasts, R·P vpdpbusd into R·P zmm accumulators.
+template <int R, int P>
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))) void tile_vnni512(const uint8_t* a, int64_t Kp, const int8_t* b, int64_t pstride, int32_t* acc) {
+  __m512i c[R][P];
+  for (int r = 0; r < R; r++)
+    for (int p = 0; p < P; p++) c[r][p] = _mm512_setzero_si512();
+  for (int64_t g = 0; g < Kp / 4; g++) {
+    __m512i bv[P];
+    for (int p = 0; p < P; p++) bv[p] = _mm512_loadu_si512(b + p * pstride + g * 64);
+    for (int r = 0; r < R; r++) {
+      const __m512i ar = _mm512_set1_epi32(load4(a + r * Kp + g * 4));
+      for (int p = 0; p < P; p++) c[r][p] = _mm512_dpbusd_epi32(c[r][p], ar, bv[p]);
+    }
+  }
+  for (int r = 0; r < R; r++)
+    for (int p = 0; p < P; p++) _mm512_storeu_si512(acc + r * kAccStride + p * 16, c[r][p]);
 }
 #endif  // SHRINK_X86
 
-void tile_portable(const uint8_t* a, int64_t Kp, const int8_t* b, int32_t* acc, int R) {
-  for (int r = 0; r < R; r++)
-    for (int c = 0; c < kNR; c++) {
-      int32_t s = 0;
-      for (int64_t g = 0; g < Kp / 4; g++)
-        for (int i = 0; i < 4; i++) s += static_cast<int32_t>(a[r * Kp + g * 4 + i]) * b[g * 64 + c * 4 + i];
-      acc[r * 16 + c] = s;
-    }
+// ---- int8 kernel selection
+
+enum I8Kernel { kI8Portable, kI8Avx2, kI8AvxVnni, kI8Vnni512Ymm, kI8Vnni512, kI8Count };
+const char* const kI8Names[kI8Count] = {"portable", "avx2", "avx-vnni", "avx512-vnni-ymm", "avx512-vnni"};
+std::atomic<int> g_i8_pin{-1};  // setInt8Kernel: -1 = automatic
+
+bool i8_available(int k) {
+  switch (k) {
+    case kI8Portable: return true;
+    case kI8Avx2: return simd_enabled();
+    case kI8AvxVnni: return simd_enabled() && has_avx_vnni();
+    case kI8Vnni512Ymm:
+    case kI8Vnni512: return simd_enabled() && has_avx512_vnni();
+    default: return false;
+  }
 }
 
-// int8Gemm(qa, M, Kp, packed, N, sa, za, sw, swPerTensor, rowSum, bias|null, out)
+// The kernel int8Gemm runs: the pinned one while it is available (setSimd(false) makes only 'portable' available),
+// else the best this CPU has (SHRINK_ISA=avx2 hides AVX-512 and VNNI, see simd.h).
+int i8_kernel() {
+  const int pin = g_i8_pin.load(std::memory_order_relaxed);
+  if (pin >= 0 && i8_available(pin)) return pin;
+  for (int k : {kI8Vnni512, kI8AvxVnni, kI8Avx2})
+    if (i8_available(k)) return k;
+  return kI8Portable;
+}
+
+// Tile shapes and function tables: fn[r − 1][p − 1] for the edge tiles.
+struct I8Tiles {
+  int R, P;
+  TileFn fn[8][2];
+};
+
+I8Tiles make_tiles(int k) {
+  I8Tiles t{};
+  switch (k) {
+#if SHRINK_X86
+    case kI8Vnni512: {
+      t.R = 8;
+      t.P = 2;
+      const TileFn p1[8] = {&tile_vnni512<1, 1>, &tile_vnni512<2, 1>, &tile_vnni512<3, 1>, &tile_vnni512<4, 1>,
+                            &tile_vnni512<5, 1>, &tile_vnni512<6, 1>, &tile_vnni512<7, 1>, &tile_vnni512<8, 1>};
+      const TileFn p2[8] = {&tile_vnni512<1, 2>, &tile_vnni512<2, 2>, &tile_vnni512<3, 2>, &tile_vnni512<4, 2>,
+                            &tile_vnni512<5, 2>, &tile_vnni512<6, 2>, &tile_vnni512<7, 2>, &tile_vnni512<8, 2>};
+      for (int r = 0; r < 8; r++) t.fn[r][0] = p1[r], t.fn[r][1] = p2[r];
+      return t;
+    }
+    case kI8Vnni512Ymm:
+    case kI8AvxVnni: {
+      t.R = 6;
+      t.P = 1;
+      const bool vex = k == kI8AvxVnni;
+      const TileFn f[6] = {vex ? &tile_avxvnni<1, 1> : &tile_vnni_ymm<1, 1>, vex ? &tile_avxvnni<2, 1> : &tile_vnni_ymm<2, 1>,
+                           vex ? &tile_avxvnni<3, 1> : &tile_vnni_ymm<3, 1>, vex ? &tile_avxvnni<4, 1> : &tile_vnni_ymm<4, 1>,
+                           vex ? &tile_avxvnni<5, 1> : &tile_vnni_ymm<5, 1>, vex ? &tile_avxvnni<6, 1> : &tile_vnni_ymm<6, 1>};
+      for (int r = 0; r < 6; r++) t.fn[r][0] = f[r];
+      return t;
+    }
+    case kI8Avx2: {
+      t.R = 4;
+      t.P = 1;
+      const TileFn f[4] = {&tile_avx2<1, 1>, &tile_avx2<2, 1>, &tile_avx2<3, 1>, &tile_avx2<4, 1>};
+      for (int r = 0; r < 4; r++) t.fn[r][0] = f[r];
+      return t;
+    }
+#endif  // SHRINK_X86
+    default: {
+      t.R = 4;
+      t.P = 1;
+      const TileFn f[4] = {&tile_portable<1, 1>, &tile_portable<2, 1>, &tile_portable<3, 1>, &tile_portable<4, 1>};
+      for (int r = 0; r < 4; r++) t.fn[r][0] = f[r];
+      return t;
+    }
+  }
+}
+
+const I8Tiles& tiles_for(int k) {
+  static const I8Tiles all[kI8Count] = {make_tiles(0), make_tiles(1), make_tiles(2), make_tiles(3), make_tiles(4)};
+  return all[k];
+}
+
+// Argument i as an integer; `def` when it is missing or undefined, −1 when it is anything but an integral number.
+int64_t optional_int(napi_env env, napi_callback_info info, size_t i, int64_t def) {
+  size_t argc = Args::kMax;
+  napi_value argv[Args::kMax];
+  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok || i >= Args::kMax) return -1;
+  if (i >= argc) return def;
+  napi_valuetype t;
+  if (napi_typeof(env, argv[i], &t) != napi_ok) return -1;
+  if (t == napi_undefined) return def;
+  double v;
+  if (t != napi_number || napi_get_value_double(env, argv[i], &v) != napi_ok || v != std::floor(v) || !(std::fabs(v) < 1e15)) return -1;
+  return static_cast<int64_t>(v);
+}
+
+// int8Gemm(qa, M, Kp, packed, N, sa, za, sw, swPerTensor, rowSum, bias|null, out, maxCode = 127)
 napi_value Int8Gemm(napi_env env, napi_callback_info info) {
   Args a(env, info, "int8Gemm");
   size_t ql, pl, sal, zal, swl, rl, bl, ol;
@@ -286,46 +479,98 @@ napi_value Int8Gemm(napi_env env, napi_callback_info info) {
   const float* bias = a.f32_opt(10, bl);
   float* out = a.f32(11, ol);
   if (a.failed()) return a.fail();
+  const int64_t maxCode = optional_int(env, info, 12, 127);
   if (!a.check(M >= 0 && N >= 1 && N <= kMaxDim && Kp >= 4 && Kp <= kMaxDim && Kp % 4 == 0, "bad dimensions")) return a.fail();
+  if (!a.check(maxCode >= 0 && maxCode <= 255, "maxCode must be in 0..255")) return a.fail();
   const int64_t Np = round_up(N, kNR);
   if (!a.check(holds(ql, M, Kp) && holds(pl, Np, Kp) && holds(sal, M) && holds(zal, M), "activation or weight buffer too short") ||
       !a.check(holds(swl, swPerTensor ? 1 : N) && holds(rl, N) && (!bias || holds(bl, N)) && holds(ol, M, N), "scale, row-sum, bias or out too short"))
     return a.fail();
   const Epilogue ep{sa, za, sw, swPerTensor, rowsum, bias, out, N};
-  [[maybe_unused]] const bool avx = simd_enabled();
+  int kernel = i8_kernel();
+  if (kernel == kI8Avx2 && maxCode > 127) kernel = kI8Portable;  // vpmaddubsw would saturate: stay exact
+  const I8Tiles& T = tiles_for(kernel);
+  enum { kEpScalar, kEpAvx2, kEpAvx512 } const epk = kernel == kI8Portable ? kEpScalar : kernel == kI8Vnni512 ? kEpAvx512 : kEpAvx2;
   const int64_t panels = Np / kNR;
+  const int64_t groups = (panels + T.P - 1) / T.P;
+  const int64_t pstride = kNR * Kp;
   // Blocks of rows small enough to stay in L2 (≤ 128 KiB of codes) while every weight panel streams past them.
-  const int64_t MB = std::max<int64_t>(4, std::min<int64_t>(256, (131072 / Kp) / 4 * 4));
+  const int64_t MB = std::max<int64_t>(T.R, std::min<int64_t>(256, (131072 / Kp) / T.R * T.R));
   for (int64_t mb = 0; mb < M; mb += MB)
-  par_for(panels, 1, [&](int64_t p0, int64_t p1) {
-    alignas(32) int32_t acc[4 * 16];
-    for (int64_t p = p0; p < p1; p++) {
-      const int8_t* b = packed + p * kNR * Kp;
-      const int64_t ncols = std::min<int64_t>(kNR, N - p * kNR);
-      for (int64_t m = mb; m < std::min(M, mb + MB); m += 4) {
-        const int R = static_cast<int>(std::min<int64_t>(4, M - m));
-        const uint8_t* am = qa + m * Kp;
+    par_for(groups, 1, [&](int64_t g0, int64_t g1) {
+      alignas(64) int32_t acc[8 * kAccStride];
+      for (int64_t g = g0; g < g1; g++) {
+        const int64_t p0 = g * T.P;
+        const int np = static_cast<int>(std::min<int64_t>(T.P, panels - p0));
+        const int8_t* b = packed + p0 * pstride;
+        for (int64_t m = mb; m < std::min(M, mb + MB); m += T.R) {
+          const int R = static_cast<int>(std::min<int64_t>(T.R, M - m));
+          T.fn[R - 1][np - 1](qa + m * Kp, Kp, b, pstride, acc);
+          for (int p = 0; p < np; p++) {
+            const int64_t n0 = (p0 + p) * kNR;
+            const int64_t ncols = std::min<int64_t>(kNR, N - n0);
+            for (int r = 0; r < R; r++) {
+              const int32_t* ar = acc + r * kAccStride + p * 16;
 #if SHRINK_X86
-        if (avx) {
-          switch (R) {
-            case 4: tile_avx2<4>(am, Kp, b, acc); break;
-            case 3: tile_avx2<3>(am, Kp, b, acc); break;
-            case 2: tile_avx2<2>(am, Kp, b, acc); break;
-            default: tile_avx2<1>(am, Kp, b, acc); break;
+              if (ncols == kNR && epk == kEpAvx512)
+                ep.store16_avx512(m + r, n0, ar);
+              else if (ncols == kNR && epk == kEpAvx2)
+                ep.store16_avx2(m + r, n0, ar);
+              else
+#endif
+                ep.store(m + r, n0, ar, ncols);
+            }
           }
-        } else
-#endif
-          tile_portable(am, Kp, b, acc, R);
-#if SHRINK_X86
-        if (avx && ncols == kNR)
-          for (int r = 0; r < R; r++) ep.store16_avx2(m + r, p * kNR, acc + r * 16);
-        else
-#endif
-          for (int r = 0; r < R; r++) ep.store(m + r, p * kNR, acc + r * 16, ncols);
+        }
       }
-    }
-  });
+    });
   return a.undefined();
+}
+
+// int8Kernel(): the kernel int8Gemm runs now. int8Kernels(): every kernel this CPU (and SHRINK_ISA) allows, best
+// last. setInt8Kernel(name): pin one ('auto' unpins); RangeError for an unknown or unavailable name; returns the
+// kernel now in use.
+napi_value Int8KernelName(napi_env env, napi_callback_info) {
+  napi_value r;
+  napi_create_string_utf8(env, kI8Names[i8_kernel()], NAPI_AUTO_LENGTH, &r);
+  return r;
+}
+napi_value Int8Kernels(napi_env env, napi_callback_info) {
+  napi_value arr;
+  napi_create_array(env, &arr);
+  uint32_t i = 0;
+  for (int k = 0; k < kI8Count; k++)
+    if (i8_available(k)) {
+      napi_value s;
+      napi_create_string_utf8(env, kI8Names[k], NAPI_AUTO_LENGTH, &s);
+      napi_set_element(env, arr, i++, s);
+    }
+  return arr;
+}
+napi_value SetInt8Kernel(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
+  char name[32] = {0};
+  size_t len = 0;
+  if (argc < 1 || napi_get_value_string_utf8(env, argv[0], name, sizeof name, &len) != napi_ok) {
+    napi_throw_type_error(env, nullptr, "shrink_native.setInt8Kernel: argument 0 must be a string");
+    return nullptr;
+  }
+  if (std::strcmp(name, "auto") == 0) {
+    g_i8_pin = -1;
+  } else {
+    int k = 0;
+    while (k < kI8Count && std::strcmp(name, kI8Names[k]) != 0) k++;
+    if (k == kI8Count || !i8_available(k)) {
+      char msg[200];
+      std::snprintf(msg, sizeof msg, "shrink_native.setInt8Kernel: '%s' is %s", name, k == kI8Count ? "not a kernel name" : "not available on this CPU (see int8Kernels())");
+      napi_throw_range_error(env, nullptr, msg);
+      return nullptr;
+    }
+    g_i8_pin = k;
+  }
+  return Int8KernelName(env, info);
 }
 
 // ---- dequantization of weight rows, and the weight-only GEMM
@@ -499,7 +744,12 @@ void init_quant(Napi::Env env, Napi::Object exports) {
   export_fn(env, exports, "quantizeRowsU7", QuantizeRowsU7);
   export_fn(env, exports, "quantizeRowsStatic", QuantizeRowsStatic);
   export_fn(env, exports, "packInt8Weight", PackInt8Weight);
+  export_fn(env, exports, "quantizeRows", QuantizeRows);
   export_fn(env, exports, "int8Gemm", Int8Gemm);
+  export_fn(env, exports, "int8Kernel", Int8KernelName);
+  export_fn(env, exports, "int8Kernels", Int8Kernels);
+  export_fn(env, exports, "setInt8Kernel", SetInt8Kernel);
+  register_kernel("int8", [] { return kI8Names[i8_kernel()]; });
   export_fn(env, exports, "dequantRows", DequantRows);
   export_fn(env, exports, "woGemm", WoGemm);
 }

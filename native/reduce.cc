@@ -202,10 +202,10 @@ napi_value Reduce(napi_env env, napi_callback_info info) {
   args.check(op >= 0 && op < R_COUNT, "unknown reduce op");
   args.check(outer >= 0 && r >= 0 && inner >= 0 && r < (int64_t{1} << 31), "negative size");
   if (args.failed()) return args.fail();
-  const int64_t n_out = outer * inner;
-  args.check(outer * r * inner <= static_cast<int64_t>(xl) && n_out <= static_cast<int64_t>(ol), "x or out is too short");
-  args.check(!idx || n_out <= static_cast<int64_t>(il), "idx is too short");
+  args.check(holds3(xl, outer, r, inner) && holds(ol, outer, inner), "x or out is too short");
+  args.check(!idx || holds(il, outer, inner), "idx is too short");
   if (args.failed()) return args.fail();
+  const int64_t n_out = outer * inner;  // ≤ ol: no overflow
   if (n_out == 0) return nullptr;
   [[maybe_unused]] const bool avx = simd_enabled();
 
@@ -279,6 +279,9 @@ napi_value Reduce(napi_env env, napi_callback_info info) {
 
 }  // namespace
 
-void init_reduce(Napi::Env env, Napi::Object exports) { export_fn(env, exports, "reduce", Reduce); }
+void init_reduce(Napi::Env env, Napi::Object exports) {
+  export_fn(env, exports, "reduce", denormal_guarded<Reduce>);
+  register_kernel("reduce", [] { return simd_enabled() ? "avx2" : "portable"; });
+}
 
 }  // namespace shrink

@@ -2,11 +2,16 @@
  * Backend selection. `native` (the Node-API addon) is the default when it loads; `SHRINK_BACKEND=ref|native`
  * forces one. Without the addon Shrink runs on `ref` and says so once on stderr. float64 tensors always run on
  * `ref` (the native backend delegates any Float64Array call to it).
+ *
+ * Read by the addon once, when it loads (native/simd.h; checked here first so a typo is a clear error):
+ * SHRINK_ISA=avx512|avx2|portable caps the native kernels' instruction set (never above what the CPU has), so one
+ * machine can test every path it supports; SHRINK_DENORMALS=keep keeps IEEE subnormals inside the kernels (by
+ * default they run with flush-to-zero + denormals-are-zero; JavaScript's own arithmetic is never affected).
  */
 import type { Backend } from './backend.ts';
 import { refBackend } from './ref/index.ts';
 import { bulkConvert } from '../tensor/dtype.ts';
-import { createNativeBackend, loadNative, nativeLoadError, nativeRequired, type NativeAddon } from './native/index.ts';
+import { checkNativeEnv, createNativeBackend, loadNative, nativeLoadError, nativeRequired, type NativeAddon } from './native/index.ts';
 
 /** The largest pool size setNumThreads / SHRINK_THREADS accept (native/pool.h kMaxThreads). */
 export const MAX_THREADS = 256;
@@ -24,6 +29,7 @@ let warned = false;
 /** The loaded addon, or null when it did not build/load. */
 export function nativeAddon(): NativeAddon | null {
   if (addon === undefined) {
+    checkNativeEnv(); // SHRINK_ISA / SHRINK_DENORMALS: a typo is an error, not a silent fallback to `ref`
     addon = loadNative();
     if (!addon && nativeRequired()) {
       addon = undefined; // stay unresolved: every call reports it
@@ -88,6 +94,21 @@ export function setNumThreads(n: number): void {
 }
 export function getNumThreads(): number {
   return nativeAddon()?.info().threads ?? 1;
+}
+
+/**
+ * The kernel path each native family dispatches to ({sgemm: 'avx2 6x16', elementwise: 'avx2', …}; `shrink info`
+ * and the benchmarks print it), or {} on `ref`.
+ */
+export function kernelNames(): Record<string, string> {
+  return nativeAddon()?.kernels() ?? {};
+}
+
+/** One short label of the kernels behind a benchmark row: 'ref', or e.g. 'sgemm avx2 6x16, elementwise avx2'. */
+export function kernelLabel(families: string[] = ['sgemm', 'elementwise']): string {
+  if (backend().name !== 'native') return 'ref';
+  const k = kernelNames();
+  return families.filter((f) => k[f] !== undefined).map((f) => `${f} ${k[f]}`).join(', ');
 }
 
 export { refBackend };

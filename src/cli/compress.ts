@@ -17,6 +17,7 @@ import { readConfig } from '../io/hf.ts';
 import { copyTokenizerFiles } from '../io/tokenizer-files.ts';
 import { checkOutDir, writeDirAtomic } from '../io/outdir.ts';
 import { atomicWriteJson } from '../io/atomic.ts';
+import { MAX_JSON_FILE_BYTES, ShrinkError, asShrinkError } from '../io/errors.ts';
 import { noGrad } from '../tensor/autograd.ts';
 import { modelSize } from '../eval/size.ts';
 import { measureLatency } from '../eval/latency.ts';
@@ -54,21 +55,31 @@ export interface CompressReport {
   seconds: number;
 }
 
-/** Read a recipe file (.json, .yaml or .yml); errors name the file. */
+/** Read a recipe file (.json, .yaml or .yml); errors name the file (ShrinkError). */
 export function readRecipe(file: string): Recipe {
   let text: string;
   try {
+    const st = fs.statSync(file);
+    if (!st.isFile()) throw new ShrinkError(`recipe ${file}: not a regular file`, { file });
+    if (st.size > MAX_JSON_FILE_BYTES) throw new ShrinkError(`recipe ${file}: ${st.size} bytes is larger than the ${MAX_JSON_FILE_BYTES}-byte limit for a recipe`, { file });
     text = fs.readFileSync(file, 'utf8');
   } catch (e) {
-    throw new Error(`recipe ${file}: cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+    if (e instanceof ShrinkError) throw e;
+    throw new ShrinkError(`recipe ${file}: cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, { file, cause: e });
   }
+  const yaml = /\.ya?ml$/i.test(file);
   let raw: unknown;
   try {
-    raw = /\.ya?ml$/i.test(file) ? YAML.parse(text) : JSON.parse(text);
+    // YAML: warnings are not printed (an error is one line); aliases are capped by the yaml package (maxAliasCount)
+    raw = yaml ? YAML.parse(text, { logLevel: 'error' }) : JSON.parse(text);
   } catch (e) {
-    throw new Error(`recipe ${file}: not valid ${/\.ya?ml$/i.test(file) ? 'YAML' : 'JSON'}: ${(e as Error).message.split('\n')[0]}`);
+    throw new ShrinkError(`recipe ${file}: not valid ${yaml ? 'YAML' : 'JSON'}: ${(e as Error).message.split('\n')[0]}`, { file, cause: e });
   }
-  return parseRecipe(raw, `recipe ${file}`);
+  try {
+    return parseRecipe(raw, `recipe ${file}`);
+  } catch (e) {
+    throw asShrinkError(e, file, `recipe ${file}`, 'checking the recipe');
+  }
 }
 
 /** A path from a recipe: as given when it exists from the working directory, else relative to the package. */

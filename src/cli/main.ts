@@ -17,6 +17,9 @@ import { loadTokenizer } from '../tokenizers/index.ts';
 import { Generator } from '../tensor/random.ts';
 import { DEFAULT_LM_TOKENIZER, pretrainCausalLM } from '../train/lm-tasks.ts';
 import { DEFAULT_PRETRAIN_OUT, DEFAULT_SAVE_EVERY, TEACHER_DIR, TrainingInterrupted, finetuneGlue, pretrainTeacher, type FinetuneResult } from '../train/bert-tasks.ts';
+import { BERT_PRESETS, bertPretrainSettings } from '../train/bert-tasks.ts';
+import { CORPUS_SOURCES, LEGACY_CORPUS, formatCorpusSummary } from '../train/corpus.ts';
+import { registerPlot } from '../eval/plot.ts';
 import { checkOutDir, checkOutPath } from '../io/outdir.ts';
 import { formatBytes } from './inspect.ts';
 import type { GlueTask } from '../data/glue.ts';
@@ -213,10 +216,11 @@ export function buildProgram(out: (s: string) => void = (s) => process.stdout.wr
     .option('--json', 'print JSON')
     .action((opts: { json?: boolean }) => {
       const addon = nativeAddon();
+      const ni = addon?.info();
       const info = {
         version: pkg.version,
         backend: backend().name,
-        native: addon ? { loaded: true, avx2: addon.info().avx2 } : { loaded: false },
+        native: addon && ni ? { loaded: true, avx2: ni.avx2, isa: ni.isa, cpuIsa: ni.cpuIsa, isaRequested: ni.isaRequested, denormals: ni.denormals, kernels: addon.kernels() } : { loaded: false },
         threads: getNumThreads(),
         cpu: os.cpus()[0]?.model ?? 'unknown',
         cores: os.cpus().length,
@@ -228,7 +232,8 @@ export function buildProgram(out: (s: string) => void = (s) => process.stdout.wr
           [
             `shrink ${info.version}`,
             `backend   ${info.backend}${addon ? '' : ' (native addon not built: npm run build:native)'}`,
-            `native    ${addon ? `loaded, ${info.native.avx2 ? 'AVX2+FMA kernels' : 'portable kernels (no AVX2/FMA)'}` : 'not loaded'}`,
+            `native    ${addon && ni ? `loaded, ISA ${ni.isa}${ni.isaRequested ? ` (SHRINK_ISA=${ni.isaRequested}; the CPU has ${ni.cpuIsa})` : ''}, denormals ${ni.denormals === 'flush' ? 'flushed (FTZ+DAZ)' : 'kept (SHRINK_DENORMALS=keep)'}` : 'not loaded'}`,
+            ...(addon ? Object.entries(addon.kernels()).map(([f, k]) => `  ${f.padEnd(12)}${k}`) : []),
             `threads   ${info.threads}`,
             `cpu       ${info.cpu} (${info.cores} cores)`,
             `node      ${info.node}`,
@@ -293,42 +298,50 @@ export function buildProgram(out: (s: string) => void = (s) => process.stdout.wr
     });
   program
     .command('pretrain')
-    .description('Pretrain a small model: --arch bert (MLM teacher on SST-2 train + WikiText-2 valid, vocabulary trimmed to the corpus) or --arch gpt2|llama (causal LM on --corpus with an existing tokenizer)')
+    .description('Pretrain a small model: --arch bert (MLM teacher on --corpus, default all of Shrink\'s English text; vocabulary trimmed to the corpus; held-out MLM loss on WikiText-2 test; --preset minilm-l6-h384) or --arch gpt2|llama (causal LM on --corpus with an existing tokenizer)')
     .option('--arch <arch>', 'bert, gpt2 or llama', 'bert')
     .option('-o, --out <dir>', `output model folder, resumable (default for bert: ./${DEFAULT_PRETRAIN_OUT} in the working directory; never the bundled data/)`)
-    .option('--corpus <name>', 'gpt2/llama: tinyshakespeare, wikitext2, or a text file', 'tinyshakespeare')
+    .option('--corpus <name>', `default (WikiText-2 valid + GLUE sst2/mrpc/rte/cola train sentences + Brown, deduplicated), glue, ${LEGACY_CORPUS} (the bundled 2-layer teacher's), or sources joined with +: ${CORPUS_SOURCES.join(', ')}; gpt2/llama also tinyshakespeare, wikitext2 or a text file (default: bert default, gpt2/llama tinyshakespeare)`)
     .option('--tokenizer <dir>', 'gpt2/llama: tokenizer folder', DEFAULT_LM_TOKENIZER)
+    .option('--preset <name>', `bert: architecture preset: ${Object.keys(BERT_PRESETS).join(', ')} (6 layers, hidden 384, 6 heads, FFN 1536, 512 positions; seq-len 128, batch 32, lr 5e-4)`)
     .option('--steps <n>', 'optimizer steps', num('steps', 1, 1e9, true), 3000)
     .option('--batch-size <n>', 'sequences per step (default: bert 32, gpt2/llama 16)', num('batch-size', 1, 4096, true))
-    .option('--seq-len <n>', 'tokens per sequence (default: bert 64, gpt2/llama 128)', num('seq-len', 8, 4096, true))
-    .option('--lr <lr>', 'peak learning rate', num('lr', 0), 1e-3)
+    .option('--seq-len <n>', 'tokens per sequence (default: bert 64, preset 128, gpt2/llama 128)', num('seq-len', 8, 4096, true))
+    .option('--lr <lr>', 'peak learning rate (default 1e-3; preset 5e-4)', num('lr', 0))
     .option('--hidden <n>', 'hidden size (default: bert 128, gpt2/llama 128)', num('hidden', 8, 4096, true))
     .option('--layers <n>', 'layers (default: bert 2, gpt2/llama 4)', num('layers', 1, 48, true))
     .option('--heads <n>', 'attention heads (default: bert 2, gpt2/llama 4)', num('heads', 1, 64, true))
     .option('--intermediate <n>', 'FFN size (default: bert 512, gpt2 4·hidden, llama 8/3·hidden)', num('intermediate', 8, 16384, true))
+    .option('--max-positions <n>', 'bert: max_position_embeddings (default 128; preset 512)', num('max-positions', 8, 8192, true))
+    .option('--whole-word-masking', 'bert: mask every WordPiece piece of a chosen word together (HF DataCollatorForWholeWordMask)')
+    .option('--eval-every <n>', 'held-out loss (bert: MLM on WikiText-2 test; gpt2/llama: the held-out text) every n steps into the log; 0: only at the end', num('eval-every', 0, 1e9, true), 500)
+    .option('--eval-blocks <n>', 'held-out blocks evaluated (default: bert 256, gpt2/llama 64)', num('eval-blocks', 1, 1e6, true))
     .option('--seed <s>', 'random seed', num('seed', 0, 2 ** 32, true), 0)
     .option('--save-every <n>', 'checkpoint every n steps into <out>/.run; rerunning the same command resumes from the latest', num('save-every', 1, 1e9, true), 500)
     .option('--force', 'replace a non-empty output folder that is not this run, or retrain a finished run')
     .option('--json', 'print JSON')
-    .action((o: { arch: string; out?: string; corpus: string; tokenizer: string; steps: number; batchSize?: number; seqLen?: number; lr: number; hidden?: number; layers?: number; heads?: number; intermediate?: number; seed: number; saveEvery: number; force?: boolean; json?: boolean }) => {
-      const common = { steps: o.steps, batchSize: o.batchSize, seqLen: o.seqLen, lr: o.lr, hidden: o.hidden, layers: o.layers, heads: o.heads, intermediate: o.intermediate, seed: o.seed, saveEvery: o.saveEvery, force: o.force, log: note, onLog: progress('pretrain', o.steps, o.json) };
+    .action((o: { arch: string; out?: string; corpus?: string; tokenizer: string; preset?: string; steps: number; batchSize?: number; seqLen?: number; lr?: number; hidden?: number; layers?: number; heads?: number; intermediate?: number; maxPositions?: number; wholeWordMasking?: boolean; evalEvery: number; evalBlocks?: number; seed: number; saveEvery: number; force?: boolean; json?: boolean }) => {
+      const common = { steps: o.steps, batchSize: o.batchSize, seqLen: o.seqLen, lr: o.lr, hidden: o.hidden, layers: o.layers, heads: o.heads, intermediate: o.intermediate, seed: o.seed, saveEvery: o.saveEvery, force: o.force, corpus: o.corpus, evalEvery: o.evalEvery, evalBlocks: o.evalBlocks, log: note, onLog: progress('pretrain', o.steps, o.json) };
       if (o.arch === 'bert') {
-        if (o.seqLen !== undefined && o.seqLen > 128) throw new Error(`--seq-len must be at most 128 for --arch bert (max_position_embeddings), got ${o.seqLen}`);
+        const bertOpts = { ...common, preset: o.preset, maxPositions: o.maxPositions, wholeWordMasking: o.wholeWordMasking };
         // never into the package's own data/ (the bundled teacher): a folder in the working directory by default
         const dir = o.out ?? DEFAULT_PRETRAIN_OUT;
+        bertPretrainSettings({ outDir: dir, ...bertOpts }); // every flag checked before any work
         checkOutPath(dir);
-        const r = pretrainTeacher({ outDir: dir, ...common });
+        const r = pretrainTeacher({ outDir: dir, ...bertOpts });
         out(
           o.json
-            ? JSON.stringify({ out: dir, vocabSize: r.vocabSize, finalLoss: r.finalLoss, ...(r.resumedFrom ? { resumedFrom: r.resumedFrom } : {}), ...(r.alreadyFinished ? { alreadyFinished: true } : {}) }) + '\n'
-            : `${r.alreadyFinished ? 'already finished:' : 'wrote'} ${dir} (vocabulary ${r.vocabSize}, final MLM loss ${r.finalLoss.toFixed(3)})\n`,
+            ? JSON.stringify({ out: dir, vocabSize: r.vocabSize, finalLoss: r.finalLoss, heldOutLoss: r.heldOutLoss, steps: r.steps, trainSeconds: r.trainSeconds, corpus: r.corpus, ...(r.resumedFrom ? { resumedFrom: r.resumedFrom } : {}), ...(r.alreadyFinished ? { alreadyFinished: true } : {}) }) + '\n'
+            : `${r.alreadyFinished ? 'already finished:' : 'wrote'} ${dir} (vocabulary ${r.vocabSize}, final MLM loss ${r.finalLoss.toFixed(3)}, held-out MLM loss ${r.heldOutLoss.toFixed(3)} on WikiText-2 test; ${formatCorpusSummary(r.corpus)})\n`,
         );
         return;
       }
       if (o.arch !== 'gpt2' && o.arch !== 'llama') throw new Error(`--arch must be bert, gpt2 or llama, got '${o.arch}'`);
+      for (const [v, flag] of [[o.preset, '--preset'], [o.maxPositions, '--max-positions'], [o.wholeWordMasking, '--whole-word-masking']] as const)
+        if (v !== undefined) throw new Error(`${flag} applies to --arch bert, not ${o.arch}`);
       if (!o.out) throw new Error(`--arch ${o.arch} needs --out <dir>`);
       checkOutPath(o.out);
-      const r = pretrainCausalLM({ arch: o.arch, outDir: o.out, corpus: o.corpus, tokenizerDir: o.tokenizer, ...common });
+      const r = pretrainCausalLM({ arch: o.arch, outDir: o.out, tokenizerDir: o.tokenizer, ...common });
       out(
         o.json
           ? JSON.stringify({ out: o.out, ...r }) + '\n'
@@ -510,6 +523,7 @@ export function buildProgram(out: (s: string) => void = (s) => process.stdout.wr
   trainCmd('train', 'Fine-tune a BERT folder on a GLUE task and report the dev metric, size and latency', { steps: 2000 });
   trainCmd('demo', 'The main job: fine-tune the bundled BERT teacher on the bundled SST-2 and print accuracy, size and latency', { steps: 1000 });
   registerCompress(program, out);
+  registerPlot(program, out);
   return program;
 }
 

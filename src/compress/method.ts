@@ -16,6 +16,7 @@
 import type { Module } from '../nn/module.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import type { ModelInputs, ModelOutput } from '../models/outputs.ts';
+import type { ExtraParamGroup } from '../train/trainer.ts';
 
 /** What the runner hands every method. */
 export interface RecipeContext {
@@ -29,19 +30,12 @@ export interface RecipeContext {
   log?: (line: string) => void;
 }
 
-/** A group of method parameters (mask logits, Lagrange multipliers, projections) optimized beside the model. */
-export interface MethodParamGroup {
-  /** Short name, unique within the method; the checkpoint key prefix is `<method id>.<name>`. */
-  name: string;
-  params: [string, Tensor][];
-  lr?: number;
-  /** Default 0. */
-  weightDecay?: number;
-  /** Gradient ascent (Lagrange multipliers). */
-  maximize?: boolean;
-  /** Keep lr constant instead of following the stage's schedule. */
-  fixedLr?: boolean;
-}
+/**
+ * A group of method parameters (mask logits, Lagrange multipliers, projections) optimized beside the model: a short
+ * `name` unique within the method (checkpoint keys become `<method id>.<name>.<param>`), its own `lr`,
+ * `weightDecay` (default 0), `maximize` for gradient ascent and `fixedLr` to stay off the schedule.
+ */
+export type MethodParamGroup = ExtraParamGroup;
 
 /** What a loss sees: the batch, the student's and the teacher's outputs (with what `needs` asked for). */
 export interface LossInputs {

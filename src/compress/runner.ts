@@ -22,6 +22,7 @@ import type { ModelInputs, ModelOutput, ForwardOptions } from '../models/outputs
 import { getMethod, type Method, type MethodRun, type OptionType, type RecipeContext } from './method.ts';
 import { matchesAny } from './select.ts';
 import type { TaskData } from './tasks.ts';
+import { ShrinkError, show } from '../io/errors.ts';
 
 /** Training settings of a recipe (snake_case as in the file); each stage uses them. */
 export interface TrainSettings {
@@ -122,26 +123,28 @@ function inferType(d: unknown): OptionType | null {
 /** Check a recipe's shape and every field; returns it typed. `where` names the file in errors. */
 export function parseRecipe(raw: unknown, where = 'recipe'): Recipe {
   const r: Record<string, unknown> = Array.isArray(raw) ? { steps: raw } : (raw as Record<string, unknown>);
-  if (r === null || typeof r !== 'object' || Array.isArray(r)) throw new Error(`${where}: expected an object with "steps" (or a list of steps)`);
-  for (const k of Object.keys(r)) if (!(RECIPE_KEYS as readonly string[]).includes(k)) throw new Error(`${where}: unknown field '${k}' (fields: ${RECIPE_KEYS.join(', ')})`);
+  if (r !== null && typeof r === 'object' && Object.getPrototypeOf(r) !== Object.prototype && Object.getPrototypeOf(r) !== null)
+    throw new ShrinkError(`${where}: expected a plain object with "steps" (or a list of steps)`);
+  if (r === null || typeof r !== 'object' || Array.isArray(r)) throw new ShrinkError(`${where}: expected an object with "steps" (or a list of steps)`);
+  for (const k of Object.keys(r)) if (!(RECIPE_KEYS as readonly string[]).includes(k)) throw new ShrinkError(`${where}: unknown field '${k}' (fields: ${RECIPE_KEYS.join(', ')})`);
   for (const k of ['model', 'task', 'teacher', 'description'] as const)
-    if (r[k] !== undefined && typeof r[k] !== 'string') throw new Error(`${where}: "${k}" must be a string, got ${JSON.stringify(r[k])}`);
+    if (r[k] !== undefined && typeof r[k] !== 'string') throw new ShrinkError(`${where}: "${k}" must be a string, got ${show(r[k])}`);
   if (r.calibration_samples !== undefined && !(Number.isInteger(r.calibration_samples) && (r.calibration_samples as number) >= 1))
-    throw new Error(`${where}: "calibration_samples" must be a positive integer, got ${JSON.stringify(r.calibration_samples)}`);
-  if (!Array.isArray(r.steps) || r.steps.length === 0) throw new Error(`${where}: "steps" must be a non-empty list of steps`);
+    throw new ShrinkError(`${where}: "calibration_samples" must be a positive integer, got ${show(r.calibration_samples)}`);
+  if (!Array.isArray(r.steps) || r.steps.length === 0) throw new ShrinkError(`${where}: "steps" must be a non-empty list of steps`);
   if (r.train !== undefined) {
-    if (typeof r.train !== 'object' || r.train === null || Array.isArray(r.train)) throw new Error(`${where}: "train" must be an object`);
+    if (typeof r.train !== 'object' || r.train === null || Array.isArray(r.train)) throw new ShrinkError(`${where}: "train" must be an object`);
     for (const [k, v] of Object.entries(r.train)) {
       const t = TRAIN_TYPES[k as keyof TrainSettings];
-      if (!t) throw new Error(`${where}: train: unknown field '${k}' (fields: ${Object.keys(TRAIN_TYPES).join(', ')})`);
-      if (!checkType(v, t)) throw new Error(`${where}: train.${k}: expected ${typeName(t)}, got ${JSON.stringify(v)}`);
-      if (typeof v === 'number' && v < 0) throw new Error(`${where}: train.${k}: must not be negative, got ${v}`);
+      if (!t) throw new ShrinkError(`${where}: train: unknown field '${k}' (fields: ${Object.keys(TRAIN_TYPES).join(', ')})`);
+      if (!checkType(v, t)) throw new ShrinkError(`${where}: train.${k}: expected ${typeName(t)}, got ${show(v)}`);
+      if (typeof v === 'number' && v < 0) throw new ShrinkError(`${where}: train.${k}: must not be negative, got ${v}`);
     }
-    if ((r.train as Partial<TrainSettings>).steps === 0) throw new Error(`${where}: train.steps: must be at least 1`);
+    if ((r.train as Partial<TrainSettings>).steps === 0) throw new ShrinkError(`${where}: train.steps: must be at least 1`);
   }
   r.steps.forEach((s, i) => {
     if (s === null || typeof s !== 'object' || Array.isArray(s) || typeof (s as RecipeStep).method !== 'string')
-      throw new Error(`${where}: step ${i + 1}: expected an object with a "method" string, got ${JSON.stringify(s)}`);
+      throw new ShrinkError(`${where}: step ${i + 1}: expected an object with a "method" string, got ${show(s)}`);
   });
   return r as unknown as Recipe;
 }
@@ -155,26 +158,26 @@ export function resolveSteps(recipe: Recipe, model: Module | null, where = 'reci
     try {
       method = getMethod(step.method);
     } catch (e) {
-      throw new Error(`${where}: step ${i + 1}: ${(e as Error).message}`);
+      throw new ShrinkError(`${where}: step ${i + 1}: ${(e as Error).message}`, { cause: e });
     }
     const defaults = method.defaults as Record<string, unknown>;
     const types = (method.types ?? {}) as Record<string, OptionType>;
     const cfg: Record<string, unknown> = { ...defaults };
     for (const [k, v] of Object.entries(step)) {
       if ((STEP_KEYS as readonly string[]).includes(k)) continue;
-      if (!(k in defaults)) throw new Error(`${label}: unknown option '${k}' (options: ${[...Object.keys(defaults), 'weight', 'loss_weights'].join(', ')})`);
+      if (!Object.hasOwn(defaults, k)) throw new ShrinkError(`${label}: unknown option '${k}' (options: ${[...Object.keys(defaults), 'weight', 'loss_weights'].join(', ')})`);
       const t = types[k] ?? inferType(defaults[k]);
-      if (v !== null && t && !checkType(v, t)) throw new Error(`${label}: option '${k}' expects ${typeName(t)}, got ${JSON.stringify(v)}`);
+      if (v !== null && t && !checkType(v, t)) throw new ShrinkError(`${label}: option '${k}' expects ${typeName(t)}, got ${show(v)}`);
       cfg[k] = v;
     }
-    if (step.weight !== undefined && !(typeof step.weight === 'number' && step.weight >= 0)) throw new Error(`${label}: "weight" must be a number >= 0, got ${JSON.stringify(step.weight)}`);
-    if (step.loss_weights !== undefined && !checkType(step.loss_weights, 'object')) throw new Error(`${label}: "loss_weights" must be an object of numbers`);
-    for (const [k, v] of Object.entries(step.loss_weights ?? {})) if (typeof v !== 'number') throw new Error(`${label}: loss_weights.${k}: expected a number, got ${JSON.stringify(v)}`);
+    if (step.weight !== undefined && !(typeof step.weight === 'number' && step.weight >= 0)) throw new ShrinkError(`${label}: "weight" must be a number >= 0, got ${show(step.weight)}`);
+    if (step.loss_weights !== undefined && !checkType(step.loss_weights, 'object')) throw new ShrinkError(`${label}: "loss_weights" must be an object of numbers`);
+    for (const [k, v] of Object.entries(step.loss_weights ?? {})) if (typeof v !== 'number') throw new ShrinkError(`${label}: loss_weights.${k}: expected a number, got ${show(v)}`);
     if (names)
       for (const g of method.globs ?? []) {
         const globs = cfg[g];
         if (globs === null || globs === undefined) continue;
-        for (const glob of globs as string[]) if (!names.some((n) => matchesAny(n, [glob]))) throw new Error(`${label}: ${g} glob '${glob}' matches no module of ${model!.constructor.name}`);
+        for (const glob of globs as string[]) if (!names.some((n) => matchesAny(n, [glob]))) throw new ShrinkError(`${label}: ${g} glob '${glob}' matches no module of ${model!.constructor.name}`);
       }
     return { index: i, method, cfg, weight: step.weight ?? 1, lossWeights: step.loss_weights ?? {} };
   });

@@ -24,6 +24,7 @@ import { Conv1D, Embedding, LayerNorm, Linear, RMSNorm } from '../nn/layers.ts';
 import { withoutInit } from '../nn/init.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import { modelFromConfig, registerCheckpointDescriber, registerCheckpointPreparer } from '../models/registry.ts';
+import { ShrinkError, asShrinkError, maxTensorBytes, show } from '../io/errors.ts';
 
 export const COMPRESSION_FORMAT_VERSION = 1;
 
@@ -66,7 +67,7 @@ const STRUCTURAL_FIELDS = ['numHeads', 'numKvHeads', 'headDim'] as const;
 function num(e: ModuleEntry, k: string, where: string, opts: { min?: number; optional?: boolean } = {}): number {
   const v = e[k];
   if (v === undefined && opts.optional) return NaN;
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < (opts.min ?? 1)) throw new Error(`${where}.${k}: expected an integer >= ${opts.min ?? 1}, got ${JSON.stringify(v)}`);
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < (opts.min ?? 1)) throw new ShrinkError(`${where}.${k}: expected an integer >= ${opts.min ?? 1}, got ${show(v)}`);
   return v;
 }
 
@@ -88,7 +89,7 @@ registerModuleType<LayerNorm>({
   describe: (m) => ({ normalized_shape: [...m.normalizedShape], eps: m.eps, bias: m.bias !== null }),
   build: (e, w) => {
     const shape = e.normalized_shape;
-    if (!Array.isArray(shape) || !shape.every((d) => Number.isInteger(d) && d > 0)) throw new Error(`${w}.normalized_shape: expected a list of positive integers, got ${JSON.stringify(shape)}`);
+    if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d > 0)) throw new ShrinkError(`${w}.normalized_shape: expected a list of positive integers, got ${show(shape)}`);
     return new LayerNorm(shape as number[], { eps: typeof e.eps === 'number' ? e.eps : 1e-5, bias: e.bias !== false });
   },
 });
@@ -206,43 +207,101 @@ export function describeStructure(model: Module, config: Record<string, unknown>
   return out;
 }
 
-/** Set the field at a dotted path (a module, or null), creating nothing else. */
+/** Set the field at a dotted path (a module, or null), creating nothing else: only own module slots are walked. */
 function setAt(model: Module, path: string, value: Module | null, dir: string): void {
   const parts = path.split('.');
   const last = parts.pop()!;
+  const missing = (upTo: string[]) => new ShrinkError(`${dir}: config.json compression_config.modules['${path}']: ${model.constructor.name} has no '${upTo.join('.')}'`, { file: dir });
   let parent: unknown = model;
   const walked: string[] = [];
   for (const p of parts) {
-    parent = Array.isArray(parent) ? parent[Number(p)] : (parent as Record<string, unknown> | null)?.[p];
     walked.push(p);
-    if (parent === null || parent === undefined) throw new Error(`${dir}: config.json compression_config.modules['${path}']: ${model.constructor.name} has no '${walked.join('.')}'`);
+    parent = slotValue(parent, p);
+    if (!(parent instanceof Module) && !Array.isArray(parent)) throw missing(walked);
   }
-  if (Array.isArray(parent)) {
-    if (!/^\d+$/.test(last) || Number(last) >= parent.length) throw new Error(`${dir}: config.json compression_config.modules['${path}']: ${model.constructor.name} has no '${[...walked, last].join('.')}'`);
-    parent[Number(last)] = value;
-  } else (parent as Record<string, unknown>)[last] = value;
+  const cur = slotValue(parent, last);
+  // only a module slot (a module, a pruned-away null, or a list entry) can be replaced
+  if (cur === undefined || !(cur === null || cur instanceof Module)) throw missing([...walked, last]);
+  if (Array.isArray(parent)) parent[Number(last)] = value;
+  else (parent as Record<string, unknown>)[last] = value;
 }
 
-function prepareStructure(model: Module, section: unknown, _weights: Map<string, Tensor>, dir: string): void {
-  const cc = section as CompressionConfig;
-  if (!cc || typeof cc !== 'object' || typeof cc.modules !== 'object' || cc.modules === null) throw new Error(`${dir}: config.json compression_config.modules: expected an object of module entries`);
-  if (cc.format_version !== COMPRESSION_FORMAT_VERSION) throw new Error(`${dir}: config.json compression_config.format_version ${String(cc.format_version)} is not supported (this Shrink reads ${COMPRESSION_FORMAT_VERSION})`);
+/** An own field of a module or an index of a module list (never an inherited property such as __proto__). */
+function slotValue(parent: unknown, key: string): unknown {
+  if (Array.isArray(parent)) return /^\d+$/.test(key) && Number(key) < parent.length ? parent[Number(key)] : undefined;
+  if (parent instanceof Module && Object.hasOwn(parent, key) && !key.startsWith('_')) return (parent as unknown as Record<string, unknown>)[key];
+  return undefined;
+}
+
+const isPlainObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** The weight shape a built-in entry type implies (null: not known here); its size fields are checked. */
+function impliedWeightShape(e: ModuleEntry, where: string): number[] | null {
+  const n = (k: string) => num(e, k, where);
+  switch (e.type) {
+    case 'linear': case 'fake_quant_linear': return [n('out_features'), n('in_features')];
+    case 'conv1d': return [n('in_features'), n('out_features')];
+    case 'embedding': return [n('num_embeddings'), n('embedding_dim')];
+    case 'rmsnorm': return [n('dim')];
+    case 'layernorm': {
+      const shape = e.normalized_shape;
+      if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d > 0)) throw new ShrinkError(`${where}.normalized_shape: expected a list of positive integers, got ${show(shape)}`);
+      return shape as number[];
+    }
+    default: return null;
+  }
+}
+
+/**
+ * Before building a module from an entry: its sizes must be integers, and what it would allocate must be what the
+ * checkpoint holds (its stored weight's exact shape) or, with no stored weight, no more elements than the whole
+ * checkpoint has; unknown entry types get each integer field bounded by the checkpoint's element count.
+ */
+function checkEntrySizes(e: ModuleEntry, path: string, weights: Map<string, Tensor>, where: string, dir: string): void {
+  let total = 0;
+  for (const t of weights.values()) total += t.numel;
+  const shape = impliedWeightShape(e, where);
+  if (shape) {
+    const stored = weights.get(`${path}.weight`);
+    const numel = shape.reduce((a, d) => a * d, 1);
+    if (stored && stored.shape.join() !== shape.join())
+      throw new ShrinkError(`${where}: describes a weight of shape [${shape.join(', ')}] but the checkpoint's '${path}.weight' is [${stored.shape.join(', ')}]`, { file: dir });
+    if (!stored && (numel > total || numel * 4 > maxTensorBytes()))
+      throw new ShrinkError(`${where}: a weight of shape [${shape.join(', ')}] (${numel} elements) is more than the checkpoint holds (${total} elements)`, { file: dir });
+    return;
+  }
+  for (const [k, v] of Object.entries(e))
+    if (typeof v === 'number' && Number.isInteger(v) && v > Math.max(total, 1))
+      throw new ShrinkError(`${where}.${k}: ${v} is larger than the checkpoint's ${total} weights`, { file: dir });
+}
+
+function prepareStructure(model: Module, section: unknown, weights: Map<string, Tensor>, dir: string): void {
+  if (!isPlainObject(section) || !isPlainObject(section.modules)) throw new ShrinkError(`${dir}: config.json compression_config.modules: expected an object of module entries`, { file: dir });
+  const cc = section as unknown as CompressionConfig;
+  if (cc.format_version !== COMPRESSION_FORMAT_VERSION) throw new ShrinkError(`${dir}: config.json compression_config.format_version ${show(cc.format_version)} is not supported (this Shrink reads ${COMPRESSION_FORMAT_VERSION})`, { file: dir });
   const entries = Object.entries(cc.modules).sort(([a], [b]) => a.split('.').length - b.split('.').length);
   for (const [path, e] of entries) {
     const where = `${dir}: config.json compression_config.modules['${path}']`;
-    if (!e || typeof e !== 'object' || typeof e.type !== 'string') throw new Error(`${where}: expected an object with a "type"`);
-    if (e.type === 'none') setAt(model, path, null, dir);
-    else if (e.type === 'fields') {
-      const m = model.getSubmodule(path) as unknown as Record<string, unknown>;
-      for (const [k, v] of Object.entries(e)) {
-        if (k === 'type') continue;
-        if (!(STRUCTURAL_FIELDS as readonly string[]).includes(k) || typeof v !== 'number') throw new Error(`${where}.${k}: not a structural field (known: ${STRUCTURAL_FIELDS.join(', ')})`);
-        m[k] = v;
+    try {
+      if (!isPlainObject(e) || typeof e.type !== 'string') throw new ShrinkError(`${where}: expected an object with a "type"`, { file: dir });
+      if (e.type === 'none') setAt(model, path, null, dir);
+      else if (e.type === 'fields') {
+        const m = model.getSubmodule(path) as unknown as Record<string, unknown>;
+        for (const [k, v] of Object.entries(e)) {
+          if (k === 'type') continue;
+          if (!(STRUCTURAL_FIELDS as readonly string[]).includes(k) || typeof v !== 'number') throw new ShrinkError(`${where}.${k}: not a structural field (known: ${STRUCTURAL_FIELDS.join(', ')})`, { file: dir });
+          if (!Number.isInteger(v) || v < 1 || v >= 2 ** 31) throw new ShrinkError(`${where}.${k}: expected a positive integer, got ${show(v)}`, { file: dir });
+          if (!Object.getOwnPropertyDescriptor(m, k)?.writable) throw new ShrinkError(`${where}.${k}: ${(m as object).constructor.name} at '${path}' has no field '${k}'`, { file: dir });
+          m[k] = v;
+        }
+      } else {
+        const t = TYPES.find((x) => x.type === e.type);
+        if (!t) throw new ShrinkError(`${where}.type: unknown module type '${e.type}' (known: ${['none', 'fields', ...TYPES.map((x) => x.type)].join(', ')})`, { file: dir });
+        checkEntrySizes(e as ModuleEntry, path, weights, where, dir);
+        setAt(model, path, t.build(e as ModuleEntry, where), dir);
       }
-    } else {
-      const t = TYPES.find((x) => x.type === e.type);
-      if (!t) throw new Error(`${where}.type: unknown module type '${e.type}' (known: ${['none', 'fields', ...TYPES.map((x) => x.type)].join(', ')})`);
-      setAt(model, path, t.build(e, where), dir);
+    } catch (err) {
+      throw asShrinkError(err, dir, where, 'cannot build it');
     }
   }
 }

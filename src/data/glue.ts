@@ -117,7 +117,7 @@ export function loadGlue(task: GlueTask, split: 'train' | 'dev', opts: { dir?: s
     const raw = cols[spec.label]!;
     const label = spec.labelValues.indexOf(raw);
     if (label < 0)
-      throw new Error(`${file}:${i + 1}: invalid label ${JSON.stringify(raw)} in column ${spec.label + 1} (expected ${spec.labelValues.map((v) => JSON.stringify(v)).join(' or ')})`);
+      throw new Error(`${file}:${i + 1}: invalid label ${JSON.stringify(raw.slice(0, 40))}${raw.length > 40 ? '…' : ''} in column ${spec.label + 1} (expected ${spec.labelValues.map((v) => JSON.stringify(v)).join(' or ')})`);
     texts.push(spec.text.length === 1 ? [cols[spec.text[0]!]!] : [cols[spec.text[0]!]!, cols[spec.text[1]!]!]);
     labels.push(label);
   }

@@ -7,5 +7,5 @@ export {
   collate, BatchSampler, DataLoader,
   type Batch, type Encoded, type CollateOptions, type LoaderState, type SamplerOptions, type DataLoaderOptions,
 } from './batch.ts';
-export { maskTokens, type MaskOptions } from './mlm.ts';
+export { maskTokens, wholeWordMask, continuationTable, type MaskOptions, type WholeWordMaskOptions } from './mlm.ts';
 export { calibrationBatches, CALIBRATION_SOURCES, type CalibrationOptions } from './calibration.ts';

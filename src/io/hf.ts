@@ -10,6 +10,7 @@ import type { Tensor } from '../tensor/tensor.ts';
 import type { DType } from '../tensor/dtype.ts';
 import { atomicWriteJson } from './atomic.ts';
 import { SafetensorsFile, saveSafetensors } from './safetensors.ts';
+import { MAX_JSON_FILE_BYTES, ShrinkError, asShrinkError, maxTensorBytes, show } from './errors.ts';
 
 export const CONFIG_NAME = 'config.json';
 export const WEIGHTS_NAME = 'model.safetensors';
@@ -19,22 +20,103 @@ const SHARD_RE = /^model-\d+-of-\d+\.safetensors$/;
 const PICKLED_NAMES = ['pytorch_model.bin', 'pytorch_model.bin.index.json'];
 
 function checkDir(dir: string): void {
-  if (!fs.existsSync(dir)) throw new Error(`model folder ${dir} does not exist`);
-  if (!fs.statSync(dir).isDirectory()) throw new Error(`model folder ${dir} is not a directory`);
+  if (!fs.existsSync(dir)) throw new ShrinkError(`model folder ${dir} does not exist`, { file: dir });
+  if (!fs.statSync(dir).isDirectory()) throw new ShrinkError(`model folder ${dir} is not a directory`, { file: dir });
+}
+
+/** The text of a JSON file of a model folder: a regular file of at most MAX_JSON_FILE_BYTES, else one error. */
+function readJsonText(p: string): string {
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(p);
+  } catch (e) {
+    throw new ShrinkError(`${p}: cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, { file: p, cause: e });
+  }
+  if (!st.isFile()) throw new ShrinkError(`${p}: not a regular file`, { file: p });
+  if (st.size > MAX_JSON_FILE_BYTES) throw new ShrinkError(`${p}: ${st.size} bytes is larger than the ${MAX_JSON_FILE_BYTES}-byte limit for a JSON file`, { file: p });
+  try {
+    return fs.readFileSync(p, 'utf8');
+  } catch (e) {
+    throw new ShrinkError(`${p}: cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, { file: p, cause: e });
+  }
+}
+
+/**
+ * Structural numbers of the configs Shrink builds: when present (and not null) each must be a positive integer
+ * below 2^31, so a model is never built from a string, a fraction or an absurd size (checked fields are those
+ * that size tensors; products are checked against SHRINK_MAX_TENSOR_BYTES).
+ */
+const SIZE_FIELDS = [
+  'vocab_size', 'hidden_size', 'num_hidden_layers', 'num_attention_heads', 'num_key_value_heads', 'intermediate_size', 'max_position_embeddings',
+  'type_vocab_size', 'head_dim', 'n_embd', 'n_layer', 'n_head', 'n_positions', 'n_ctx', 'n_inner', 'num_labels',
+];
+
+function checkSizes(p: string, raw: Record<string, unknown>): void {
+  for (const k of SIZE_FIELDS) {
+    const v = raw[k];
+    if (v === undefined || v === null) continue;
+    const zeroOk = k === 'type_vocab_size' || k === 'num_hidden_layers' || k === 'n_layer';
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < (zeroOk ? 0 : 1) || v >= 2 ** 31)
+      throw new ShrinkError(`${p}: "${k}" must be an integer ${zeroOk ? '>= 0' : '>= 1'} and < 2^31, got ${show(v)}`, { file: p });
+  }
+  const n = (k: string) => (typeof raw[k] === 'number' ? (raw[k] as number) : 0);
+  const hidden = Math.max(n('hidden_size'), n('n_embd'));
+  const limit = maxTensorBytes();
+  const claims: [string, number][] = [
+    ['vocab_size × hidden size', n('vocab_size') * hidden],
+    ['max_position_embeddings × hidden size', Math.max(n('max_position_embeddings'), n('n_positions'), n('n_ctx')) * hidden],
+    ['intermediate size × hidden size', Math.max(n('intermediate_size'), n('n_inner'), 4 * hidden) * hidden],
+  ];
+  for (const [what, numel] of claims)
+    if (numel * 4 > limit) throw new ShrinkError(`${p}: ${what} = ${numel} weights (${numel * 4} bytes as float32) is over the ${limit}-byte limit per tensor (SHRINK_MAX_TENSOR_BYTES)`, { file: p });
+  // the float skeleton a config builds must be justified by the weights on disk: at most 64× their bytes (room for
+  // 2-bit codes of a pruned model) plus 64 MiB; a folder without weights is bounded by 8 × the tensor limit
+  const layers = Math.max(n('num_hidden_layers'), n('n_layer'));
+  const inter = Math.max(n('intermediate_size'), n('n_inner'), 4 * hidden);
+  const positions = Math.max(n('max_position_embeddings'), n('n_positions'), n('n_ctx'));
+  const elements = layers * (4 * hidden * hidden + 2 * hidden * inter) + (n('vocab_size') + positions) * hidden;
+  const onDisk = weightBytesOnDisk(path.dirname(p));
+  const bound = onDisk > 0 ? 64 * onDisk + 64 * 2 ** 20 : 8 * limit;
+  if (elements * 4 > bound)
+    throw new ShrinkError(
+      `${p}: the model it describes (${layers} layers, hidden size ${hidden}, about ${elements} weights) needs ${elements * 4} bytes, ` +
+        (onDisk > 0 ? `far more than the ${onDisk} bytes of weights in the folder justify` : `over 8 × SHRINK_MAX_TENSOR_BYTES`),
+      { file: p },
+    );
+}
+
+/** Total bytes of the folder's safetensors files (0 when none); only names and sizes are read. */
+function weightBytesOnDisk(dir: string): number {
+  try {
+    return fs.readdirSync(dir).filter((f) => f.endsWith('.safetensors')).reduce((a, f) => a + fs.statSync(path.join(dir, f)).size, 0);
+  } catch {
+    return 0;
+  }
+}
+
+/** `model_type` and `architectures` name registry entries: plain names, never Object.prototype's (constructor, __proto__, …). */
+function checkNames(p: string, raw: Record<string, unknown>): void {
+  const ok = (v: unknown) => typeof v === 'string' && /^[A-Za-z][\w.-]*$/.test(v) && !(v in Object.prototype);
+  if (raw.model_type !== undefined && !ok(raw.model_type)) throw new ShrinkError(`${p}: "model_type" must be a model type name, got ${show(raw.model_type)}`, { file: p });
+  const a = raw.architectures;
+  if (a !== undefined && a !== null && !(Array.isArray(a) && a.every(ok))) throw new ShrinkError(`${p}: "architectures" must be a list of class names, got ${show(a)}`, { file: p });
 }
 
 /** The parsed config.json of a model folder (an object; one clear error naming the file otherwise). */
 export function readConfig(dir: string): Record<string, unknown> {
   checkDir(dir);
   const p = path.join(dir, CONFIG_NAME);
-  if (!fs.existsSync(p)) throw new Error(`${p}: missing (a Hugging Face model folder needs config.json)`);
+  if (!fs.existsSync(p)) throw new ShrinkError(`${p}: missing (a Hugging Face model folder needs config.json)`, { file: p });
+  const text = readJsonText(p);
   let raw: unknown;
   try {
-    raw = JSON.parse(fs.readFileSync(p, 'utf8'));
+    raw = JSON.parse(text);
   } catch (e) {
-    throw new Error(`${p}: invalid JSON (${(e as Error).message})`);
+    throw new ShrinkError(`${p}: invalid JSON (${(e as Error).message})`, { file: p, cause: e });
   }
-  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new Error(`${p}: expected a JSON object, got ${Array.isArray(raw) ? 'an array' : JSON.stringify(raw)}`);
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new ShrinkError(`${p}: expected a JSON object, got ${Array.isArray(raw) ? 'an array' : show(raw)}`, { file: p });
+  checkSizes(p, raw as Record<string, unknown>);
+  checkNames(p, raw as Record<string, unknown>);
   return raw as Record<string, unknown>;
 }
 
@@ -50,6 +132,14 @@ export interface WeightIndex {
 
 /** Read and validate a folder's weight layout (see `findWeights`). */
 export function weightIndex(dir: string): WeightIndex {
+  try {
+    return weightIndexUnchecked(dir);
+  } catch (e) {
+    throw asShrinkError(e, dir, dir, 'reading the weight layout');
+  }
+}
+
+function weightIndexUnchecked(dir: string): WeightIndex {
   checkDir(dir);
   const single = path.join(dir, WEIGHTS_NAME);
   if (fs.existsSync(single)) return { files: [single], weightMap: null, indexPath: null };
@@ -58,12 +148,12 @@ export function weightIndex(dir: string): WeightIndex {
   const files = fs.readdirSync(dir).sort();
   // Only a checkpoint from_pretrained can read gets the conversion command (a tokenizer's tok512.bin is not one).
   const pickled = PICKLED_NAMES.filter((f) => files.includes(f));
-  if (pickled.length) throw new Error(`${dir}: found ${pickled.join(', ')} but no ${WEIGHTS_NAME}. ${conversionHint(dir)}`);
+  if (pickled.length) throw new ShrinkError(`${dir}: found ${pickled.join(', ')} but no ${WEIGHTS_NAME}. ${conversionHint(dir)}`);
   const other = files.filter((f) => f.endsWith('.safetensors'));
   if (other.length)
-    throw new Error(`${dir}: no ${WEIGHTS_NAME} or ${WEIGHTS_INDEX_NAME}, only ${other.join(', ')} (a sharded checkpoint needs its index file)`);
+    throw new ShrinkError(`${dir}: no ${WEIGHTS_NAME} or ${WEIGHTS_INDEX_NAME}, only ${other.join(', ')} (a sharded checkpoint needs its index file)`);
   const shown = files.length > 10 ? `${files.slice(0, 10).join(', ')}, … and ${files.length - 10} more` : files.join(', ');
-  throw new Error(
+  throw new ShrinkError(
     `${dir}: no ${WEIGHTS_NAME} (or ${WEIGHTS_INDEX_NAME}) found: looked for ${[WEIGHTS_NAME, WEIGHTS_INDEX_NAME, ...PICKLED_NAMES].join(', ')} ` +
       `in ${dir}, which ${files.length ? `holds ${shown}` : 'is empty'}`,
   );
@@ -79,27 +169,28 @@ export function findWeights(dir: string): string[] {
 }
 
 function readIndex(dir: string, index: string): WeightIndex {
+  const text = readJsonText(index);
   let raw: unknown;
   try {
-    raw = JSON.parse(fs.readFileSync(index, 'utf8'));
+    raw = JSON.parse(text);
   } catch (e) {
-    throw new Error(`${index}: invalid JSON (${(e as Error).message})`);
+    throw new ShrinkError(`${index}: invalid JSON (${(e as Error).message})`, { file: index, cause: e });
   }
   const map = (raw as { weight_map?: unknown } | null)?.weight_map;
-  if (typeof map !== 'object' || map === null || Array.isArray(map)) throw new Error(`${index}: missing "weight_map" object {tensor name: shard file}`);
+  if (typeof map !== 'object' || map === null || Array.isArray(map)) throw new ShrinkError(`${index}: missing "weight_map" object {tensor name: shard file}`);
   const weightMap = new Map<string, string>();
   const perShard = new Map<string, string[]>();
   for (const [k, f] of Object.entries(map as Record<string, unknown>)) {
     if (typeof f !== 'string' || f === '' || f !== path.basename(f) || f === '.' || f === '..')
-      throw new Error(`${index}: weight_map['${k}'] must be a file name in the model folder, got ${JSON.stringify(f)}`);
+      throw new ShrinkError(`${index}: weight_map['${k}'] must be a file name in the model folder, got ${show(f)}`);
     const p = path.join(dir, f);
     weightMap.set(k, p);
     if (!perShard.has(p)) perShard.set(p, []);
     perShard.get(p)!.push(k);
   }
-  if (weightMap.size === 0) throw new Error(`${index}: "weight_map" is empty`);
+  if (weightMap.size === 0) throw new ShrinkError(`${index}: "weight_map" is empty`);
   for (const [p, keys] of perShard)
-    if (!fs.existsSync(p)) throw new Error(`${index}: shard ${path.basename(p)} (${keys.length} tensors, e.g. '${keys[0]}') is missing from ${dir}`);
+    if (!fs.existsSync(p)) throw new ShrinkError(`${index}: shard ${path.basename(p)} (${keys.length} tensors, e.g. '${keys[0]}') is missing from ${dir}`);
   return { files: [...perShard.keys()].sort(), weightMap, indexPath: index };
 }
 
@@ -129,6 +220,14 @@ function conversionHint(dir: string): string {
  * checkpoint every key of the index's weight_map must be in the shard it names, and no key may be in two shards.
  */
 export function loadWeights(dir: string, opts: { dtype?: DType } = {}): Map<string, Tensor> {
+  try {
+    return loadWeightsUnchecked(dir, opts);
+  } catch (e) {
+    throw asShrinkError(e, dir, dir, 'loading the weights');
+  }
+}
+
+function loadWeightsUnchecked(dir: string, opts: { dtype?: DType }): Map<string, Tensor> {
   const { files, weightMap, indexPath } = weightIndex(dir);
   const out = new Map<string, Tensor>();
   const from = new Map<string, string>();
@@ -136,7 +235,7 @@ export function loadWeights(dir: string, opts: { dtype?: DType } = {}): Map<stri
     const f = SafetensorsFile.open(file);
     try {
       for (const k of f.keys()) {
-        if (out.has(k)) throw new Error(`${dir}: tensor '${k}' appears in both ${path.basename(from.get(k)!)} and ${path.basename(file)}`);
+        if (out.has(k)) throw new ShrinkError(`${dir}: tensor '${k}' appears in both ${path.basename(from.get(k)!)} and ${path.basename(file)}`);
         out.set(k, f.get(k, opts));
         from.set(k, file);
       }
@@ -146,7 +245,7 @@ export function loadWeights(dir: string, opts: { dtype?: DType } = {}): Map<stri
   }
   if (weightMap)
     for (const [k, shard] of weightMap)
-      if (from.get(k) !== shard) throw new Error(`${indexPath}: weight_map puts '${k}' in ${path.basename(shard)} but that file has no such tensor`);
+      if (from.get(k) !== shard) throw new ShrinkError(`${indexPath}: weight_map puts '${k}' in ${path.basename(shard)} but that file has no such tensor`);
   return out;
 }
 
@@ -166,7 +265,7 @@ export interface WritePretrainedOptions {
  */
 export function writePretrained(dir: string, opts: WritePretrainedOptions): void {
   const { config } = opts;
-  if (typeof config !== 'object' || config === null || Array.isArray(config)) throw new Error(`writePretrained ${dir}: config must be an object`);
+  if (typeof config !== 'object' || config === null || Array.isArray(config)) throw new ShrinkError(`writePretrained ${dir}: config must be an object`);
   fs.mkdirSync(dir, { recursive: true });
   saveSafetensors(path.join(dir, WEIGHTS_NAME), opts.tensors, { format: 'pt', ...(opts.metadata ?? {}) }, { int64Names: opts.int64Names });
   atomicWriteJson(path.join(dir, CONFIG_NAME), config);

@@ -15,6 +15,7 @@ import os from 'node:os';
 import { Tensor } from '../tensor/tensor.ts';
 import { DTYPES, type DType, type TypedArray } from '../tensor/dtype.ts';
 import { atomicWrite, writeAll } from './atomic.ts';
+import { ShrinkError, asShrinkError, maxTensorBytes } from './errors.ts';
 
 /** safetensors dtype → [bytes per element, Shrink dtype it loads as]. */
 const ST_DTYPES = new Map<string, readonly [number, DType]>([
@@ -54,7 +55,7 @@ export interface SafetensorsContents {
 }
 
 function fail(file: string, msg: string): never {
-  throw new Error(`safetensors ${file}: ${msg}`);
+  throw new ShrinkError(`safetensors ${file}: ${msg}`, { file });
 }
 
 function checkLittleEndian(file: string): void {
@@ -108,6 +109,7 @@ export function parseHeader(file: string, headerText: string, dataStart: number,
   const dups = duplicateTopLevelKeys(headerText);
   if (dups.length) fail(file, `duplicate tensor names in header: ${dups.map((d) => `'${d}'`).join(', ')}`);
   const dataSize = fileSize - dataStart;
+  const limit = maxTensorBytes();
   const infos = new Map<string, TensorInfo>();
   let metadata: Record<string, string> = {};
   for (const [name, v] of Object.entries(raw)) {
@@ -131,6 +133,9 @@ export function parseHeader(file: string, headerText: string, dataStart: number,
       fail(file, `tensor '${name}': data_offsets must be [begin, end] with 0 <= begin <= end, got ${JSON.stringify(off)}`);
     const [b, e] = off as [number, number];
     const bytes = (shape as number[]).reduce((a, s) => a * s, 1) * dt[0];
+    // claims are checked against the file and the limit before anything is allocated
+    if (bytes > limit || e - b > limit)
+      fail(file, `tensor '${name}': shape ${JSON.stringify(shape)} × ${v.dtype} needs ${bytes} bytes, over the ${limit}-byte limit per tensor (SHRINK_MAX_TENSOR_BYTES)`);
     if (bytes !== e - b)
       fail(file, `tensor '${name}': shape ${JSON.stringify(shape)} × ${v.dtype} needs ${bytes} bytes but data_offsets [${b}, ${e}] span ${e - b}`);
     if (e > dataSize) fail(file, `tensor '${name}': data_offsets [${b}, ${e}] run past the end of the data (${dataSize} bytes after the header)`);
@@ -208,7 +213,7 @@ export class SafetensorsFile {
       fd = fs.openSync(path, 'r');
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
-      throw new Error(`safetensors ${path}: cannot open (${code === 'ENOENT' ? 'no such file' : code ?? (e as Error).message})`);
+      throw new ShrinkError(`safetensors ${path}: cannot open (${code === 'ENOENT' ? 'no such file' : code ?? (e as Error).message})`, { file: path, cause: e });
     }
     try {
       const st = fs.fstatSync(fd);
@@ -223,7 +228,7 @@ export class SafetensorsFile {
       return new SafetensorsFile(path, fd, infos, metadata, size);
     } catch (e) {
       fs.closeSync(fd);
-      throw e;
+      throw asShrinkError(e, path, `safetensors ${path}`, 'reading the header');
     }
   }
 
@@ -237,16 +242,20 @@ export class SafetensorsFile {
   /** dtype (as stored), the dtype it loads as, shape and byte range of one tensor, without reading its data. */
   info(name: string): TensorInfo {
     const i = this.infos.get(name);
-    if (!i) throw new Error(`safetensors ${this.path}: no tensor named '${name}' (${this.infos.size} tensors in the file)`);
+    if (!i) throw new ShrinkError(`safetensors ${this.path}: no tensor named '${name}' (${this.infos.size} tensors in the file)`, { file: this.path });
     return { ...i, shape: [...i.shape] };
   }
   /** Read one tensor's bytes from disk (optionally converting to a dtype). */
   get(name: string, opts: { dtype?: DType } = {}): Tensor {
     const i = this.info(name);
-    if (this.fd === null) throw new Error(`safetensors ${this.path}: file is closed (reading '${name}')`);
-    const buf = new ArrayBuffer(i.byteLength); // fresh, so aligned for every element size
-    readFully(this.fd, new Uint8Array(buf), i.begin, this.path, `tensor '${name}'`);
-    return toTensor(this.path, name, i, viewStored(i, buf, 0), opts.dtype);
+    if (this.fd === null) throw new ShrinkError(`safetensors ${this.path}: file is closed (reading '${name}')`, { file: this.path });
+    try {
+      const buf = new ArrayBuffer(i.byteLength); // fresh, so aligned for every element size (size checked in parseHeader)
+      readFully(this.fd, new Uint8Array(buf), i.begin, this.path, `tensor '${name}'`);
+      return toTensor(this.path, name, i, viewStored(i, buf, 0), opts.dtype);
+    } catch (e) {
+      throw asShrinkError(e, this.path, `safetensors ${this.path}`, `tensor '${name}'`);
+    }
   }
   close(): void {
     if (this.fd !== null) fs.closeSync(this.fd);
@@ -282,15 +291,21 @@ export function loadSafetensors(path: string, opts: { dtype?: DType } = {}): Saf
 /** Parse an in-memory safetensors file. `name` is used in error messages. Tensors are copies (not views of `buf`). */
 export function readSafetensorsBuffer(buf: Uint8Array, name = '<buffer>'): SafetensorsContents {
   checkLittleEndian(name);
-  const n = headerLength(name, buf.subarray(0, 8), buf.length);
-  const { infos, metadata } = parseHeader(name, Buffer.from(buf.buffer, buf.byteOffset + 8, n).toString('utf8'), 8 + n, buf.length);
-  const tensors = new Map<string, Tensor>();
-  for (const [k, i] of infos) {
-    const copy = new ArrayBuffer(i.byteLength);
-    new Uint8Array(copy).set(buf.subarray(i.begin, i.end));
-    tensors.set(k, toTensor(name, k, i, viewStored(i, copy, 0)));
+  let what = 'header';
+  try {
+    const n = headerLength(name, buf.subarray(0, 8), buf.length);
+    const { infos, metadata } = parseHeader(name, Buffer.from(buf.buffer, buf.byteOffset + 8, n).toString('utf8'), 8 + n, buf.length);
+    const tensors = new Map<string, Tensor>();
+    for (const [k, i] of infos) {
+      what = `tensor '${k}'`;
+      const copy = new ArrayBuffer(i.byteLength);
+      new Uint8Array(copy).set(buf.subarray(i.begin, i.end));
+      tensors.set(k, toTensor(name, k, i, viewStored(i, copy, 0)));
+    }
+    return { tensors, metadata };
+  } catch (e) {
+    throw asShrinkError(e, name, `safetensors ${name}`, what);
   }
-  return { tensors, metadata };
 }
 
 export interface SaveOptions {
@@ -312,21 +327,21 @@ export function saveSafetensors(
 ): void {
   checkLittleEndian(path);
   const where = `saveSafetensors ${path}`;
-  if (!isObject(metadata)) throw new Error(`${where}: metadata must be an object of strings`);
-  for (const [k, v] of Object.entries(metadata)) if (typeof v !== 'string') throw new Error(`${where}: metadata '${k}' must be a string, got ${typeof v}`);
+  if (!isObject(metadata)) throw new ShrinkError(`${where}: metadata must be an object of strings`);
+  for (const [k, v] of Object.entries(metadata)) if (typeof v !== 'string') throw new ShrinkError(`${where}: metadata '${k}' must be a string, got ${typeof v}`);
   const entries = (tensors instanceof Map ? [...tensors.entries()] : Object.entries(tensors)).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-  for (const name of opts.int64Names ?? []) if (!entries.some(([n]) => n === name)) throw new Error(`${where}: int64Names names '${name}', which is not among the tensors`);
+  for (const name of opts.int64Names ?? []) if (!entries.some(([n]) => n === name)) throw new ShrinkError(`${where}: int64Names names '${name}', which is not among the tensors`);
   // Null-prototype object so a tensor named "__proto__" is an ordinary key.
   const header: Record<string, unknown> = Object.create(null);
   let offset = 0;
   const plan: { t: Tensor; i64: boolean }[] = [];
   for (const [name, t] of entries) {
-    if (name === '__metadata__') throw new Error(`${where}: '__metadata__' is reserved and cannot be a tensor name`);
-    if (!(t instanceof Tensor)) throw new Error(`${where}: '${name}' is not a Tensor`);
+    if (name === '__metadata__') throw new ShrinkError(`${where}: '__metadata__' is reserved and cannot be a tensor name`);
+    if (!(t instanceof Tensor)) throw new ShrinkError(`${where}: '${name}' is not a Tensor`);
     const i64 = opts.int64Names?.has(name) ?? false;
-    if (i64 && t.dtype !== 'int32') throw new Error(`${where}: '${name}' must be int32 to be written as I64, got ${t.dtype}`);
+    if (i64 && t.dtype !== 'int32') throw new ShrinkError(`${where}: '${name}' must be int32 to be written as I64, got ${t.dtype}`);
     const st = TO_ST[t.dtype];
-    if (!st) throw new Error(`${where}: '${name}' has unsupported dtype ${t.dtype}`);
+    if (!st) throw new ShrinkError(`${where}: '${name}' has unsupported dtype ${t.dtype}`);
     const bytes = t.numel * (i64 ? 8 : t.data.BYTES_PER_ELEMENT);
     header[name] = { dtype: i64 ? 'I64' : st, shape: [...t.shape], data_offsets: [offset, offset + bytes] };
     offset += bytes;

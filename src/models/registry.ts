@@ -5,7 +5,9 @@
  */
 import type { Module } from '../nn/module.ts';
 import type { Tensor } from '../tensor/tensor.ts';
+import path from 'node:path';
 import { withoutInit } from '../nn/init.ts';
+import { ShrinkError, asShrinkError } from '../io/errors.ts';
 import { loadWeights, readConfig, writePretrained } from '../io/hf.ts';
 import { BertForMaskedLM, BertForSequenceClassification, BertModel, bertConfig } from './bert/modeling.ts';
 import { GPT2LMHeadModel, GPT2Model, gpt2Config } from './gpt2/modeling.ts';
@@ -88,7 +90,13 @@ export function fromPretrained<M extends Module = Module>(dir: string, opts: Fro
   const raw = { ...readConfig(dir), ...(opts.configOverrides ?? {}) };
   // every weight is loaded in strict mode, so skip random init (faster, and no resident memory for a skeleton)
   const strict = opts.strict ?? true;
-  const model = strict ? withoutInit(() => modelFromConfig(raw, opts.className)) : modelFromConfig(raw, opts.className);
+  let model: Module;
+  try {
+    model = strict ? withoutInit(() => modelFromConfig(raw, opts.className)) : modelFromConfig(raw, opts.className);
+  } catch (e) {
+    // a config that builds no model (a bad size, dropout or activation) names the file it came from
+    throw asShrinkError(e, path.join(dir, 'config.json'), path.join(dir, 'config.json'), 'cannot build the model');
+  }
   const weights = loadWeights(dir);
   for (const key of SECTIONS) {
     if (raw[key] === undefined || raw[key] === null) continue;
@@ -99,7 +107,7 @@ export function fromPretrained<M extends Module = Module>(dir: string, opts: Fro
   try {
     model.loadStateDict(weights, { strict });
   } catch (e) {
-    throw new Error(`${dir}: the weights do not fit config.json: ${e instanceof Error ? e.message : String(e)}`);
+    throw new ShrinkError(`${dir}: the weights do not fit config.json: ${e instanceof Error ? e.message : String(e)}`, { file: dir, cause: e });
   }
   model.eval();
   return model as M;

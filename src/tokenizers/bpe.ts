@@ -43,10 +43,14 @@ export class ByteLevelBPETokenizer implements Tokenizer {
    * @param merges merge rules in rank order, each a pair of token strings
    */
   constructor(vocab: Map<string, number> | Record<string, number>, merges: readonly (readonly [string, string])[], opts: { specialTokens?: string[] } = {}) {
+    if (vocab === null || typeof vocab !== 'object' || Array.isArray(vocab)) throw new Error('ByteLevelBPETokenizer: the vocabulary must be an object of token → id');
     this.vocab = vocab instanceof Map ? new Map(vocab) : new Map(Object.entries(vocab));
     let maxId = -1;
+    // ids index the vocabulary: one past the last id cannot exceed the number of entries (no huge claimed sizes)
+    const count = this.vocab.size;
     for (const [t, i] of this.vocab) {
-      if (!Number.isInteger(i) || i < 0) throw new Error(`ByteLevelBPETokenizer: token ${JSON.stringify(t)} has an invalid id ${i}`);
+      if (!Number.isInteger(i) || i < 0 || i >= count)
+        throw new Error(`ByteLevelBPETokenizer: token ${JSON.stringify(t).slice(0, 80)} has an invalid id ${JSON.stringify(i)?.slice(0, 40)} (expected an integer in [0, ${count}))`);
       this.inv[i] = t;
       if (i > maxId) maxId = i;
     }
@@ -59,6 +63,7 @@ export class ByteLevelBPETokenizer implements Tokenizer {
       this.charToByte.set(table[b]!, b);
     }
     merges.forEach(([a, b], rank) => {
+      if (typeof a !== 'string' || typeof b !== 'string') throw new Error(`ByteLevelBPETokenizer: merge ${rank} is not a pair of strings`);
       const ia = this.vocab.get(a);
       const ib = this.vocab.get(b);
       const im = this.vocab.get(a + b);
@@ -87,7 +92,12 @@ export class ByteLevelBPETokenizer implements Tokenizer {
       if ((e as Error).message.startsWith(encoderJsonPath)) throw e;
       throw new Error(`${encoderJsonPath}: invalid JSON (${(e as Error).message})`);
     }
-    return new ByteLevelBPETokenizer(vocab, parseMerges(read(mergesPath), mergesPath));
+    const merges = parseMerges(read(mergesPath), mergesPath);
+    try {
+      return new ByteLevelBPETokenizer(vocab, merges);
+    } catch (e) {
+      throw new Error(`${encoderJsonPath}: ${(e as Error).message}`);
+    }
   }
 
   /** A Hugging Face tokenizer.json with a BPE model (e.g. gpt2's); `p` is the file or its folder. */
@@ -99,16 +109,25 @@ export class ByteLevelBPETokenizer implements Tokenizer {
     } catch (e) {
       throw new Error(`${file}: cannot read tokenizer.json (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
     }
-    const m = json.model;
-    if (!m || (m.type !== undefined && m.type !== 'BPE') || !m.vocab || !Array.isArray(m.merges))
-      throw new Error(`${file}: not a BPE tokenizer.json (model.type ${JSON.stringify(m?.type)}; need model.vocab and model.merges)`);
+    const m = json !== null && typeof json === 'object' ? json.model : undefined;
+    if (!m || typeof m !== 'object' || (m.type !== undefined && m.type !== 'BPE') || !m.vocab || typeof m.vocab !== 'object' || Array.isArray(m.vocab) || !Array.isArray(m.merges))
+      throw new Error(`${file}: not a BPE tokenizer.json (model.type ${JSON.stringify(m?.type)?.slice(0, 40)}; need model.vocab and model.merges)`);
     const merges = m.merges.map((r, i) => {
-      if (Array.isArray(r) && r.length === 2) return [r[0], r[1]] as const;
-      if (typeof r === 'string') return splitRule(r, `${file}: merge ${i}`);
-      throw new Error(`${file}: merge ${i} is neither "a b" nor ["a", "b"]`);
+      if (Array.isArray(r) && r.length === 2 && typeof r[0] === 'string' && typeof r[1] === 'string') return [r[0], r[1]] as const;
+      if (typeof r === 'string') return splitRule(r, `${file}: model.merges[${i}]`);
+      throw new Error(`${file}: model.merges[${i}] is neither "a b" nor ["a", "b"]`);
     });
-    const specials = (json.added_tokens ?? []).filter((t) => t.special).map((t) => t.content);
-    return new ByteLevelBPETokenizer(m.vocab, merges, specials.length ? { specialTokens: specials } : {});
+    const added = json.added_tokens ?? [];
+    if (!Array.isArray(added)) throw new Error(`${file}: added_tokens must be an array`);
+    const specials = added.map((t, i) => {
+      if (t === null || typeof t !== 'object' || typeof t.content !== 'string') throw new Error(`${file}: added_tokens[${i}].content must be a string`);
+      return t.special ? t.content : undefined;
+    }).filter((t): t is string => t !== undefined);
+    try {
+      return new ByteLevelBPETokenizer(m.vocab, merges, specials.length ? { specialTokens: specials } : {});
+    } catch (e) {
+      throw new Error(`${file}: ${(e as Error).message}`);
+    }
   }
 
   tokenToId(t: string): number | undefined {
@@ -170,7 +189,7 @@ export class ByteLevelBPETokenizer implements Tokenizer {
 
 function splitRule(line: string, where: string): readonly [string, string] {
   const sp = line.indexOf(' ');
-  if (sp <= 0 || sp === line.length - 1 || line.indexOf(' ', sp + 1) !== -1) throw new Error(`${where}: bad merge rule ${JSON.stringify(line)}`);
+  if (sp <= 0 || sp === line.length - 1 || line.indexOf(' ', sp + 1) !== -1) throw new Error(`${where}: bad merge rule ${JSON.stringify(line.slice(0, 120))}`);
   return [line.slice(0, sp), line.slice(sp + 1)] as const;
 }
 

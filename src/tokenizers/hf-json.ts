@@ -63,7 +63,20 @@ export class HFJsonTokenizer implements Tokenizer {
         throw new Error(`${p}: invalid JSON (${(e as Error).message})`);
       }
     };
-    return new HFJsonTokenizer(read('tokenizer.json', true), read('tokenizer_config.json', false));
+    const file = path.join(dir, 'tokenizer.json');
+    const json = read('tokenizer.json', true);
+    const cfg = read('tokenizer_config.json', false);
+    checkTokenizerJson(json, file);
+    if (cfg === null || typeof cfg !== 'object' || Array.isArray(cfg)) throw new Error(`${path.join(dir, 'tokenizer_config.json')}: not a JSON object`);
+    try {
+      const tok = new HFJsonTokenizer(json, cfg);
+      // @huggingface/tokenizers builds normalizers, pre-tokenizers and decoders lazily from whatever the file says:
+      // run them once so that a file that cannot encode fails here, with its name, rather than in the first encode.
+      tok.decode(tok.encode('Hello, world! 1 é 中', { addSpecialTokens: true }), { skipSpecialTokens: false });
+      return tok;
+    } catch (e) {
+      throw new Error(`${file}: not a usable tokenizer.json (${(e as Error)?.message ?? String(e)})`);
+    }
   }
 
   encode(text: string, opts: { addSpecialTokens?: boolean } = {}): number[] {
@@ -74,6 +87,9 @@ export class HFJsonTokenizer implements Tokenizer {
     return { ids: e.ids, tokenTypeIds: e.token_type_ids ?? e.ids.map(() => 0) };
   }
   decode(ids: readonly number[], opts: { skipSpecialTokens?: boolean } = {}): string {
+    for (const id of ids)
+      if (!Number.isInteger(id) || id < 0 || id >= this.vocabSize) throw new Error(`decode: token id ${id} is out of range for a vocabulary of ${this.vocabSize}`);
+    if (ids.length === 0) return ''; // @huggingface/tokenizers throws on an empty list
     return this.tok.decode([...ids], { skip_special_tokens: opts.skipSpecialTokens ?? true });
   }
   tokenToId(t: string): number | undefined {
@@ -82,4 +98,42 @@ export class HFJsonTokenizer implements Tokenizer {
   idToToken(id: number): string | undefined {
     return this.inv[id];
   }
+}
+
+/**
+ * The parts of a tokenizer.json this class reads itself, checked before @huggingface/tokenizers sees them: a JSON
+ * object; model.vocab a token → id object (or a Unigram [piece, score] list); added_tokens a list of { id, content }.
+ * Ids must be integers below the number of entries the file defines (vocab + added tokens), so a file cannot claim a
+ * vocabulary larger than itself.
+ */
+function checkTokenizerJson(json: unknown, file: string): asserts json is Json {
+  if (json === null || typeof json !== 'object' || Array.isArray(json)) throw new Error(`${file}: not a JSON object`);
+  const j = json as { model?: unknown; added_tokens?: unknown };
+  if (j.model === null || typeof j.model !== 'object' || Array.isArray(j.model)) throw new Error(`${file}: model must be an object`);
+  const vocab = (j.model as { vocab?: unknown }).vocab;
+  const added = j.added_tokens ?? [];
+  if (!Array.isArray(added)) throw new Error(`${file}: added_tokens must be an array`);
+  let entries = added.length;
+  if (Array.isArray(vocab)) {
+    entries += vocab.length;
+    vocab.forEach((e: unknown, i) => {
+      if (!Array.isArray(e) || typeof e[0] !== 'string' || typeof e[1] !== 'number' || !Number.isFinite(e[1]))
+        throw new Error(`${file}: model.vocab[${i}] must be a [piece, score] pair`);
+    });
+  } else if (vocab !== null && typeof vocab === 'object') {
+    const v = vocab as Record<string, unknown>;
+    const keys = Object.keys(v);
+    entries += keys.length;
+    for (const t of keys) {
+      const id = v[t];
+      if (typeof id !== 'number' || !Number.isInteger(id) || id < 0 || id >= entries)
+        throw new Error(`${file}: model.vocab[${JSON.stringify(t).slice(0, 80)}] must be an integer id in [0, ${entries}), got ${String(JSON.stringify(id)).slice(0, 40)}`);
+    }
+  } else throw new Error(`${file}: model.vocab must be an object of token → id or a list of [piece, score]`);
+  added.forEach((a: unknown, i) => {
+    const { id, content } = (a ?? {}) as { id?: unknown; content?: unknown };
+    if (a === null || typeof a !== 'object' || typeof content !== 'string') throw new Error(`${file}: added_tokens[${i}].content must be a string`);
+    if (typeof id !== 'number' || !Number.isInteger(id) || id < 0 || id >= entries)
+      throw new Error(`${file}: added_tokens[${i}].id must be an integer in [0, ${entries}), got ${String(JSON.stringify(id)).slice(0, 40)}`);
+  });
 }

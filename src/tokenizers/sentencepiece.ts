@@ -38,12 +38,17 @@ export class SentencePieceBPETokenizer implements Tokenizer {
       const m = BYTE_PIECE.exec(p);
       if (m) this.byteOf[i] = parseInt(m[1]!, 16);
     });
-    if (pieces.length < 259 || this.byteOf[3] !== 0 || this.byteOf[258] !== 255)
-      throw new Error('SentencePieceBPETokenizer: expected <unk>, <s>, </s> then the 256 byte pieces <0x00>..<0xFF> at ids 3..258');
+    let bytesOk = pieces.length >= 259;
+    for (let b = 0; bytesOk && b < 256; b++) bytesOk = this.byteOf[3 + b] === b;
+    if (!bytesOk) throw new Error('SentencePieceBPETokenizer: expected <unk>, <s>, </s> then the 256 byte pieces <0x00>..<0xFF> at ids 3..258');
+    for (let i = 0; i < scores.length; i++)
+      if (!Number.isFinite(scores[i]!)) throw new Error(`SentencePieceBPETokenizer: token ${i} has a non-finite score ${scores[i]}`);
   }
 
   /** Read llama2.c's tokenizer.bin (e.g. stories260K's tok512.bin); vocabSize defaults to every entry in the file. */
   static fromLlama2cBin(path: string, vocabSize?: number): SentencePieceBPETokenizer {
+    if (vocabSize !== undefined && (!Number.isInteger(vocabSize) || vocabSize < 0))
+      throw new Error(`${path}: vocabSize must be a non-negative integer, got ${vocabSize}`);
     let buf: Buffer;
     try {
       buf = fs.readFileSync(path);
@@ -64,29 +69,43 @@ export class SentencePieceBPETokenizer implements Tokenizer {
       off += 8 + len;
     }
     if (vocabSize !== undefined && pieces.length < vocabSize) throw new Error(`${path}: expected ${vocabSize} tokens, found ${pieces.length}`);
-    return new SentencePieceBPETokenizer(pieces, Float32Array.from(scores));
+    try {
+      return new SentencePieceBPETokenizer(pieces, Float32Array.from(scores));
+    } catch (e) {
+      throw new Error(`${path}: ${(e as Error).message}`);
+    }
   }
 
   /** Read the JSON dump of a llama2.c tokenizer: `{ tokens: [{ id, piece, bytes_hex?, score }, …] }`. */
   static fromVocabJson(path: string): SentencePieceBPETokenizer {
-    let json: { tokens?: { id: number; piece: string; bytes_hex?: string; score: number }[] };
+    let json: unknown;
     try {
       json = JSON.parse(fs.readFileSync(path, 'utf8'));
     } catch (e) {
       throw new Error(`${path}: cannot read tokenizer JSON (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
     }
-    const toks = json.tokens;
+    const toks = json !== null && typeof json === 'object' ? (json as { tokens?: unknown }).tokens : undefined;
     if (!Array.isArray(toks)) throw new Error(`${path}: no "tokens" array`);
     const pieces = new Array<string>(toks.length);
     const scores = new Float32Array(toks.length);
     const dec = new TextDecoder('utf-8', { ignoreBOM: true });
-    for (const t of toks) {
-      if (!Number.isInteger(t.id) || t.id < 0 || t.id >= toks.length || pieces[t.id] !== undefined)
-        throw new Error(`${path}: token ids must be 0..${toks.length - 1}, each once (bad id ${t.id})`);
-      pieces[t.id] = t.bytes_hex !== undefined ? dec.decode(Buffer.from(t.bytes_hex, 'hex')) : t.piece;
-      scores[t.id] = t.score;
+    toks.forEach((t: unknown, k) => {
+      if (t === null || typeof t !== 'object' || Array.isArray(t)) throw new Error(`${path}: tokens[${k}] is not an object`);
+      const { id, piece, bytes_hex: hex, score } = t as { id?: unknown; piece?: unknown; bytes_hex?: unknown; score?: unknown };
+      if (typeof id !== 'number' || !Number.isInteger(id) || id < 0 || id >= toks.length || pieces[id] !== undefined)
+        throw new Error(`${path}: tokens[${k}].id: token ids must be 0..${toks.length - 1}, each once (bad id ${JSON.stringify(id)})`);
+      if (hex !== undefined && (typeof hex !== 'string' || !/^(?:[0-9A-Fa-f]{2})*$/.test(hex)))
+        throw new Error(`${path}: tokens[${k}].bytes_hex must be a string of hex byte pairs`);
+      if (hex === undefined && typeof piece !== 'string') throw new Error(`${path}: tokens[${k}].piece must be a string`);
+      if (typeof score !== 'number' || !Number.isFinite(score)) throw new Error(`${path}: tokens[${k}].score must be a finite number`);
+      pieces[id] = typeof hex === 'string' ? dec.decode(Buffer.from(hex, 'hex')) : (piece as string);
+      scores[id] = score;
+    });
+    try {
+      return new SentencePieceBPETokenizer(pieces, scores);
+    } catch (e) {
+      throw new Error(`${path}: ${(e as Error).message}`);
     }
-    return new SentencePieceBPETokenizer(pieces, scores);
   }
 
   tokenToId(token: string): number | undefined {

@@ -95,7 +95,11 @@ export class WordPieceTokenizer implements Tokenizer {
     }
     const lines = text.split('\n');
     if (lines[lines.length - 1] === '') lines.pop();
-    return new WordPieceTokenizer(lines.map((l) => l.replace(/\r$/, '')), opts);
+    try {
+      return new WordPieceTokenizer(lines.map((l) => l.replace(/\r$/, '')), opts);
+    } catch (e) {
+      throw new Error(`${path}: ${(e as Error).message}`);
+    }
   }
 
   tokenToId(t: string): number | undefined {

@@ -2,9 +2,10 @@
  * Causal-LM pretraining of small GPT-2 or Llama models on a bundled corpus (Tiny Shakespeare, WikiText-2) or any
  * text file, with an existing tokenizer folder (default: stories260K's 512-piece SentencePiece BPE, which covers
  * English text without unknown tokens). The text is split into a training part and a held-out part; training
- * uses run_clm-style blocks (documents concatenated, cut into fixed-length blocks), and the held-out perplexity is
- * reported at the end. `shrink pretrain --arch gpt2|llama` calls this.
+ * uses run_clm-style blocks (documents concatenated, cut into fixed-length blocks); the held-out loss is logged every
+ * `evalEvery` steps and the held-out perplexity reported at the end. `shrink pretrain --arch gpt2|llama` calls this.
  */
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { GPT2LMHeadModel } from '../models/gpt2/modeling.ts';
@@ -21,7 +22,8 @@ import { Tensor } from '../tensor/tensor.ts';
 import { noGrad } from '../tensor/autograd.ts';
 import { manualSeed } from '../tensor/random.ts';
 import { atomicWriteFile } from '../io/atomic.ts';
-import { DATA_DIR, TrainingInterrupted, openPretrainDir, recentMeanLoss, writePretrainDir, type PretrainOptions, type PretrainRunInfo } from './bert-tasks.ts';
+import { DATA_DIR, TrainingInterrupted, openPretrainDir, recentMeanLoss, trainingSeconds, writePretrainDir, type PretrainOptions, type PretrainRunInfo } from './bert-tasks.ts';
+import { buildCorpus, formatCorpusSummary, heldOutDocuments, isCorpusName, type CorpusSummary } from './corpus.ts';
 
 export const DEFAULT_LM_TOKENIZER = path.join(DATA_DIR, 'models', 'stories260K');
 /** Files that make up a tokenizer folder (whichever exist are copied next to the trained weights). */
@@ -31,7 +33,10 @@ export type LMArch = 'gpt2' | 'llama';
 
 export interface CausalPretrainOptions extends PretrainOptions {
   arch: LMArch;
-  /** 'tinyshakespeare' (default), 'wikitext2', or a path to a UTF-8 text file. */
+  /**
+   * 'tinyshakespeare' (default), 'wikitext2' (valid, held out: test), a corpus name of src/train/corpus.ts
+   * ('default', 'glue', sources joined with '+'; held out: WikiText-2 test), or a path to a UTF-8 text file.
+   */
   corpus?: string;
   tokenizerDir?: string;
 }
@@ -42,14 +47,24 @@ export interface CausalPretrainResult extends PretrainRunInfo {
   heldOutTokens: number;
   finalLoss: number;
   heldOutPerplexity: number;
+  /** Mean NLL per token on the held-out blocks (log of heldOutPerplexity). */
+  heldOutLoss?: number;
+  steps?: number;
+  trainSeconds?: number;
+  corpus?: CorpusSummary;
 }
 
 /**
  * Training and held-out lines of a corpus. WikiText-2 trains on `valid` and holds out `test` (train is not
- * bundled); other texts hold out their last 10 % of lines.
+ * bundled); the pretraining corpora (`default`, `glue`, `wikitext2-valid+brown`, …) hold out WikiText-2 test too;
+ * other texts hold out their last 10 % of lines.
  */
-export function lmCorpus(corpus: string): { train: string[]; heldOut: string[]; name: string } {
+export function lmCorpus(corpus: string): { train: string[]; heldOut: string[]; name: string; summary?: CorpusSummary } {
   const nonEmpty = (ls: string[]) => ls.map((l) => l.trim()).filter((l) => l.length > 0);
+  if (corpus !== 'wikitext2' && corpus !== 'tinyshakespeare' && isCorpusName(corpus)) {
+    const c = buildCorpus(corpus);
+    return { train: c.documents, heldOut: heldOutDocuments(), name: `${corpus} (held out: WikiText-2 test)`, summary: c.summary };
+  }
   if (corpus === 'wikitext2') return { train: nonEmpty(wikiTextLines('valid')), heldOut: nonEmpty(wikiTextLines('test')), name: 'wikitext2 valid (held out: test)' };
   const text = corpus === 'tinyshakespeare' ? loadTinyShakespeare() : loadText(corpus);
   const lines = nonEmpty(text.split('\n'));
@@ -88,7 +103,7 @@ export function pretrainCausalLM(o: CausalPretrainOptions): CausalPretrainResult
   const settings = {
     command: 'pretrain',
     arch: o.arch,
-    corpus: corpusName === 'tinyshakespeare' || corpusName === 'wikitext2' ? corpusName : path.resolve(corpusName),
+    corpus: corpusName === 'tinyshakespeare' || corpusName === 'wikitext2' || isCorpusName(corpusName) ? corpusName : path.resolve(corpusName),
     tokenizer: path.resolve(tokDir),
     steps: o.steps,
     batchSize: o.batchSize ?? 16,
@@ -98,15 +113,29 @@ export function pretrainCausalLM(o: CausalPretrainOptions): CausalPretrainResult
     layers: o.layers ?? 4,
     heads: o.heads ?? 4,
     intermediate: o.intermediate ?? null,
+    evalEvery: o.evalEvery ?? 500,
+    evalBlocks: o.evalBlocks ?? 64,
     seed: o.seed ?? 0,
   };
   const state = openPretrainDir(o.outDir, settings, o);
   if (state.state === 'finished') return { ...(state.record.result as unknown as CausalPretrainResult), alreadyFinished: true };
+  const t0 = performance.now();
   manualSeed(o.seed ?? 0);
   const T = o.seqLen ?? 128;
   const train = chunkTokens(encodeLines(tok, corpus.train), T).map((b) => b.ids);
   const heldOut = chunkTokens(encodeLines(tok, corpus.heldOut), T).map((b) => b.ids);
   if (train.length === 0) throw new Error(`${o.corpus}: fewer than ${T} training tokens; lower --seq-len`);
+  const summary: CorpusSummary = corpus.summary ?? {
+    name: corpusName,
+    documents: corpus.train.length,
+    words: corpus.train.reduce((a, l) => a + l.split(/\s+/).filter(Boolean).length, 0),
+    duplicates: 0,
+    sha256: crypto.createHash('sha256').update(corpus.train.join('\n')).digest('hex'),
+    sources: [],
+  };
+  summary.tokens = train.length * T;
+  o.log?.(`${formatCorpusSummary(summary)} (tokens: in ${T}-token blocks); ${heldOut.length.toLocaleString('en-US')} held-out blocks (${((performance.now() - t0) / 1000).toFixed(1)} s)`);
+  const evalBlocks = heldOut.slice(0, settings.evalBlocks);
   const hidden = o.hidden ?? 128;
   const layers = o.layers ?? 4;
   const heads = o.heads ?? 4;
@@ -122,29 +151,48 @@ export function pretrainCausalLM(o: CausalPretrainOptions): CausalPretrainResult
   const sampler = new BatchSampler(train.length, o.batchSize ?? 16, { seed: o.seed ?? 0 });
   const trainer = new Trainer(
     model,
-    { totalSteps: o.steps, lr: o.lr ?? 1e-3, warmupSteps: Math.min(200, Math.floor(o.steps / 10)), maxGradNorm: 1, weightDecay: 0.1, schedule: 'cosine', outDir: path.join(o.outDir, '.run'), saveEvery: o.saveEvery ?? 500, resume: true },
+    {
+      totalSteps: o.steps, lr: o.lr ?? 1e-3, warmupSteps: Math.min(200, Math.floor(o.steps / 10)), maxGradNorm: 1, weightDecay: 0.1, schedule: 'cosine',
+      outDir: path.join(o.outDir, '.run'), saveEvery: o.saveEvery ?? 500, resume: true, evalEvery: settings.evalEvery || undefined, greaterIsBetter: false,
+    },
     {
       lossFn: () => {
         const idx = sampler.next();
         const x = Tensor.from(Int32Array.from(idx.flatMap((i) => train[i]!)), { shape: [idx.length, T] });
         return model.forward({ inputIds: x, labels: x }).loss!;
       },
+      evaluate: settings.evalEvery
+        ? () => {
+            const e0 = performance.now();
+            const loss = blocksNll(model, evalBlocks);
+            return { metric: loss, loss, ms: performance.now() - e0 };
+          }
+        : undefined,
       stateful: { sampler },
       onLog: o.onLog,
     },
   );
   const r = trainer.train();
   if (r.interrupted) throw new TrainingInterrupted(r.step, o.steps, path.join(o.outDir, '.run'));
+  const runDir = path.join(o.outDir, '.run');
+  const last = r.history[r.history.length - 1];
+  const heldOutLoss = last?.step === r.step && last.eval ? last.eval.loss! : blocksNll(model, evalBlocks);
+  const trainSeconds = trainingSeconds(r.history, runDir);
   const result: CausalPretrainResult = {
     vocabSize: V,
     trainTokens: train.length * T,
     heldOutTokens: heldOut.length * T,
-    finalLoss: recentMeanLoss(r.history, path.join(o.outDir, '.run')),
-    heldOutPerplexity: Math.exp(blocksNll(model, heldOut.slice(0, 64))),
+    finalLoss: recentMeanLoss(r.history, runDir),
+    heldOutPerplexity: Math.exp(heldOutLoss),
+    heldOutLoss,
+    steps: r.step,
+    trainSeconds: +trainSeconds.toFixed(1),
+    corpus: summary,
   };
-  writePretrainDir(o.outDir, state, { ...result, steps: r.step }, (tmp) => {
+  const resumedFrom = state.state === 'resume' ? state.step : undefined;
+  writePretrainDir(o.outDir, state, result as unknown as Record<string, unknown>, (tmp) => {
     savePretrained(model as never, tmp, { recipe: JSON.stringify({ method: 'pretrain.clm', arch: o.arch, steps: o.steps, corpus: corpus.name }) });
     for (const f of TOKENIZER_FILES) if (fs.existsSync(path.join(tokDir, f))) atomicWriteFile(path.join(tmp, f), fs.readFileSync(path.join(tokDir, f)));
   });
-  return state.state === 'resume' ? { ...result, resumedFrom: state.step } : result;
+  return resumedFrom !== undefined ? { ...result, resumedFrom } : result;
 }

@@ -1,16 +1,20 @@
 // The native fp32 GEMM (native/gemm.cc) against its triple-loop reference (sgemmRef) on random shapes: sizes that
-// are not multiples of the 6×16 tile, size 1 (GEMV paths), empty dims, K = 0, all transpose combinations, leading
-// dimensions larger than a row, batch offsets (including one operand broadcast over the batch), accumulate, shrunken
-// cache blocks (so every blocking loop and the double-buffered B panel run on small sizes), at 1 and 2 threads.
+// are not multiples of the 6×16 (AVX2) or 8×48 (AVX-512) tile, size 1 (GEMV paths), empty dims, K = 0, all
+// transpose combinations, leading dimensions larger than a row, batch offsets (including one operand broadcast over
+// the batch), accumulate, shrunken cache blocks (so every blocking loop and the double-buffered B panel run on small
+// sizes), at 1, 2 and 3 threads — once per SGEMM kernel family (AVX-512, AVX2) that this CPU and SHRINK_ISA allow
+// (setGemmKernel selects it; a family the CPU lacks is skipped with a message), plus the portable kernels.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { loadNative, nativeTestSkip } from '../../src/backend/native/index.ts';
 
 type F32 = Float32Array;
+type Family = 'avx512' | 'avx2' | 'portable';
 interface GemmAddon {
   setThreads(n: number): number;
   setGemmBlocking(kc?: number, mc?: number, nc?: number): [number, number, number];
-  setGemmKernel(name?: 'portable' | 'auto'): 'avx2' | 'portable';
+  setGemmKernel(name?: 'auto' | Family): Family;
+  kernels(): Record<string, string>;
   sgemm(a: F32, b: F32, out: F32, batch: number, M: number, N: number, K: number, aOff: Int32Array, bOff: Int32Array, lda: number, ldb: number, transA: boolean, transB: boolean, accumulate: boolean): void;
   sgemmRef(a: F32, b: F32, out: F32, batch: number, M: number, N: number, K: number, aOff: Int32Array, bOff: Int32Array, lda: number, ldb: number, transA: boolean, transB: boolean, accumulate: boolean): void;
 }
@@ -77,7 +81,7 @@ function check(c: Case): void {
   }
 }
 
-const SIZES = [1, 2, 5, 7, 16, 17, 33, 129, 257];
+const SIZES = [1, 2, 5, 7, 8, 9, 13, 14, 15, 16, 17, 31, 33, 47, 49, 129, 257];
 const TRANSPOSES: [boolean, boolean][] = [
   [false, false],
   [false, true],
@@ -85,9 +89,21 @@ const TRANSPOSES: [boolean, boolean][] = [
   [true, true],
 ];
 
-for (const threads of [1, 2]) {
-  test(`sgemm vs sgemmRef, ${threads} thread(s)`, { skip }, async (t) => {
+/** Why a kernel family cannot be tested here (false: it can): the CPU, or SHRINK_ISA, does not allow it. */
+function familySkip(family: Family): string | false {
+  if (skip) return skip;
+  const got = addon!.setGemmKernel(family);
+  addon!.setGemmKernel('auto');
+  return got === family ? false : `the ${family} SGEMM kernel is not available here (CPU or SHRINK_ISA=${process.env.SHRINK_ISA ?? ''}: runs ${got})`;
+}
+
+for (const family of ['avx512', 'avx2'] as const)
+for (const threads of [1, 2, 3]) {
+  test(`sgemm vs sgemmRef, ${family} kernel, ${threads} thread(s)`, { skip: familySkip(family) }, async (t) => {
     assert.equal(addon!.setThreads(threads), threads);
+    assert.equal(addon!.setGemmKernel(family), family);
+    t.after(() => void addon!.setGemmKernel('auto'));
+    assert.match(addon!.kernels().sgemm!, new RegExp(`^${family} \\d+x\\d+$`));
 
     await t.test('random shapes, all transposes, lda/ldb padding, accumulate', () => {
       for (const [transA, transB] of TRANSPOSES)
@@ -110,6 +126,19 @@ for (const threads of [1, 2]) {
           [6, 16, 1],
           [7, 17, 9],
           [12, 32, 64],
+          [14, 32, 1],
+          [15, 33, 1],
+          [2, 2, 1],
+          [3, 5, 2],
+          [13, 31, 19],
+          [28, 64, 40],
+          [29, 65, 41],
+          [27, 48, 17],
+          [43, 97, 300],
+          [8, 48, 1],
+          [9, 49, 3],
+          [17, 95, 5],
+          [16, 144, 70],
         ] as const)
           for (const accumulate of [false, true]) check({ batch: 1, M, N, K, transA, transB, accumulate, padA: 2, padB: 1 });
     });
@@ -156,6 +185,9 @@ for (const threads of [1, 2]) {
           [16, 12, 32],
           [9, 6, 16],
           [40, 18, 48],
+          [9, 14, 32],
+          [17, 28, 64],
+          [33, 42, 96],
         ] as const) {
           addon!.setGemmBlocking(kc, mc, nc);
           for (const [transA, transB] of TRANSPOSES) {
@@ -165,13 +197,14 @@ for (const threads of [1, 2]) {
           }
         }
       } finally {
-        addon!.setGemmBlocking(...saved);
+        addon!.setGemmBlocking(-1, -1, -1); // the kernel's defaults
       }
       assert.deepEqual(addon!.setGemmBlocking(), saved);
     });
 
     await t.test('portable kernels (CPUs without AVX2/FMA)', () => {
       const before = addon!.setGemmKernel();
+      assert.equal(before, family);
       try {
         assert.equal(addon!.setGemmKernel('portable'), 'portable');
         for (const [transA, transB] of TRANSPOSES) {
@@ -181,7 +214,7 @@ for (const threads of [1, 2]) {
           check({ batch: 1, M: 90, N: 80, K: 70, transA, transB, accumulate: true });
         }
       } finally {
-        addon!.setGemmKernel('auto');
+        addon!.setGemmKernel(family);
       }
       assert.equal(addon!.setGemmKernel(), before);
     });
@@ -195,3 +228,19 @@ for (const threads of [1, 2]) {
     });
   });
 }
+
+test('sgemm kernel selection: auto picks the best family the CPU and SHRINK_ISA allow; names and bad names', { skip }, () => {
+  const auto = addon!.setGemmKernel('auto');
+  const name = addon!.kernels().sgemm!;
+  assert.ok(name.startsWith(`${auto} `), `kernels().sgemm '${name}' names the family '${auto}'`);
+  const avx512 = familySkip('avx512') === false;
+  const avx2 = familySkip('avx2') === false;
+  assert.equal(auto, avx512 ? 'avx512' : avx2 ? 'avx2' : 'portable');
+  if (process.env.SHRINK_ISA === 'avx2') assert.notEqual(auto, 'avx512', 'SHRINK_ISA=avx2 keeps the AVX-512 kernel off');
+  if (process.env.SHRINK_ISA === 'portable') assert.equal(auto, 'portable');
+  assert.equal(addon!.setGemmKernel('portable'), 'portable');
+  assert.equal(addon!.kernels().sgemm, 'portable 6x16');
+  assert.equal(addon!.setGemmKernel('auto'), auto);
+  assert.throws(() => (addon!.setGemmKernel as (n: string) => string)('avx1024'), TypeError);
+  assert.equal(addon!.setGemmKernel(), auto);
+});

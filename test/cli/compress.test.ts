@@ -56,6 +56,30 @@ test('shrink compress: int4 RTN of stories260K from a YAML recipe; report.json m
   }
 });
 
+test('shrink compress: the bundled SST-2 teacher with recipes/int8-dynamic.json; shrink eval gives the report\'s accuracy', () => {
+  const dir = tmpdir();
+  try {
+    const out = path.join(dir, 'out');
+    const r = run('compress', 'data/models/bert-teacher-sst2', '--recipe', 'recipes/int8-dynamic.json', '-o', out, '--task', 'sst2', '--json');
+    assert.equal(r.status, 0, r.stderr);
+    const rep = JSON.parse(r.stdout);
+    assert.equal(rep.metric_name, 'accuracy');
+    assert.ok(rep.before.metric > 0.79, `teacher accuracy ${rep.before.metric}`);
+    assert.ok(Math.abs(rep.after.metric - rep.before.metric) <= 0.01, `int8 dynamic keeps accuracy: ${rep.before.metric} → ${rep.after.metric}`);
+    assert.ok(rep.after.bytes < 0.27 * rep.before.bytes, `bytes ${rep.before.bytes} → ${rep.after.bytes}`);
+    const cfg = JSON.parse(fs.readFileSync(path.join(out, 'config.json'), 'utf8'));
+    assert.equal(cfg.quantization_config.scheme, 'int8-dynamic');
+    assert.equal(cfg.finetuning_task, 'sst2');
+    const e = run('eval', out, '--task', 'sst2', '--json');
+    assert.equal(e.status, 0, e.stderr);
+    const ev = JSON.parse(e.stdout);
+    assert.equal(ev.score, rep.after.metric);
+    assert.equal(ev.bytes, rep.after.bytes);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('shrink compress: recipe mistakes fail before any work, name the step and field, and leave no output folder', () => {
   const dir = tmpdir();
   try {

@@ -50,7 +50,7 @@ test('the straight-through estimator passes the gradient of the quantized layer 
   x2.matmul(wq.t()).add(b2).square().sum().backward();
   expectClose(lin.weight.grad!, wq.grad!, { atol: 1e-5, rtol: 1e-5 }, 'weight grad');
   expectClose(x.grad!, x2.grad!, { atol: 1e-5, rtol: 1e-5 }, 'input grad');
-  // activations: values are the 7-bit per-token grid, gradient is the identity
+  // activations: values are the kernel's per-token grid (int8ActivationMax), gradient is the identity
   const a = input(3, 40).requiresGrad_();
   const fa = fakeQuantActivations(a);
   assert.ok(fa.sub(a).abs().max().item() > 0);

@@ -7,7 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { BertForMaskedLM, GPT2LMHeadModel, Generator, LlamaForCausalLM, Linear, Tensor, bertConfig, fromPretrained, gpt2Config, llamaConfig, loadTokenizer, manualSeed, noGrad, savePretrained } from '../../src/index.ts';
 import { QuantEmbedding, QuantLinear, dequantize, referenceForward } from '../../src/compress/quant/modules.ts';
-import { int8DynamicLinear } from '../../src/compress/quant/kernels.ts';
+import { int8ActivationMax, int8DynamicLinear } from '../../src/compress/quant/kernels.ts';
 import { quantizeWeight } from '../../src/compress/quant/rtn.ts';
 import { quantizeModel } from '../../src/compress/quant/apply.ts';
 import { quantizeFolder } from '../../src/compress/quant/pretrained.ts';
@@ -57,18 +57,20 @@ test('int8 dynamic: exact integer accumulation with the fused dequantize epilogu
   const x = rand(M * K);
   const out = new Float32Array(M * N);
   int8DynamicLinear(x, M, q, null, out);
-  // reference: activations quantized per token to 7-bit codes, integer dot products in BigInt
+  // reference: activations quantized per token to the kernel's codes (8-bit with VNNI, else 7-bit), integer dot
+  // products in BigInt
+  const QMAX = int8ActivationMax();
   for (let m = 0; m < M; m++) {
     const row = x.subarray(m * K, (m + 1) * K);
     const lo = Math.min(0, ...row);
     const hi = Math.max(0, ...row);
-    const s = Math.fround((hi - lo) / 127);
+    const s = Math.fround((hi - lo) / QMAX);
     const inv = Math.fround(1 / s);
     const z = Math.round(-lo / s);
     for (let n = 0; n < N; n++) {
       let acc = 0n;
       for (let k = 0; k < K; k++) {
-        const qa = Math.min(127, Math.max(0, Math.round(Math.fround(row[k]! * inv)) + z));
+        const qa = Math.min(QMAX, Math.max(0, Math.round(Math.fround(row[k]! * inv)) + z));
         acc += BigInt((qa - z) * (q.codes as Int8Array)[n * K + k]!);
       }
       const want = s * q.scale[n]! * Number(acc);

@@ -25,11 +25,31 @@ type F32 = Float32Array;
 /** Functions exported by the addon. Signatures are those of native/*.cc; `meta` layouts are documented there. */
 export interface NativeAddon {
   /**
-   * avx2: the CPU has AVX2+FMA (and this build has the AVX2 kernels); threads: the pool size; maxThreads: the largest
-   * size setThreads accepts; threadSpawnFailed: the system refused a worker thread (the pool runs on fewer);
-   * x86: the build contains the x86 SIMD kernels (false on arm64 and other targets: portable kernels only).
+   * avx2: the AVX2+FMA kernels run (the CPU has them, this build has them and SHRINK_ISA allows them); isa: the
+   * instruction-set level the kernels use (the CPU's, lowered by SHRINK_ISA); cpuIsa: the CPU's own; isaRequested:
+   * SHRINK_ISA or null; cpu: what the CPU and OS support (cpuid + xgetbv), whatever SHRINK_ISA says; denormals:
+   * 'flush' (FTZ+DAZ inside kernels, the default) or 'keep' (SHRINK_DENORMALS=keep); threads: the pool size;
+   * maxThreads: the largest size setThreads accepts; threadSpawnFailed: the system refused a worker thread (the pool
+   * runs on fewer); x86: the build contains the x86 SIMD kernels (false on arm64 and other targets: portable only).
    */
-  info(): { avx2: boolean; threads: number; maxThreads: number; threadSpawnFailed: boolean; x86: boolean };
+  info(): {
+    avx2: boolean;
+    isa: IsaLevel;
+    cpuIsa: IsaLevel;
+    isaRequested: string | null;
+    cpu: { avx2: boolean; f16c: boolean; avx512: boolean; avx512vnni: boolean; avx512bf16: boolean; avxvnni: boolean; amx: boolean };
+    denormals: DenormalMode;
+    threads: number;
+    maxThreads: number;
+    threadSpawnFailed: boolean;
+    x86: boolean;
+  };
+  /** The path each kernel family dispatches to now, e.g. {sgemm: 'avx2 6x16', int8: 'avx2 vpmaddubsw', elementwise: 'avx2', …}. */
+  kernels(): Record<string, string>;
+  /** Tests and benchmarks only: sets the denormal mode for later calls; returns the mode in effect. */
+  _setDenormals(mode?: DenormalMode): DenormalMode;
+  /** Tests only: the FTZ+DAZ state on the JS thread outside kernels, inside a kernel, and on the pool's workers (null: 1 thread). */
+  _denormalState(): { js: boolean; kernel: boolean; workers: boolean | null };
   /** Sets the pool size (the caller counts as one thread), an integer in [1, maxThreads] (else a RangeError); returns the new size. */
   setThreads(n: number): number;
   /** Tests only: starting a worker thread fails (as EAGAIN would) once this many workers exist; -1 lifts the limit. */
@@ -41,7 +61,7 @@ export interface NativeAddon {
   /** Triple-loop reference GEMM (tests). */
   sgemmRef(a: F32, b: F32, out: F32, batch: number, M: number, N: number, K: number, aOff: Int32Array, bOff: Int32Array, lda: number, ldb: number, transA: boolean, transB: boolean, accumulate: boolean): void;
   setGemmBlocking(kc?: number, mc?: number, nc?: number): [number, number, number];
-  setGemmKernel(name?: 'portable' | 'auto'): 'avx2' | 'portable';
+  setGemmKernel(name?: 'auto' | 'avx512' | 'avx2' | 'portable'): 'avx512' | 'avx2' | 'portable';
 
   /** out[0, n) = f(x[xOffset, xOffset + n)). */
   unary(op: number, x: F32, xOffset: number, out: F32, n: number, alpha: number, beta: number): void;
@@ -92,6 +112,26 @@ export interface NativeAddon {
   /** The signal number received while watching, or 0. */
   signalPending(): number;
   signalClear(): void;
+}
+
+/** Instruction-set levels of the native kernels (native/simd.h); SHRINK_ISA caps the level. */
+export type IsaLevel = 'avx512' | 'avx2' | 'portable';
+/** 'flush': kernels run with FTZ+DAZ, subnormal floats read and write as ±0 (default); 'keep': IEEE subnormals. */
+export type DenormalMode = 'flush' | 'keep';
+export const ISA_VALUES = ['avx512', 'avx2', 'portable', 'native'] as const;
+export const DENORMAL_VALUES = ['flush', 'keep'] as const;
+
+/**
+ * Checks SHRINK_ISA and SHRINK_DENORMALS (the addon reads them once, when it loads) and throws a clear Error for a
+ * value it does not know, instead of the addon failing to load and Shrink falling back to `ref`.
+ */
+export function checkNativeEnv(env: NodeJS.ProcessEnv = process.env): void {
+  const isa = env.SHRINK_ISA;
+  if (isa !== undefined && isa !== '' && !(ISA_VALUES as readonly string[]).includes(isa))
+    throw new Error(`SHRINK_ISA must be 'avx512', 'avx2' or 'portable' (or 'native'/unset: all the CPU has), got '${isa}'`);
+  const dn = env.SHRINK_DENORMALS;
+  if (dn !== undefined && dn !== '' && !(DENORMAL_VALUES as readonly string[]).includes(dn))
+    throw new Error(`SHRINK_DENORMALS must be 'flush' (the default) or 'keep', got '${dn}'`);
 }
 
 /** The addon file: build/Release/shrink_native.node, or $SHRINK_NATIVE_ADDON (another build of it, e.g. a portable-only one). */
@@ -233,24 +273,38 @@ export function createNativeBackend(addon: NativeAddon, ref: Backend, options: N
   const back = (dst: F32, src: F32): void => {
     if (dst !== src) for (let i = 0; i < dst.length; i++) dst[i] = src[i]!;
   };
-  const tooManyDims = (shape: readonly number[]): boolean => shape.length > MAX_DIMS;
+  /**
+   * Shapes too many dims for the addon run on ref; and a shape whose element count `out` cannot hold (or that is not
+   * a count: negative, fractional, NaN) is an Error on either path, before ref would loop over billions of elements.
+   */
+  const tooManyDims = (shape: readonly number[], out: FArray): boolean => {
+    let n = 1;
+    for (let d = 0; d < shape.length; d++) n *= shape[d]!;
+    if (!(n <= out.length) || !Number.isInteger(n) || n < 0)
+      throw new Error(`native backend: shape [${shape.join(', ')}] does not match an output of ${out.length} elements`);
+    return shape.length > MAX_DIMS;
+  };
   const big = (a: FArray): boolean => a.length > I32_MAX;
 
+  /**
+   * An offset, size or stride bound for the Int32Array `meta` (or an int64 argument): it must be an int32, else an
+   * Error. Writing 2^32 + 5 or 1.5 into meta would silently become 5 or 1 and read the wrong elements.
+   */
+  const int32 = (v: number, what: string): number => {
+    if ((v | 0) !== v) throw new Error(`native backend: ${what} must be an integer in [-2^31, 2^31), got ${v}`);
+    return v;
+  };
   /** Writes nd, shape and each view's strides at meta[at…]; returns meta. */
   const pack = (at: number, shape: readonly number[], v0: View, v1: View | null, v2: View | null): Int32Array => {
     const nd = shape.length;
     meta[at] = nd;
     let p = at + 1;
-    for (let d = 0; d < nd; d++) meta[p++] = shape[d]!;
-    let st = v0.strides;
-    for (let d = 0; d < nd; d++) meta[p++] = st[d]!;
-    if (v1) {
-      st = v1.strides;
-      for (let d = 0; d < nd; d++) meta[p++] = st[d]!;
-    }
-    if (v2) {
-      st = v2.strides;
-      for (let d = 0; d < nd; d++) meta[p++] = st[d]!;
+    for (let d = 0; d < nd; d++) meta[p++] = int32(shape[d]!, 'a dimension');
+    for (const v of [v0, v1, v2]) {
+      if (!v) continue;
+      const st = v.strides;
+      if (st.length < nd) throw new Error(`native backend: a view has ${st.length} strides for ${nd} dimensions`);
+      for (let d = 0; d < nd; d++) meta[p++] = int32(st[d]!, 'a stride');
     }
     return meta;
   };
@@ -270,9 +324,10 @@ export function createNativeBackend(addon: NativeAddon, ref: Backend, options: N
 
     unary(op, x, shape, out, alpha, beta) {
       const xd = x.data;
-      if (!(xd instanceof Float32Array) || !(out instanceof Float32Array) || out.length <= MIN || tooManyDims(shape) || big(xd))
+      if (tooManyDims(shape, out) || !(xd instanceof Float32Array) || !(out instanceof Float32Array) || out.length <= MIN || big(xd))
         return ref.unary(op, x, shape, out, alpha, beta);
       const data = offF(xd, 0);
+      int32(x.offset, 'an offset');
       const n = contiguousNumel(shape, x.strides);
       if (n >= 0) {
         if (n > 0) addon.unary(UNARY_CODE[op], data, x.offset, out, n, alpha, beta);
@@ -295,8 +350,10 @@ export function createNativeBackend(addon: NativeAddon, ref: Backend, options: N
     binary(op, a, b, shape, out) {
       const ad = a.data;
       const bd = b.data;
-      if (!(ad instanceof Float32Array) || !(bd instanceof Float32Array) || !(out instanceof Float32Array) || out.length <= MIN || tooManyDims(shape) || big(ad) || big(bd))
+      if (tooManyDims(shape, out) || !(ad instanceof Float32Array) || !(bd instanceof Float32Array) || !(out instanceof Float32Array) || out.length <= MIN || big(ad) || big(bd))
         return ref.binary(op, a, b, shape, out);
+      int32(a.offset, 'an offset');
+      int32(b.offset, 'an offset');
       if (out.length === contiguousNumel(shape, a.strides) && out.length === contiguousNumel(shape, b.strides))
         return addon.binaryContig(BINARY_CODE[op], offF(ad, 0), a.offset, offF(bd, 1), b.offset, out);
       meta[0] = BINARY_CODE[op];
@@ -310,13 +367,13 @@ export function createNativeBackend(addon: NativeAddon, ref: Backend, options: N
       const ad = a.data;
       const bd = b.data;
       if (
-        !(cd instanceof Float32Array) || !(ad instanceof Float32Array) || !(bd instanceof Float32Array) || !(out instanceof Float32Array) ||
-        out.length <= MIN || tooManyDims(shape) || big(cd) || big(ad) || big(bd)
+        tooManyDims(shape, out) || !(cd instanceof Float32Array) || !(ad instanceof Float32Array) || !(bd instanceof Float32Array) ||
+        !(out instanceof Float32Array) || out.length <= MIN || big(cd) || big(ad) || big(bd)
       )
         return ref.where(cond, a, b, shape, out);
-      meta[0] = cond.offset;
-      meta[1] = a.offset;
-      meta[2] = b.offset;
+      meta[0] = int32(cond.offset, 'an offset');
+      meta[1] = int32(a.offset, 'an offset');
+      meta[2] = int32(b.offset, 'an offset');
       addon.where(offF(cd, 0), offF(ad, 1), offF(bd, 2), out, pack(3, shape, cond, a, b));
     },
 

@@ -22,6 +22,7 @@ import { registerCheckpointDescriber, registerCheckpointPreparer, savePretrained
 import { registerDescribedElsewhere } from '../structure.ts';
 import { QuantEmbedding, QuantLinear, type QuantScheme, type QuantizedWeight } from './modules.ts';
 import type { QuantModuleEntry } from './apply.ts';
+import { ShrinkError, asShrinkError, show } from '../../io/errors.ts';
 
 export const QUANT_FORMAT_VERSION = 1;
 
@@ -126,41 +127,81 @@ function emptyWeight(e: QuantModuleEntry): QuantizedWeight {
   };
 }
 
-function checkEntry(name: string, e: QuantModuleEntry): void {
-  const where = `quantization_config.modules['${name}']`;
-  if (!e || typeof e !== 'object') throw new Error(`${where}: expected an object`);
-  if (!['linear', 'conv1d', 'embedding'].includes(e.type)) throw new Error(`${where}.type: expected linear, conv1d or embedding, got '${e.type}'`);
-  if (!['int8', 'int8-dynamic', 'int8-static', 'int4'].includes(e.scheme)) throw new Error(`${where}.scheme: expected int8, int8-dynamic, int8-static or int4, got '${e.scheme}'`);
-  if (![2, 3, 4, 8].includes(e.bits)) throw new Error(`${where}.bits: unsupported bits ${e.bits} (expected 2, 3, 4 or 8)`);
-  if (!Array.isArray(e.shape) || e.shape.length !== 2 || !e.shape.every((d) => Number.isInteger(d) && d > 0)) throw new Error(`${where}.shape: expected [out, in], got ${JSON.stringify(e.shape)}`);
-  if (!e.per_tensor && !(Number.isInteger(e.group_size) && e.group_size > 0 && e.shape[1] % e.group_size === 0))
-    throw new Error(`${where}.group_size: ${e.group_size} does not divide in_features ${e.shape[1]}`);
+const isPlainObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+function checkEntry(name: string, e: QuantModuleEntry, dir: string): void {
+  const where = `${dir}: config.json quantization_config.modules['${name}']`;
+  const bad = (field: string, msg: string) => new ShrinkError(`${where}${field}: ${msg}`, { file: dir });
+  if (!isPlainObject(e)) throw bad('', `expected an object, got ${show(e)}`);
+  if (!['linear', 'conv1d', 'embedding'].includes(e.type)) throw bad('.type', `expected linear, conv1d or embedding, got ${show(e.type)}`);
+  if (!['int8', 'int8-dynamic', 'int8-static', 'int4'].includes(e.scheme)) throw bad('.scheme', `expected int8, int8-dynamic, int8-static or int4, got ${show(e.scheme)}`);
+  if (![2, 3, 4, 8].includes(e.bits)) throw bad('.bits', `unsupported bits ${show(e.bits)} (expected 2, 3, 4 or 8)`);
+  if (!Array.isArray(e.shape) || e.shape.length !== 2 || !e.shape.every((d) => Number.isSafeInteger(d) && d > 0)) throw bad('.shape', `expected [out, in], got ${show(e.shape)}`);
+  if (e.bits < 8 && e.shape[1] % 2 !== 0) throw bad('.shape', `${e.bits}-bit codes pack two per byte, so in_features must be even, got ${e.shape[1]}`);
+  for (const k of ['per_tensor', 'symmetric', 'bias'] as const) if (e[k] !== undefined && typeof e[k] !== 'boolean') throw bad(`.${k}`, `expected true or false, got ${show(e[k])}`);
+  if (!e.per_tensor && !(Number.isSafeInteger(e.group_size) && e.group_size > 0 && e.shape[1] % e.group_size === 0))
+    throw bad('.group_size', `${show(e.group_size)} does not divide in_features ${e.shape[1]}`);
+  if (e.shares !== undefined && typeof e.shares !== 'string') throw bad('.shares', `expected a module name, got ${show(e.shares)}`);
+  if (e.in_features !== undefined && !(Number.isSafeInteger(e.in_features) && e.in_features >= 1 && e.in_features <= e.shape[1]))
+    throw bad('.in_features', `expected an integer in [1, ${e.shape[1]}], got ${show(e.in_features)}`);
+  if (e.padding_idx !== undefined && e.padding_idx !== null && !(Number.isSafeInteger(e.padding_idx) && e.padding_idx >= 0 && e.padding_idx < e.shape[0]))
+    throw bad('.padding_idx', `expected null or an integer in [0, ${e.shape[0]}), got ${show(e.padding_idx)}`);
+}
+
+/**
+ * The stored integer codes of an (owner) entry must be in the checkpoint with exactly the shape the entry claims,
+ * so the skeleton never allocates more than the file holds.
+ */
+function checkStoredCodes(name: string, e: QuantModuleEntry, weights: Map<string, Tensor>, tied: Record<string, string>, dir: string): void {
+  const [N, K] = e.shape;
+  const key = e.bits === 8 ? `${name}.weight` : `${name}.weight_packed`;
+  const want = e.bits === 8 ? [N, K] : [N, K / 2];
+  const t = weights.get(key) ?? (typeof tied[key] === 'string' ? weights.get(tied[key]) : undefined);
+  const where = `${dir}: config.json quantization_config.modules['${name}'].shape`;
+  if (!t) throw new ShrinkError(`${where}: [${N}, ${K}] at ${e.bits} bits needs '${key}' in the checkpoint, which is missing`, { file: dir });
+  if (t.shape.join() !== want.join()) throw new ShrinkError(`${where}: [${N}, ${K}] at ${e.bits} bits needs '${key}' of shape [${want.join(', ')}], the checkpoint has [${t.shape.join(', ')}]`, { file: dir });
 }
 
 /** fromPretrained hook: swap in quantized modules per the config, then let the strict load fill them. */
 function prepareQuantized(model: Module, section: unknown, weights: Map<string, Tensor>, dir: string): void {
-  const qc = section as QuantizationConfig;
-  if (qc.quant_method !== 'shrink') throw new Error(`${dir}: quantization_config.quant_method '${String(qc.quant_method)}' is not supported (Shrink reads its own 'shrink' format)`);
-  if (!qc.modules || typeof qc.modules !== 'object') throw new Error(`${dir}: quantization_config.modules is missing`);
+  try {
+    prepareQuantizedUnchecked(model, section, weights, dir);
+  } catch (e) {
+    throw asShrinkError(e, dir, `${dir}: config.json quantization_config`, 'cannot build the quantized modules');
+  }
+}
+
+function prepareQuantizedUnchecked(model: Module, section: unknown, weights: Map<string, Tensor>, dir: string): void {
+  if (!isPlainObject(section)) throw new ShrinkError(`${dir}: config.json quantization_config: expected an object, got ${show(section)}`, { file: dir });
+  const qc = section as unknown as QuantizationConfig;
+  if (qc.quant_method !== 'shrink') throw new ShrinkError(`${dir}: quantization_config.quant_method ${show(qc.quant_method)} is not supported (Shrink reads its own 'shrink' format)`, { file: dir });
+  if (!isPlainObject(qc.modules)) throw new ShrinkError(`${dir}: config.json quantization_config.modules is missing (expected an object of module entries)`, { file: dir });
+  const tiedKeys = qc.tied_keys ?? {};
+  if (!isPlainObject(tiedKeys) || !Object.values(tiedKeys).every((v) => typeof v === 'string'))
+    throw new ShrinkError(`${dir}: config.json quantization_config.tied_keys: expected an object of key names, got ${show(tiedKeys)}`, { file: dir });
   const built = new Map<string, QuantizedWeight>();
-  const entries = Object.entries(qc.modules);
+  const entries = Object.entries(qc.modules as Record<string, QuantModuleEntry>);
+  for (const [name, e] of entries) checkEntry(name, e, dir);
   // owners first, then heads that share their weight
   for (const [name, e] of [...entries.filter(([, e]) => !e.shares), ...entries.filter(([, e]) => e.shares)]) {
-    checkEntry(name, e);
     let q: QuantizedWeight;
     if (e.shares) {
-      const owner = built.get(e.shares);
-      if (!owner) throw new Error(`${dir}: quantization_config.modules['${name}'] shares '${e.shares}', which is not a quantized module`);
+      const owner = Object.hasOwn(qc.modules, e.shares) ? built.get(e.shares) : undefined;
+      if (!owner) throw new ShrinkError(`${dir}: quantization_config.modules['${name}'] shares '${e.shares}', which is not a quantized module`, { file: dir });
+      if (owner.shape.join() !== e.shape.join() || owner.bits !== e.bits)
+        throw new ShrinkError(`${dir}: config.json quantization_config.modules['${name}']: shares '${e.shares}' but claims shape [${e.shape.join(', ')}] at ${e.bits} bits, the owner is [${owner.shape.join(', ')}] at ${owner.bits} bits`, { file: dir });
       q = owner;
     } else {
+      checkStoredCodes(name, e, weights, tiedKeys as Record<string, string>, dir);
       q = emptyWeight(e);
       built.set(name, q);
     }
     let old: Module;
     try {
+      if (name === '') throw new Error('empty module name');
       old = model.getSubmodule(name);
     } catch {
-      throw new Error(`${dir}: quantization_config names module '${name}', which ${(model as object).constructor.name} does not have`);
+      throw new ShrinkError(`${dir}: quantization_config names module '${name}', which ${(model as object).constructor.name} does not have`, { file: dir });
     }
     // the float module's bias, or (for a layer pruned before quantization) a fresh one of the stored width
     const oldBias = (old as unknown as { bias?: Tensor | null }).bias ?? null;
@@ -174,7 +215,7 @@ function prepareQuantized(model: Module, section: unknown, weights: Map<string, 
   }
   // shared tensors were written once: point the duplicates at the kept copies
   const missingScales: string[] = [];
-  for (const [dup, kept] of Object.entries(qc.tied_keys ?? {})) {
+  for (const [dup, kept] of Object.entries(tiedKeys as Record<string, string>)) {
     const t = weights.get(kept);
     if (t && !weights.has(dup)) weights.set(dup, t);
   }
@@ -183,7 +224,7 @@ function prepareQuantized(model: Module, section: unknown, weights: Map<string, 
     if (!weights.has(`${name}.weight_scale`)) missingScales.push(`${name}.weight_scale`);
     if ((e.bits < 8 || !e.symmetric) && !weights.has(`${name}.weight_zero_point`)) missingScales.push(`${name}.weight_zero_point`);
   }
-  if (missingScales.length) throw new Error(`${dir}: quantized checkpoint is missing ${missingScales.length} scale/zero-point tensor(s): ${missingScales.join(', ')}`);
+  if (missingScales.length) throw new ShrinkError(`${dir}: quantized checkpoint is missing ${missingScales.length} scale/zero-point tensor(s): ${missingScales.join(', ')}`, { file: dir });
 }
 
 registerCheckpointPreparer('quantization_config', prepareQuantized);

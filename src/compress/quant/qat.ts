@@ -1,8 +1,8 @@
 /**
  * Quantization-aware training (Jacob et al. 2018; torch.ao's FakeQuantize): during fine-tuning every targeted
  * Linear runs on fake-quantized weights — quantize then dequantize with the exact scheme the integer model will
- * use — and, for int8-dynamic, on fake-quantized activations (7-bit per token, as the integer kernel). Gradients
- * pass straight through (STE: d fq(x)/dx = 1). Scales are recomputed from the current values every step, so no
+ * use — and, for int8-dynamic, on fake-quantized activations (per token, in the integer kernel's range:
+ * int8ActivationMax(), 8-bit codes with VNNI, 7-bit on AVX2). Gradients pass straight through (STE: d fq(x)/dx = 1). Scales are recomputed from the current values every step, so no
  * value ever falls outside its range and the STE needs no clipping mask. `convertQat` then swaps each
  * FakeQuantLinear for a QuantLinear quantized with the same function, so the converted integer model computes
  * what the QAT model computed at the end of training.

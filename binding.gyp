@@ -14,6 +14,7 @@
         "native/nn.cc",
         "native/convert.cc",
         "native/quant.cc",
+        "native/sparse.cc",
         "native/signal.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],

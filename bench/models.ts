@@ -1,5 +1,5 @@
 /**
- * npm run bench:models [-- --json] [-- --quick]
+ * npm run bench:models [-- --json] [-- --quick] [-- --rounds N]
  *
  * Whole-model timings on 1 thread against PyTorch 1.13 CPU measured on this machine kind (issue targets):
  * - bert-mini-train-step: BertForMaskedLM 4 layers, hidden 256, 4 heads, FFN 1024, vocab 30522, batch 32 × 64,
@@ -9,7 +9,7 @@
  *   -int8-weight-only and -int4-g64: weight-only int8 / int4 (groups of 64), dequantized inside the float GEMM.
  * - stories260K-generate: greedy decoding of 64 tokens with the KV cache (tokens/s).
  * Every row: 1 untimed warm-up, then the best (and median) of 3 timed runs (1 with --quick). The four BERT-base
- * rows are timed interleaved, round by round (fp32, int8, int8 weight-only, int4; 5 rounds), so load from elsewhere
+ * rows are timed interleaved, round by round (fp32, int8, int8 weight-only, int4; 7 rounds, --rounds N), so load from elsewhere
  * on this shared VM hits them alike; each quantized row's speed-up is fp32 ms / its ms within the same round, reported
  * as the median and range over the rounds.
  * `--json` prints one {"name","ms","median_ms","tokens_per_s","kernel"} object per line (ms = best), plus
@@ -19,6 +19,8 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { quantizeModel } from '../src/compress/quant/apply.ts';
+import { quantKernelTable } from '../src/compress/quant/modules.ts';
+import type { Module } from '../src/nn/module.ts';
 import { compareLatency, measureLatency } from '../src/eval/latency.ts';
 import { backend, kernelNames } from '../src/backend/registry.ts';
 import { AdamW, BertForMaskedLM, BertForSequenceClassification, BertModel, Generator, Tensor, bertConfig, fromPretrained, generate, manualSeed, noGrad, setNumThreads } from '../src/index.ts';
@@ -30,7 +32,9 @@ manualSeed(0);
 const g = new Generator(0);
 
 const repeats = quick ? 1 : 3;
-const BERT_BASE_ROUNDS = 5;
+const roundsArg = process.argv.indexOf('--rounds');
+const BERT_BASE_ROUNDS = roundsArg >= 0 ? Number(process.argv[roundsArg + 1]) : 7;
+if (!(Number.isInteger(BERT_BASE_ROUNDS) && BERT_BASE_ROUNDS >= 1)) throw new Error('--rounds must be a positive integer');
 
 interface Row {
   name: string;
@@ -45,6 +49,14 @@ interface Row {
   kernel?: string;
 }
 const rows: Row[] = [];
+/** Quantized rows: the per-layer kernels their QuantLinear layers chose (kernels.ts chooseKernel), counted. */
+const layerKernels: Record<string, string> = {};
+function countKernels(model: Module): string {
+  const n: Record<string, number> = {};
+  for (const l of quantKernelTable(model, false)) for (const c of Object.values(l.kernels)) n[c!.kernel] = (n[c!.kernel] ?? 0) + 1;
+  return Object.entries(n).map(([k, c]) => `${c}× ${k}`).join(', ');
+}
+const quantModels: Record<string, Module> = {};
 /** The kernel paths behind a row: its main families' kernels() names. */
 function kernelOf(name: string): string {
   if (backend().name !== 'native') return 'ref';
@@ -114,10 +126,12 @@ if (!quick) {
     const model = new BertModel(cfg).eval();
     model.loadStateDict(fp32.stateDict());
     quantizeModel(model, { ...opts, embeddings: false });
+    quantModels[name] = model;
     run[name] = () => noGrad(() => void model.forward({ inputIds: ids }));
   }
   // all four alive at once and timed round by round: fp32, int8, int8-wo, int4, fp32, int8, …
   const c = compareLatency(run, { reference: base, rounds: BERT_BASE_ROUNDS, warmup: 1 });
+  for (const [name, m] of Object.entries(quantModels)) layerKernels[name] = countKernels(m);
   for (const name of Object.keys(run)) {
     const r = c.ratios[name]!;
     const row: Row = { name, ms: c.best[name]!, medianMs: c.median[name]!, tokens_per_s: (128 * 1000) / c.best[name]! };
@@ -139,7 +153,7 @@ if (!quick) {
 }
 
 const r3 = (x: number) => +x.toFixed(3);
-for (const r of rows) r.kernel = kernelOf(r.name);
+for (const r of rows) r.kernel = kernelOf(r.name) + (layerKernels[r.name] ? `; layers: ${layerKernels[r.name]}` : '');
 if (json)
   for (const r of rows)
     console.log(

@@ -1,5 +1,5 @@
 /**
- * npm run bench:quant [-- --json] [-- --bert <fine-tuned BERT folder>] [-- --only bert|stories]
+ * npm run bench:quant [-- --json] [-- --bert <fine-tuned BERT folder>] [-- --only bert|stories] [-- --rounds N] [-- --threads N]
  *
  * The quantization table of issue 4: the bundled BERT teacher fine-tuned on SST-2 (accuracy) and stories260K on
  * text sampled from it (perplexity) — fp32, fp16, int8 weight-only, int8 dynamic, int4-g64 and int3-g64 RTN and
@@ -9,13 +9,15 @@
  * (stories260K; perplexity is measured on the rest).
  *
  * Latency is measured apart from the quality pass, after every variant of a model has been evaluated: all of them
- * loaded at once and timed round by round (fp32, fp16, int8, …, fp32, fp16, …; 1 warm-up, 5 rounds, each variant's
- * turn in a round repeating its call for ≥ 200 ms and taking the mean), so load from elsewhere on this shared VM hits
- * them alike. BERT: one forward over the first 32 SST-2 dev sentences (batch 32,
+ * loaded at once and timed round by round (fp32, fp16, int8, …, fp32, fp16, …; 1 warm-up, 25 rounds, each variant's
+ * turn in a round repeating its call for ≥ 60 ms and taking the mean), so load from elsewhere on this shared VM hits
+ * them alike (--rounds N: N rounds instead of 25; --threads N: the thread pool's size, default the library's; on a machine shared with other jobs a round's ratio swings by 2×
+ * either way, so the median needs many short rounds rather than a few long ones). BERT: one forward over the first 32 SST-2 dev sentences (batch 32,
  * per example); stories260K: one forward over the first 256 held-out tokens (per token). The table shows the best
  * round and the speed-up against fp32 within each round (fp32 ms / variant ms: median, min–max).
  * --json: {"model","variant","bytes","size_ratio","metric","score","flips","latency_ms","latency_median_ms",
- *          "latency_unit","speedup_vs_fp32","speedup_min","speedup_max"} per row.
+ *          "latency_unit","speedup_vs_fp32","speedup_min","speedup_max","kernels"} per row; kernels: the kernels the
+ *          quantized layers ran, counted (e.g. "12× int8-gemm", "10× wo-pack, 4× fp32-cache").
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -38,6 +40,9 @@ import type { ModelInputs } from '../src/models/outputs.ts';
 import { loadTokenizer } from '../src/tokenizers/index.ts';
 import { chunkTokens } from '../src/data/text.ts';
 import { Tensor } from '../src/tensor/tensor.ts';
+import { getNumThreads, setNumThreads } from '../src/index.ts';
+import { quantKernelTable } from '../src/compress/quant/modules.ts';
+import type { Module } from '../src/nn/module.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const json = process.argv.includes('--json');
@@ -70,8 +75,14 @@ const bertCalib = wantBert ? calibrationBatches(bert!, 'sst2', { samples: 1024, 
 // the first 256 held-out stories260K tokens
 const LAT_BATCH = 32;
 const LAT_TOKENS = 256;
-const LAT_ROUNDS = 5;
-const LAT_MIN_MS = 200;
+const LAT_ROUNDS = Number(arg('--rounds') ?? 25);
+if (!(Number.isInteger(LAT_ROUNDS) && LAT_ROUNDS >= 1)) throw new Error(`--rounds must be a positive integer, got ${arg('--rounds')}`);
+const LAT_MIN_MS = 60;
+if (arg('--threads') !== undefined) {
+  const t = Number(arg('--threads'));
+  if (!(Number.isInteger(t) && t >= 1)) throw new Error(`--threads must be a positive integer, got ${arg('--threads')}`);
+  setNumThreads(t);
+}
 let bertLatBatch: ModelInputs | undefined;
 if (wantBert) {
   const wp = WordPieceTokenizer.fromVocabFile(path.join(bert!, 'vocab.txt'));
@@ -98,6 +109,7 @@ for (const [model, label, src] of [['bert-teacher SST-2', 'accuracy', bert ?? ''
   let fpBytes = 0;
   let fpPreds: number[] = [];
   const timed: Record<string, () => void> = {};
+  const models: Record<string, Module> = {};
   const modelRows: Record<string, unknown>[] = [];
   for (const [name, o] of variants) {
     let dir = src;
@@ -119,11 +131,13 @@ for (const [model, label, src] of [['bert-teacher SST-2', 'accuracy', bert ?? ''
       flips = e.predictions.filter((p, i) => p !== fpPreds[i]).length;
       r = { score: e.score };
       timed[name] = () => noGrad(() => void m.forward(bertLatBatch!));
+      models[name] = m as unknown as Module;
     } else {
       r = evalPerplexity(dir, heldOut, { blockSize: 256 });
       const m = fromPretrained(dir) as unknown as { eval(): unknown; forward(i: ModelInputs): unknown };
       m.eval();
       timed[name] = () => noGrad(() => void m.forward(storyLatInput));
+      models[name] = m as unknown as Module;
     }
     modelRows.push({ model, variant: name, bytes, size_ratio: bytes / fpBytes, metric: label, score: r.score, flips });
     process.stderr.write(`${model} ${name}: ${label} ${r.score.toFixed(4)}\n`);
@@ -134,7 +148,11 @@ for (const [model, label, src] of [['bert-teacher SST-2', 'accuracy', bert ?? ''
   for (const row of modelRows) {
     const v = row.variant as string;
     const sp = c.ratios[v]!;
+    // the kernels the quantized layers ran in the timed calls (kernels.ts chooseKernel), counted
+    const kn: Record<string, number> = {};
+    for (const l of quantKernelTable(models[v]!, false)) for (const k of Object.values(l.kernels)) kn[k!.kernel] = (kn[k!.kernel] ?? 0) + 1;
     rows.push({
+      kernels: Object.entries(kn).map(([k, n]) => `${n}× ${k}`).join(', '),
       ...row, latency_ms: c.best[v]! / per, latency_median_ms: c.median[v]! / per, latency_unit: label === 'accuracy' ? 'example' : 'token',
       speedup_vs_fp32: sp.median, speedup_min: sp.min, speedup_max: sp.max,
     });
@@ -143,11 +161,11 @@ for (const [model, label, src] of [['bert-teacher SST-2', 'accuracy', bert ?? ''
 fs.rmSync(tmp, { recursive: true, force: true });
 if (json) for (const r of rows) console.log(JSON.stringify(r));
 else {
-  console.log(`Latency: all variants of a model timed interleaved, 1 warm-up + ${LAT_ROUNDS} rounds of ≥ ${LAT_MIN_MS} ms each; best round, and fp32 ms / variant ms per round: median (min–max)`);
-  console.log('| model | variant | model.safetensors | of fp32 | quality | predictions ≠ fp32 | latency (best) | speed-up vs fp32 |');
-  console.log('| --- | --- | --- | --- | --- | --- | --- | --- |');
+  console.log(`Latency: all variants of a model timed interleaved, 1 warm-up + ${LAT_ROUNDS} rounds of ≥ ${LAT_MIN_MS} ms each, ${getNumThreads()} thread(s), load average ${os.loadavg()[0]!.toFixed(1)} on ${os.cpus().length} cores; best round, and fp32 ms / variant ms per round: median (min–max)`);
+  console.log('| model | variant | model.safetensors | of fp32 | quality | predictions ≠ fp32 | latency (best) | speed-up vs fp32 | layer kernels |');
+  console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- |');
   for (const r of rows)
     console.log(
-      `| ${r.model} | ${r.variant} | ${((r.bytes as number) / 1024).toFixed(0)} KiB | ${(100 * (r.size_ratio as number)).toFixed(1)} % | ${r.metric === 'accuracy' ? `${(100 * (r.score as number)).toFixed(2)} % acc` : `ppl ${(r.score as number).toFixed(3)}`} | ${r.flips === undefined ? '' : `${r.flips} of 872`} | ${(r.latency_ms as number).toFixed(3)} ms/${r.latency_unit} | ${(r.speedup_vs_fp32 as number).toFixed(2)}× (${(r.speedup_min as number).toFixed(2)}–${(r.speedup_max as number).toFixed(2)}) |`,
+      `| ${r.model} | ${r.variant} | ${((r.bytes as number) / 1024).toFixed(0)} KiB | ${(100 * (r.size_ratio as number)).toFixed(1)} % | ${r.metric === 'accuracy' ? `${(100 * (r.score as number)).toFixed(2)} % acc` : `ppl ${(r.score as number).toFixed(3)}`} | ${r.flips === undefined ? '' : `${r.flips} of 872`} | ${(r.latency_ms as number).toFixed(3)} ms/${r.latency_unit} | ${(r.speedup_vs_fp32 as number).toFixed(2)}× (${(r.speedup_min as number).toFixed(2)}–${(r.speedup_max as number).toFixed(2)}) | ${r.kernels} |`,
     );
 }

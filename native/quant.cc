@@ -21,7 +21,8 @@
 //   · 'portable': scalar int32, exact for any codes.
 //   int8Gemm's optional last argument is the largest activation code (default 127): above 127 the AVX2 kernel
 //   is not exact, so such a call runs the portable kernel instead when AVX2 is the kernel in use.
-// - dequantRows: rows of an int8 or packed 2–4-bit weight to float32, (q − zero)·scale.
+// - dequantRows: rows of an int8 or packed 2–4-bit weight to float32, (q − zero)·scale; dequantGather: the rows
+//   named by an id list (QuantEmbedding's lookup).
 // - woGemm: the weight-only GEMM, x · dequant(W)ᵀ + bias, on the packed SGEMM with B panels dequantized as they
 //   are packed (a KC×16 panel at a time; the float32 weight never exists whole).
 //
@@ -52,6 +53,10 @@ namespace {
 constexpr int kNR = 16;  // columns per weight panel
 constexpr double kF32Eps = 1.1920928955078125e-7;
 constexpr int64_t kMaxDim = int64_t{1} << 40;  // any one dimension (typed arrays are far smaller): no overflow below
+// Smallest share of an int8 GEMM (multiply-adds) worth a pool task: ~10 µs of VNNI work.
+constexpr int64_t kMinTaskMacs = int64_t{1} << 20;
+// Smallest share of a row-wise pass (activation quantization, dequantization, GEMV) worth a pool task, in elements.
+constexpr int64_t kMinTaskElems = 65536;
 
 inline int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
 inline double rint_even(double v) { return std::nearbyint(v); }  // default rounding mode: half to even
@@ -149,7 +154,7 @@ napi_value QuantizeRowsStatic(napi_env env, napi_callback_info info) {
     return a.fail();
   const float inv = static_cast<float>(1.0 / scale);
   [[maybe_unused]] const bool avx = simd_enabled();
-  par_for(M, std::max<int64_t>(1, 16384 / K), [&](int64_t m0, int64_t m1) {
+  par_for(M, std::max<int64_t>(1, kMinTaskElems / K), [&](int64_t m0, int64_t m1) {
     for (int64_t m = m0; m < m1; m++) {
       const float* xr = x + m * K;
       uint8_t* qr = q + m * Kp;
@@ -181,7 +186,7 @@ napi_value quantize_rows(napi_env env, napi_callback_info info, bool u7) {
   if (!a.check(M >= 0 && K >= 1 && Kp >= K && Kp <= kMaxDim && holds(xl, M, K) && holds(ql, M, Kp) && holds(sl, M) && holds(zl, M), "bad sizes"))
     return a.fail();
   const bool avx = simd_enabled();
-  par_for(M, std::max<int64_t>(1, 16384 / K), [&](int64_t m0, int64_t m1) {
+  par_for(M, std::max<int64_t>(1, kMinTaskElems / K), [&](int64_t m0, int64_t m1) {
     for (int64_t m = m0; m < m1; m++) quantize_row(x + m * K, K, q + m * Kp, Kp, qmax, scale[m], zero[m], avx);
   });
   return a.undefined();
@@ -496,8 +501,12 @@ napi_value Int8Gemm(napi_env env, napi_callback_info info) {
   const int64_t pstride = kNR * Kp;
   // Blocks of rows small enough to stay in L2 (≤ 128 KiB of codes) while every weight panel streams past them.
   const int64_t MB = std::max<int64_t>(T.R, std::min<int64_t>(256, (131072 / Kp) / T.R * T.R));
+  // At least kMinTaskMacs multiply-adds per task: a small layer runs on the calling thread instead of paying a pool
+  // dispatch (and, on a loaded machine, a wait for a descheduled worker) that costs more than its whole GEMM.
+  const int64_t macs_per_group = std::max<int64_t>(1, std::min(M, MB) * Kp * kNR * T.P);
+  const int64_t grain = std::max<int64_t>(1, (kMinTaskMacs + macs_per_group - 1) / macs_per_group);
   for (int64_t mb = 0; mb < M; mb += MB)
-    par_for(groups, 1, [&](int64_t g0, int64_t g1) {
+    par_for(groups, grain, [&](int64_t g0, int64_t g1) {
       alignas(64) int32_t acc[8 * kAccStride];
       for (int64_t g = g0; g < g1; g++) {
         const int64_t p0 = g * T.P;
@@ -679,8 +688,30 @@ napi_value DequantRows(napi_env env, napi_callback_info info) {
   if (a.failed() || !qweight_args(a, 0, r1, w)) return a.fail();
   const int64_t K = w.K;
   if (!a.check(r0 >= 0 && r1 >= r0 && holds(ol, r1 - r0, K), "bad row range or out too short")) return a.fail();
-  par_for(r1 - r0, std::max<int64_t>(1, 32768 / K), [&](int64_t i0, int64_t i1) {
+  par_for(r1 - r0, std::max<int64_t>(1, kMinTaskElems / K), [&](int64_t i0, int64_t i1) {
     for (int64_t r = r0 + i0; r < r0 + i1; r++) w.row(r, 0, K, out + (r - r0) * K);
+  });
+  return a.undefined();
+}
+
+// dequantGather(codesI8|null, codesU8|null, bits, scale, zeroI8|null, zeroU8|null, groupSize, perTensor, K, rows,
+// ids: Int32Array, out): out[i, :] = row ids[i] dequantized (QuantEmbedding's lookup, one call for every id instead
+// of a TypeScript loop per element). Every id must be in [0, rows).
+napi_value DequantGather(napi_env env, napi_callback_info info) {
+  Args a(env, info, "dequantGather");
+  QWeight w{};
+  const int64_t rows = a.int64(9);
+  size_t il, ol;
+  const int32_t* ids = a.i32(10, il);
+  float* out = a.f32(11, ol);
+  if (a.failed() || !qweight_args(a, 0, rows, w)) return a.fail();
+  const int64_t K = w.K, n = static_cast<int64_t>(il);
+  if (!a.check(holds(ol, n, K), "out too short")) return a.fail();
+  bool ok = true;
+  for (int64_t i = 0; i < n; i++) ok = ok && ids[i] >= 0 && ids[i] < rows;
+  if (!a.check(ok, "an id is out of range")) return a.fail();
+  par_for(n, std::max<int64_t>(1, kMinTaskElems / K), [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; i++) w.row(ids[i], 0, K, out + i * K);
   });
   return a.undefined();
 }
@@ -719,7 +750,7 @@ napi_value WoGemm(napi_env env, napi_callback_info info) {
     return a.fail();
   if (M == 0) return a.undefined();
   if (M <= 4) {
-    par_for(N, std::max<int64_t>(1, 16384 / K), [&](int64_t n0, int64_t n1) {
+    par_for(N, std::max<int64_t>(1, kMinTaskElems / K), [&](int64_t n0, int64_t n1) {
       std::vector<float> row(static_cast<size_t>(K));
       for (int64_t n = n0; n < n1; n++) {
         w.row(n, 0, K, row.data());
@@ -751,6 +782,7 @@ void init_quant(Napi::Env env, Napi::Object exports) {
   export_fn(env, exports, "setInt8Kernel", SetInt8Kernel);
   register_kernel("int8", [] { return kI8Names[i8_kernel()]; });
   export_fn(env, exports, "dequantRows", DequantRows);
+  export_fn(env, exports, "dequantGather", DequantGather);
   export_fn(env, exports, "woGemm", WoGemm);
 }
 

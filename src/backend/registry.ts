@@ -62,7 +62,7 @@ function choose(): Backend {
     throw new Error("SHRINK_BACKEND=native but the native addon is not built (build/Release/shrink_native.node); run 'npm run build:native'");
   if (!warned) {
     warned = true;
-    process.stderr.write('shrink: native addon not available, using the TypeScript reference backend (slow). Run `npm run build:native`.\n');
+    process.stderr.write('shrink: native addon not available, using the TypeScript reference backend (slow). Run `npm run build:native` (in a project that installed the package: `npm rebuild shrink-lm`).\n');
   }
   return refBackend;
 }

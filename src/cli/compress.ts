@@ -29,6 +29,7 @@ import { TrainingInterrupted } from '../train/bert-tasks.ts';
 import type { GlueTask } from '../data/glue.ts';
 import { progress } from './progress.ts';
 import { formatBytes } from './inspect.ts';
+import { formatKernelChoices, quantKernelTable } from '../compress/quant/modules.ts';
 import '../compress/index.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -39,6 +40,8 @@ export interface Measured {
   metric: number | null;
   latency_ms_b1: number;
   latency_ms_b32: number;
+  /** Quantized layers only: the kernel each ran in the latency runs, per shape class, and why (kernels.ts chooseKernel). */
+  kernels?: Record<string, string>;
 }
 
 export interface CompressReport {
@@ -95,13 +98,16 @@ export function measure(model: Module, task: TaskData | null, latency: { b1: Mod
   model.eval();
   const fwd = (x: ModelInputs) => () => void noGrad(() => (model as unknown as { forward(i: ModelInputs): unknown }).forward(x));
   const lat = (x: ModelInputs | undefined) => (x ? +measureLatency(fwd(x), { warmup: 1, repeats: 5 }).bestMs.toFixed(3) : NaN);
-  return {
+  const m: Measured = {
     params: parameters,
     bytes,
     metric: task ? task.evaluate(model) : null,
     latency_ms_b1: lat(latency?.b1),
     latency_ms_b32: lat(latency?.b32),
   };
+  const k = quantKernelTable(model, false);
+  if (k.length) m.kernels = Object.fromEntries(k.map((l) => [l.name, `${l.scheme} ${l.shape.join('×')}: ${formatKernelChoices(l.kernels)}`]));
+  return m;
 }
 
 export interface CompressOptions {

@@ -14,6 +14,8 @@ import { findWeights, readConfig } from '../io/hf.ts';
 import { SafetensorsFile } from '../io/safetensors.ts';
 import { fromPretrained } from '../models/registry.ts';
 import type { Module } from '../nn/module.ts';
+import { quantKernelTable } from '../compress/quant/modules.ts';
+import type { KernelChoice, ShapeClass } from '../compress/quant/kernels.ts';
 
 export interface InspectReport {
   dir: string;
@@ -25,6 +27,11 @@ export interface InspectReport {
   /** Stored bytes per safetensors dtype (F32, F16, I8, U8, …). */
   dtypes: Record<string, number>;
   config: Record<string, unknown>;
+  /**
+   * Quantized linear layers and the kernel each runs per batch-shape class (decode M ≤ 4, small M ≤ 64, large),
+   * with why (src/compress/quant/kernels.ts chooseKernel: measured on this CPU for tiny weight-only layers).
+   */
+  kernels: { name: string; scheme: string; shape: [number, number]; kernels: Partial<Record<ShapeClass, KernelChoice>> }[];
 }
 
 const QUANT_PARAM_RE = /\.(weight_scale|weight_zero_point|input_scale|input_zero_point)$/;
@@ -95,6 +102,7 @@ export function inspectModel(dir: string): InspectReport {
     modules,
     dtypes,
     config,
+    kernels: quantKernelTable(model, true),
   };
 }
 
@@ -115,6 +123,14 @@ export function formatInspect(r: InspectReport): string {
     '| --- | --- | --- |',
   ];
   for (const m of r.modules) lines.push(`| ${m.name} | ${m.parameters.toLocaleString('en-US')} | ${formatBytes(m.bytes)} |`);
+  if (r.kernels.length) {
+    lines.push('', '| quantized layer | scheme | shape | kernel: decode / small / large | why |', '| --- | --- | --- | --- | --- |');
+    for (const l of r.kernels) {
+      const k = l.kernels;
+      const why = [...new Set(Object.values(k).map((c) => c!.reason))].join('; ');
+      lines.push(`| ${l.name} | ${l.scheme} | ${l.shape.join('×')} | ${[k.decode, k.small, k.large].map((c) => c?.kernel ?? '–').join(' / ')} | ${why} |`);
+    }
+  }
   const keys = ['hidden_size', 'n_embd', 'num_hidden_layers', 'n_layer', 'num_attention_heads', 'n_head', 'num_key_value_heads', 'intermediate_size', 'vocab_size'];
   lines.push('', keys.filter((k) => k in r.config).map((k) => `${k}=${r.config[k]}`).join(' '));
   return lines.join('\n') + '\n';

@@ -5,3 +5,5 @@ export * from './runner.ts';
 export * from './structure.ts';
 export * from './tasks.ts';
 export * as quant from './quant/public.ts';
+import './prune/index.ts';
+export * as prune from './prune/index.ts';

@@ -31,7 +31,7 @@ export interface TaskData {
   sampler: { state(): unknown; setState(s: never): void };
   /** Score a model (one pass over the dev set / held-out text). */
   evaluate(model: Module): number;
-  /** Calibration batches (inputs only). */
+  /** Calibration batches: model inputs, with labels where the task has them (GLUE). */
   calibration(samples?: number): Record<string, Tensor>[];
   /** Fixed inputs of `batch` examples for latency measurements. */
   latencyInputs(batch: number): ModelInputs;
@@ -74,7 +74,12 @@ export function glueTaskData(modelDir: string, task: GlueTask, o: TaskOptions = 
     },
     sampler,
     evaluate: (model) => evaluateGlue(model as BertForSequenceClassification, tok, task, maxLength).score,
-    calibration: (samples = 128) => calibrationBatches(modelDir, task, { samples, seqLen: maxLength }),
+    // the first training examples, in order, with their labels (gradient-based importance scores use them)
+    calibration: (samples = 128) =>
+      calibrationBatches(modelDir, task, { samples, seqLen: maxLength, batchSize: 8 }).map((b, i) => ({
+        ...b,
+        labels: Tensor.from(Int32Array.from(train.labels.slice(i * 8, i * 8 + b.inputIds.shape[0]!))),
+      })),
     latencyInputs: (batch) => batchOf(dev.texts.slice(0, batch).map(enc)),
     evalArgs: ['-t', task],
   };

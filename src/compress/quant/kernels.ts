@@ -5,7 +5,10 @@
  * dequantized as they are packed (KC×16 at a time, so the float weight never exists whole; equal to the reference
  * to float32 rounding). Elsewhere these TypeScript paths run: weight-only dequantizes 64 output rows at a time and
  * multiplies with the float32 GEMM; int8-dynamic quantizes activations per token and sums integer products exactly.
+ * Weight-only layers of at most FP32_CACHE_MAX_WEIGHTS weights may instead keep a dequantized float32 copy
+ * ('fp32-cache'); chooseKernel (end of this file) picks per layer and batch-shape class.
  */
+import os from 'node:os';
 import { matmul } from '../../ops/matmul.ts';
 import { Tensor, storageVersion } from '../../tensor/tensor.ts';
 import { noGrad } from '../../tensor/autograd.ts';
@@ -30,6 +33,10 @@ interface QuantAddon {
   setInt8Kernel(name: string): string;
   dequantRows(c8: Int8Array | null, c4: Uint8Array | null, bits: number, scale: Float32Array, z8: Int8Array | null, z4: Uint8Array | null, groupSize: number, perTensor: boolean, K: number, r0: number, r1: number, out: Float32Array): void;
   woGemm(x: Float32Array, M: number, c8: Int8Array | null, c4: Uint8Array | null, bits: number, scale: Float32Array, z8: Int8Array | null, z4: Uint8Array | null, groupSize: number, perTensor: boolean, K: number, N: number, bias: Float32Array | null, out: Float32Array): void;
+  /** Rows ids[i] of the weight dequantized into out[i·K …] (QuantEmbedding); every id in [0, rows). */
+  dequantGather?(c8: Int8Array | null, c4: Uint8Array | null, bits: number, scale: Float32Array, z8: Int8Array | null, z4: Uint8Array | null, groupSize: number, perTensor: boolean, K: number, rows: number, ids: Int32Array, out: Float32Array): void;
+  /** gemm.cc's packed SGEMM (the fp32-cache kernel calls it with transB and accumulate onto the bias). */
+  sgemm(a: Float32Array, b: Float32Array, out: Float32Array, batch: number, M: number, N: number, K: number, aOff: Int32Array, bOff: Int32Array, lda: number, ldb: number, transA: boolean, transB: boolean, accumulate: boolean): void;
 }
 
 /** The weight arguments of the addon's dequantizing kernels: codes, bits, scale, zero, groupSize, perTensor, K. */
@@ -63,6 +70,17 @@ function dequantPanel(w: QuantizedWeight, r0: number, r1: number, out: Float32Ar
 }
 
 /**
+ * out[i·K …] = row ids[i] of w dequantized, natively in one call when the addon has dequantGather (ids already
+ * checked to be in range by the caller); false when the caller must take its own path.
+ */
+export function dequantGather(w: QuantizedWeight, ids: Int32Array, out: Float32Array): boolean {
+  const q = quantAddon();
+  if (!q || typeof q.dequantGather !== 'function') return false;
+  q.dequantGather(...weightArgs(w), w.shape[0], ids, out);
+  return true;
+}
+
+/**
  * Packed int8 weights per codes array, built on first use and rebuilt when the codes' storage version moved:
  * Module.loadStateDict copies a checkpoint into the existing buffers in place (Tensor.copy_, which bumps the
  * version), so the same array can hold new codes. Writers that bypass Tensor's in-place methods must call
@@ -89,7 +107,22 @@ function packed(q: QuantAddon, w: QuantizedWeight): Packed {
   return p;
 }
 
-/** out[M, N] = x[M, K] · dequant(W)ᵀ + bias. */
+/**
+ * Scratch for the int8 kernels' activation codes, scales and zero points: grown when a call needs more, never
+ * shrunk, shared by every layer (calls are synchronous and the addon is done with them when it returns), so a
+ * forward does not allocate three typed arrays per layer. Views of exactly M·Kp / M elements.
+ */
+let SCRATCH = { qa: new Uint8Array(0), sa: new Float32Array(0), za: new Int32Array(0) };
+function scratch(M: number, Kp: number): { qa: Uint8Array; sa: Float32Array; za: Int32Array } {
+  if (SCRATCH.qa.length < M * Kp) SCRATCH.qa = new Uint8Array(Math.max(M * Kp, 2 * SCRATCH.qa.length));
+  if (SCRATCH.sa.length < M) {
+    SCRATCH.sa = new Float32Array(Math.max(M, 2 * SCRATCH.sa.length));
+    SCRATCH.za = new Int32Array(SCRATCH.sa.length);
+  }
+  return { qa: SCRATCH.qa.subarray(0, M * Kp), sa: SCRATCH.sa.subarray(0, M), za: SCRATCH.za.subarray(0, M) };
+}
+
+/** out[M, N] = x[M, K] · dequant(W)ᵀ + bias: the 'wo-pack' kernel (dequantize-in-pack) natively. */
 export function weightOnlyLinear(x: Float32Array, M: number, w: QuantizedWeight, bias: Float32Array | null, out: Float32Array): void {
   const [N, K] = w.shape;
   const q = quantAddon();
@@ -182,9 +215,7 @@ export function int8DynamicLinear(x: Float32Array, M: number, w: QuantizedWeight
   const nq = quantAddon();
   if (nq && M > 0 && typeof nq.quantizeRows === 'function') {
     const Kp = Math.ceil(K / 4) * 4;
-    const qa = new Uint8Array(M * Kp);
-    const sa = new Float32Array(M);
-    const za = new Int32Array(M);
+    const { qa, sa, za } = scratch(M, Kp);
     nq.quantizeRows(x, M, K, Kp, qmax, qa, sa, za);
     const p = packed(nq, w);
     nq.int8Gemm(qa, M, Kp, p.packed, N, sa, za, w.scale, w.perTensor, p.rowSum, bias, out, qmax);
@@ -235,18 +266,182 @@ function integerGemmFallback(q: Uint8Array, scale: Float32Array, zero: Int32Arra
 export function int8StaticLinear(x: Float32Array, M: number, w: QuantizedWeight, inScale: number, inZero: number, bias: Float32Array | null, out: Float32Array): void {
   const [N, K] = w.shape;
   const nq = quantAddon();
-  const sa = new Float32Array(M).fill(inScale);
-  const za = new Int32Array(M).fill(inZero);
   if (nq && M > 0) {
     const Kp = Math.ceil(K / 4) * 4;
-    const qa = new Uint8Array(M * Kp);
+    const { qa, sa, za } = scratch(M, Kp);
+    sa.fill(inScale);
+    za.fill(inZero);
     nq.quantizeRowsStatic(x, M, K, Kp, inScale, inZero, qa);
     const p = packed(nq, w);
     nq.int8Gemm(qa, M, Kp, p.packed, N, sa, za, w.scale, w.perTensor, p.rowSum, bias, out, 127);
     return;
   }
+  const sa = new Float32Array(M).fill(inScale);
+  const za = new Int32Array(M).fill(inZero);
   const inv = Math.fround(1 / inScale);
   const q = new Uint8Array(M * K);
   for (let i = 0; i < M * K; i++) q[i] = Math.min(127, Math.max(0, roundHalfEven(Math.fround(x[i]! * inv)) + inZero));
   integerGemmFallback(q, sa, za, M, w, bias, out, 127);
+}
+
+// ---- Per-layer kernel choice
+
+/**
+ * The kernels a QuantLinear can run on:
+ * - 'int8-gemm': int8-dynamic / int8-static, always: the exact integer GEMM *is* those schemes' definition (a float
+ *   path would change their results), so they have no other candidate; lower fixed costs are what they get.
+ * - 'wo-pack': weight-only int8 / int4 on the addon's woGemm, B panels dequantized as they are packed (no float
+ *   copy of the weight at run time).
+ * - 'fp32-cache': weight-only layers of at most FP32_CACHE_MAX_WEIGHTS weights: the weight dequantized once into
+ *   a float32 copy (4 bytes per weight of memory at run time; the file keeps its integer bytes) and multiplied by
+ *   the plain packed SGEMM. Same numbers as 'wo-pack' up to float32 summation order (both dequantize to exactly
+ *   (q − zero)·scale in float32; the GEMMs may add the K products in a different order).
+ * - 'reference': the TypeScript paths (no native addon / TypeScript backend).
+ */
+export type QuantKernel = 'int8-gemm' | 'wo-pack' | 'fp32-cache' | 'reference';
+/** Batch-shape classes a choice is made (and cached) for: M = rows of the layer input (tokens × batch). */
+export type ShapeClass = 'decode' | 'small' | 'large';
+export const SHAPE_CLASSES: readonly ShapeClass[] = ['decode', 'small', 'large'];
+/** decode: M ≤ 4 (woGemm's GEMV path), small: M ≤ 64, large: above. */
+export function shapeClass(M: number): ShapeClass {
+  return M <= 4 ? 'decode' : M <= 64 ? 'small' : 'large';
+}
+/** A representative M per class (inspect and the compress report measure with it when no input was seen yet). */
+export const CLASS_M: Record<ShapeClass, number> = { decode: 1, small: 32, large: 256 };
+/** The largest weight-only layer (N·K weights) that may keep a float32 copy: 65,536 weights = 256 KiB. */
+export const FP32_CACHE_MAX_WEIGHTS = 65536;
+/** 'fp32-cache' must beat 'wo-pack' by this factor to be chosen (it costs memory; ties go to the packed codes). */
+const CACHE_MARGIN = 0.97;
+
+export interface KernelChoice {
+  kernel: QuantKernel;
+  /** Why, in words: forced, the only exact kernel, too large for a cache, or the measured times. */
+  reason: string;
+}
+
+const FORCE_VALUES = ['auto', 'int8-gemm', 'wo-pack', 'fp32-cache'] as const;
+type Forced = (typeof FORCE_VALUES)[number];
+/** SHRINK_QUANT_KERNEL: 'auto' (default), 'wo-pack' or 'fp32-cache' (weight-only layers), 'int8-gemm' (a no-op: integer layers always run it). */
+export function forcedQuantKernel(): Forced {
+  const v = (process.env.SHRINK_QUANT_KERNEL ?? 'auto').trim() || 'auto';
+  if (!(FORCE_VALUES as readonly string[]).includes(v)) throw new Error(`SHRINK_QUANT_KERNEL must be one of ${FORCE_VALUES.join(', ')}, got '${v}'`);
+  return v as Forced;
+}
+
+let CPU: string | undefined;
+const cpuModel = () => (CPU ??= (os.cpus()[0]?.model ?? 'unknown CPU').trim());
+/** Measured choices: CPU model | weight format and shape | shape class → choice. In-process only. */
+const MEASURED = new Map<string, KernelChoice>();
+/** Forget the measured choices (tests; a benchmark that pins threads differently). */
+export function clearKernelChoices(): void {
+  MEASURED.clear();
+}
+
+function weightKey(w: QuantizedWeight): string {
+  return `${cpuModel()}|${w.bits}b|g${w.perTensor ? 'T' : w.groupSize}|${w.zero ? 'z' : 's'}|${w.shape[0]}x${w.shape[1]}`;
+}
+
+/** ms per call of each function: 1 warm-up each, then 5 interleaved rounds of ≥ 0.2 ms (≤ 64 calls); the best round. */
+function timeKernels(fns: Record<string, () => void>): Record<string, number> {
+  const names = Object.keys(fns);
+  for (const k of names) fns[k]!();
+  const best: Record<string, number> = Object.fromEntries(names.map((k) => [k, Infinity]));
+  for (let r = 0; r < 5; r++)
+    for (const k of names) {
+      let n = 0;
+      const t0 = performance.now();
+      let t = t0;
+      do {
+        fns[k]!();
+        n++;
+        t = performance.now();
+      } while (t - t0 < 0.2 && n < 64);
+      best[k] = Math.min(best[k]!, (t - t0) / n);
+    }
+  return best;
+}
+
+/**
+ * The kernel a QuantLinear of `scheme` runs for an input of M rows. Weight-only layers small enough for an fp32
+ * cache are measured once per (CPU model, weight shape and format, shape class): both candidates run on `x` (the
+ * call's input, or random rows when none is given) and the faster is kept for every later call of that class.
+ */
+export function chooseKernel(scheme: string, w: QuantizedWeight, M: number, x?: Float32Array, bias: Float32Array | null = null): KernelChoice {
+  const forced = forcedQuantKernel();
+  const q = quantAddon();
+  if (scheme === 'int8-dynamic' || scheme === 'int8-static') {
+    const tile = int8Kernel().replace(/^int8 /, '');
+    const why = `${scheme}: the exact integer GEMM is the scheme's definition (a float kernel would change its results)`;
+    return { kernel: q ? 'int8-gemm' : 'reference', reason: `${why}; ${tile} tile${forced !== 'auto' && forced !== 'int8-gemm' ? `; SHRINK_QUANT_KERNEL=${forced} does not apply` : ''}` };
+  }
+  if (!q) return { kernel: 'reference', reason: 'TypeScript backend (no native addon): panels dequantized into the float32 GEMM' };
+  if (forced === 'wo-pack' || forced === 'fp32-cache') return { kernel: forced, reason: `forced by SHRINK_QUANT_KERNEL=${forced}` };
+  const [N, K] = w.shape;
+  if (N * K > FP32_CACHE_MAX_WEIGHTS)
+    return { kernel: 'wo-pack', reason: `${N}×${K} = ${(N * K).toLocaleString('en-US')} weights > ${FP32_CACHE_MAX_WEIGHTS.toLocaleString('en-US')}: no fp32 cache (it would hold ${((4 * N * K) / 1024).toFixed(0)} KiB)` };
+  const cls = shapeClass(M);
+  const key = `${weightKey(w)}|${cls}`;
+  const seen = MEASURED.get(key);
+  if (seen) return seen;
+  const xs = x && x.length >= M * K ? x.subarray(0, M * K) : Float32Array.from({ length: M * K }, () => Math.random() * 2 - 1);
+  const out = new Float32Array(M * N);
+  const hadCache = F32CACHE.has(w.codes);
+  const t = timeKernels({ 'wo-pack': () => weightOnlyLinear(xs, M, w, bias, out), 'fp32-cache': () => fp32CacheLinear(xs, M, w, bias, out) });
+  const cache = t['fp32-cache']! < CACHE_MARGIN * t['wo-pack']!;
+  if (!cache && !hadCache) F32CACHE.delete(w.codes); // measured, not chosen: give the memory back
+  const us = (ms: number) => `${(ms * 1000).toFixed(1)} µs`;
+  const choice: KernelChoice = {
+    kernel: cache ? 'fp32-cache' : 'wo-pack',
+    reason: `measured at M=${M} (${cls}): wo-pack ${us(t['wo-pack']!)}, fp32-cache ${us(t['fp32-cache']!)}${cache ? ` (+${((4 * N * K) / 1024).toFixed(0)} KiB fp32 at run time)` : ''}`,
+  };
+  MEASURED.set(key, choice);
+  return choice;
+}
+
+/** The dequantized float32 weight of small weight-only layers, rebuilt when the codes' storage version moves. */
+interface F32Cached {
+  w: Float32Array;
+  version: number;
+  N: number;
+  K: number;
+}
+const F32CACHE = new WeakMap<object, F32Cached>();
+const ZERO_OFFSET = new Int32Array(1);
+function fp32Weight(w: QuantizedWeight): Float32Array {
+  const [N, K] = w.shape;
+  const version = storageVersion(w.codes);
+  let c = F32CACHE.get(w.codes);
+  if (!c || c.version !== version || c.N !== N || c.K !== K) {
+    c = { w: c && c.w.length === N * K ? c.w : new Float32Array(N * K), version, N, K };
+    dequantPanel(w, 0, N, c.w);
+    F32CACHE.set(w.codes, c);
+  }
+  return c.w;
+}
+
+/** Bytes of float32 weight copies the 'fp32-cache' kernel holds for this weight now (0 when none). */
+export function fp32CacheBytes(w: QuantizedWeight): number {
+  return F32CACHE.get(w.codes)?.w.byteLength ?? 0;
+}
+
+/** The 'fp32-cache' kernel: out = x · Wᵀ + bias on the packed SGEMM with the cached dequantized weight. */
+export function fp32CacheLinear(x: Float32Array, M: number, w: QuantizedWeight, bias: Float32Array | null, out: Float32Array): void {
+  const [N, K] = w.shape;
+  const W = fp32Weight(w);
+  const q = quantAddon();
+  if (M === 0) return;
+  if (q && typeof q.sgemm === 'function') {
+    if (bias) for (let m = 0; m < M; m++) out.set(bias, m * N);
+    else out.fill(0, 0, M * N);
+    q.sgemm(x, W, out, 1, M, N, K, ZERO_OFFSET, ZERO_OFFSET, K, K, false, true, true);
+    return;
+  }
+  const y = noGrad(() => matmul(new Tensor(x.subarray(0, M * K), [M, K], 'float32'), new Tensor(W, [N, K], 'float32').t()).data as Float32Array);
+  for (let m = 0; m < M; m++) for (let n = 0; n < N; n++) out[m * N + n] = y[m * N + n]! + (bias ? bias[n]! : 0);
+}
+
+/** Run the chosen kernel of a weight-only layer. */
+export function runWeightOnly(kernel: QuantKernel, x: Float32Array, M: number, w: QuantizedWeight, bias: Float32Array | null, out: Float32Array): void {
+  if (kernel === 'fp32-cache') fp32CacheLinear(x, M, w, bias, out);
+  else weightOnlyLinear(x, M, w, bias, out);
 }

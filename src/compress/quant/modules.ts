@@ -11,6 +11,10 @@
  * - `int4`: two 4-bit codes per byte (low nibble = even column), per-group scales and zero points (asymmetric, as
  *   GPTQ and AWQ store them); 3-bit GPTQ codes use the same 4-bit containers.
  *
+ * Which kernel a QuantLinear runs is chosen per layer and batch-shape class (kernels.ts chooseKernel; `kernelFor`,
+ * `kernelPlan`): integer schemes always the exact int8 GEMM; weight-only layers dequantize-in-pack, or a cached
+ * float32 copy of the weight for tiny layers when it measures faster (SHRINK_QUANT_KERNEL forces one).
+ *
  * Dequantization everywhere is w = (q − zero)·scale. The checkpoint keys are `<name>.weight` (I8) or
  * `<name>.weight_packed` (U8), `<name>.weight_scale` (F32), `<name>.weight_zero_point` (I8 / U8, asymmetric
  * only) and `<name>.bias`; see format.ts.
@@ -20,7 +24,8 @@ import { Module } from '../../nn/module.ts';
 import { Tensor } from '../../tensor/tensor.ts';
 import { linear } from '../../ops/matmul.ts';
 import { noGrad } from '../../tensor/autograd.ts';
-import { int8DynamicLinear, int8StaticLinear, weightOnlyLinear } from './kernels.ts';
+import { backend } from '../../backend/registry.ts';
+import { CLASS_M, SHAPE_CLASSES, chooseKernel, dequantGather, forcedQuantKernel, int8DynamicLinear, int8StaticLinear, runWeightOnly, shapeClass, type KernelChoice, type ShapeClass } from './kernels.ts';
 
 export type QuantScheme = 'int8' | 'int8-dynamic' | 'int8-static' | 'int4';
 export const QUANT_SCHEMES: readonly QuantScheme[] = ['int8', 'int8-dynamic', 'int8-static', 'int4'];
@@ -133,6 +138,8 @@ export class QuantLinear extends Module {
   readonly inFeatures: number;
   /** The float module it replaced: a Linear, or a GPT-2 Conv1D whose [in, out] weight is stored transposed. */
   origin: 'linear' | 'conv1d' = 'linear';
+  /** The kernel chosen per batch-shape class (kernels.ts chooseKernel), with the backend and override it was chosen under. */
+  private kernels: Partial<Record<ShapeClass, KernelChoice & { stamp: string }>> = {};
   constructor(
     readonly scheme: QuantScheme,
     qweight: QuantizedWeight,
@@ -181,6 +188,34 @@ export class QuantLinear extends Module {
     syncFromBuffers(this, this.qweight);
     return r;
   }
+  /**
+   * The kernel this layer runs (or would run) for inputs of M rows, and why: chosen at the first call of M's shape
+   * class (decode M ≤ 4, small M ≤ 64, large) and kept; `x` is the input a measurement runs on (random rows when absent).
+   */
+  kernelFor(M: number, x?: Float32Array): KernelChoice {
+    const cls = shapeClass(M);
+    const stamp = `${backend().name}|${forcedQuantKernel()}`;
+    const c = this.kernels[cls];
+    if (c && c.stamp === stamp) return c;
+    syncFromBuffers(this, this.qweight);
+    const b = this.bias ? (this.bias.floatData('QuantLinear') as Float32Array) : null;
+    const chosen = { ...chooseKernel(this.scheme, this.qweight, M, x, b), stamp };
+    this.kernels[cls] = chosen;
+    return chosen;
+  }
+  /** The kernel per shape class (decode, small, large), measuring with CLASS_M rows where nothing was chosen yet. */
+  kernelPlan(): Record<ShapeClass, KernelChoice> {
+    return Object.fromEntries(
+      SHAPE_CLASSES.map((cls) => {
+        const { kernel, reason } = this.kernelFor(CLASS_M[cls]);
+        return [cls, { kernel, reason }];
+      }),
+    ) as Record<ShapeClass, KernelChoice>;
+  }
+  /** The kernels chosen so far by real calls, per shape class (the compress report lists them). */
+  chosenKernels(): Partial<Record<ShapeClass, KernelChoice>> {
+    return Object.fromEntries(Object.entries(this.kernels).map(([cls, c]) => [cls, { kernel: c!.kernel, reason: c!.reason }]));
+  }
   /** The weight in float32 (tests, reports). */
   dequantized(): Tensor {
     syncFromBuffers(this, this.qweight);
@@ -201,10 +236,11 @@ export class QuantLinear extends Module {
     }
     const out = new Float32Array(M * this.outFeatures);
     const b = this.bias ? (this.bias.floatData('QuantLinear') as Float32Array) : null;
+    const kernel = M > 0 ? this.kernelFor(M, xd as Float32Array).kernel : 'wo-pack'; // int8 schemes: always int8-gemm (or reference)
     if (this.scheme === 'int8-dynamic') int8DynamicLinear(xd as Float32Array, M, this.qweight, b, out);
     else if (this.scheme === 'int8-static')
       int8StaticLinear(xd as Float32Array, M, this.qweight, this.getBuffer('input_scale')!.data[0]!, this.getBuffer('input_zero_point')!.data[0]!, b, out);
-    else weightOnlyLinear(xd as Float32Array, M, this.qweight, b, out);
+    else runWeightOnly(kernel, xd as Float32Array, M, this.qweight, b, out);
     return new Tensor(out, [...x.shape.slice(0, -1), this.outFeatures], 'float32');
   }
 }
@@ -239,11 +275,14 @@ export class QuantEmbedding extends Module {
     const [V, D] = this.qweight.shape;
     const idx = ids.contiguous().data;
     const out = new Float32Array(idx.length * D);
+    const rows = new Int32Array(idx.length);
     for (let i = 0; i < idx.length; i++) {
       const r = Number(idx[i]);
       if (!(r >= 0 && r < V)) throw new Error(`QuantEmbedding: index ${r} is out of range for ${V} embeddings`);
-      dequantizeRows(this.qweight, r, r + 1, out.subarray(i * D, (i + 1) * D));
+      rows[i] = r;
     }
+    // natively in one call (the same (q − zero)·scale values), else row by row here
+    if (!dequantGather(this.qweight, rows, out)) for (let i = 0; i < rows.length; i++) dequantizeRows(this.qweight, rows[i]!, rows[i]! + 1, out.subarray(i * D, (i + 1) * D));
     return new Tensor(out, [...ids.shape, D], 'float32');
   }
 }
@@ -251,4 +290,22 @@ export class QuantEmbedding extends Module {
 /** A float reference forward for a QuantLinear (dequantized weight through the fp32 GEMM): tests use it. */
 export function referenceForward(m: QuantLinear, x: Tensor): Tensor {
   return noGrad(() => linear(x, m.dequantized().narrow(1, 0, m.inFeatures), m.bias));
+}
+
+/**
+ * Every QuantLinear of a model with its kernel per shape class, one line each: `plan` measures the classes not yet
+ * chosen (inspect), otherwise only the classes real calls chose are listed (the compress report, after its latency runs).
+ */
+export function quantKernelTable(model: Module, plan: boolean): { name: string; scheme: QuantScheme; shape: [number, number]; kernels: Partial<Record<ShapeClass, KernelChoice>> }[] {
+  const rows = [];
+  for (const [name, m] of model.namedModules())
+    if (m instanceof QuantLinear) rows.push({ name, scheme: m.scheme, shape: [...m.qweight.shape] as [number, number], kernels: plan ? m.kernelPlan() : m.chosenKernels() });
+  return rows;
+}
+
+/** One line per class: `decode wo-pack (reason); large fp32-cache (reason)`. */
+export function formatKernelChoices(k: Partial<Record<ShapeClass, KernelChoice>>): string {
+  return Object.entries(k)
+    .map(([cls, c]) => `${cls} ${c!.kernel} (${c!.reason})`)
+    .join('; ');
 }

@@ -5,7 +5,11 @@ HF's BertModel computation (post-LayerNorm, GELU, additive mask), so its FLOPs a
 Run: /usr/bin/python3 bench/torch_ref.py [--json]   (PyTorch 1.13 from Debian: apt-get install python3-torch)
 Every row: 1 thread, 1 warm-up, best of 5.
 """
-import json, math, sys, time
+import json, math, os, sys, time
+
+# Debian's torch does its GEMMs in OpenBLAS, whose own threads ignore torch.set_num_threads: pin every pool to 1
+for v in ('OMP_NUM_THREADS', 'OPENBLAS_NUM_THREADS', 'MKL_NUM_THREADS'):
+    os.environ[v] = '1'
 import torch
 import torch.nn as nn
 import torch.nn.functional as F

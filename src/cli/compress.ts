@@ -105,7 +105,7 @@ export function measure(model: Module, task: TaskData | null, latency: { b1: Mod
     latency_ms_b1: lat(latency?.b1),
     latency_ms_b32: lat(latency?.b32),
   };
-  const k = quantKernelTable(model, false);
+  const k = quantKernelTable(model, false).filter((l) => Object.keys(l.kernels).length > 0);
   if (k.length) m.kernels = Object.fromEntries(k.map((l) => [l.name, `${l.scheme} ${l.shape.join('×')}: ${formatKernelChoices(l.kernels)}`]));
   return m;
 }

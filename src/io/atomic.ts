@@ -44,7 +44,7 @@ export function atomicWrite(target: string, write: (fd: number) => void): void {
 }
 
 /** fsync a directory so a rename in it survives a crash (not possible on every platform: best effort). */
-function syncDir(dir: string): void {
+export function syncDir(dir: string): void {
   let fd: number | null = null;
   try {
     fd = fs.openSync(dir, 'r');

@@ -15,7 +15,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { atomicWriteJson } from './atomic.ts';
+import { atomicWriteJson, syncDir } from './atomic.ts';
 
 export interface OutDirOptions {
   force?: boolean;
@@ -170,17 +170,6 @@ function cleanStale(out: string): void {
   for (const { n } of stale.filter((x) => x.m[2] === 'tmp')) fs.rmSync(path.join(parent, n), { recursive: true, force: true });
 }
 
-function syncDir(dir: string): void {
-  let fd: number | null = null;
-  try {
-    fd = fs.openSync(dir, 'r');
-    fs.fsyncSync(fd);
-  } catch {
-    // best effort (some platforms / filesystems refuse)
-  } finally {
-    if (fd !== null) fs.closeSync(fd);
-  }
-}
 
 /**
  * Write a whole folder atomically: `fill(tmp)` fills a fresh temporary sibling folder (.<name>.tmp-<pid>-<rand>);

@@ -758,6 +758,43 @@ napi_value AdamW(napi_env env, napi_callback_info info) {
   return nullptr;
 }
 
+// ---- dropout
+// dropout(x, out, state, threshold, scale): out[i] = u32 ≥ threshold ? x[i]·scale : 0 over out.length elements, one
+// xoshiro128** draw per element from state (Int32Array(4), read and written back), the exact stream of
+// Generator.nextU32 in src/tensor/random.ts. threshold is in [0, 2³²]; the draws are sequential (one thread).
+napi_value Dropout(napi_env env, napi_callback_info info) {
+  Args args(env, info, "dropout");
+  size_t xl, ol, sl;
+  const float* x = args.f32(0, xl);
+  float* out = args.f32(1, ol);
+  int32_t* st = args.i32(2, sl);
+  const double thr = args.num(3), scale = args.num(4);
+  if (args.failed() || !args.check(xl >= ol, "x is shorter than out") || !args.check(sl >= 4, "state needs 4 words") ||
+      !args.check(thr >= 0 && thr <= 4294967296.0, "threshold out of range"))
+    return args.fail();
+  uint32_t s0 = static_cast<uint32_t>(st[0]), s1 = static_cast<uint32_t>(st[1]), s2 = static_cast<uint32_t>(st[2]), s3 = static_cast<uint32_t>(st[3]);
+  const uint64_t th = static_cast<uint64_t>(thr);
+  const float sc = static_cast<float>(scale);
+  const int64_t n = static_cast<int64_t>(ol);
+  auto rotl = [](uint32_t v, int k) { return (v << k) | (v >> (32 - k)); };
+  for (int64_t i = 0; i < n; i++) {
+    const uint32_t r = rotl(s1 * 5u, 7) * 9u;
+    const uint32_t t = s1 << 9;
+    s2 ^= s0;
+    s3 ^= s1;
+    s1 ^= s2;
+    s0 ^= s3;
+    s2 ^= t;
+    s3 = rotl(s3, 11);
+    out[i] = static_cast<uint64_t>(r) >= th ? x[i] * sc : 0.0f;
+  }
+  st[0] = static_cast<int32_t>(s0);
+  st[1] = static_cast<int32_t>(s1);
+  st[2] = static_cast<int32_t>(s2);
+  st[3] = static_cast<int32_t>(s3);
+  return nullptr;
+}
+
 }  // namespace
 
 void init_nn(Napi::Env env, Napi::Object exports) {
@@ -772,6 +809,7 @@ void init_nn(Napi::Env env, Napi::Object exports) {
   export_fn(env, exports, "crossEntropy", denormal_guarded<CrossEntropy>);
   export_fn(env, exports, "crossEntropyBackward", denormal_guarded<CrossEntropyBackward>);
   export_fn(env, exports, "adamw", denormal_guarded<AdamW>);
+  export_fn(env, exports, "dropout", denormal_guarded<Dropout>);
   register_kernel("nn", [] { return simd_enabled() ? "avx2" : "portable"; });
 }
 

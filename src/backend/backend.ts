@@ -140,4 +140,11 @@ export interface Backend {
    * where bc1 = 1 - β1^t, bc2 = 1 - β2^t.
    */
   adamw(p: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, bc1: number, bc2: number): void;
+
+  /**
+   * Inverted dropout over out.length elements (x contiguous, at least as long): one xoshiro128** draw r per element
+   * from `state` (4 words, the Generator's, advanced in place); out[i] = r ≥ threshold ? x[i]·scale : 0.
+   * threshold is in [0, 2³²]. The stream is exactly Generator.nextU32's.
+   */
+  dropout(x: FArray, out: FArray, state: Int32Array, threshold: number, scale: number): void;
 }

@@ -50,8 +50,12 @@ function batchOffsets(t: Tensor, batchShape: readonly number[]): Int32Array {
   return out;
 }
 
-/** C = A·B for tensors of rank ≥ 2 with broadcast batch dims; the output is contiguous. */
-function gemm(a: Tensor, b: Tensor): Tensor {
+/**
+ * C = A·B for tensors of rank ≥ 2 with broadcast batch dims; the output is contiguous. With `bias` (1-D, length N,
+ * same dtype, contiguous data) the output rows start as the bias and the GEMM accumulates onto them (C = A·B + bias
+ * in one pass over C).
+ */
+function gemm(a: Tensor, b: Tensor, bias?: Tensor): Tensor {
   const M = a.shape[a.ndim - 2]!;
   const K = a.shape[a.ndim - 1]!;
   const K2 = b.shape[b.ndim - 2]!;
@@ -60,6 +64,12 @@ function gemm(a: Tensor, b: Tensor): Tensor {
   const batchShape = broadcastShapes('matmul', a.shape.slice(0, -2), b.shape.slice(0, -2));
   const out = newFloat([...batchShape, M, N], a.dtype);
   if (out.numel === 0) return out;
+  if (bias) {
+    const bd = bias.floatData('linear');
+    const od = out.data as Float32Array;
+    for (let r = 0, rows = out.numel / N; r < rows; r++) od.set(bd, r * N);
+    if (K === 0) return out;
+  }
   const la = layoutOf(a);
   const lb = layoutOf(b);
   backendFor(a.dtype).matmul({
@@ -76,7 +86,7 @@ function gemm(a: Tensor, b: Tensor): Tensor {
     ldb: lb.ld,
     transA: la.trans,
     transB: lb.trans,
-    accumulate: false,
+    accumulate: !!bias,
   });
   return out;
 }
@@ -105,6 +115,24 @@ export function matmul(a: Tensor, b: Tensor): Tensor {
   return matmulOp(a, b);
 }
 
+/**
+ * Fused y = x·Wᵀ + b for x [M, K], W [N, K], b [N] or null: the bias is the GEMM's starting value, and the gradients
+ * are computed in the layouts they are stored in (dW = gᵀ·x is [N, K] directly, no transposed copy of it).
+ */
+const linearOp = defineOp({
+  name: 'linear',
+  inputs: ([x, w, b]) => (b ? [x, w, b] : [x, w]),
+  forward: (x: Tensor, w: Tensor, b: Tensor | null) => gemm(x, w.t(), b ?? undefined),
+  backward: (g, { args: [x, w, b] }) => {
+    const grads: (Tensor | null)[] = [
+      x.requiresGrad ? gemm(g, w) : null, // dX = g·W
+      w.requiresGrad ? gemm(g.transpose(-1, -2), x) : null, // dW = gᵀ·x
+    ];
+    if (b) grads.push(b.requiresGrad ? sumTo(g, b.shape) : null);
+    return grads;
+  },
+});
+
 /** y = x·Wᵀ + b with W stored [out, in] (torch.nn.functional.linear). */
 export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor {
   if (weight.ndim !== 2) throw new Error(`linear: weight must be 2-D [out, in], got ${fmtShape(weight.shape)}`);
@@ -112,6 +140,11 @@ export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor 
     throw new Error(`linear: input ${fmtShape(x.shape)} has ${x.shape[x.ndim - 1]} features, weight ${fmtShape(weight.shape)} expects ${weight.shape[1]}`);
   // Fold leading dims into M so one large GEMM runs instead of a batch of small ones.
   const x2 = x.ndim > 2 ? x.reshape([-1, x.shape[x.ndim - 1]!]) : x;
+  if (x2.ndim === 2 && x2.dtype === weight.dtype && (!bias || (bias.ndim === 1 && bias.shape[0] === weight.shape[0] && bias.dtype === x2.dtype))) {
+    requireFloat('linear', x2);
+    const y = linearOp(x2, weight, bias ?? null);
+    return x.ndim > 2 ? y.reshape([...x.shape.slice(0, -1), weight.shape[0]!]) : y;
+  }
   let y = matmul(x2, weight.t());
   if (bias) y = y.add(bias);
   return x.ndim > 2 ? y.reshape([...x.shape.slice(0, -1), weight.shape[0]!]) : y;

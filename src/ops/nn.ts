@@ -1,7 +1,7 @@
 /**
  * Neural-network ops: softmax/logSoftmax, layerNorm, rmsNorm, embedding, dropout, losses (crossEntropy with
  * ignoreIndex and label smoothing, mseLoss, klDiv, softCrossEntropy with temperature), topk, oneHot, cumsum.
- * The fused ones (softmax, norms, embedding, crossEntropy) have their own kernels and gradients; the rest are
+ * The fused ones (softmax, norms, embedding, crossEntropy, dropout) have their own kernels and gradients; the rest are
  * composites whose gradients come from their parts.
  */
 import { defineOp } from '../tensor/autograd.ts';
@@ -175,19 +175,45 @@ export const embedding = defineOp({
 
 // ---------------------------------------------------------------- dropout
 
-/** Inverted dropout: zero each element with probability p and scale the rest by 1/(1-p); identity when !training. */
+/** Fused mask-and-scale pass; `state` (the generator's 4 words) is advanced in place. */
+function dropoutKernel(x: Tensor, state: Int32Array, threshold: number, scale: number): Tensor {
+  const out = newFloat(x.shape, x.dtype);
+  if (out.numel > 0) backendFor(x.dtype).dropout(x.floatData('dropout'), out.data as FArray, state, threshold, scale);
+  return out;
+}
+
+// The backward pass replays the forward's draws from the saved generator state (no mask tensor is kept).
+const dropoutOp = defineOp({
+  name: 'dropout',
+  inputs: ([x]) => [x],
+  forward: (x: Tensor, state: Int32Array, threshold: number, scale: number) => {
+    const start = state.slice();
+    return { out: dropoutKernel(x, state, threshold, scale), saved: start };
+  },
+  backward: (g, { inputs: [x], args: [, , threshold, scale], saved }) => [dropoutKernel(g.to(x!.dtype), saved.slice(), threshold, scale)],
+});
+
+/**
+ * Inverted dropout: zero each element with probability p and scale the rest by 1/(1-p); identity when !training.
+ * One uniform 32-bit draw per element from `generator` (keep when ≥ p·2³²), drawn and applied in one fused pass.
+ */
 export function dropout(x: Tensor, p = 0.5, training = true, generator: Generator = defaultGenerator): Tensor {
   generator ??= defaultGenerator;
   if (!(p >= 0 && p <= 1)) throw new Error(`dropout: probability must be in [0, 1], got ${p}`);
   if (!training || p === 0) return x;
   requireFloat('dropout', x);
   if (p === 1) return x.mul(0);
-  const mask = newFloat(x.shape, x.dtype);
-  const m = mask.data;
   const scale = 1 / (1 - p);
   const threshold = Math.round(p * 4294967296); // keep when a uniform 32-bit draw ≥ p·2³² (one draw per element)
-  for (let i = 0; i < m.length; i++) m[i] = generator.nextU32() >= threshold ? scale : 0;
-  return x.mul(mask);
+  const gs = generator.getState();
+  const state = Int32Array.from(gs.slice(0, 4));
+  const out = dropoutOp(x, state, threshold, scale);
+  gs[0] = state[0]! >>> 0;
+  gs[1] = state[1]! >>> 0;
+  gs[2] = state[2]! >>> 0;
+  gs[3] = state[3]! >>> 0;
+  generator.setState(gs);
+  return out;
 }
 
 // ---------------------------------------------------------------- losses

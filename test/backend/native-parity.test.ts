@@ -440,6 +440,27 @@ for (const cfg of CONFIGS) {
         parity('adamw', run, { atol: 1e-6, rtol: 1e-5 });
       });
 
+    // ---- dropout: the same xoshiro128** stream as Generator.nextU32, so native and ref keep the same elements
+
+    for (const [n, p] of [[5, 0.1], [1000, 0.5], [100003, 0.9]] as const)
+      test(`dropout(n=${n},p=${p}): same kept elements, values and generator state as ref`, () => {
+        const run = (be: Backend) => {
+          const x = Float32Array.from({ length: n }, (_, i) => Math.sin(i) * 3);
+          const out = new Float32Array(n);
+          const state = Int32Array.from([0x1234567, -0x7654321, 0x2468ace, 0x13579bd]);
+          be.dropout(x, out, state, Math.round(p * 2 ** 32), 1 / (1 - p));
+          return [out, state];
+        };
+        const [wantOut, wantState] = run(refBackend) as [Float32Array, Int32Array];
+        for (const [label, be] of [['', wrapped!], [' direct', direct!]] as const) {
+          const [out, state] = run(be) as [Float32Array, Int32Array];
+          sameBits(`dropout${label} state`, Array.from(state, (v) => v >>> 0), Array.from(wantState, (v) => v >>> 0), 8);
+          close(`dropout${label} out`, out, wantOut, { atol: 0, rtol: 1e-7 });
+        }
+        const kept = Array.from(wantOut).filter((v) => v !== 0).length;
+        assert.ok(Math.abs(kept / n - (1 - p)) < (n > 100 ? 0.02 : 1), `kept ${kept} of ${n} at p=${p}`);
+      });
+
     // ---- matmul through the wrapper (the kernel itself is covered by gemm.test.ts)
 
     for (const [M, N, K] of [[1, 1, 1], [3, 17, 7], [33, 5, 257]])

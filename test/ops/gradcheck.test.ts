@@ -92,6 +92,12 @@ const PRIMITIVES: Record<string, Sample[]> = {
     { fn: (x) => ops.crossEntropy(x, ints([0, 1, 2, 1], [2, 2]), { reduction: 'none' }), inputs: () => [T([2, 3, 2], -2, 2)] },
   ],
   cumsum: [{ fn: (x) => x.cumsum(1), inputs: () => [T([3, 4])] }],
+  dropout: [{ fn: (x) => ops.dropout(x, 0.3, true, new Generator(3)), inputs: () => [T([4, 5])] }],
+  linear: [
+    { fn: (x, w, b) => ops.linear(x, w, b), inputs: () => [T([2, 3, 4]), T([5, 4]), T([5])] },
+    { fn: (x, w) => ops.linear(x, w), inputs: () => [T([3, 4]), T([5, 4])] },
+    { fn: (x, w, b) => ops.linear(x.transpose(0, 1), w, b), inputs: () => [T([4, 3]), T([5, 4]), T([5]).requiresGrad_(false)] },
+  ],
 };
 
 /** … and composites (no registry entry; their gradient comes from their parts). */
@@ -101,7 +107,6 @@ const COMPOSITES: Record<string, Sample[]> = {
   std: [{ fn: (x) => x.std(), inputs: () => [T([3, 5])] }],
   logsumexp: [{ fn: (x) => x.logsumexp(1), inputs: () => [T([3, 5], -3, 3)] }],
   norm: [{ fn: (x) => x.norm(), inputs: () => [T([3, 4])] }, { fn: (x) => x.norm(3, 1), inputs: () => [awayFromZero([3, 4])] }],
-  linear: [{ fn: (x, w, b) => ops.linear(x, w, b), inputs: () => [T([2, 3, 4]), T([5, 4]), T([5])] }],
   select: [{ fn: (x) => x.select(1, -1), inputs: () => [T([3, 4])] }],
   split: [{ fn: (x) => x.split([1, 3], 1)[1]!, inputs: () => [T([2, 4])] }],
   stack: [{ fn: (a, b) => ops.stack([a, b], 1), inputs: () => [T([2, 3]), T([2, 3])] }],
@@ -111,7 +116,6 @@ const COMPOSITES: Record<string, Sample[]> = {
   softCrossEntropy: [{ fn: (s, t) => ops.softCrossEntropy(s, t, { temperature: 2 }), inputs: () => [T([3, 4], -2, 2), T([3, 4], -2, 2).requiresGrad_(false)] }],
   crossEntropySoftTargets: [{ fn: (x, p) => ops.crossEntropy(x, p.softmax(-1), { labelSmoothing: 0.2 }), inputs: () => [T([3, 4]), T([3, 4])] }],
   topk: [{ fn: (x) => x.topk(2, 1).values, inputs: () => [T([3, 5])] }],
-  dropout: [{ fn: (x) => ops.dropout(x, 0.3, true, new Generator(3)), inputs: () => [T([4, 5])] }],
   geluComposite: [{ fn: (x) => x.mul(0.5).mul(x.div(Math.SQRT2).erf().add(1)), inputs: () => [T([5], -2, 2)] }],
   attention: [
     {

@@ -90,6 +90,8 @@ export interface NativeAddon {
   crossEntropyBackward(x: F32, t: Int32Array, lse: F32, gRow: F32, rows: number, V: number, ignoreIndex: number, eps: number, out: F32): void;
   /** In place over p.length elements. */
   adamw(p: F32, g: F32, m: F32, v: F32, lr: number, b1: number, b2: number, eps: number, wd: number, bc1: number, bc2: number): void;
+  /** Fused inverted dropout (xoshiro128** stream of Generator.nextU32); state: 4 words, advanced in place. Optional: older builds lack it. */
+  dropout?(x: F32, out: F32, state: Int32Array, threshold: number, scale: number): void;
 
   /** Converts src.length elements; dst must be at least as long. Round to nearest even; bit-exact with src/tensor/dtype.ts. */
   f32ToF16(src: F32, dst: Uint16Array): void;
@@ -475,6 +477,11 @@ export function createNativeBackend(addon: NativeAddon, ref: Backend, options: N
     adamw(p, g, m, v, lr, b1, b2, eps, wd, bc1, bc2) {
       if (p.length <= MIN) return ref.adamw(p, g, m, v, lr, b1, b2, eps, wd, bc1, bc2);
       addon.adamw(p, g, m, v, lr, b1, b2, eps, wd, bc1, bc2);
+    },
+
+    dropout(x, out, state, threshold, scale) {
+      if (!(x instanceof Float32Array) || !(out instanceof Float32Array) || out.length <= MIN || !addon.dropout) return ref.dropout(x, out, state, threshold, scale);
+      addon.dropout(x, out, state, threshold, scale);
     },
   };
 }

@@ -294,4 +294,26 @@ export const refBackend: Backend = {
       p[i] = p[i]! * decay - (step * mi) / (Math.sqrt(vi) / sbc2 + eps);
     }
   },
+
+  dropout(x, out, state, threshold, scale) {
+    // xoshiro128** exactly as Generator.nextU32 (src/tensor/random.ts)
+    let s0 = state[0]! >>> 0, s1 = state[1]! >>> 0, s2 = state[2]! >>> 0, s3 = state[3]! >>> 0;
+    const sc = out instanceof Float32Array ? Math.fround(scale) : scale;
+    for (let i = 0; i < out.length; i++) {
+      const a = Math.imul(s1, 5);
+      const r = Math.imul((a << 7) | (a >>> 25), 9) >>> 0;
+      const t = s1 << 9;
+      s2 ^= s0;
+      s3 ^= s1;
+      s1 ^= s2;
+      s0 ^= s3;
+      s2 ^= t;
+      s3 = (s3 << 11) | (s3 >>> 21);
+      out[i] = r >= threshold ? x[i]! * sc : 0;
+    }
+    state[0] = s0;
+    state[1] = s1;
+    state[2] = s2;
+    state[3] = s3;
+  },
 };

@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import {
-  BertForSequenceClassification, GPT2LMHeadModel, Generator, LlamaForCausalLM, Tensor, bertConfig, compress, fromPretrained, gpt2Config, llamaConfig, manualSeed, noGrad, savePretrained,
+  BertForSequenceClassification, Generator, Tensor, bertConfig, compress, fromPretrained, manualSeed, noGrad, savePretrained,
 } from '../../src/index.ts';
 import type { Module } from '../../src/nn/module.ts';
 import type { Linear, Conv1D } from '../../src/nn/layers.ts';
@@ -17,6 +17,7 @@ import { anatomy } from '../../src/models/anatomy.ts';
 import { activationStats, ffnUnits } from '../../src/compress/prune/importance.ts';
 import '../../src/compress/prune/index.ts';
 import { expectClose, expectThrows } from '../harness/expect.ts';
+import { tinyGpt2, tinyLlama } from '../harness/tiny-models.ts';
 
 const { runRecipe } = compress;
 type Fwd = Module & { forward(i: ModelInputs, o?: ForwardOptions): ModelOutput };
@@ -93,14 +94,6 @@ describe('activation scores', () => {
   });
 });
 
-function tinyGpt2(seed = 3): GPT2LMHeadModel {
-  manualSeed(seed);
-  return new GPT2LMHeadModel(gpt2Config({ vocab_size: 40, n_positions: 16, n_embd: 32, n_layer: 2, n_head: 4, n_inner: 24, resid_pdrop: 0, embd_pdrop: 0, attn_pdrop: 0 })).eval();
-}
-function tinyLlama(seed = 7): LlamaForCausalLM {
-  manualSeed(seed);
-  return new LlamaForCausalLM(llamaConfig({ vocab_size: 40, hidden_size: 32, intermediate_size: 20, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 16 })).eval();
-}
 
 /** Forward with FFN neurons zeroed at the down projection's input. */
 function maskedForward(model: Module, batch: ModelInputs, neuronsOff: number[][]): ModelOutput {

@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import {
-  BertForSequenceClassification, GPT2LMHeadModel, Generator, LlamaForCausalLM, Tensor, bertConfig, compress, fromPretrained, gpt2Config, llamaConfig, manualSeed, noGrad, savePretrained,
+  Generator, Tensor, compress, fromPretrained, noGrad, savePretrained,
 } from '../../src/index.ts';
 import type { Module } from '../../src/nn/module.ts';
 import type { Linear, Conv1D } from '../../src/nn/layers.ts';
@@ -17,22 +17,11 @@ import { anatomy } from '../../src/models/anatomy.ts';
 import { attentionUnits, ffnUnits, gradientImportance } from '../../src/compress/prune/importance.ts';
 import '../../src/compress/prune/index.ts';
 import { expectClose, expectThrows } from '../harness/expect.ts';
+import { tinyBert, tinyGpt2, tinyLlama } from '../harness/tiny-models.ts';
 
 const { runRecipe } = compress;
 type Fwd = Module & { forward(i: ModelInputs, o?: ForwardOptions): ModelOutput };
 
-function tinyBert(seed = 5): BertForSequenceClassification {
-  manualSeed(seed);
-  return new BertForSequenceClassification(bertConfig({ vocab_size: 50, hidden_size: 32, num_hidden_layers: 2, num_attention_heads: 4, intermediate_size: 24, max_position_embeddings: 16, num_labels: 3 })).eval();
-}
-function tinyGpt2(seed = 3): GPT2LMHeadModel {
-  manualSeed(seed);
-  return new GPT2LMHeadModel(gpt2Config({ vocab_size: 40, n_positions: 16, n_embd: 32, n_layer: 2, n_head: 4, n_inner: 24, resid_pdrop: 0, embd_pdrop: 0, attn_pdrop: 0 })).eval();
-}
-function tinyLlama(seed = 7): LlamaForCausalLM {
-  manualSeed(seed);
-  return new LlamaForCausalLM(llamaConfig({ vocab_size: 40, hidden_size: 32, intermediate_size: 20, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 16 })).eval();
-}
 
 const g = new Generator(17);
 const ids = Tensor.randint(1, 40, [3, 6], { dtype: 'int32', generator: g });

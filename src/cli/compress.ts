@@ -188,7 +188,11 @@ export function compressFolder(modelArg: string | undefined, o: CompressOptions)
       savePretrained(model, tmp, { recipe: JSON.stringify(report.recipe) }, glue ? { finetuning_task: taskName } : {});
       copyTokenizerFiles(modelDir, tmp);
       atomicWriteJson(path.join(tmp, 'report.json'), report);
-      const logs = result.history.map((h, i) => h.map((e) => JSON.stringify({ stage: i + 1, ...e })).join('\n')).filter(Boolean);
+      // each stage's log.jsonl from its checkpoint folder: the whole run, across interruptions and resumes
+      const logs = result.history
+        .map((_, i) => path.join(runDir, `stage-${i + 1}`, 'log.jsonl'))
+        .map((f, i) => (fs.existsSync(f) ? fs.readFileSync(f, 'utf8').split('\n').filter(Boolean).map((l) => JSON.stringify({ stage: i + 1, ...JSON.parse(l) })).join('\n') : ''))
+        .filter(Boolean);
       if (logs.length) fs.writeFileSync(path.join(tmp, 'log.jsonl'), logs.join('\n') + '\n');
     },
     { force: o.force },

@@ -112,7 +112,7 @@ function checkType(v: unknown, t: OptionType): boolean {
 }
 
 function inferType(d: unknown): OptionType | null {
-  if (typeof d === 'number') return Number.isInteger(d) ? 'number' : 'number';
+  if (typeof d === 'number') return 'number';
   if (typeof d === 'boolean') return 'boolean';
   if (typeof d === 'string') return 'string';
   if (Array.isArray(d)) return d.every((x) => typeof x === 'number') && d.length ? 'number[]' : 'string[]';

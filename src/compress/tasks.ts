@@ -103,15 +103,14 @@ export function lmTaskData(modelDir: string, textFile: string, o: TaskOptions = 
   const T = o.maxLength ?? 128;
   const blocks = chunkTokens(ids, T);
   if (blocks.length < 2) throw new Error(`${textFile}: ${ids.length} tokens make fewer than 2 blocks of ${T}; use a longer text or a smaller max_length`);
-  const trainBlocks = blocks;
-  const sampler = new BatchSampler(trainBlocks.length, Math.min(o.batchSize ?? 8, trainBlocks.length), { seed: o.seed ?? 0 });
+  const sampler = new BatchSampler(blocks.length, Math.min(o.batchSize ?? 8, blocks.length), { seed: o.seed ?? 0 });
   const stack = (bs: typeof blocks) => Tensor.from(Int32Array.from(bs.flatMap((b) => b.ids)), { shape: [bs.length, T] });
   return {
     name: `ppl:${textFile}`,
     metric: 'perplexity',
     greaterIsBetter: false,
     nextBatch: () => {
-      const x = stack(sampler.next().map((i) => trainBlocks[i]!));
+      const x = stack(sampler.next().map((i) => blocks[i]!));
       return { inputIds: x, labels: x };
     },
     sampler,
@@ -133,7 +132,7 @@ export function lmTaskData(modelDir: string, textFile: string, o: TaskOptions = 
       }),
     calibration: (samples = 128) => {
       const out: Record<string, Tensor>[] = [];
-      const use = trainBlocks.slice(0, samples);
+      const use = blocks.slice(0, samples);
       for (let i = 0; i < use.length; i += 8) out.push({ inputIds: stack(use.slice(i, i + 8)) });
       return out;
     },

@@ -5,6 +5,7 @@
  * uses run_clm-style blocks (documents concatenated, cut into fixed-length blocks); the held-out loss is logged every
  * `evalEvery` steps and the held-out perplexity reported at the end. `shrink pretrain --arch gpt2|llama` calls this.
  */
+import { copyTokenizerFiles } from '../io/tokenizer-files.ts';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -21,13 +22,11 @@ import { Trainer } from './trainer.ts';
 import { Tensor } from '../tensor/tensor.ts';
 import { noGrad } from '../tensor/autograd.ts';
 import { manualSeed } from '../tensor/random.ts';
-import { atomicWriteFile } from '../io/atomic.ts';
 import { DATA_DIR, TrainingInterrupted, openPretrainDir, recentMeanLoss, trainingSeconds, writePretrainDir, type PretrainOptions, type PretrainRunInfo } from './bert-tasks.ts';
 import { buildCorpus, formatCorpusSummary, heldOutDocuments, isCorpusName, type CorpusSummary } from './corpus.ts';
 
 export const DEFAULT_LM_TOKENIZER = path.join(DATA_DIR, 'models', 'stories260K');
 /** Files that make up a tokenizer folder (whichever exist are copied next to the trained weights). */
-const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'vocab.txt', 'tok512.bin', 'tokenizer.bin', 'tokenizer_vocab.json', 'encoder.json', 'merges.txt', 'vocab.bpe'];
 
 export type LMArch = 'gpt2' | 'llama';
 
@@ -192,7 +191,7 @@ export function pretrainCausalLM(o: CausalPretrainOptions): CausalPretrainResult
   const resumedFrom = state.state === 'resume' ? state.step : undefined;
   writePretrainDir(o.outDir, state, result as unknown as Record<string, unknown>, (tmp) => {
     savePretrained(model as never, tmp, { recipe: JSON.stringify({ method: 'pretrain.clm', arch: o.arch, steps: o.steps, corpus: corpus.name }) });
-    for (const f of TOKENIZER_FILES) if (fs.existsSync(path.join(tokDir, f))) atomicWriteFile(path.join(tmp, f), fs.readFileSync(path.join(tokDir, f)));
+    copyTokenizerFiles(tokDir, tmp);
   });
   return resumedFrom !== undefined ? { ...result, resumedFrom } : result;
 }

@@ -6,6 +6,7 @@
  * before the next, so peak memory stays near one fp32 tensor plus the integer output. GPTQ needs the whole float
  * model for its calibration forwards and loads it normally.
  */
+import { copyTokenizerFiles } from '../../io/tokenizer-files.ts';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Module } from '../../nn/module.ts';
@@ -13,7 +14,6 @@ import { withoutInit } from '../../nn/init.ts';
 import { fromPretrained, modelFromConfig } from '../../models/registry.ts';
 import { findWeights, readConfig, writePretrained } from '../../io/hf.ts';
 import { SafetensorsFile } from '../../io/safetensors.ts';
-import { atomicWriteFile } from '../../io/atomic.ts';
 import { checkOutDir, writeDirAtomic, type OutDirOptions } from '../../io/outdir.ts';
 import { noGrad } from '../../tensor/autograd.ts';
 import type { Tensor } from '../../tensor/tensor.ts';
@@ -21,7 +21,6 @@ import { quantizeModel, type QuantizeOptions, type QuantizeReport } from './appl
 import { saveQuantized } from './format.ts';
 import type { QuantScheme } from './modules.ts';
 
-export const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'vocab.txt', 'tok512.bin', 'tokenizer.bin', 'tokenizer_vocab.json', 'encoder.json', 'merges.txt', 'vocab.bpe'];
 
 export interface QuantizeFolderResult extends QuantizeReport {
   out: string;
@@ -32,14 +31,6 @@ export interface QuantizeFolderResult extends QuantizeReport {
 }
 
 /** Whether a model folder has tokenizer files (eval and predict need them; fromPretrained does not). */
-export function hasTokenizer(dir: string): boolean {
-  return TOKENIZER_FILES.some((f) => fs.existsSync(path.join(dir, f)));
-}
-
-function copyTokenizer(src: string, out: string): void {
-  for (const f of TOKENIZER_FILES) if (fs.existsSync(path.join(src, f))) atomicWriteFile(path.join(out, f), fs.readFileSync(path.join(src, f)));
-}
-
 function weightsBytes(dir: string): number {
   return findWeights(dir).reduce((s, f) => s + fs.statSync(f).size, 0);
 }
@@ -124,7 +115,7 @@ export function quantizeFolder(src: string, out: string, o: QuantizeOptions, io:
         { scheme: o.scheme, bits: r.bits, method: r.method, granularity: o.granularity === 'group' || (o.scheme === 'int4' && !o.granularity) ? `group:${o.groupSize ?? 64}` : (o.granularity ?? 'channel') },
         { recipe: JSON.stringify(io.recipe ?? [{ method: `quant.${r.method}`, scheme: o.scheme, bits: r.bits, granularity: o.granularity ?? null, group_size: o.groupSize ?? null, symmetric: o.symmetric ?? null, formula: o.formula ?? null }]) },
       );
-      copyTokenizer(src, tmp);
+      copyTokenizerFiles(src, tmp);
     },
     io,
   );
@@ -177,7 +168,7 @@ export function castFolder(src: string, out: string, dtype: 'float16' | 'bfloat1
     out,
     (tmp) => {
       writePretrained(tmp, { config: { ...raw, torch_dtype: dtype }, tensors, metadata: { recipe: JSON.stringify([{ method: 'quant.cast', dtype }]) } });
-      copyTokenizer(src, tmp);
+      copyTokenizerFiles(src, tmp);
     },
     io,
   );

@@ -116,6 +116,8 @@ export interface CompressOptions {
   out: string;
   task?: string;
   steps?: number;
+  /** Recipe overrides, `path=value` (see {@link applySet}). */
+  set?: string[];
   force?: boolean;
   json?: boolean;
   /** A BERT that is not yet a classifier (an MLM teacher) gets the GLUE task's classification head (random). */
@@ -124,12 +126,50 @@ export interface CompressOptions {
   onLog?: (stage: number, e: LogEntry, total: number) => void;
 }
 
+/**
+ * `--set path=value`: change one field of the recipe before it is checked, e.g. `steps.0.target_sparsity=0.8`,
+ * `train.lr=3e-5`, `task=mrpc`. The path is dotted keys and list indices that must exist up to the last one; the
+ * value is JSON (numbers, true/false, null, [lists]) or else a plain string. For sweeps without one file per point.
+ */
+export function applySet(recipe: Record<string, unknown>, assignment: string, where: string): void {
+  const eq = assignment.indexOf('=');
+  if (eq <= 0) throw new ShrinkError(`--set '${assignment}': expected path=value (e.g. steps.0.target_sparsity=0.8)`);
+  const keys = assignment.slice(0, eq).split('.');
+  const raw = assignment.slice(eq + 1);
+  let value: unknown;
+  try {
+    value = JSON.parse(raw);
+  } catch {
+    value = raw;
+  }
+  let node: unknown = recipe;
+  for (const [i, k] of keys.entries()) {
+    const last = i === keys.length - 1;
+    const path = keys.slice(0, i + 1).join('.');
+    if (Array.isArray(node)) {
+      const j = Number(k);
+      if (!Number.isInteger(j) || j < 0 || j >= node.length) throw new ShrinkError(`--set ${path}: ${where} has no item ${k} there (${node.length} items)`);
+      if (last) node[j] = value;
+      else node = node[j];
+    } else if (node !== null && typeof node === 'object') {
+      const o = node as Record<string, unknown>;
+      if (last) o[k] = value;
+      else {
+        if (o[k] === undefined && keys[i + 1] !== undefined && !/^\d+$/.test(keys[i + 1]!)) o[k] = {};
+        if (o[k] === undefined) throw new ShrinkError(`--set ${path}: ${where} has no field '${k}' there`);
+        node = o[k];
+      }
+    } else throw new ShrinkError(`--set ${path}: ${keys.slice(0, i).join('.')} is not an object or list in ${where}`);
+  }
+}
+
 /** The whole `shrink compress` job: the report, or where training stopped when interrupted (checkpoints kept). */
 export function compressFolder(modelArg: string | undefined, o: CompressOptions): CompressReport {
   const t0 = performance.now();
   const recipe = typeof o.recipe === 'string' ? readRecipe(o.recipe) : o.recipe.recipe;
   const where = typeof o.recipe === 'string' ? `recipe ${o.recipe}` : o.recipe.where;
   if (o.steps !== undefined) recipe.train = { ...(recipe.train ?? {}), steps: o.steps };
+  for (const s of o.set ?? []) applySet(recipe as unknown as Record<string, unknown>, s, where);
   const modelDir = modelArg ?? (recipe.model ? resolvePath(recipe.model) : undefined);
   if (!modelDir) throw new Error(`no model: give <model> or a "model" field in ${where}`);
   const taskName = o.task ?? recipe.task;
@@ -244,10 +284,11 @@ export function registerCompress(program: Command, out: (s: string) => void): vo
       if (!Number.isInteger(n) || n < 1) throw new Error(`--steps must be a positive integer, got '${v}'`);
       return n;
     })
+    .option('--set <path=value>', 'override one recipe field before it runs (repeatable): steps.0.target_sparsity=0.8, train.lr=3e-5', (v: string, acc: string[] = []) => [...acc, v])
     .option('--force', 'replace an existing non-empty output folder')
     .option('--list', 'list the registered methods and exit')
     .option('--json', 'print the report as JSON')
-    .action((modelArg: string | undefined, o: { recipe?: string; out?: string; task?: string; steps?: number; force?: boolean; list?: boolean; json?: boolean }) => {
+    .action((modelArg: string | undefined, o: { recipe?: string; out?: string; task?: string; steps?: number; set?: string[]; force?: boolean; list?: boolean; json?: boolean }) => {
       if (o.list) {
         const ms = listMethods();
         out(o.json ? JSON.stringify(ms.map((m) => ({ name: m.name, kind: m.kind, description: m.description, defaults: m.defaults }))) + '\n' : ['| method | kind | what |', '| --- | --- | --- |', ...ms.map((m) => `| ${m.name} | ${m.kind} | ${m.description} |`)].join('\n') + '\n');
@@ -262,6 +303,7 @@ export function registerCompress(program: Command, out: (s: string) => void): vo
         out: o.out,
         task: o.task,
         steps: o.steps,
+        set: o.set,
         force: o.force,
         log: o.json ? undefined : err,
         onLog: o.json

@@ -7,3 +7,5 @@ export * from './tasks.ts';
 export * as quant from './quant/public.ts';
 import './prune/index.ts';
 export * as prune from './prune/index.ts';
+import './cofi/index.ts';
+export * as cofi from './cofi/index.ts';

@@ -51,7 +51,10 @@ const TRAIN_TYPES: Record<keyof TrainSettings, OptionType> = {
 };
 
 /** Keys every step may carry beside the method's own options. */
-const STEP_KEYS = ['method', 'weight', 'loss_weights'] as const;
+const STEP_KEYS = ['method', 'weight', 'loss_weights', 'train'] as const;
+
+/** Training settings a step may override for the stage it starts (the data pipeline's batch_size and max_length stay the recipe's). */
+const STAGE_TRAIN_KEYS = ['steps', 'lr', 'warmup', 'weight_decay', 'max_grad_norm', 'schedule', 'task_weight', 'seed', 'save_every'] as const;
 
 export interface RecipeStep {
   method: string;
@@ -59,6 +62,12 @@ export interface RecipeStep {
   weight?: number;
   /** Per-loss weights by short name (multiplied with `weight`). */
   loss_weights?: Record<string, number>;
+  /**
+   * A trained step with its own `train` settings starts a new training stage (instead of joining the previous
+   * trained steps) and overrides the recipe's settings for that stage: CoFi's pruning stage, then a fine-tuning
+   * stage of its own length and learning rate.
+   */
+  train?: Partial<TrainSettings>;
   [option: string]: unknown;
 }
 
@@ -84,6 +93,8 @@ export interface ResolvedStep {
   cfg: Record<string, unknown>;
   weight: number;
   lossWeights: Record<string, number>;
+  /** The step's own stage settings (see RecipeStep.train). */
+  train?: Partial<TrainSettings>;
 }
 
 function typeName(t: OptionType): string {
@@ -132,21 +143,25 @@ export function parseRecipe(raw: unknown, where = 'recipe'): Recipe {
   if (r.calibration_samples !== undefined && !(Number.isInteger(r.calibration_samples) && (r.calibration_samples as number) >= 1))
     throw new ShrinkError(`${where}: "calibration_samples" must be a positive integer, got ${show(r.calibration_samples)}`);
   if (!Array.isArray(r.steps) || r.steps.length === 0) throw new ShrinkError(`${where}: "steps" must be a non-empty list of steps`);
-  if (r.train !== undefined) {
-    if (typeof r.train !== 'object' || r.train === null || Array.isArray(r.train)) throw new ShrinkError(`${where}: "train" must be an object`);
-    for (const [k, v] of Object.entries(r.train)) {
-      const t = TRAIN_TYPES[k as keyof TrainSettings];
-      if (!t) throw new ShrinkError(`${where}: train: unknown field '${k}' (fields: ${Object.keys(TRAIN_TYPES).join(', ')})`);
-      if (!checkType(v, t)) throw new ShrinkError(`${where}: train.${k}: expected ${typeName(t)}, got ${show(v)}`);
-      if (typeof v === 'number' && v < 0) throw new ShrinkError(`${where}: train.${k}: must not be negative, got ${v}`);
-    }
-    if ((r.train as Partial<TrainSettings>).steps === 0) throw new ShrinkError(`${where}: train.steps: must be at least 1`);
-  }
+  if (r.train !== undefined) checkTrain(r.train, Object.keys(TRAIN_TYPES), `${where}: train`);
   r.steps.forEach((s, i) => {
     if (s === null || typeof s !== 'object' || Array.isArray(s) || typeof (s as RecipeStep).method !== 'string')
       throw new ShrinkError(`${where}: step ${i + 1}: expected an object with a "method" string, got ${show(s)}`);
+    const t = (s as RecipeStep).train;
+    if (t !== undefined) checkTrain(t, STAGE_TRAIN_KEYS, `${where}: step ${i + 1} (${(s as RecipeStep).method}): train`);
   });
   return r as unknown as Recipe;
+}
+
+function checkTrain(train: unknown, keys: readonly string[], where: string): void {
+  if (typeof train !== 'object' || train === null || Array.isArray(train)) throw new ShrinkError(`${where}: must be an object`);
+  for (const [k, v] of Object.entries(train)) {
+    const t = TRAIN_TYPES[k as keyof TrainSettings];
+    if (!t || !keys.includes(k)) throw new ShrinkError(`${where}: unknown field '${k}' (fields: ${keys.join(', ')})`);
+    if (!checkType(v, t)) throw new ShrinkError(`${where}.${k}: expected ${typeName(t)}, got ${show(v)}`);
+    if (typeof v === 'number' && v < 0) throw new ShrinkError(`${where}.${k}: must not be negative, got ${v}`);
+  }
+  if ((train as Partial<TrainSettings>).steps === 0) throw new ShrinkError(`${where}.steps: must be at least 1`);
 }
 
 /** Resolve every step against the registry and the model: defaults filled in, types and globs checked. */
@@ -179,7 +194,8 @@ export function resolveSteps(recipe: Recipe, model: Module | null, where = 'reci
         if (globs === null || globs === undefined) continue;
         for (const glob of globs as string[]) if (!names.some((n) => matchesAny(n, [glob]))) throw new ShrinkError(`${label}: ${g} glob '${glob}' matches no module of ${model!.constructor.name}`);
       }
-    return { index: i, method, cfg, weight: step.weight ?? 1, lossWeights: step.loss_weights ?? {} };
+    if (step.train && method.kind !== 'trained') throw new ShrinkError(`${label}: "train" applies to trained steps only (${method.name} is one-shot)`);
+    return { index: i, method, cfg, weight: step.weight ?? 1, lossWeights: step.loss_weights ?? {}, ...(step.train ? { train: step.train } : {}) };
   });
 }
 
@@ -196,7 +212,7 @@ export function resolvedRecipe(recipe: Recipe, steps: ResolvedStep[]): Record<st
     ...(recipe.task ? { task: recipe.task } : {}),
     ...(recipe.teacher ? { teacher: recipe.teacher } : {}),
     ...(needsTraining ? { train: resolveTrain(recipe) } : {}),
-    steps: steps.map((s) => ({ method: s.method.name, ...s.cfg, ...(s.weight !== 1 ? { weight: s.weight } : {}), ...(Object.keys(s.lossWeights).length ? { loss_weights: s.lossWeights } : {}) })),
+    steps: steps.map((s) => ({ method: s.method.name, ...s.cfg, ...(s.weight !== 1 ? { weight: s.weight } : {}), ...(Object.keys(s.lossWeights).length ? { loss_weights: s.lossWeights } : {}), ...(s.train ? { train: s.train } : {}) })),
   };
 }
 
@@ -231,12 +247,12 @@ export interface RunResult {
 
 type ForwardModel = Module & { forward(i: ModelInputs, o?: ForwardOptions): ModelOutput };
 
-/** Group steps into stages: each one-shot step alone, consecutive trained steps together. */
+/** Group steps into stages: each one-shot step alone, consecutive trained steps together (a step with its own `train` starts a new stage). */
 export function stagesOf(steps: ResolvedStep[]): ResolvedStep[][] {
   const out: ResolvedStep[][] = [];
   for (const s of steps) {
     const last = out[out.length - 1];
-    if (s.method.kind === 'trained' && last && last[0]!.method.kind === 'trained') last.push(s);
+    if (s.method.kind === 'trained' && !s.train && last && last[0]!.method.kind === 'trained') last.push(s);
     else out.push([s]);
   }
   return out;
@@ -250,11 +266,12 @@ export function checkRun(model: Module, steps: ResolvedStep[], opts: RunOptions,
   }
 }
 
-function contextFor(opts: RunOptions, totalSteps: number): RecipeContext {
+function contextFor(opts: RunOptions, totalSteps: number, train?: TrainSettings): RecipeContext {
   let teacher: Module | undefined;
   const ctx: RecipeContext = {
     calibration: opts.calibration ?? (opts.task ? () => opts.task!.calibration() : undefined),
     totalSteps,
+    train,
     log: opts.log,
   };
   Object.defineProperty(ctx, 'teacher', { enumerable: true, get: () => (teacher ??= opts.teacher?.()) });
@@ -280,10 +297,11 @@ export function runSteps(model: Module, steps: ResolvedStep[], train: TrainSetti
       reports.push({ step: s.index + 1, method: s.method.name, kind, stage: k + 1, ms: Math.round(performance.now() - t0), ...(run.report?.() ?? {}) });
       continue;
     }
-    opts.log?.(`stage ${k + 1}/${stages.length}: train ${stage.map((s) => s.method.name).join(' + ')} for ${train.steps} steps`);
-    const ctx = contextFor(opts, train.steps);
+    const stageTrain = { ...train, ...(stage[0]!.train ?? {}) };
+    opts.log?.(`stage ${k + 1}/${stages.length}: train ${stage.map((s) => s.method.name).join(' + ')} for ${stageTrain.steps} steps`);
+    const ctx = contextFor(opts, stageTrain.steps, stageTrain);
     const runs: [ResolvedStep, MethodRun][] = stage.map((s) => [s, s.method.apply(model, s.cfg, ctx) ?? {}]);
-    const r = trainStage(model, runs, train, opts, k);
+    const r = trainStage(model, runs, stageTrain, opts, k);
     history.push(r.history);
     if (r.interrupted) return { steps: reports, interrupted: true, history };
     for (const [s, run] of runs) {
@@ -326,7 +344,8 @@ function trainStage(model: Module, runs: [ResolvedStep, MethodRun][], train: Tra
       lossFn: ({ step }) => {
         const batch = task.nextBatch();
         const student = (model as ForwardModel).forward(batch, fwdOpts);
-        const t = teacher ? noGrad(() => (teacher as ForwardModel).forward(batch, fwdOpts)) : undefined;
+        // the teacher never sees labels: its loss is unused, and an MLM teacher cannot score classification labels
+        const t = teacher ? noGrad(() => (teacher as ForwardModel).forward({ ...batch, labels: null }, fwdOpts)) : undefined;
         const parts: Record<string, Tensor> = {};
         let total: Tensor | null = null;
         const add = (name: string, v: Tensor, w: number) => {

@@ -95,6 +95,9 @@ test('shrink compress: recipe mistakes fail before any work, name the step and f
       ['{"steps": [{"method": "quant.rtn"}', ': not valid JSON', []],
       ['{"steps": [{"method": "quant.rtn"}]}', "--task must be one of sst2, mrpc, rte, cola, or ppl:<text file>, got 'sst3'", ['--task', 'sst3']],
       ['{"steps": [{"method": "quant.rtn"}]}', 'task sst2 needs a fine-tuned classifier (BertForSequenceClassification), got LlamaForCausalLM', ['--task', 'sst2']],
+      ['{"steps": [{"method": "quant.rtn"}]}', `: step 1 (quant.rtn): option 'bits' expects integer, got "four"`, ['--set', 'steps.0.bits=four']],
+      ['{"steps": [{"method": "quant.rtn"}]}', `--set steps.1: recipe`, ['--set', 'steps.1.bits=4']],
+      ['{"steps": [{"method": "quant.qat", "train": {"stepz": 3}}]}', `: step 1 (quant.qat): train: unknown field 'stepz' (fields: steps, lr, warmup,`, []],
     ];
     for (const [i, [json, msg, extra]] of cases.entries()) {
       const recipe = path.join(dir, `r${i}.json`);
@@ -118,4 +121,18 @@ test('shrink compress --list names every registered method with its kind', () =>
   assert.equal(r.status, 0, r.stderr);
   const ms = JSON.parse(r.stdout) as { name: string; kind: string }[];
   assert.deepEqual(ms.filter((m) => m.name.startsWith('quant.')).map((m) => [m.name, m.kind]), [['quant.gptq', 'one-shot'], ['quant.qat', 'trained'], ['quant.rtn', 'one-shot']]);
+});
+
+test('--set: dotted paths into the recipe, JSON values or plain strings, errors name the path', async () => {
+  const { applySet } = await import('../../src/cli/compress.ts');
+  const r: Record<string, unknown> = { task: 'sst2', train: { steps: 10 }, steps: [{ method: 'prune.cofi', target_sparsity: 0.6 }] };
+  applySet(r, 'steps.0.target_sparsity=0.95', 'recipe x');
+  applySet(r, 'train.lr=3e-5', 'recipe x');
+  applySet(r, 'task=mrpc', 'recipe x');
+  applySet(r, 'steps.0.distill_layers=[1,3]', 'recipe x');
+  applySet(r, 'calibration_samples=64', 'recipe x');
+  assert.deepEqual(r, { task: 'mrpc', calibration_samples: 64, train: { steps: 10, lr: 3e-5 }, steps: [{ method: 'prune.cofi', target_sparsity: 0.95, distill_layers: [1, 3] }] });
+  assert.throws(() => applySet(r, 'steps.3.x=1', 'recipe x'), { message: '--set steps.3: recipe x has no item 3 there (1 items)' });
+  assert.throws(() => applySet(r, 'nothing', 'recipe x'), { message: "--set 'nothing': expected path=value (e.g. steps.0.target_sparsity=0.8)" });
+  assert.throws(() => applySet(r, 'task.x=1', 'recipe x'), { message: '--set task.x: task is not an object or list in recipe x' });
 });

@@ -17,6 +17,7 @@ import type { Module } from '../nn/module.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import type { ModelInputs, ModelOutput } from '../models/outputs.ts';
 import type { ExtraParamGroup } from '../train/trainer.ts';
+import type { TrainSettings } from './runner.ts';
 
 /** What the runner hands every method. */
 export interface RecipeContext {
@@ -26,6 +27,8 @@ export interface RecipeContext {
   teacher?: Module;
   /** Training steps of the stage the method runs in (schedules need the horizon). */
   totalSteps?: number;
+  /** The training settings of the stage the method runs in (trained methods only). */
+  train?: TrainSettings;
   /** Progress and notes, one line each. */
   log?: (line: string) => void;
 }

@@ -9,3 +9,4 @@ import './prune/index.ts';
 export * as prune from './prune/index.ts';
 import './cofi/index.ts';
 export * as cofi from './cofi/index.ts';
+export * as distill from './distill/index.ts';

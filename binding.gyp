@@ -15,6 +15,7 @@
         "native/convert.cc",
         "native/quant.cc",
         "native/sparse.cc",
+        "native/fff.cc",
         "native/signal.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],

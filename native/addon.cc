@@ -18,6 +18,7 @@
 namespace shrink {
 bool simd_enabled();  // elementwise.cc (args.h)
 void init_sparse(Napi::Env env, Napi::Object exports);  // sparse.cc
+void init_fff(Napi::Env env, Napi::Object exports);  // fff.cc
 
 bool has_avx2_fma() {
   static const bool v = isa_at_least(Isa::avx2) && cpu_features().avx2_fma;
@@ -182,6 +183,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   shrink::init_convert(env, exports);
   shrink::init_quant(env, exports);
   shrink::init_sparse(env, exports);
+  shrink::init_fff(env, exports);
   shrink::init_signal(env, exports);
   return exports;
 }

@@ -9,6 +9,7 @@ import os from 'node:os';
 import { backend, getNumThreads, nativeAddon } from '../backend/registry.ts';
 import { formatInspect, inspectModel } from './inspect.ts';
 import { registerCompress } from './compress.ts';
+import { registerAugment } from './augment.ts';
 import { progress } from './progress.ts';
 import { fromPretrained } from '../models/registry.ts';
 import { contextLength, generate } from '../models/generation.ts';
@@ -525,6 +526,7 @@ export function buildProgram(out: (s: string) => void = (s) => process.stdout.wr
   trainCmd('demo', 'The main job: fine-tune the bundled BERT teacher on the bundled SST-2 and print accuracy, size and latency', { steps: 1000 });
   registerCompress(program, out);
   registerPlot(program, out);
+  registerAugment(program, out);
   return program;
 }
 

@@ -10,3 +10,6 @@ export * as prune from './prune/index.ts';
 import './cofi/index.ts';
 export * as cofi from './cofi/index.ts';
 export * as distill from './distill/index.ts';
+export * as share from './share/index.ts';
+import './moe/index.ts';
+export * as fff from './fff/index.ts';

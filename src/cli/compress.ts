@@ -18,6 +18,8 @@ import { copyTokenizerFiles } from '../io/tokenizer-files.ts';
 import { checkOutDir, writeDirAtomic } from '../io/outdir.ts';
 import { atomicWriteJson } from '../io/atomic.ts';
 import { MAX_JSON_FILE_BYTES, ShrinkError, asShrinkError } from '../io/errors.ts';
+import { ensureTeacher } from '../train/teachers.ts';
+import { GLUE_TASKS } from '../data/glue.ts';
 import { noGrad } from '../tensor/autograd.ts';
 import { modelSize } from '../eval/size.ts';
 import { measureLatency } from '../eval/latency.ts';
@@ -90,6 +92,15 @@ function resolvePath(p: string): string {
   if (path.isAbsolute(p) || fs.existsSync(p)) return p;
   const inPkg = path.join(ROOT, p);
   return fs.existsSync(inPkg) ? inPkg : p;
+}
+
+/** A model folder, or `teacher:<task>`: the fine-tuned teacher of a GLUE task (trained once into the cache, see train/teachers.ts). */
+function resolveModel(p: string | undefined, log?: (line: string) => void): string | undefined {
+  if (p === undefined) return undefined;
+  if (!p.startsWith('teacher:')) return resolvePath(p);
+  const task = p.slice('teacher:'.length);
+  if (!(GLUE_TASKS as readonly string[]).includes(task)) throw new ShrinkError(`model '${p}': expected teacher:<task> with a task of ${GLUE_TASKS.join(', ')}`);
+  return ensureTeacher(task as GlueTask, { log }).dir;
 }
 
 /** Parameters, bytes, task metric and warm latency (1 warm-up, best of 5) at batch 1 and 32. */
@@ -170,7 +181,7 @@ export function compressFolder(modelArg: string | undefined, o: CompressOptions)
   const where = typeof o.recipe === 'string' ? `recipe ${o.recipe}` : o.recipe.where;
   if (o.steps !== undefined) recipe.train = { ...(recipe.train ?? {}), steps: o.steps };
   for (const s of o.set ?? []) applySet(recipe as unknown as Record<string, unknown>, s, where);
-  const modelDir = modelArg ?? (recipe.model ? resolvePath(recipe.model) : undefined);
+  const modelDir = resolveModel(modelArg ?? recipe.model, o.log);
   if (!modelDir) throw new Error(`no model: give <model> or a "model" field in ${where}`);
   const taskName = o.task ?? recipe.task;
   if (taskName !== undefined && !isTaskName(taskName)) throw new Error(`--task must be one of sst2, mrpc, rte, cola, or ppl:<text file>, got '${taskName}'`);
@@ -189,7 +200,7 @@ export function compressFolder(modelArg: string | undefined, o: CompressOptions)
   const steps = resolveSteps(recipe, model, where);
   const train = resolveTrain(recipe);
   const task = taskName ? taskData(modelDir, taskName.startsWith('ppl:') ? `ppl:${resolvePath(taskName.slice(4))}` : taskName, { batchSize: train.batch_size, maxLength: train.max_length, seed: train.seed }) : null;
-  const teacherDir = recipe.teacher ? resolvePath(recipe.teacher) : modelDir;
+  const teacherDir = recipe.teacher ? resolveModel(recipe.teacher, o.log)! : modelDir;
   const runOpts = {
     task: task ?? undefined,
     teacher: () => fromPretrained(teacherDir),

@@ -10,6 +10,7 @@ import { backend, getNumThreads, nativeAddon } from '../backend/registry.ts';
 import { formatInspect, inspectModel } from './inspect.ts';
 import { registerCompress } from './compress.ts';
 import { registerAugment } from './augment.ts';
+import { TEACHER_SETTINGS, ensureTeacher } from '../train/teachers.ts';
 import { progress } from './progress.ts';
 import { fromPretrained } from '../models/registry.ts';
 import { contextLength, generate } from '../models/generation.ts';
@@ -378,6 +379,19 @@ export function buildProgram(out: (s: string) => void = (s) => process.stdout.wr
         });
         out(o.json ? JSON.stringify(r) + '\n' : formatFinetune(r, `${name}: ${o.model}${o.fromScratch ? ' (from scratch)' : ''}`));
       });
+  program
+    .command('teacher')
+    .description('The fine-tuned teacher of a GLUE task: fine-tunes the pretrained BERT teacher once with the documented settings into the cache ($SHRINK_CACHE, default ~/.cache/shrink), then reuses it; prints its folder (recipes can name it as "model": "teacher:<task>")')
+    .argument('<task>', 'sst2, mrpc, rte or cola')
+    .option('--base <dir>', 'pretrained BERT folder to fine-tune (default: data/models/bert-minilm when shipped, else data/models/bert-teacher)')
+    .option('--steps <n>', 'fine-tuning steps instead of the documented ones (a different cached teacher)', num('steps', 1, 1e9, true))
+    .option('--json', 'print JSON')
+    .action((task: string, o: { base?: string; steps?: number; json?: boolean }) => {
+      if (!GLUE_TASKS.includes(task)) throw new Error(`<task> must be one of sst2, mrpc, rte, cola, got '${task}'`);
+      const steps = o.steps ?? TEACHER_SETTINGS[task as GlueTask].steps;
+      const r = ensureTeacher(task as GlueTask, { base: o.base, settings: o.steps ? { steps } : {}, log: note, onLog: progress('teacher', steps, o.json) });
+      out(o.json ? JSON.stringify({ dir: r.dir, cached: r.cached, ...r.result }) + '\n' : `${formatFinetune(r.result, `teacher ${task}${r.cached ? ' (cached)' : ''}: ${r.dir}`)}`);
+    });
   program
     .command('eval')
     .description('Evaluate a model folder: GLUE dev metric of a BERT classifier, or perplexity of a causal LM on a text file; with size and latency')

@@ -12,6 +12,7 @@ import type { ForwardOptions, ModelInputs, ModelOutput } from '../../src/models/
 import { anatomy } from '../../src/models/anatomy.ts';
 import { expectClose, expectThrows } from '../harness/expect.ts';
 import { f64, gradcheck } from '../harness/gradcheck.ts';
+import { cyclicTask, randomClsBatches } from '../harness/tasks.ts';
 import { tinyBert, tinyGpt2 } from '../harness/tiny-models.ts';
 
 const { distill, runRecipe } = compress;
@@ -91,24 +92,7 @@ test('KD loss gradients match finite differences (float64, rows and tokens)', ()
 
 /** A synthetic 3-class task over random token sequences with some padding. */
 function clsTask(): compress.TaskData {
-  const g = new Generator(21);
-  const batches = Array.from({ length: 4 }, () => ({
-    inputIds: Tensor.randint(1, 50, [4, 6], { dtype: 'int32', generator: g }),
-    attentionMask: Tensor.from(Int32Array.from(Array.from({ length: 24 }, (_, i) => (i % 6 < 4 || i >= 12 ? 1 : 0))), { shape: [4, 6] }),
-    labels: Tensor.randint(0, 3, [4], { dtype: 'int32', generator: g }),
-  }));
-  let i = 0;
-  return {
-    name: 'synthetic',
-    metric: 'accuracy',
-    greaterIsBetter: true,
-    nextBatch: () => batches[i++ % batches.length]!,
-    sampler: { state: () => i, setState: (s: number) => void (i = s) },
-    evaluate: () => 0,
-    calibration: () => batches.slice(0, 1),
-    latencyInputs: () => batches[0]!,
-    evalArgs: [],
-  };
+  return cyclicTask(randomClsBatches(21, 4, 4, 6, 50, 3, (b, t) => t < 4 || b >= 2));
 }
 
 function reload<M extends Module>(m: M): M {

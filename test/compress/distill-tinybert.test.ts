@@ -9,6 +9,7 @@ import type { ForwardOptions, ModelInputs, ModelOutput } from '../../src/models/
 import { expectClose, expectThrows } from '../harness/expect.ts';
 import { methodFixture } from '../harness/fixtures.ts';
 import { f64, gradcheck } from '../harness/gradcheck.ts';
+import { cyclicTask, randomClsBatches } from '../harness/tasks.ts';
 import { tinyBert } from '../harness/tiny-models.ts';
 
 const { distill, runRecipe } = compress;
@@ -147,24 +148,7 @@ test("Shrink BERT's attention scores (finfo.min on padding) give the same loss a
 test('distill.tinybert stages through the runner: intermediate (fit_dense group, att/embedding/hidden) then prediction', () => {
   const teacher = tinyBert(1) as unknown as Fwd; // 2 layers, hidden 32, 4 heads
   const model = tinyBert(1);
-  const g = new Generator(5);
-  const batches = Array.from({ length: 4 }, () => ({
-    inputIds: Tensor.randint(1, 50, [4, 6], { dtype: 'int32', generator: g }),
-    attentionMask: Tensor.from(Int32Array.from(Array.from({ length: 24 }, (_, i) => (i % 6 < 4 + (i >= 12 ? 2 : 0) ? 1 : 0))), { shape: [4, 6] }),
-    labels: Tensor.randint(0, 3, [4], { dtype: 'int32', generator: g }),
-  }));
-  let i = 0;
-  const task: compress.TaskData = {
-    name: 'synthetic',
-    metric: 'accuracy',
-    greaterIsBetter: true,
-    nextBatch: () => batches[i++ % batches.length]!,
-    sampler: { state: () => i, setState: (s: number) => void (i = s) },
-    evaluate: () => 0,
-    calibration: () => batches.slice(0, 1),
-    latencyInputs: () => batches[0]!,
-    evalArgs: [],
-  };
+  const task = cyclicTask(randomClsBatches(5, 4, 4, 6, 50, 3, (b, t) => t < 4 || b >= 2));
   const r = runRecipe(
     model,
     {

@@ -10,6 +10,7 @@ import { BertForSequenceClassification, Generator, Tensor, compress, fromPretrai
 import type { Module } from '../../src/nn/module.ts';
 import { expectClose, expectThrows } from '../harness/expect.ts';
 import { tinyBert } from '../harness/tiny-models.ts';
+import { cyclicTask, randomClsBatches } from '../harness/tasks.ts';
 import { installMasks, maskedLayerNorm, type CofiZ } from '../../src/compress/cofi/masked.ts';
 import { foldAndPrune } from '../../src/compress/cofi/finalize.ts';
 import { defaultTeacherLayers, layerDistillLoss } from '../../src/compress/cofi/distill.ts';
@@ -136,18 +137,7 @@ test('version-4 alignment: teacher layers walk down, each taking the lowest-loss
 test('prune.cofi through the runner: trains with a teacher, reaches the target, removes parameters, reloads', () => {
   const model = tinyBert(5);
   const teacher = tinyBert(5);
-  const gen = new Generator(9);
-  const batches = Array.from({ length: 4 }, () => ({ inputIds: Tensor.randint(1, 50, [8, 7], { dtype: 'int32', generator: gen }), labels: Tensor.randint(0, 3, [8], { dtype: 'int32', generator: gen }) }));
-  let i = 0;
-  const task: compress.TaskData = {
-    name: 'synthetic', metric: 'accuracy', greaterIsBetter: true,
-    nextBatch: () => batches[i++ % batches.length]!,
-    sampler: { state: () => i, setState: (s: number) => void (i = s) },
-    evaluate: () => 0,
-    calibration: () => batches.slice(0, 1),
-    latencyInputs: () => ({ inputIds: batches[0]!.inputIds }),
-    evalArgs: [],
-  };
+  const task = cyclicTask(randomClsBatches(9, 4, 8, 7, 50, 3));
   const before = encoderParams(model);
   const r = runRecipe(
     model,

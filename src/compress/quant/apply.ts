@@ -16,7 +16,7 @@ import { noGrad } from '../../tensor/autograd.ts';
 import { matchesAny } from '../select.ts';
 import { QuantEmbedding, QuantLinear, isIntegerActivations, quantizedBytes, type QuantScheme, type QuantizedWeight } from './modules.ts';
 import { checkFormula, quantizeWeight, type Granularity, type Int4Formula, type WeightQuantSpec } from './rtn.ts';
-import { accumulateHessian, gptqQuantize } from './gptq-adapter.ts';
+import { accumulateInputs, gptqQuantize } from './gptq-adapter.ts';
 import { observeInputs, type ObserverKind } from './calibrate.ts';
 
 export interface QuantizeOptions {
@@ -252,18 +252,7 @@ function quantizeModelImpl(model: Module, o: QuantizeOptions): QuantizeReport {
       const K = (t.module as LinearLike).inFeatures;
       const acc = { h: new Float64Array(K * K), n: 0 };
       H.set(t, acc);
-      const hessianOf = (x: Tensor) => {
-        const rows = x.numel / K;
-        let data = x.contiguous().data as Float32Array;
-        let kept = rows;
-        if (tokenMask && tokenMask.length === rows) {
-          kept = 0;
-          const packed = new Float32Array(rows * K);
-          for (let r = 0; r < rows; r++) if (tokenMask[r]) packed.set(data.subarray(r * K, (r + 1) * K), K * kept++);
-          data = packed.subarray(0, kept * K);
-        }
-        if (kept > 0) acc.n = accumulateHessian(acc.h, data, kept, K, acc.n);
-      };
+      const hessianOf = (x: Tensor) => void (acc.n = accumulateInputs(acc.h, x, K, acc.n, tokenMask));
       hooks.push(registerForwardPreHook(t.module, (_m, inputs) => hessianOf(inputs[0] as Tensor)));
     }
     try {

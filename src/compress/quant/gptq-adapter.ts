@@ -41,6 +41,23 @@ export function accumulateHessian(H: Float64Array, x: Float32Array, rows: number
   return total;
 }
 
+/**
+ * Add the rows of a layer input x [..., K] to the running Hessian, leaving out the rows whose `tokenMask` entry is 0
+ * (padding) when the mask has one entry per row. Returns the new sample count.
+ */
+export function accumulateInputs(H: Float64Array, x: Tensor, K: number, n: number, tokenMask: ArrayLike<number> | null): number {
+  const rows = x.numel / K;
+  let data = x.contiguous().toFloat32Array();
+  let kept = rows;
+  if (tokenMask && tokenMask.length === rows) {
+    kept = 0;
+    const packed = new Float32Array(rows * K);
+    for (let r = 0; r < rows; r++) if (tokenMask[r]) packed.set(data.subarray(r * K, (r + 1) * K), K * kept++);
+    data = packed.subarray(0, kept * K);
+  }
+  return kept > 0 ? accumulateHessian(H, data, kept, K, n) : n;
+}
+
 /** Lower Cholesky factor of a symmetric positive-definite [K, K] matrix (in place into L); false if not SPD. */
 function cholesky(A: Float64Array, K: number, L: Float64Array): boolean {
   L.fill(0);

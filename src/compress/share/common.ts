@@ -6,7 +6,7 @@ import { noGrad } from '../../tensor/autograd.ts';
 import { callForward, registerForwardPreHook, type HookHandle } from '../../nn/hooks.ts';
 import { anatomy } from '../../models/anatomy.ts';
 import { selectModules } from '../select.ts';
-import { accumulateHessian } from '../quant/gptq-adapter.ts';
+import { accumulateInputs } from '../quant/gptq-adapter.ts';
 import type { RecipeContext } from '../method.ts';
 
 /** Default targets: every module inside the encoder / decoder blocks (not embeddings, pooler or heads). */
@@ -56,17 +56,7 @@ export function inputCovariances(model: Module, layers: [string, LinearLike][], 
       out.set(name, acc);
       hooks.push(
         registerForwardPreHook(m, (_m, inputs) => {
-          const x = inputs[0] as Tensor;
-          const rows = x.numel / K;
-          let data = x.contiguous().toFloat32Array();
-          let kept = rows;
-          if (tokenMask && tokenMask.length === rows) {
-            kept = 0;
-            const packed = new Float32Array(rows * K);
-            for (let r = 0; r < rows; r++) if (tokenMask[r]) packed.set(data.subarray(r * K, (r + 1) * K), K * kept++);
-            data = packed.subarray(0, kept * K);
-          }
-          if (kept > 0) acc.n = accumulateHessian(acc.c, data, kept, K, acc.n);
+          acc.n = accumulateInputs(acc.c, inputs[0] as Tensor, K, acc.n, tokenMask);
         }),
       );
     }

@@ -317,16 +317,17 @@ export function buildProgram(out: (s: string) => void = (s) => process.stdout.wr
     .option('--intermediate <n>', 'FFN size (default: bert 512, gpt2 4·hidden, llama 8/3·hidden)', num('intermediate', 8, 16384, true))
     .option('--max-positions <n>', 'bert: max_position_embeddings (default 128; preset 512)', num('max-positions', 8, 8192, true))
     .option('--whole-word-masking', 'bert: mask every WordPiece piece of a chosen word together (HF DataCollatorForWholeWordMask)')
+    .option('--init-from <dir>', 'bert: start from this MLM folder\'s weights (same architecture and corpus vocabulary) with a fresh optimizer and schedule: continued pretraining')
     .option('--eval-every <n>', 'held-out loss (bert: MLM on WikiText-2 test; gpt2/llama: the held-out text) every n steps into the log; 0: only at the end', num('eval-every', 0, 1e9, true), 500)
     .option('--eval-blocks <n>', 'held-out blocks evaluated (default: bert 256, gpt2/llama 64)', num('eval-blocks', 1, 1e6, true))
     .option('--seed <s>', 'random seed', num('seed', 0, 2 ** 32, true), 0)
     .option('--save-every <n>', 'checkpoint every n steps into <out>/.run; rerunning the same command resumes from the latest', num('save-every', 1, 1e9, true), 500)
     .option('--force', 'replace a non-empty output folder that is not this run, or retrain a finished run')
     .option('--json', 'print JSON')
-    .action((o: { arch: string; out?: string; corpus?: string; tokenizer: string; preset?: string; steps: number; batchSize?: number; seqLen?: number; lr?: number; hidden?: number; layers?: number; heads?: number; intermediate?: number; maxPositions?: number; wholeWordMasking?: boolean; evalEvery: number; evalBlocks?: number; seed: number; saveEvery: number; force?: boolean; json?: boolean }) => {
+    .action((o: { arch: string; out?: string; corpus?: string; tokenizer: string; preset?: string; steps: number; batchSize?: number; seqLen?: number; lr?: number; hidden?: number; layers?: number; heads?: number; intermediate?: number; maxPositions?: number; wholeWordMasking?: boolean; initFrom?: string; evalEvery: number; evalBlocks?: number; seed: number; saveEvery: number; force?: boolean; json?: boolean }) => {
       const common = { steps: o.steps, batchSize: o.batchSize, seqLen: o.seqLen, lr: o.lr, hidden: o.hidden, layers: o.layers, heads: o.heads, intermediate: o.intermediate, seed: o.seed, saveEvery: o.saveEvery, force: o.force, corpus: o.corpus, evalEvery: o.evalEvery, evalBlocks: o.evalBlocks, log: note, onLog: progress('pretrain', o.steps, o.json) };
       if (o.arch === 'bert') {
-        const bertOpts = { ...common, preset: o.preset, maxPositions: o.maxPositions, wholeWordMasking: o.wholeWordMasking };
+        const bertOpts = { ...common, preset: o.preset, maxPositions: o.maxPositions, wholeWordMasking: o.wholeWordMasking, initFrom: o.initFrom };
         // never into the package's own data/ (the bundled teacher): a folder in the working directory by default
         const dir = o.out ?? DEFAULT_PRETRAIN_OUT;
         bertPretrainSettings({ outDir: dir, ...bertOpts }); // every flag checked before any work
@@ -340,7 +341,7 @@ export function buildProgram(out: (s: string) => void = (s) => process.stdout.wr
         return;
       }
       if (o.arch !== 'gpt2' && o.arch !== 'llama') throw new Error(`--arch must be bert, gpt2 or llama, got '${o.arch}'`);
-      for (const [v, flag] of [[o.preset, '--preset'], [o.maxPositions, '--max-positions'], [o.wholeWordMasking, '--whole-word-masking']] as const)
+      for (const [v, flag] of [[o.preset, '--preset'], [o.maxPositions, '--max-positions'], [o.wholeWordMasking, '--whole-word-masking'], [o.initFrom, '--init-from']] as const)
         if (v !== undefined) throw new Error(`${flag} applies to --arch bert, not ${o.arch}`);
       if (!o.out) throw new Error(`--arch ${o.arch} needs --out <dir>`);
       checkOutPath(o.out);

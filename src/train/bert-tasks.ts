@@ -218,6 +218,8 @@ export interface BertPretrainOptions extends PretrainOptions {
   maxPositions?: number;
   /** Whole-word masking (HF DataCollatorForWholeWordMask) instead of per-token masking. */
   wholeWordMasking?: boolean;
+  /** Continued pretraining: start from this BertForMaskedLM folder's weights (same architecture and vocabulary). */
+  initFrom?: string;
 }
 
 /** Every setting of a BERT pretraining run, defaults and preset applied (what shrink-run.json records). */
@@ -236,6 +238,8 @@ export interface BertPretrainSettings {
   intermediate: number;
   maxPositions: number;
   wholeWordMasking: boolean;
+  /** Absolute path of the folder whose weights the run starts from (absent: random init). */
+  initFrom?: string;
   evalEvery: number;
   evalBlocks: number;
   seed: number;
@@ -270,6 +274,7 @@ export function bertPretrainSettings(o: BertPretrainOptions): BertPretrainSettin
     intermediate: o.intermediate ?? p?.intermediate ?? 512,
     maxPositions: o.maxPositions ?? p?.maxPositions ?? 128,
     wholeWordMasking: o.wholeWordMasking ?? false,
+    ...(o.initFrom !== undefined ? { initFrom: path.resolve(o.initFrom) } : {}),
     evalEvery: o.evalEvery ?? 500,
     evalBlocks: o.evalBlocks ?? 256,
     seed: o.seed ?? 0,
@@ -278,6 +283,12 @@ export function bertPretrainSettings(o: BertPretrainOptions): BertPretrainSettin
   if (s.seqLen > s.maxPositions) throw new Error(`--seq-len must be at most ${s.maxPositions} for --arch bert (max_position_embeddings; --max-positions raises it), got ${s.seqLen}`);
   if (s.seqLen < 3) throw new Error(`--seq-len must be at least 3 for --arch bert ([CLS], a token, [SEP]), got ${s.seqLen}`);
   if (s.hidden % s.heads !== 0) throw new Error(`--hidden ${s.hidden} is not divisible by --heads ${s.heads}`);
+  if (s.initFrom !== undefined) {
+    const c = readConfig(s.initFrom) as Partial<BertConfig>;
+    const want = { hidden_size: s.hidden, num_hidden_layers: s.layers, num_attention_heads: s.heads, intermediate_size: s.intermediate, max_position_embeddings: s.maxPositions };
+    for (const [k, v] of Object.entries(want))
+      if (c[k as keyof BertConfig] !== v) throw new Error(`--init-from ${o.initFrom}: config.json ${k} is ${String(c[k as keyof BertConfig])}, this run's is ${v}`);
+  }
   return s;
 }
 
@@ -289,6 +300,7 @@ export function pretrainCommand(s: BertPretrainSettings, outDir: string): string
     ...arch,
     `--corpus ${s.corpus}`,
     ...(s.wholeWordMasking ? ['--whole-word-masking'] : []),
+    ...(s.initFrom !== undefined ? [`--init-from ${s.initFrom}`] : []),
     `--steps ${s.steps}`,
     `--batch-size ${s.batchSize}`,
     `--seq-len ${s.seqLen}`,
@@ -466,6 +478,13 @@ export function pretrainTeacher(o: BertPretrainOptions): { config: BertConfig; v
   });
   const model = new BertForMaskedLM(config);
   for (const [n, p] of model.namedParameters()) if (n.endsWith('.weight') && p.ndim === 2) p.copy_(Tensor.randn(p.shape).mul(0.02)); // BERT init N(0, 0.02)
+  if (settings.initFrom !== undefined) {
+    const theirs = fs.readFileSync(path.join(settings.initFrom, 'vocab.txt'), 'utf8').trimEnd().split('\n');
+    if (theirs.length !== vocab.length || theirs.some((t, i) => t !== vocab[i]))
+      throw new Error(`--init-from ${settings.initFrom}: its vocab.txt is not corpus ${settings.corpus}'s trimmed vocabulary (${theirs.length} vs ${vocab.length} tokens); continue with the corpus it was pretrained on`);
+    model.loadStateDict(fromPretrained(settings.initFrom, { className: 'BertForMaskedLM' }).stateDict());
+    o.log?.(`initialised from ${settings.initFrom}`);
+  }
   const sampler = new BatchSampler(blocks.length, settings.batchSize, { seed: settings.seed });
   const g = new Generator(settings.seed);
   const special = [tok.specialIds.cls!, tok.specialIds.sep!, tok.specialIds.pad!];
@@ -508,7 +527,7 @@ export function pretrainTeacher(o: BertPretrainOptions): { config: BertConfig; v
   const readme = modelReadme({
     title: settings.preset ? `BERT ${settings.preset} (MLM-pretrained by Shrink)` : `BERT teacher, ${settings.layers} layer${settings.layers === 1 ? '' : 's'} × hidden ${settings.hidden} (MLM-pretrained by Shrink)`,
     command: pretrainCommand(settings, o.outDir),
-    architecture: `BertForMaskedLM: ${settings.layers} layer${settings.layers === 1 ? '' : 's'}, hidden ${settings.hidden}, ${settings.heads} heads, FFN ${settings.intermediate}, max positions ${settings.maxPositions}, vocabulary ${vocab.length.toLocaleString('en-US')}${settings.preset ? ` (preset ${settings.preset})` : ''}`,
+    architecture: `BertForMaskedLM: ${settings.layers} layer${settings.layers === 1 ? '' : 's'}, hidden ${settings.hidden}, ${settings.heads} heads, FFN ${settings.intermediate}, max positions ${settings.maxPositions}, vocabulary ${vocab.length.toLocaleString('en-US')}${settings.preset ? ` (preset ${settings.preset})` : ''}${settings.initFrom !== undefined ? `; weights initialised from ${settings.initFrom} (continued pretraining; see its README for the earlier steps)` : ''}`,
     parameters,
     objective: `masked LM, 15 % of ${settings.wholeWordMasking ? 'whole words (every WordPiece piece of a chosen word; HF DataCollatorForWholeWordMask)' : 'tokens (HF DataCollatorForLanguageModeling)'}, 80 % [MASK] / 10 % random / 10 % kept; no next-sentence prediction`,
     corpus: corpus.summary,

@@ -11,6 +11,7 @@ import { continuationTable, wholeWordMask } from '../../src/data/mlm.ts';
 import { collate } from '../../src/data/batch.ts';
 import { Generator } from '../../src/tensor/random.ts';
 import { BERT_PRESETS, bertPretrainSettings, mlmEvalSet, pretrainCommand } from '../../src/train/bert-tasks.ts';
+import { fromPretrained } from '../../src/models/registry.ts';
 import { root, run, start, tmpDir, waitFor } from '../cli/helpers.ts';
 
 const tok = WordPieceTokenizer.fromVocabFile(path.join(root, 'data/tokenizers/bert-base-uncased/vocab.txt'));
@@ -217,4 +218,28 @@ test('shrink pretrain --arch bert: killed after a checkpoint, the rerun resumes 
   assert.deepEqual(pj.series.map((s: { label: string; points: number }) => [s.label, s.points]), [['training loss (mean of 4 steps)', 24], ['held-out loss', 4]]);
   assert.match(fs.readFileSync(svg, 'utf8'), /^<svg xmlns="http:\/\/www.w3.org\/2000\/svg"/);
   fs.rmSync(dir, { recursive: true });
+});
+
+test('shrink pretrain --init-from: continued pretraining starts from the folder\'s weights; a different shape is refused before any work', () => {
+  const dir = tmpDir('pretrain-init-');
+  const args = (out: string, ...extra: string[]) => ['pretrain', '--corpus', 'rte', '--hidden', '16', '--layers', '1', '--heads', '2', '--intermediate', '32',
+    '--seq-len', '32', '--batch-size', '4', '--eval-blocks', '8', '--eval-every', '0', '-o', out, '--json', ...extra];
+  const first = path.join(dir, 'first');
+  const r0 = run(...args(first, '--steps', '3'));
+  assert.equal(r0.status, 0, r0.stderr);
+  // lr 0: the continued run's one step changes nothing, so it must end with exactly the first run's weights
+  const cont = path.join(dir, 'cont');
+  const r1 = run(...args(cont, '--steps', '1', '--lr', '0', '--init-from', first));
+  assert.equal(r1.status, 0, r1.stderr);
+  assert.ok(r1.stderr.includes(`shrink: initialised from ${first}\n`), r1.stderr);
+  const a = fromPretrained(first).stateDict();
+  const b = fromPretrained(cont).stateDict();
+  assert.deepEqual([...b.keys()], [...a.keys()]);
+  for (const [k, t] of a) assert.deepEqual(Array.from(b.get(k)!.toArray()), Array.from(t.toArray()), `${k} differs: the continued run did not start from the folder`);
+  assert.equal(JSON.parse(r1.stdout).heldOutLoss, JSON.parse(r0.stdout).heldOutLoss);
+  assert.ok(fs.readFileSync(path.join(cont, 'README.md'), 'utf8').includes(`--init-from ${first} `));
+  const bad = run('pretrain', '--corpus', 'rte', '--hidden', '32', '--layers', '1', '--heads', '2', '--intermediate', '32', '--steps', '1', '-o', path.join(dir, 'bad'), '--init-from', first);
+  assert.equal(bad.status, 1);
+  assert.equal(bad.stderr, `shrink: --init-from ${first}: config.json hidden_size is 16, this run's is 32\n`);
+  assert.ok(!fs.existsSync(path.join(dir, 'bad')));
 });

@@ -10,6 +10,8 @@ import { backend, getNumThreads, nativeAddon } from '../backend/registry.ts';
 import { formatInspect, inspectModel } from './inspect.ts';
 import { registerCompress } from './compress.ts';
 import { registerAugment } from './augment.ts';
+import { registerExport } from './export.ts';
+import { registerDatastore, runMemoryEval, wantsMemory } from './datastore.ts';
 import { TEACHER_SETTINGS, ensureTeacher } from '../train/teachers.ts';
 import { progress } from './progress.ts';
 import { fromPretrained } from '../models/registry.ts';
@@ -406,6 +408,7 @@ export function buildProgram(out: (s: string) => void = (s) => process.stdout.wr
     .action((dir: string, o: { task?: string; text?: string; blockSize: number; stride?: number; maxTokens?: number; json?: boolean }) => {
       // the task a classifier was fine-tuned on is in its config.json: default to it, and warn on a mismatch (its
       // head's labels mean something else on another task, so the score is meaningless)
+      if (o.task?.startsWith('ppl:')) [o.task, o.text] = ['ppl', o.task.slice(4)]; // -t ppl:<file>
       const cfg = readConfig(dir);
       const trained = typeof cfg.finetuning_task === 'string' && GLUE_TASKS.includes(cfg.finetuning_task) ? cfg.finetuning_task : undefined;
       o.task ??= trained ?? (o.text ? 'ppl' : 'sst2');
@@ -414,6 +417,7 @@ export function buildProgram(out: (s: string) => void = (s) => process.stdout.wr
       let r;
       if (o.task === 'ppl') {
         if (!o.text) throw new Error('--task ppl needs --text <file>');
+        if (wantsMemory(o)) return void out(runMemoryEval(dir, o.text, o)); // --datastore / --cache (src/cli/datastore.ts)
         r = evalPerplexity(dir, o.text, { blockSize: o.blockSize, stride: o.stride, maxTokens: o.maxTokens });
       } else if (['sst2', 'mrpc', 'rte', 'cola'].includes(o.task)) r = evalGlue(dir, o.task as GlueTask);
       else throw new Error(`--task must be one of sst2, mrpc, rte, cola, ppl, got '${o.task}'`);
@@ -542,6 +546,8 @@ export function buildProgram(out: (s: string) => void = (s) => process.stdout.wr
   registerCompress(program, out);
   registerPlot(program, out);
   registerAugment(program, out);
+  registerExport(program, out);
+  registerDatastore(program, out);
   return program;
 }
 

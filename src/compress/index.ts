@@ -13,3 +13,4 @@ export * as distill from './distill/index.ts';
 export * as share from './share/index.ts';
 import './moe/index.ts';
 export * as fff from './fff/index.ts';
+export * as memory from './memory/index.ts';

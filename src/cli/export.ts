@@ -1,0 +1,41 @@
+/**
+ * `shrink export <model> --format onnx|gguf -o <out>`: an ONNX folder for onnxruntime / transformers.js, or a GGUF
+ * file for llama.cpp (src/export). Flags are checked against the format and the output before the model loads.
+ */
+import type { Command } from 'commander';
+import { exportFolder, type ExportFormat, type Int8Mode } from '../export/index.ts';
+import { formatBytes } from './inspect.ts';
+
+export function registerExport(program: Command, out: (s: string) => void): void {
+  program
+    .command('export')
+    .description('Export a model folder to ONNX (onnxruntime, transformers.js) or GGUF (llama.cpp); compressed models export as their dense equivalents')
+    .argument('<model>', 'model folder (config.json + model.safetensors), plain or compressed by Shrink')
+    .requiredOption('-o, --out <path>', 'onnx: output folder (onnx/model*.onnx, config.json, tokenizer files); gguf: output file')
+    .option('--format <format>', 'onnx | gguf', 'onnx')
+    .option('--dtype <dtype>', 'onnx: fp32 | fp16 | int8 (int8-dynamic layers as integer ops); gguf: f32 | f16 | q8_0')
+    .option('--int8-mode <mode>', 'with --dtype int8: matmulinteger (DynamicQuantizeLinear + MatMulInteger) | qdq')
+    .option('--force', 'replace an existing output')
+    .option('--json', 'print JSON')
+    .action((dir: string, o: { out: string; format: string; dtype?: string; int8Mode?: string; force?: boolean; json?: boolean }) => {
+      const r = exportFolder(dir, o.out, { format: o.format as ExportFormat, dtype: o.dtype, int8Mode: o.int8Mode as Int8Mode | undefined, force: o.force });
+      for (const w of r.warnings) process.stderr.write(`shrink: warning: ${w}\n`);
+      if (o.json) {
+        out(JSON.stringify({ ...r, ms: Math.round(r.ms) }) + '\n');
+        return;
+      }
+      out(
+        [
+          `| export: ${dir} | value |`,
+          '| --- | --- |',
+          `| architecture | ${r.architecture} |`,
+          `| format | ${r.format} (${r.dtype}) |`,
+          ...(r.inputs ? [`| inputs → outputs | ${r.inputs.join(', ')} → ${r.outputs!.join(', ')} |`] : []),
+          `| compressed layers | ${r.conversions.length ? r.conversions.join('; ') : 'none (plain model)'} |`,
+          `| size | ${formatBytes(r.bytes)} |`,
+          `| files | ${r.files.join(', ')} |`,
+          `| output | ${r.out} |`,
+        ].join('\n') + '\n',
+      );
+    });
+}

@@ -9,6 +9,7 @@ import os from 'node:os';
 import { backend, getNumThreads, nativeAddon } from '../backend/registry.ts';
 import { formatInspect, inspectModel } from './inspect.ts';
 import { registerCompress } from './compress.ts';
+import { registerSearch } from './search.ts';
 import { registerAugment } from './augment.ts';
 import { registerExport } from './export.ts';
 import { registerDatastore, runMemoryEval, wantsMemory } from './datastore.ts';
@@ -544,6 +545,7 @@ export function buildProgram(out: (s: string) => void = (s) => process.stdout.wr
   trainCmd('train', 'Fine-tune a BERT folder on a GLUE task and report the dev metric, size and latency', { steps: 2000 });
   trainCmd('demo', 'The main job: fine-tune the bundled BERT teacher on the bundled SST-2 and print accuracy, size and latency', { steps: 1000 });
   registerCompress(program, out);
+  registerSearch(program, out);
   registerPlot(program, out);
   registerAugment(program, out);
   registerExport(program, out);

@@ -90,3 +90,21 @@ test('moe.moefy through a recipe: routers trained, top-k experts per token, relo
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('moe.moefy → quant.rtn: the experts are quantized, the router stays float (ST-MoE routes in float32)', async () => {
+  const { cyclicTask, randomClsBatches } = await import('../harness/tasks.ts');
+  const { QuantLinear } = await import('../../src/compress/quant/modules.ts');
+  const { Linear } = await import('../../src/nn/layers.ts');
+  const m = tinyBert();
+  const task = cyclicTask(randomClsBatches(3, 2, 4, 6, 50, 3));
+  runRecipe(m, [{ method: 'moe.moefy', experts: 4, top_k: 2, router_steps: 5 }, { method: 'quant.rtn', scheme: 'int4', granularity: 'group:16' }], { task });
+  const moe = m.namedModules().filter(([, x]) => x instanceof MoELayer);
+  assert.ok(moe.length > 0);
+  for (const [name, layer] of moe) {
+    assert.ok((layer as MoELayer).router instanceof Linear && !((layer as MoELayer).router instanceof QuantLinear), `${name}.router was quantized`);
+    assert.ok(layer.namedModules().some(([, x]) => x instanceof QuantLinear), `${name}: no expert was quantized`);
+  }
+  const out = (m as unknown as { forward(b: unknown): { logits: { shape: number[]; toArray(): ArrayLike<number> } } }).forward({ inputIds: randomClsBatches(4, 1, 2, 6, 50, 3)[0]!.inputIds });
+  assert.deepEqual(out.logits.shape, [2, m.config.num_labels]);
+  assert.ok(Array.from(out.logits.toArray()).every(Number.isFinite));
+});

@@ -27,6 +27,7 @@
  * (fraction of tokens routed to e) · (mean probability of e), as transformers' router_z_loss_func and
  * load_balancing_loss_func compute them (a token counts once for each of its experts).
  */
+import { keepFloat } from '../quant/apply.ts';
 import { Module } from '../../nn/module.ts';
 import { Linear } from '../../nn/layers.ts';
 import { Tensor } from '../../tensor/tensor.ts';
@@ -281,6 +282,7 @@ export class MoELayer extends Module {
     if (router.bias) throw new Error('MoELayer: the router has no bias (x·W_r)');
     if (experts.length !== router.outFeatures) throw new Error(`MoELayer: ${experts.length} experts, router has ${router.outFeatures} outputs`);
     this.router = router;
+    keepFloat(router); // quantization leaves the router in float (routing is computed in float32)
     this.experts = experts;
     this.bias = bias;
     this._opts = { ...LAYER_DEFAULTS, ...opts, numExperts: experts.length };

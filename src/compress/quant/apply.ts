@@ -105,10 +105,20 @@ function weightOf(t: Target, o: QuantizeOptions): { w: Float32Array; N: number; 
   return { w: wOutIn.contiguous().data as Float32Array, N, K };
 }
 
+const KEEP_FLOAT = new WeakSet<Module>();
+
+/**
+ * Modules quantization always leaves in float, whatever the targets say: a layer marks the parts whose precision
+ * its design depends on (an MoE router: ST-MoE computes routing in float32, and an int8 router flips expert choices).
+ */
+export function keepFloat(m: Module): void {
+  KEEP_FLOAT.add(m);
+}
+
 function collectTargets(model: Module, o: QuantizeOptions): Target[] {
   const out: Target[] = [];
   for (const [name, m] of model.namedModules()) {
-    if (name === '') continue;
+    if (name === '' || KEEP_FLOAT.has(m)) continue;
     if (o.targets && !matchesAny(name, o.targets)) continue;
     if (o.ignore && matchesAny(name, o.ignore)) continue;
     if (m instanceof Linear) out.push({ name, module: m, kind: 'linear' });

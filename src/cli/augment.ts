@@ -12,6 +12,7 @@ import { AUGMENT_DEFAULT_M, AUGMENT_DEFAULT_N, AUGMENT_DEFAULT_P, AugmentStopped
 import { ShrinkError } from '../io/errors.ts';
 import { interruptRequested, watchInterrupts } from '../train/interrupt.ts';
 import { TrainingInterrupted } from '../train/bert-tasks.ts';
+import { num } from './options.ts';
 
 export interface AugmentCliOptions {
   task: string;
@@ -26,14 +27,6 @@ export interface AugmentCliOptions {
   json?: boolean;
 }
 
-function num(name: string, min: number, max = Infinity, integer = false) {
-  return (v: string): number => {
-    const n = Number(v);
-    if (v.trim() === '' || !Number.isFinite(n) || n < min || n > max || (integer && !Number.isInteger(n)))
-      throw new Error(`--${name} must be ${integer ? 'an integer' : 'a number'} in [${min}, ${max}], got '${v}'`);
-    return n;
-  };
-}
 
 /** Check the output file before any work: not a folder, its parent a writable folder, absent unless force. */
 export function checkOutFile(out: string, force?: boolean): void {

@@ -11,15 +11,8 @@ import { KNN_METRICS, type KnnMetric } from '../compress/memory/knn.ts';
 import { fromPretrained } from '../models/registry.ts';
 import { anatomy } from '../models/anatomy.ts';
 import { formatBytes } from './inspect.ts';
+import { num } from './options.ts';
 
-function num(name: string, min: number, max = Infinity, integer = false) {
-  return (v: string): number => {
-    const n = Number(v);
-    if (v.trim() === '' || !Number.isFinite(n) || n < min || n > max || (integer && !Number.isInteger(n)))
-      throw new Error(`--${name} must be ${integer ? 'an integer' : 'a number'} in [${min}, ${max}], got '${v}'`);
-    return n;
-  };
-}
 
 /** A one-line progress bar over windows on stderr (a TTY gets a carriage-return bar). */
 function bar(label: string, quiet?: boolean): (done: number, total: number) => void {

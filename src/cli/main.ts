@@ -47,6 +47,7 @@ import { classify, fillMask, taskOf } from '../eval/predict.ts';
 import { BertForMaskedLM, BertForSequenceClassification } from '../models/bert/modeling.ts';
 import { GPT2LMHeadModel } from '../models/gpt2/modeling.ts';
 import { LlamaForCausalLM } from '../models/llama/modeling.ts';
+import { num } from './options.ts';
 
 function formatFinetune(r: FinetuneResult, label: string): string {
   return [
@@ -68,14 +69,6 @@ function note(line: string): void {
 
 const GLUE_TASKS = ['sst2', 'mrpc', 'rte', 'cola'];
 
-function num(name: string, min: number, max = Infinity, integer = false) {
-  return (v: string): number => {
-    const n = Number(v);
-    if (!Number.isFinite(n) || n < min || n > max || (integer && !Number.isInteger(n)))
-      throw new Error(`--${name} must be ${integer ? 'an integer' : 'a number'} in [${min}, ${max}], got '${v}'`);
-    return n;
-  };
-}
 
 interface GenerateOpts {
   prompt: string;

@@ -113,8 +113,8 @@ export function kmeans1d(values: ArrayLike<number>, k: number, opts: { init?: Km
   const counts = new Float64Array(k);
   let it = 0;
   let converged = false;
-  while (it < iters) {
-    it++;
+  /** Each centroid to the mean of its members (an empty cluster keeps its value). */
+  const recenter = () => {
     sums.fill(0);
     counts.fill(0);
     for (let i = 0; i < n; i++) {
@@ -122,6 +122,10 @@ export function kmeans1d(values: ArrayLike<number>, k: number, opts: { init?: Km
       counts[assign[i]!]++;
     }
     for (let j = 0; j < k; j++) if (counts[j]! > 0) c[j] = sums[j]! / counts[j]!;
+  };
+  while (it < iters) {
+    it++;
+    recenter();
     c.sort();
     if (assignNearest(values, c, assign) === 0) {
       converged = true;
@@ -129,15 +133,7 @@ export function kmeans1d(values: ArrayLike<number>, k: number, opts: { init?: Km
     }
   }
   // the centroids are the means of their final members (unchanged when converged)
-  if (!converged) {
-    sums.fill(0);
-    counts.fill(0);
-    for (let i = 0; i < n; i++) {
-      sums[assign[i]!] += values[i]!;
-      counts[assign[i]!]++;
-    }
-    for (let j = 0; j < k; j++) if (counts[j]! > 0) c[j] = sums[j]! / counts[j]!;
-  }
+  if (!converged) recenter();
   return { centroids: c, assign, iterations: it, converged };
 }
 

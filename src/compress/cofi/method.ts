@@ -150,7 +150,7 @@ export const pruneCofi: Method<CofiConfig> = {
       if (detCache?.version !== version) detCache = { version, z: toZ(l0.deterministic().masks) };
       return detCache.z;
     });
-    let lastLag: { loss: number; expected: number; target: number; alignment: string } = { loss: 0, expected: 0, target: 0, alignment: '' };
+    let alignment = '';
     const logAlphas = l0.namedParameters().filter(([n]) => !n.startsWith('lambda'));
     const lambdas = l0.namedParameters().filter(([n]) => n.startsWith('lambda'));
     let done: ReturnType<typeof foldAndPrune> | null = null;
@@ -178,19 +178,19 @@ export const pruneCofi: Method<CofiConfig> = {
           const hl = z?.headLayer ? (z.headLayer.toArray() as Float32Array) : null;
           const r = layerDistillLoss(th.slice(1), sh.slice(1), (x) => transform.forward(x), layers, hl ? Array.from(hl, (v) => v !== 0) : null);
           out.layer_distill = r.loss.mul(cfg.alpha_layer);
-          lastLag.alignment = r.alignment.join(',');
+          alignment = r.alignment.join(',');
         }
-        if (pruning()) {
-          const lag = l0.lagrangian(step - cfg.prepruning_steps);
-          out.lagrangian = lag.loss;
-          lastLag = { ...lastLag, loss: lag.loss.item(), expected: lag.expectedSparsity.item(), target: lag.targetSparsity };
-        }
+        if (pruning()) out.lagrangian = l0.lagrangian(step - cfg.prepruning_steps).loss;
         return out;
       },
       afterOptimizerStep: (s) => {
         step = s;
         l0.clampLogAlpha();
         version++;
+        if (pruning() && s % 100 === 0) {
+          const lag = noGrad(() => l0.lagrangian(s - cfg.prepruning_steps));
+          ctx.log?.(`prune.cofi: step ${s}: expected sparsity ${lag.expectedSparsity.item().toFixed(3)}, target ${lag.targetSparsity.toFixed(3)}, λ1 ${l0.lambda_1.item().toFixed(3)}, λ2 ${l0.lambda_2.item().toFixed(3)}`);
+        }
       },
       finalize: () => {
         masks.remove();
@@ -210,7 +210,7 @@ export const pruneCofi: Method<CofiConfig> = {
           params_before: paramsBefore,
           params_after: model.numParameters(),
           ...(done ? { heads: done.heads.join('/'), ffn: done.ffn.join('/'), hidden: done.hidden, attention_removed: done.attentionRemoved.join(',') || 'none', mlp_removed: done.mlpRemoved.join(',') || 'none' } : {}),
-          alignment: lastLag.alignment,
+          alignment,
         };
       },
     };

@@ -28,6 +28,7 @@ import { findWeights } from '../../io/hf.ts';
 import { loadTokenizer } from '../../tokenizers/index.ts';
 import { causalLabels, chunkTokens, type TokenBlock } from '../../data/text.ts';
 import { captureActivations } from '../../nn/hooks.ts';
+import { checkOutDir, writeDirAtomic } from '../../io/outdir.ts';
 import { lastFfnInput } from './method.ts';
 import { ContinuousCache, interpolate, knnLogProbFromScores, logSumExp, neighbourScores, type KnnMetric } from './knn.ts';
 
@@ -115,53 +116,64 @@ export interface BuildOptions {
   onProgress?: (done: number, total: number) => void;
 }
 
-/** Build a datastore over `corpus` with the model in `modelDir` into `outDir` (see the file comment). */
-export function buildDatastore(modelDir: string, corpus: string, outDir: string, o: BuildOptions = {}): DatastoreMeta & { ms: number; tokensPerS: number } {
+/** The model, its key module, the window length and the token windows over a text (what building and evaluating share). */
+function prepareWindows(modelDir: string, textFile: string, o: { blockSize?: number; stride?: number; maxTokens?: number }) {
   const model = loadLM(modelDir);
   const keyName = lastFfnInput(model);
   const maxPos = Number(model.config.max_position_embeddings ?? model.config.n_positions ?? 512);
   const block = Math.min(o.blockSize ?? 256, maxPos);
-  const ids = encodeText(modelDir, corpus, o.maxTokens);
-  const windows = windowsOf(ids, block, o.stride);
-  if (fs.existsSync(outDir) && fs.readdirSync(outDir).length > 0 && !o.force) throw new Error(`${outDir}: exists and is not empty (use --force to overwrite)`);
-  fs.mkdirSync(outDir, { recursive: true });
-  const kf = fs.openSync(path.join(outDir, 'keys.f16.tmp'), 'w');
-  const vf = fs.openSync(path.join(outDir, 'vals.i32.tmp'), 'w');
-  let count = 0;
-  let dim = 0;
-  const t0 = performance.now();
-  try {
-    for (const [wi, w] of windows.entries()) {
-      const labels = causalLabels(w);
-      const r = runWindow(model, keyName, w.ids);
-      dim = r.d;
-      const kb = new Uint16Array(w.ids.length * dim);
-      const vb = new Int32Array(w.ids.length);
-      let n = 0;
-      for (let i = 1; i < labels.length; i++) {
-        if (labels[i] === -100) continue;
-        for (let c = 0; c < dim; c++) kb[n * dim + c] = f32ToF16Bits(r.keys[(i - 1) * dim + c]!);
-        vb[n] = labels[i]!;
-        n++;
+  const windows = windowsOf(encodeText(modelDir, textFile, o.maxTokens), block, o.stride);
+  return { model, keyName, block, windows };
+}
+
+/**
+ * Build a datastore over `corpus` with the model in `modelDir` into `outDir` (see the file comment). The folder is
+ * checked before any work and written whole or not at all (src/io/outdir.ts writeDirAtomic).
+ */
+export function buildDatastore(modelDir: string, corpus: string, outDir: string, o: BuildOptions = {}): DatastoreMeta & { ms: number; tokensPerS: number } {
+  checkOutDir(outDir, { force: o.force });
+  const { model, keyName, block, windows } = prepareWindows(modelDir, corpus, o);
+  return writeDirAtomic(
+    outDir,
+    (tmp) => {
+      const kf = fs.openSync(path.join(tmp, 'keys.f16'), 'w');
+      const vf = fs.openSync(path.join(tmp, 'vals.i32'), 'w');
+      let count = 0;
+      let dim = 0;
+      const t0 = performance.now();
+      try {
+        for (const [wi, w] of windows.entries()) {
+          const labels = causalLabels(w);
+          const r = runWindow(model, keyName, w.ids);
+          dim = r.d;
+          const kb = new Uint16Array(w.ids.length * dim);
+          const vb = new Int32Array(w.ids.length);
+          let n = 0;
+          for (let i = 1; i < labels.length; i++) {
+            if (labels[i] === -100) continue;
+            for (let c = 0; c < dim; c++) kb[n * dim + c] = f32ToF16Bits(r.keys[(i - 1) * dim + c]!);
+            vb[n] = labels[i]!;
+            n++;
+          }
+          fs.writeSync(kf, new Uint8Array(kb.buffer, 0, n * dim * 2));
+          fs.writeSync(vf, new Uint8Array(vb.buffer, 0, n * 4));
+          count += n;
+          o.onProgress?.(wi + 1, windows.length);
+        }
+      } finally {
+        fs.closeSync(kf);
+        fs.closeSync(vf);
       }
-      fs.writeSync(kf, new Uint8Array(kb.buffer, 0, n * dim * 2));
-      fs.writeSync(vf, new Uint8Array(vb.buffer, 0, n * 4));
-      count += n;
-      o.onProgress?.(wi + 1, windows.length);
-    }
-  } finally {
-    fs.closeSync(kf);
-    fs.closeSync(vf);
-  }
-  const ms = performance.now() - t0;
-  fs.renameSync(path.join(outDir, 'keys.f16.tmp'), path.join(outDir, 'keys.f16'));
-  fs.renameSync(path.join(outDir, 'vals.i32.tmp'), path.join(outDir, 'vals.i32'));
-  const meta: DatastoreMeta = {
-    format: DATASTORE_FORMAT, version: DATASTORE_VERSION, dim, count, keyDtype: 'float16', valDtype: 'int32', keyModule: keyName, keyType: 'last_ffn_input',
-    modelFingerprint: modelFingerprint(modelDir), model: modelDir, corpus, blockSize: block, stride: o.stride ?? null, keysBytes: count * dim * 2, valsBytes: count * 4,
-  };
-  fs.writeFileSync(path.join(outDir, 'datastore.json'), JSON.stringify(meta, null, 1) + '\n');
-  return { ...meta, ms, tokensPerS: (count / ms) * 1000 };
+      const ms = performance.now() - t0;
+      const meta: DatastoreMeta = {
+        format: DATASTORE_FORMAT, version: DATASTORE_VERSION, dim, count, keyDtype: 'float16', valDtype: 'int32', keyModule: keyName, keyType: 'last_ffn_input',
+        modelFingerprint: modelFingerprint(modelDir), model: modelDir, corpus, blockSize: block, stride: o.stride ?? null, keysBytes: count * dim * 2, valsBytes: count * 4,
+      };
+      fs.writeFileSync(path.join(tmp, 'datastore.json'), JSON.stringify(meta, null, 1) + '\n');
+      return { ...meta, ms, tokensPerS: (count / ms) * 1000 };
+    },
+    { force: o.force },
+  );
 }
 
 /** A loaded datastore: keys widened to float32, values, and a neighbour search. */
@@ -326,12 +338,7 @@ export interface MemoryEvalReport {
  * Windows as `shrink eval -t ppl` (disjoint blocks, or sliding with `stride`).
  */
 export function evalWithMemory(modelDir: string, textFile: string, o: MemoryEvalOptions = {}): MemoryEvalReport {
-  const model = loadLM(modelDir);
-  const keyName = lastFfnInput(model);
-  const maxPos = Number(model.config.max_position_embeddings ?? model.config.n_positions ?? 512);
-  const block = Math.min(o.blockSize ?? 256, maxPos);
-  const ids = encodeText(modelDir, textFile, o.maxTokens);
-  const windows = windowsOf(ids, block, o.stride);
+  const { model, keyName, block, windows } = prepareWindows(modelDir, textFile, o);
   const lambda = o.lambda ?? 0.25;
   const knn = o.datastore ? { k: o.k ?? 64, metric: o.metric ?? 'l2', temperature: o.knnTemp ?? 1 } : null;
   let cache: ContinuousCache | null = null;

@@ -3,10 +3,7 @@
 // is really smaller, reloads with fromPretrained, and the loss terms are reported.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import { Generator, Tensor, compress, fromPretrained, noGrad, savePretrained } from '../../src/index.ts';
+import { Generator, Tensor, compress, noGrad } from '../../src/index.ts';
 import type { Module } from '../../src/nn/module.ts';
 import type { ForwardOptions, ModelInputs, ModelOutput } from '../../src/models/outputs.ts';
 import { anatomy } from '../../src/models/anatomy.ts';
@@ -14,6 +11,7 @@ import { expectClose, expectThrows } from '../harness/expect.ts';
 import { f64, gradcheck } from '../harness/gradcheck.ts';
 import { cyclicTask, randomClsBatches } from '../harness/tasks.ts';
 import { tinyBert, tinyGpt2 } from '../harness/tiny-models.ts';
+import { roundTrip } from '../harness/roundtrip.ts';
 
 const { distill, runRecipe } = compress;
 type Fwd = Module & { forward(i: ModelInputs, o?: ForwardOptions): ModelOutput };
@@ -95,15 +93,6 @@ function clsTask(): compress.TaskData {
   return cyclicTask(randomClsBatches(21, 4, 4, 6, 50, 3, (b, t) => t < 4 || b >= 2));
 }
 
-function reload<M extends Module>(m: M): M {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'distill-kd-'));
-  try {
-    savePretrained(m as never, dir);
-    return fromPretrained<M>(dir);
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
-}
 
 test('a KD recipe end-to-end through the runner: smaller students, reported loss terms, reload', () => {
   const teacher = tinyBert(1);
@@ -127,7 +116,7 @@ test('a KD recipe end-to-end through the runner: smaller students, reported loss
     const parts = r.history[0]!.map((e) => Object.keys(e.parts ?? {}).sort().join(','));
     assert.ok(parts.every((p) => p === 'distill.kd.kd,distill.kd.task'), `${label}: ${parts}`);
     for (const e of r.history[0]!) assert.ok(Number.isFinite(e.parts!['distill.kd.kd']!) && e.parts!['distill.kd.kd']! >= 0);
-    const back = reload(model);
+    const back = roundTrip(model).loaded;
     model.eval();
     back.eval();
     expectClose(noGrad(() => back.forward(probe).logits), noGrad(() => model.forward(probe).logits), { atol: 1e-6, rtol: 1e-5 }, `${label}: reloaded logits`);
@@ -149,7 +138,7 @@ test('token-level KD through the runner on a causal LM with every other layer ke
   assert.equal(anatomy(model).blocks.length, 1);
   assert.equal(model.config.n_layer, 1);
   assert.deepEqual(Object.keys(r.history[0]![0]!.parts!), ['distill.kd.kd']);
-  const back = reload(model);
+  const back = roundTrip(model).loaded;
   expectClose(noGrad(() => back.forward({ inputIds: x }).logits), noGrad(() => model.eval().forward({ inputIds: x }).logits), { atol: 1e-6, rtol: 1e-5 }, 'gpt2 reload');
 });
 

@@ -3,11 +3,8 @@
 // apoz → finetune → apoz chain, and errors before any work.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import {
-  BertForSequenceClassification, Generator, Tensor, bertConfig, compress, fromPretrained, manualSeed, noGrad, savePretrained,
+  BertForSequenceClassification, Generator, Tensor, bertConfig, compress, manualSeed, noGrad,
 } from '../../src/index.ts';
 import type { Module } from '../../src/nn/module.ts';
 import type { Linear, Conv1D } from '../../src/nn/layers.ts';
@@ -18,6 +15,7 @@ import { activationStats, ffnUnits } from '../../src/compress/prune/importance.t
 import '../../src/compress/prune/index.ts';
 import { expectClose, expectThrows } from '../harness/expect.ts';
 import { tinyGpt2, tinyLlama } from '../harness/tiny-models.ts';
+import { roundTrip } from '../harness/roundtrip.ts';
 
 const { runRecipe } = compress;
 type Fwd = Module & { forward(i: ModelInputs, o?: ForwardOptions): ModelOutput };
@@ -122,15 +120,6 @@ function keptOut(orig: Linear | Conv1D, pruned: Linear | Conv1D): number[] {
   const o = rows(orig);
   return rows(pruned).map((r) => o.indexOf(r));
 }
-function roundTrip<M extends Module>(m: M): M {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'prune-apoz-'));
-  try {
-    savePretrained(m as never, dir);
-    return fromPretrained<M>(dir);
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
-}
 const TOL = { atol: 2e-5, rtol: 1e-4 };
 
 describe('physically smaller FFNs equal the same neurons masked, and reload identically', () => {
@@ -156,7 +145,7 @@ describe('physically smaller FFNs equal the same neurons masked, and reload iden
       }
       const got = noGrad(() => (m as Fwd).forward(batch).logits);
       expectClose(got, maskedForward(orig, batch, off).logits, TOL, 'logits');
-      assert.deepEqual(Array.from(noGrad(() => (roundTrip(m) as Fwd).forward(batch).logits).toArray()), Array.from(got.toArray()));
+      assert.deepEqual(Array.from(noGrad(() => (roundTrip(m).loaded as Fwd).forward(batch).logits).toArray()), Array.from(got.toArray()));
     });
 });
 

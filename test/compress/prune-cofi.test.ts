@@ -3,14 +3,12 @@
 // teacher, saved and reloaded.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import { BertForSequenceClassification, Generator, Tensor, compress, fromPretrained, manualSeed, noGrad, savePretrained } from '../../src/index.ts';
+import { BertForSequenceClassification, Generator, Tensor, compress, manualSeed, noGrad } from '../../src/index.ts';
 import type { Module } from '../../src/nn/module.ts';
 import { expectClose, expectThrows } from '../harness/expect.ts';
 import { tinyBert } from '../harness/tiny-models.ts';
 import { cyclicTask, randomClsBatches } from '../harness/tasks.ts';
+import { roundTrip } from '../harness/roundtrip.ts';
 import { installMasks, maskedLayerNorm, type CofiZ } from '../../src/compress/cofi/masked.ts';
 import { foldAndPrune } from '../../src/compress/cofi/finalize.ts';
 import { defaultTeacherLayers, layerDistillLoss } from '../../src/compress/cofi/distill.ts';
@@ -106,12 +104,9 @@ test('a pruned model saves as a folder that fromPretrained rebuilds with the sam
   const m = tinyBert();
   const z = someMasks({ head: [1, 6], headLayer: [], intermediate: [0, 3, 5, 30, 31], mlp: [1], hidden: [2, 9, 17] });
   foldAndPrune(m, z);
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cofi-'));
-  savePretrained(m, dir);
-  const back = fromPretrained(dir) as BertForSequenceClassification;
+  const back = roundTrip(m).loaded;
   expectClose(logits(back.eval()), logits(m), { atol: 0 }, 'reloaded');
   assert.equal(back.numParameters(), m.numParameters());
-  fs.rmSync(dir, { recursive: true });
 });
 
 test('version-4 alignment: teacher layers walk down, each taking the lowest-loss student layer below the last pick', () => {
@@ -154,11 +149,7 @@ test('prune.cofi through the runner: trains with a teacher, reaches the target, 
   assert.equal(rep.encoder_params_after, after);
   assert.ok((rep.expected_sparsity as number) > 0.2, `expected sparsity ${rep.expected_sparsity}`);
   assert.equal(r.history[1]!.length, 3);
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cofi-'));
-  savePretrained(model, dir);
-  const back = fromPretrained(dir).eval();
-  expectClose(logits(back), logits(model.eval()), { atol: 0 }, 'reloaded');
-  fs.rmSync(dir, { recursive: true });
+  expectClose(logits(roundTrip(model).loaded.eval()), logits(model.eval()), { atol: 0 }, 'reloaded');
 });
 
 test('prune.cofi refuses what it cannot prune, naming the option', () => {

@@ -3,11 +3,8 @@
 // errors before any work, and the plain `finetune` training step.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import {
-  Generator, Tensor, compress, fromPretrained, noGrad, savePretrained,
+  Generator, Tensor, compress, noGrad,
 } from '../../src/index.ts';
 import type { Module } from '../../src/nn/module.ts';
 import type { Linear, Conv1D } from '../../src/nn/layers.ts';
@@ -18,6 +15,7 @@ import { attentionUnits, ffnUnits, gradientImportance } from '../../src/compress
 import '../../src/compress/prune/index.ts';
 import { expectClose, expectThrows } from '../harness/expect.ts';
 import { tinyBert, tinyGpt2, tinyLlama } from '../harness/tiny-models.ts';
+import { roundTrip } from '../harness/roundtrip.ts';
 
 const { runRecipe } = compress;
 type Fwd = Module & { forward(i: ModelInputs, o?: ForwardOptions): ModelOutput };
@@ -72,15 +70,6 @@ function keptOut(orig: Linear | Conv1D, pruned: Linear | Conv1D, width = 1): num
 }
 const off = (n: number, keep: number[]) => Array.from({ length: n }, (_, i) => i).filter((i) => !keep.includes(i));
 
-function roundTrip<M extends Module>(m: M): { loaded: M; config: Record<string, unknown> } {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'prune-structured-'));
-  try {
-    savePretrained(m as never, dir);
-    return { loaded: fromPretrained<M>(dir), config: JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8')) };
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
-}
 const TOL = { atol: 2e-5, rtol: 1e-4 };
 const lossOf = (m: Module, b: ModelInputs, o: ForwardOptions = {}) => noGrad(() => (m as Fwd).forward(b, o).loss!.item());
 

@@ -3,10 +3,7 @@
 // gradients (gradcheck + a dense Linear), save/reload bit-exact, stored bytes, option errors.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import { Generator, Tensor, compress, fromPretrained, noGrad, savePretrained } from '../../src/index.ts';
+import { Generator, Tensor, compress, noGrad } from '../../src/index.ts';
 import type { Module } from '../../src/nn/module.ts';
 import { Linear } from '../../src/nn/layers.ts';
 import { modelSize } from '../../src/eval/size.ts';
@@ -16,6 +13,7 @@ import { ClusteredLinear, gatherWeight, kmeansModel } from '../../src/compress/s
 import { expectThrows } from '../harness/expect.ts';
 import { gradcheck, f64 } from '../harness/gradcheck.ts';
 import { tinyBert } from '../harness/tiny-models.ts';
+import { roundTrip } from '../harness/roundtrip.ts';
 
 const { runRecipe } = compress;
 type Fwd = Module & { forward(i: ModelInputs): ModelOutput };
@@ -136,15 +134,6 @@ const ids = Tensor.randint(1, 40, [3, 6], { dtype: 'int32', generator: g });
 const attn = Tensor.from(Int32Array.from([1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1, 1, 1, 1, 1, 0]), { shape: [3, 6] });
 const clsBatch = { inputIds: ids, attentionMask: attn, labels: Tensor.from(Int32Array.from([0, 2, 1])) };
 
-function roundTrip<M extends Module>(m: M): { loaded: M; config: Record<string, unknown> } {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'share-kmeans-'));
-  try {
-    savePretrained(m as never, dir);
-    return { loaded: fromPretrained<M>(dir), config: JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8')) };
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
-}
 
 describe('share.kmeans method', () => {
   for (const [clusters, bits] of [[16, 4], [64, 8]] as const)

@@ -3,10 +3,7 @@
 // tiny BERT / GPT-2, save/reload bit-exact, and option errors naming the option.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import { Generator, Tensor, compress, fromPretrained, noGrad, savePretrained } from '../../src/index.ts';
+import { Generator, Tensor, compress, noGrad } from '../../src/index.ts';
 import type { Module } from '../../src/nn/module.ts';
 import { Linear } from '../../src/nn/layers.ts';
 import type { ModelInputs, ModelOutput } from '../../src/models/outputs.ts';
@@ -15,6 +12,7 @@ import { LowRankLinear, breakEvenRank, chooseRank, factorize, residual } from '.
 import { quadForm } from '../../src/compress/share/common.ts';
 import { expectThrows } from '../harness/expect.ts';
 import { tinyBert, tinyGpt2 } from '../harness/tiny-models.ts';
+import { roundTrip } from '../harness/roundtrip.ts';
 
 const { runRecipe } = compress;
 type Fwd = Module & { forward(i: ModelInputs): ModelOutput };
@@ -124,15 +122,6 @@ const attn = Tensor.from(Int32Array.from([1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1,
 const clsBatch = { inputIds: ids, attentionMask: attn, labels: Tensor.from(Int32Array.from([0, 2, 1])) };
 const calib = () => [clsBatch, clsBatch];
 
-function roundTrip<M extends Module>(m: M): { loaded: M; config: Record<string, unknown> } {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'share-lowrank-'));
-  try {
-    savePretrained(m as never, dir);
-    return { loaded: fromPretrained<M>(dir), config: JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8')) };
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
-}
 
 describe('share.lowrank method', () => {
   test('BERT: block Linears factorized by ratio, report, save/reload bit-exact', () => {

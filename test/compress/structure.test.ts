@@ -12,6 +12,7 @@ import { sliceLinear } from '../../src/nn/layers.ts';
 import type { Module } from '../../src/nn/module.ts';
 import { modelSize } from '../../src/eval/size.ts';
 import { expectThrows } from '../harness/expect.ts';
+import { roundTrip } from '../harness/roundtrip.ts';
 
 function tinyBert(): BertForSequenceClassification {
   manualSeed(5);
@@ -23,16 +24,6 @@ const ids = Tensor.from(Int32Array.from([2, 7, 9, 11, 3, 4, 5, 1]), { shape: [2,
 const mask = Tensor.from(Int32Array.from([1, 1, 1, 1, 1, 1, 1, 0]), { shape: [2, 4] });
 const logitsOf = (m: Module) => Array.from(noGrad(() => (m as BertForSequenceClassification).forward({ inputIds: ids, attentionMask: mask }).logits).data);
 
-function roundTrip<M extends Module>(m: M): { loaded: M; config: Record<string, unknown> } {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'structure-'));
-  try {
-    savePretrained(m as never, dir);
-    const config = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8'));
-    return { loaded: fromPretrained<M>(dir), config };
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
-}
 
 /** Keep FFN units `keep` of BERT layer i (rows of intermediate.dense, columns of output.dense). */
 function pruneFfn(m: BertForSequenceClassification, i: number, keep: number[]): void {

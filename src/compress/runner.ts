@@ -301,7 +301,7 @@ export function runSteps(model: Module, steps: ResolvedStep[], train: TrainSetti
     opts.log?.(`stage ${k + 1}/${stages.length}: train ${stage.map((s) => s.method.name).join(' + ')} for ${stageTrain.steps} steps`);
     const ctx = contextFor(opts, stageTrain.steps, stageTrain);
     const runs: [ResolvedStep, MethodRun][] = stage.map((s) => [s, s.method.apply(model, s.cfg, ctx) ?? {}]);
-    const r = trainStage(model, runs, stageTrain, opts, k);
+    const r = trainStage(model, runs, stageTrain, opts, ctx, k);
     history.push(r.history);
     if (r.interrupted) return { steps: reports, interrupted: true, history };
     for (const [s, run] of runs) {
@@ -312,7 +312,7 @@ export function runSteps(model: Module, steps: ResolvedStep[], train: TrainSetti
   return { steps: reports, interrupted: false, history };
 }
 
-function trainStage(model: Module, runs: [ResolvedStep, MethodRun][], train: TrainSettings, opts: RunOptions, k: number) {
+function trainStage(model: Module, runs: [ResolvedStep, MethodRun][], train: TrainSettings, opts: RunOptions, ctx: RecipeContext, k: number) {
   const task = opts.task!;
   manualSeed(train.seed);
   const needs = runs.reduce((a, [, r]) => ({ ...a, ...Object.fromEntries(Object.entries(r.needs ?? {}).filter(([, v]) => v)) }), {} as Record<string, boolean>);
@@ -323,7 +323,7 @@ function trainStage(model: Module, runs: [ResolvedStep, MethodRun][], train: Tra
     if (run.state && run.setState) stateful[`step${s.index + 1}:${s.method.name}`] = { state: () => run.state!(), setState: (x: never) => run.setState!(x) };
   }
   const fwdOpts: ForwardOptions = { outputHiddenStates: needs.hiddenStates, outputAttentions: needs.attentions, outputAttentionScores: needs.attentionScores };
-  const teacher = needs.teacher ? opts.teacher?.() : undefined;
+  const teacher = needs.teacher ? ctx.teacher : undefined; // the one the methods saw in apply (loaded once per stage)
   if (needs.teacher && !teacher) throw new Error(`${runs.map(([s]) => s.method.name).join(', ')}: needs a teacher model, and none was given`);
   const warmup = train.warmup < 1 ? Math.floor(train.warmup * train.steps) : Math.floor(train.warmup);
   const trainer = new Trainer(

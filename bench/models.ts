@@ -138,7 +138,9 @@ if (!quick) {
     if (name === base) row.reference = 'PyTorch 240 ms';
     else {
       Object.assign(row, { ratioVs: base, speedup: r });
-      row.reference = `fp32 ×${r.median.toFixed(2)} (${r.min.toFixed(2)}–${r.max.toFixed(2)}): ${r.median >= 1 ? 'faster' : 'slower'}`;
+      // faster / slower only when the 95 % bootstrap interval of the median ratio lies wholly above / below 1
+      const verdict = r.ci95[0] > 1 ? 'faster' : r.ci95[1] < 1 ? 'slower' : 'same within noise';
+      row.reference = `fp32 ×${r.median.toFixed(2)} [95 %: ${r.ci95[0].toFixed(2)}–${r.ci95[1].toFixed(2)}] (${r.min.toFixed(2)}–${r.max.toFixed(2)}): ${verdict}`;
     }
     rows.push(row);
   }

@@ -1,5 +1,6 @@
 /**
  * npm run bench:quant [-- --json] [-- --bert <fine-tuned BERT folder>] [-- --only bert|stories] [-- --rounds N] [-- --threads N]
+ *                     [-- --cpu-time]
  *
  * The quantization table of issue 4: the bundled BERT teacher fine-tuned on SST-2 (accuracy) and stories260K on
  * text sampled from it (perplexity) — fp32, fp16, int8 weight-only, int8 dynamic, int4-g64 and int3-g64 RTN and
@@ -15,8 +16,14 @@
  * either way, so the median needs many short rounds rather than a few long ones). BERT: one forward over the first 32 SST-2 dev sentences (batch 32,
  * per example); stories260K: one forward over the first 256 held-out tokens (per token). The table shows the best
  * round and the speed-up against fp32 within each round (fp32 ms / variant ms: median, min–max).
+ * --cpu-time: time each call by the process's CPU time (user + system, process.cpuUsage) instead of the wall clock.
+ * With --threads 1 that is the time the forward itself computed: a turn during which the VM descheduled us, or another
+ * job evicted our caches less often, no longer counts as our slowness, so on a shared machine the ratios are far
+ * steadier. With more threads it also counts time the pool's workers spent (spinning included): CPU-seconds.
  * --json: {"model","variant","bytes","size_ratio","metric","score","flips","latency_ms","latency_median_ms",
- *          "latency_unit","speedup_vs_fp32","speedup_min","speedup_max","kernels"} per row; kernels: the kernels the
+ *          "latency_unit","clock","speedup_vs_fp32","speedup_min","speedup_max","speedup_ci95","verdict","kernels"} per row (clock: "wall" or "cpu"; speedup_ci95: a 95 % bootstrap interval of the median
+ *          ratio, medianCI in src/eval/latency.ts; verdict: "slower" when that interval lies below 1, "faster" when above,
+ *          "same" when it holds 1); kernels: the kernels the
  *          quantized layers ran, counted (e.g. "12× int8-gemm", "10× wo-pack, 4× fp32-cache").
  */
 import fs from 'node:fs';
@@ -78,6 +85,14 @@ const LAT_TOKENS = 256;
 const LAT_ROUNDS = Number(arg('--rounds') ?? 25);
 if (!(Number.isInteger(LAT_ROUNDS) && LAT_ROUNDS >= 1)) throw new Error(`--rounds must be a positive integer, got ${arg('--rounds')}`);
 const LAT_MIN_MS = 60;
+const cpuTime = process.argv.includes('--cpu-time');
+// with node --expose-gc (the npm script passes it) every timed turn starts after a full collection, so no variant pays
+// for the previous one's garbage
+const gc = (globalThis as { gc?: () => void }).gc;
+const cpuNow = (): number => {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
+};
 if (arg('--threads') !== undefined) {
   const t = Number(arg('--threads'));
   if (!(Number.isInteger(t) && t >= 1)) throw new Error(`--threads must be a positive integer, got ${arg('--threads')}`);
@@ -144,7 +159,7 @@ for (const [model, label, src] of [['bert-teacher SST-2', 'accuracy', bert ?? ''
   }
   process.stderr.write(`${model}: latency, ${Object.keys(timed).length} variants interleaved over ${LAT_ROUNDS} rounds…\n`);
   const per = label === 'accuracy' ? bertLatBatch!.inputIds.shape[0]! : storyLatIds.length;
-  const c = compareLatency(timed, { reference: 'fp32', rounds: LAT_ROUNDS, warmup: 1, minMs: LAT_MIN_MS });
+  const c = compareLatency(timed, { reference: 'fp32', rounds: LAT_ROUNDS, warmup: 1, minMs: LAT_MIN_MS, ...(cpuTime ? { now: cpuNow } : {}), ...(gc ? { beforeSample: gc } : {}) });
   for (const row of modelRows) {
     const v = row.variant as string;
     const sp = c.ratios[v]!;
@@ -153,19 +168,20 @@ for (const [model, label, src] of [['bert-teacher SST-2', 'accuracy', bert ?? ''
     for (const l of quantKernelTable(models[v]!, false)) for (const k of Object.values(l.kernels)) kn[k!.kernel] = (kn[k!.kernel] ?? 0) + 1;
     rows.push({
       kernels: Object.entries(kn).map(([k, n]) => `${n}× ${k}`).join(', '),
-      ...row, latency_ms: c.best[v]! / per, latency_median_ms: c.median[v]! / per, latency_unit: label === 'accuracy' ? 'example' : 'token',
-      speedup_vs_fp32: sp.median, speedup_min: sp.min, speedup_max: sp.max,
+      ...row, latency_ms: c.best[v]! / per, latency_median_ms: c.median[v]! / per, latency_unit: label === 'accuracy' ? 'example' : 'token', clock: cpuTime ? 'cpu' : 'wall',
+      speedup_vs_fp32: sp.median, speedup_min: sp.min, speedup_max: sp.max, speedup_ci95: sp.ci95,
+      verdict: v === 'fp32' ? 'reference' : sp.ci95[1] < 1 ? 'slower' : sp.ci95[0] > 1 ? 'faster' : 'same',
     });
   }
 }
 fs.rmSync(tmp, { recursive: true, force: true });
 if (json) for (const r of rows) console.log(JSON.stringify(r));
 else {
-  console.log(`Latency: all variants of a model timed interleaved, 1 warm-up + ${LAT_ROUNDS} rounds of ≥ ${LAT_MIN_MS} ms each, ${getNumThreads()} thread(s), load average ${os.loadavg()[0]!.toFixed(1)} on ${os.cpus().length} cores; best round, and fp32 ms / variant ms per round: median (min–max)`);
-  console.log('| model | variant | model.safetensors | of fp32 | quality | predictions ≠ fp32 | latency (best) | speed-up vs fp32 | layer kernels |');
-  console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- |');
+  console.log(`Latency: all variants of a model timed interleaved, 1 warm-up + ${LAT_ROUNDS} rounds of ≥ ${LAT_MIN_MS} ms ${cpuTime ? 'of CPU time (--cpu-time)' : 'wall-clock'} each${gc ? ', each after a full GC' : ''}, ${getNumThreads()} thread(s), load average ${os.loadavg()[0]!.toFixed(1)} on ${os.cpus().length} cores; best round, and fp32 ms / variant ms per round: median [95 % bootstrap interval of the median] (min–max), and whether the interval lies above 1 (faster), below 1 (slower) or holds 1 (same)`);
+  console.log('| model | variant | model.safetensors | of fp32 | quality | predictions ≠ fp32 | latency (best) | speed-up vs fp32 | verdict | layer kernels |');
+  console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
   for (const r of rows)
     console.log(
-      `| ${r.model} | ${r.variant} | ${((r.bytes as number) / 1024).toFixed(0)} KiB | ${(100 * (r.size_ratio as number)).toFixed(1)} % | ${r.metric === 'accuracy' ? `${(100 * (r.score as number)).toFixed(2)} % acc` : `ppl ${(r.score as number).toFixed(3)}`} | ${r.flips === undefined ? '' : `${r.flips} of 872`} | ${(r.latency_ms as number).toFixed(3)} ms/${r.latency_unit} | ${(r.speedup_vs_fp32 as number).toFixed(2)}× (${(r.speedup_min as number).toFixed(2)}–${(r.speedup_max as number).toFixed(2)}) | ${r.kernels} |`,
+      `| ${r.model} | ${r.variant} | ${((r.bytes as number) / 1024).toFixed(0)} KiB | ${(100 * (r.size_ratio as number)).toFixed(1)} % | ${r.metric === 'accuracy' ? `${(100 * (r.score as number)).toFixed(2)} % acc` : `ppl ${(r.score as number).toFixed(3)}`} | ${r.flips === undefined ? '' : `${r.flips} of 872`} | ${(r.latency_ms as number).toFixed(3)} ms/${r.latency_unit} | ${(r.speedup_vs_fp32 as number).toFixed(2)}× [${(r.speedup_ci95 as number[])[0]!.toFixed(2)}–${(r.speedup_ci95 as number[])[1]!.toFixed(2)}] (${(r.speedup_min as number).toFixed(2)}–${(r.speedup_max as number).toFixed(2)}) | ${r.verdict} | ${r.kernels} |`,
     );
 }

@@ -81,6 +81,11 @@ export interface CompareOptions {
   minMs?: number;
   /** Clock in ms (default `performance.now`); tests pass a fake one. */
   now?: () => number;
+  /**
+   * Called, untimed, before every timed sample (e.g. a full garbage collection with node --expose-gc, so that one
+   * variant's garbage is not collected during the next variant's turn).
+   */
+  beforeSample?: () => void;
 }
 
 export interface CompareResult {
@@ -92,9 +97,36 @@ export interface CompareResult {
    * Speed-up against the reference, computed within each round: reference ms / variant ms of the same round (> 1:
    * faster than the reference), then the median, min and max over the rounds. The reference's own is 1.
    */
-  ratios: Record<string, { median: number; min: number; max: number }>;
+  ratios: Record<string, { median: number; min: number; max: number; ci95: [number, number] }>;
   /** Every round's ms per call of each variant, in round order. */
   runs: Record<string, number[]>;
+}
+
+/**
+ * A 95 % confidence interval of the median of `xs` by the percentile bootstrap (`resamples` resamples with
+ * replacement, a fixed-seed generator, so the same samples give the same interval). On a shared machine the
+ * per-round ratios of two variants that do the same work scatter by ±40 %; the interval says whether a median
+ * below 1 is a slowdown (its upper end below 1) or noise (it contains 1).
+ */
+export function medianCI(xs: readonly number[], resamples = 2000, seed = 1): [number, number] {
+  if (xs.length === 0) throw new Error('medianCI: no samples');
+  let s = seed >>> 0;
+  const rand = (): number => {
+    // mulberry32
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  const meds = new Float64Array(resamples);
+  const pick = new Array<number>(xs.length);
+  for (let b = 0; b < resamples; b++) {
+    for (let i = 0; i < xs.length; i++) pick[i] = xs[Math.floor(rand() * xs.length)]!;
+    meds[b] = median(pick);
+  }
+  meds.sort();
+  return [meds[Math.floor(0.025 * (resamples - 1))]!, meds[Math.ceil(0.975 * (resamples - 1))]!];
 }
 
 /** Interleave several variants round by round (A B C, A B C, …) so machine noise hits them alike; per-round ratios against `reference`. */
@@ -109,7 +141,11 @@ export function compareLatency(variants: Record<string, () => void>, opts: Compa
   const now = opts.now ?? (() => performance.now());
   for (let i = 0; i < warmup; i++) for (const k of names) variants[k]!();
   const runs: Record<string, number[]> = Object.fromEntries(names.map((k) => [k, []]));
-  for (let r = 0; r < rounds; r++) for (const k of names) runs[k]!.push(sample(variants[k]!, minMs, now));
+  for (let r = 0; r < rounds; r++)
+    for (const k of names) {
+      opts.beforeSample?.();
+      runs[k]!.push(sample(variants[k]!, minMs, now));
+    }
   const best: Record<string, number> = {};
   const med: Record<string, number> = {};
   const ratios: CompareResult['ratios'] = {};
@@ -117,7 +153,7 @@ export function compareLatency(variants: Record<string, () => void>, opts: Compa
     best[k] = Math.min(...runs[k]!);
     med[k] = median(runs[k]!);
     const perRound = runs[k]!.map((ms, r) => runs[reference]![r]! / ms);
-    ratios[k] = { median: median(perRound), min: Math.min(...perRound), max: Math.max(...perRound) };
+    ratios[k] = { median: median(perRound), min: Math.min(...perRound), max: Math.max(...perRound), ci95: k === reference ? [1, 1] : medianCI(perRound) };
   }
   return { best, median: med, ratios, runs };
 }

@@ -2,7 +2,7 @@
 // the clock by a scripted number of ms, so what is (and is not) timed shows exactly in the results.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { compareLatency, measureLatency, median } from '../../src/eval/latency.ts';
+import { compareLatency, measureLatency, median, medianCI } from '../../src/eval/latency.ts';
 
 // (not test/harness/expect.ts: it loads the whole library through src/index.ts, and this file needs none of it)
 const expectThrows = (fn: () => unknown, message: string) => assert.throws(fn, (e: Error) => e.message === message);
@@ -14,6 +14,9 @@ function fakeClock() {
   return {
     now: () => t,
     log,
+    advance: (ms: number) => {
+      t += ms;
+    },
     work(name: string, ms: number[]) {
       let i = 0;
       return () => {
@@ -94,20 +97,53 @@ test('compareLatency: variants run interleaved round by round, warm-ups first an
   assert.deepEqual(r.median, { A: 20, B: 15, C: 10 });
 });
 
+test('compareLatency: beforeSample runs before every timed sample, untimed, never before warm-ups', () => {
+  const c = fakeClock();
+  const r = compareLatency(
+    { A: c.work('A', [1000, 10, 20]), B: c.work('B', [1000, 5, 40]) },
+    {
+      warmup: 1,
+      rounds: 2,
+      now: c.now,
+      beforeSample: () => {
+        c.log.push('gc');
+        c.advance(500); // the hook's own time is not in any sample
+      },
+    },
+  );
+  assert.deepEqual(c.log, ['A', 'B', 'gc', 'A', 'gc', 'B', 'gc', 'A', 'gc', 'B']);
+  assert.deepEqual(r.runs, { A: [10, 20], B: [5, 40] });
+});
+
 test('compareLatency: ratios are reference / variant within each round, not a ratio of medians', () => {
   const c = fakeClock();
   const r = compareLatency({ A: c.work('A', [0, 10, 20, 30]), B: c.work('B', [0, 5, 40, 15]) }, { rounds: 3, now: c.now });
   // per round A/B: 2, 0.5, 2 → median 2 (the ratio of medians would be 20/15)
-  assert.deepEqual(r.ratios.B, { median: 2, min: 0.5, max: 2 });
-  assert.deepEqual(r.ratios.A, { median: 1, min: 1, max: 1 }); // the first key is the default reference
+  assert.deepEqual({ ...r.ratios.B, ci95: undefined }, { median: 2, min: 0.5, max: 2, ci95: undefined });
+  assert.deepEqual(r.ratios.A, { median: 1, min: 1, max: 1, ci95: [1, 1] }); // the first key is the default reference
+});
+
+test('medianCI: a bootstrap interval of the median that holds the median, narrows with more samples, and is reproducible', () => {
+  const noisy = (n: number) => Array.from({ length: n }, (_, i) => 1 + 0.4 * Math.sin(i * 12.9898)); // ±40 % around 1
+  const [lo, hi] = medianCI(noisy(25));
+  assert.ok(lo <= median(noisy(25)) && median(noisy(25)) <= hi, `${lo} ≤ median ≤ ${hi}`);
+  assert.ok(lo < 1 && hi > 1, 'noise around 1 is not called a slowdown or a speed-up');
+  const [lo2, hi2] = medianCI(noisy(400));
+  assert.ok(hi2 - lo2 < (hi - lo) / 2, `400 samples: width ${hi2 - lo2} vs 25 samples: ${hi - lo}`);
+  assert.deepEqual(medianCI(noisy(25)), [lo, hi]);
+  // a clear 10 % slowdown with small scatter lies wholly below 1
+  const slow = Array.from({ length: 25 }, (_, i) => 0.9 + 0.02 * Math.sin(i));
+  assert.ok(medianCI(slow)[1] < 1);
+  assert.deepEqual(medianCI([3]), [3, 3]);
+  expectThrows(() => medianCI([]), 'medianCI: no samples');
 });
 
 test('compareLatency: another reference, defaults, and a bad reference', () => {
   const c = fakeClock();
   const r = compareLatency({ A: c.work('A', [0, 10, 20, 30, 40, 50]), B: c.work('B', [0, 5]) }, { reference: 'B', now: c.now });
   assert.equal(c.log.length, 2 * (1 + 5)); // 1 warm-up + 5 rounds by default
-  assert.deepEqual(r.ratios.A, { median: 5 / 30, min: 5 / 50, max: 5 / 10 }); // B / A per round: 5/10 … 5/50
-  assert.deepEqual(r.ratios.B, { median: 1, min: 1, max: 1 });
+  assert.deepEqual({ ...r.ratios.A, ci95: undefined }, { median: 5 / 30, min: 5 / 50, max: 5 / 10, ci95: undefined }); // B / A per round: 5/10 … 5/50
+  assert.deepEqual(r.ratios.B, { median: 1, min: 1, max: 1, ci95: [1, 1] });
   expectThrows(() => compareLatency({ A: () => {} }, { reference: 'Z' }), "compareLatency: reference 'Z' is not one of A");
   expectThrows(() => compareLatency({}), 'compareLatency: no variants');
 });

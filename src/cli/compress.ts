@@ -94,6 +94,22 @@ function resolvePath(p: string): string {
   return fs.existsSync(inPkg) ? inPkg : p;
 }
 
+/**
+ * A recipe's `train.data` path: absolute as given; relative, against the recipe file's folder (when the recipe is
+ * a file and the path exists there), else as `model` is (the working directory, then the package). A path found
+ * nowhere is returned against the recipe's folder (or as given), so the error names where it was looked for.
+ */
+export function resolveDataPath(p: string, recipeFile: string | null): string {
+  if (path.isAbsolute(p)) return p;
+  if (recipeFile !== null) {
+    const inRecipeDir = path.join(path.dirname(path.resolve(recipeFile)), p);
+    if (fs.existsSync(inRecipeDir)) return inRecipeDir;
+    const other = resolvePath(p);
+    return fs.existsSync(other) ? path.resolve(other) : inRecipeDir;
+  }
+  return path.resolve(resolvePath(p));
+}
+
 /** A model folder, or `teacher:<task>`: the fine-tuned teacher of a GLUE task (trained once into the cache, see train/teachers.ts). */
 function resolveModel(p: string | undefined, log?: (line: string) => void): string | undefined {
   if (p === undefined) return undefined;
@@ -127,6 +143,8 @@ export interface CompressOptions {
   out: string;
   task?: string;
   steps?: number;
+  /** Recipe-level `train.data` (`--train-data`): train on this TSV instead of the task's train split; relative to the working directory. */
+  trainData?: string;
   /** Recipe overrides, `path=value` (see {@link applySet}). */
   set?: string[];
   force?: boolean;
@@ -181,6 +199,11 @@ export function compressFolder(modelArg: string | undefined, o: CompressOptions)
   const where = typeof o.recipe === 'string' ? `recipe ${o.recipe}` : o.recipe.where;
   if (o.steps !== undefined) recipe.train = { ...(recipe.train ?? {}), steps: o.steps };
   for (const s of o.set ?? []) applySet(recipe as unknown as Record<string, unknown>, s, where);
+  // train.data: the recipe's paths against its folder, --train-data's against the working directory
+  const recipeFile = typeof o.recipe === 'string' ? o.recipe : null;
+  for (const t of [recipe.train, ...recipe.steps.map((st) => st.train)]) if (t && typeof t.data === 'string' && t.data !== '') t.data = resolveDataPath(t.data, recipeFile);
+  if (o.trainData !== undefined) recipe.train = { ...(recipe.train ?? {}), data: path.resolve(o.trainData) };
+  if (o.set?.length || o.trainData !== undefined) parseRecipe(recipe, where); // overrides are checked like the file
   const modelDir = resolveModel(modelArg ?? recipe.model, o.log);
   if (!modelDir) throw new Error(`no model: give <model> or a "model" field in ${where}`);
   const taskName = o.task ?? recipe.task;
@@ -207,7 +230,7 @@ export function compressFolder(modelArg: string | undefined, o: CompressOptions)
     calibration: task ? () => task.calibration(recipe.calibration_samples ?? 128) : undefined,
     log: o.log,
   };
-  checkRun(model, steps, runOpts, where);
+  checkRun(model, steps, runOpts, where, train, o.trainData !== undefined ? 'train.data (--train-data)' : 'train.data');
   const latency = task ? { b1: task.latencyInputs(1), b32: task.latencyInputs(32) } : null;
 
   o.log?.(`measuring ${modelDir}${task ? ` on ${task.name}` : ''}`);
@@ -295,11 +318,12 @@ export function registerCompress(program: Command, out: (s: string) => void): vo
       if (!Number.isInteger(n) || n < 1) throw new Error(`--steps must be a positive integer, got '${v}'`);
       return n;
     })
+    .option('--train-data <tsv>', 'train on this TSV (the task\'s train.tsv format, e.g. from `shrink augment`) instead of the task\'s train split; sets the recipe\'s train.data (dev evaluation unchanged)')
     .option('--set <path=value>', 'override one recipe field before it runs (repeatable): steps.0.target_sparsity=0.8, train.lr=3e-5', (v: string, acc: string[] = []) => [...acc, v])
     .option('--force', 'replace an existing non-empty output folder')
     .option('--list', 'list the registered methods and exit')
     .option('--json', 'print the report as JSON')
-    .action((modelArg: string | undefined, o: { recipe?: string; out?: string; task?: string; steps?: number; set?: string[]; force?: boolean; list?: boolean; json?: boolean }) => {
+    .action((modelArg: string | undefined, o: { recipe?: string; out?: string; task?: string; steps?: number; trainData?: string; set?: string[]; force?: boolean; list?: boolean; json?: boolean }) => {
       if (o.list) {
         const ms = listMethods();
         out(o.json ? JSON.stringify(ms.map((m) => ({ name: m.name, kind: m.kind, description: m.description, defaults: m.defaults }))) + '\n' : ['| method | kind | what |', '| --- | --- | --- |', ...ms.map((m) => `| ${m.name} | ${m.kind} | ${m.description} |`)].join('\n') + '\n');
@@ -314,6 +338,7 @@ export function registerCompress(program: Command, out: (s: string) => void): vo
         out: o.out,
         task: o.task,
         steps: o.steps,
+        trainData: o.trainData,
         set: o.set,
         force: o.force,
         log: o.json ? undefined : err,

@@ -41,20 +41,26 @@ export interface TrainSettings {
   seed: number;
   /** Save a checkpoint every N steps (with an output folder). */
   save_every: number;
+  /**
+   * Train on this file instead of the task's train split (GLUE: a TSV in the task's train.tsv format, e.g. what
+   * `shrink augment` writes); dev evaluation, calibration and latency inputs stay the task's. Unset (or null): the
+   * task's own train split. `shrink compress` resolves a relative path against the recipe file's folder.
+   */
+  data?: string | null;
 }
 
 export const TRAIN_DEFAULTS: TrainSettings = { steps: 500, lr: 1e-4, batch_size: 32, warmup: 0.1, weight_decay: 0.01, max_grad_norm: 1, schedule: 'linear', task_weight: 1, max_length: 64, seed: 0, save_every: 100 };
 
 const TRAIN_TYPES: Record<keyof TrainSettings, OptionType> = {
   steps: 'integer', lr: 'number', batch_size: 'integer', warmup: 'number', weight_decay: 'number', max_grad_norm: 'number',
-  schedule: ['linear', 'cosine', 'constant'], task_weight: 'number', max_length: 'integer', seed: 'integer', save_every: 'integer',
+  schedule: ['linear', 'cosine', 'constant'], task_weight: 'number', max_length: 'integer', seed: 'integer', save_every: 'integer', data: 'string',
 };
 
 /** Keys every step may carry beside the method's own options. */
 const STEP_KEYS = ['method', 'weight', 'loss_weights', 'train'] as const;
 
 /** Training settings a step may override for the stage it starts (the data pipeline's batch_size and max_length stay the recipe's). */
-const STAGE_TRAIN_KEYS = ['steps', 'lr', 'warmup', 'weight_decay', 'max_grad_norm', 'schedule', 'task_weight', 'seed', 'save_every'] as const;
+const STAGE_TRAIN_KEYS = ['steps', 'lr', 'warmup', 'weight_decay', 'max_grad_norm', 'schedule', 'task_weight', 'seed', 'save_every', 'data'] as const;
 
 export interface RecipeStep {
   method: string;
@@ -158,6 +164,8 @@ function checkTrain(train: unknown, keys: readonly string[], where: string): voi
   for (const [k, v] of Object.entries(train)) {
     const t = TRAIN_TYPES[k as keyof TrainSettings];
     if (!t || !keys.includes(k)) throw new ShrinkError(`${where}: unknown field '${k}' (fields: ${keys.join(', ')})`);
+    if (k === 'data' && v === null) continue; // the task's own train split
+    if (k === 'data' && v === '') throw new ShrinkError(`${where}.data: expected the path of a train file, got ""`);
     if (!checkType(v, t)) throw new ShrinkError(`${where}.${k}: expected ${typeName(t)}, got ${show(v)}`);
     if (typeof v === 'number' && v < 0) throw new ShrinkError(`${where}.${k}: must not be negative, got ${v}`);
   }
@@ -258,11 +266,32 @@ export function stagesOf(steps: ResolvedStep[]): ResolvedStep[][] {
   return out;
 }
 
-/** Check what can be checked before any work: tasks for trained steps, each method's own checks. */
-export function checkRun(model: Module, steps: ResolvedStep[], opts: RunOptions, where = 'recipe'): void {
+/**
+ * Check what can be checked before any work: tasks for trained steps, each method's own checks, and with `train`
+ * (the recipe's resolved settings) every training stage's `train.data` file: it is loaded and parsed now (the task
+ * keeps it for the stage). `dataKey` names the recipe-level key in errors (the CLI says which flag set it).
+ */
+export function checkRun(model: Module, steps: ResolvedStep[], opts: RunOptions, where = 'recipe', train?: TrainSettings, dataKey = 'train.data'): void {
   for (const s of steps) {
     if (s.method.kind === 'trained' && !opts.task) throw new Error(`${where}: step ${s.index + 1} (${s.method.name}) trains the model and needs a task (recipe "task" or --task)`);
     s.method.check?.(model, s.cfg, contextFor(opts, 0));
+  }
+  if (train) for (const stage of stagesOf(steps)) stageTask(stage, train, opts.task, where, dataKey);
+}
+
+/** The task a training stage draws its batches from: the task itself, or the task on the stage's `train.data` file (errors name the key). */
+function stageTask(stage: ResolvedStep[], train: TrainSettings, task: TaskData | undefined, where: string, dataKey = 'train.data'): TaskData | undefined {
+  const first = stage[0]!;
+  if (first.method.kind !== 'trained') return task;
+  const own = first.train && Object.hasOwn(first.train, 'data');
+  const file = own ? first.train!.data : train.data;
+  if (file === undefined || file === null || !task) return task;
+  const key = own ? `step ${first.index + 1} (${first.method.name}): train.data` : dataKey;
+  if (!task.withTrainData) throw new ShrinkError(`${where}: ${key}: task ${task.name} cannot train on a file (train.data takes a GLUE task: sst2, mrpc, rte, cola)`);
+  try {
+    return task.withTrainData(file);
+  } catch (e) {
+    throw new ShrinkError(`${where}: ${key}: ${(e as Error).message}`, { cause: e });
   }
 }
 
@@ -301,7 +330,9 @@ export function runSteps(model: Module, steps: ResolvedStep[], train: TrainSetti
     opts.log?.(`stage ${k + 1}/${stages.length}: train ${stage.map((s) => s.method.name).join(' + ')} for ${stageTrain.steps} steps`);
     const ctx = contextFor(opts, stageTrain.steps, stageTrain);
     const runs: [ResolvedStep, MethodRun][] = stage.map((s) => [s, s.method.apply(model, s.cfg, ctx) ?? {}]);
-    const r = trainStage(model, runs, stageTrain, opts, ctx, k);
+    const task = stageTask(stage, train, opts.task, 'recipe');
+    if (task?.trainFile) opts.log?.(`stage ${k + 1}/${stages.length}: training batches from ${task.trainFile} (${task.trainRows} rows)`);
+    const r = trainStage(model, runs, stageTrain, { ...opts, task }, ctx, k);
     history.push(r.history);
     if (r.interrupted) return { steps: reports, interrupted: true, history };
     for (const [s, run] of runs) {
@@ -380,7 +411,7 @@ function trainStage(model: Module, runs: [ResolvedStep, MethodRun][], train: Tra
 export function runRecipe(model: Module, recipe: Recipe | RecipeStep[] | unknown, opts: RunOptions = {}): RunResult & { recipe: Record<string, unknown> } {
   const r = parseRecipe(recipe);
   const steps = resolveSteps(r, model);
-  checkRun(model, steps, opts);
+  checkRun(model, steps, opts, 'recipe', resolveTrain(r));
   const result = runSteps(model, steps, resolveTrain(r), opts);
   return { ...result, recipe: resolvedRecipe(r, steps) };
 }

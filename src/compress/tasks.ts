@@ -8,7 +8,7 @@ import type { Module } from '../nn/module.ts';
 import type { ModelInputs, ModelOutput } from '../models/outputs.ts';
 import { Tensor } from '../tensor/tensor.ts';
 import { noGrad } from '../tensor/autograd.ts';
-import { GLUE_TASKS, loadGlue, type GlueTask } from '../data/glue.ts';
+import { GLUE_TASKS, loadGlue, type GlueSplit, type GlueTask } from '../data/glue.ts';
 import { BatchSampler, collate, type Encoded } from '../data/batch.ts';
 import { calibrationBatches } from '../data/calibration.ts';
 import { causalLabels, chunkTokens } from '../data/text.ts';
@@ -37,6 +37,17 @@ export interface TaskData {
   latencyInputs(batch: number): ModelInputs;
   /** The `shrink eval` arguments that reproduce `evaluate` on a saved folder. */
   evalArgs: string[];
+  /**
+   * The same task with its training batches drawn from another train file (GLUE: a TSV in the task's train.tsv
+   * format, e.g. `shrink augment`'s output; recipe `train.data`): evaluation, calibration and latency inputs
+   * unchanged. Throws naming the file when it cannot be read or parsed, or has no rows. The same file gives the
+   * same object (one sampler per file, continued from stage to stage). Absent: the task cannot train on a file.
+   */
+  withTrainData?(file: string): TaskData;
+  /** The train file the batches come from (set on what withTrainData returns). */
+  trainFile?: string;
+  /** Rows of the training data. */
+  trainRows?: number;
 }
 
 export interface TaskOptions {
@@ -54,25 +65,32 @@ export function glueTaskData(modelDir: string, task: GlueTask, o: TaskOptions = 
   if (!fs.existsSync(vocab)) throw new Error(`${vocab}: missing (GLUE tasks need a BERT folder with its vocab.txt)`);
   const tok = WordPieceTokenizer.fromVocabFile(vocab);
   const maxLength = o.maxLength ?? 64;
-  const train = loadGlue(task, 'train');
   const enc = (t: [string, string?]): Encoded => encodeExample(tok, t, maxLength);
-  const examples = train.texts.map(enc);
-  const sampler = new BatchSampler(examples.length, o.batchSize ?? 32, { seed: o.seed ?? 0 });
   const pad = tok.specialIds.pad!;
   const batchOf = (items: Encoded[]): ModelInputs => {
     const b = collate(items, { padId: pad });
     return { inputIds: b.inputIds, attentionMask: b.attentionMask, tokenTypeIds: b.tokenTypeIds };
   };
+  /** Training batches from a split: examples are encoded when first drawn (the same tensors as encoding all up front). */
+  const batches = (split: GlueSplit) => {
+    const examples: (Encoded | undefined)[] = new Array(split.texts.length);
+    const sampler = new BatchSampler(split.texts.length, o.batchSize ?? 32, { seed: o.seed ?? 0 });
+    const nextBatch = (): ModelInputs => {
+      const idx = sampler.next();
+      return { ...batchOf(idx.map((i) => (examples[i] ??= enc(split.texts[i]!)))), labels: Tensor.from(Int32Array.from(idx.map((i) => split.labels[i]!))) };
+    };
+    return { sampler, nextBatch };
+  };
+  const train = loadGlue(task, 'train');
+  const own = batches(train);
   const dev = loadGlue(task, 'dev');
-  return {
+  const files = new Map<string, TaskData>();
+  const base: TaskData = {
     name: task,
     metric: dev.metric,
     greaterIsBetter: true,
-    nextBatch: () => {
-      const idx = sampler.next();
-      return { ...batchOf(idx.map((i) => examples[i]!)), labels: Tensor.from(Int32Array.from(idx.map((i) => train.labels[i]!))) };
-    },
-    sampler,
+    nextBatch: own.nextBatch,
+    sampler: own.sampler,
     evaluate: (model) => evaluateGlue(model as BertForSequenceClassification, tok, task, maxLength).score,
     // the first training examples, in order, with their labels (gradient-based importance scores use them)
     calibration: (samples = 128) =>
@@ -82,7 +100,21 @@ export function glueTaskData(modelDir: string, task: GlueTask, o: TaskOptions = 
       })),
     latencyInputs: (batch) => batchOf(dev.texts.slice(0, batch).map(enc)),
     evalArgs: ['-t', task],
+    trainRows: train.texts.length,
+    withTrainData: (file: string) => {
+      const key = path.resolve(file);
+      let t = files.get(key);
+      if (!t) {
+        const split = loadGlue(task, 'train', { file });
+        if (split.texts.length === 0) throw new Error(`${file}: no examples (expected rows in the ${task} train.tsv format)`);
+        const b = batches(split);
+        t = { ...base, nextBatch: b.nextBatch, sampler: b.sampler, trainFile: file, trainRows: split.texts.length };
+        files.set(key, t);
+      }
+      return t;
+    },
   };
+  return base;
 }
 
 /**

@@ -82,10 +82,12 @@ export function glueFile(task: GlueTask, split: 'train' | 'dev', dir: string = G
 
 /**
  * Load a GLUE split. `dir` is the folder holding SST-2/, MRPC/, RTE/, CoLA/ (default: the bundled data/glue);
- * `limit` keeps the first rows only (the rest of the file is not parsed).
+ * `file` reads that one TSV instead (in the task's own format, e.g. what `shrink augment` writes; `dir` is then
+ * unused); `limit` keeps the first rows only (the rest of the file is not parsed).
  */
-export function loadGlue(task: GlueTask, split: 'train' | 'dev', opts: { dir?: string; limit?: number } = {}): GlueSplit {
-  const file = glueFile(task, split, opts.dir);
+export function loadGlue(task: GlueTask, split: 'train' | 'dev', opts: { dir?: string; file?: string; limit?: number } = {}): GlueSplit {
+  const file = opts.file ?? glueFile(task, split, opts.dir);
+  if (opts.file !== undefined) glueFile(task, split); // the task and split checks
   const spec = SPECS[task];
   const limit = opts.limit ?? Infinity;
   if (!(limit >= 0) || (limit !== Infinity && !Number.isInteger(limit))) throw new Error(`loadGlue: limit must be a non-negative integer, got ${opts.limit}`);

@@ -73,6 +73,11 @@ export interface MethodRun {
   setState?(s: unknown): void;
   /** Make the result physically what it claims (smaller layers, integer codes). */
   finalize?(): void;
+  /**
+   * With `train.eval_every`: may the current state be kept as the stage's best? (Default yes.) prune.cofi says no
+   * until its expected sparsity reaches target − ε, so a dense early state never wins on accuracy.
+   */
+  bestEligible?(): boolean;
   /** Numbers worth a table row: bits, sparsity, parameters. */
   report?(): Record<string, number | string>;
 }

@@ -42,6 +42,12 @@ export interface TrainSettings {
   /** Save a checkpoint every N steps (with an output folder). */
   save_every: number;
   /**
+   * Score the model on the task's dev set every N steps (and after the last) and end the stage on the best-scoring
+   * state, counting only evaluations at which every method of the stage agrees (`MethodRun.bestEligible`, e.g.
+   * prune.cofi once its expected sparsity is within ε of the target). 0: off, the stage ends on its last step.
+   */
+  eval_every: number;
+  /**
    * Train on this file instead of the task's train split (GLUE: a TSV in the task's train.tsv format, e.g. what
    * `shrink augment` writes); dev evaluation, calibration and latency inputs stay the task's. Unset (or null): the
    * task's own train split. `shrink compress` resolves a relative path against the recipe file's folder.
@@ -49,18 +55,18 @@ export interface TrainSettings {
   data?: string | null;
 }
 
-export const TRAIN_DEFAULTS: TrainSettings = { steps: 500, lr: 1e-4, batch_size: 32, warmup: 0.1, weight_decay: 0.01, max_grad_norm: 1, schedule: 'linear', task_weight: 1, max_length: 64, seed: 0, save_every: 100 };
+export const TRAIN_DEFAULTS: TrainSettings = { steps: 500, lr: 1e-4, batch_size: 32, warmup: 0.1, weight_decay: 0.01, max_grad_norm: 1, schedule: 'linear', task_weight: 1, max_length: 64, seed: 0, save_every: 100, eval_every: 0 };
 
 const TRAIN_TYPES: Record<keyof TrainSettings, OptionType> = {
   steps: 'integer', lr: 'number', batch_size: 'integer', warmup: 'number', weight_decay: 'number', max_grad_norm: 'number',
-  schedule: ['linear', 'cosine', 'constant'], task_weight: 'number', max_length: 'integer', seed: 'integer', save_every: 'integer', data: 'string',
+  schedule: ['linear', 'cosine', 'constant'], task_weight: 'number', max_length: 'integer', seed: 'integer', save_every: 'integer', eval_every: 'integer', data: 'string',
 };
 
 /** Keys every step may carry beside the method's own options. */
 const STEP_KEYS = ['method', 'weight', 'loss_weights', 'train'] as const;
 
 /** Training settings a step may override for the stage it starts (the data pipeline's batch_size and max_length stay the recipe's). */
-const STAGE_TRAIN_KEYS = ['steps', 'lr', 'warmup', 'weight_decay', 'max_grad_norm', 'schedule', 'task_weight', 'seed', 'save_every', 'data'] as const;
+const STAGE_TRAIN_KEYS = ['steps', 'lr', 'warmup', 'weight_decay', 'max_grad_norm', 'schedule', 'task_weight', 'seed', 'save_every', 'eval_every', 'data'] as const;
 
 export interface RecipeStep {
   method: string;
@@ -370,6 +376,7 @@ function trainStage(model: Module, runs: [ResolvedStep, MethodRun][], train: Tra
       saveEvery: opts.checkpointDir ? train.save_every : 0,
       resume: opts.resume ?? true,
       greaterIsBetter: task.greaterIsBetter,
+      evalEvery: train.eval_every || undefined,
     },
     {
       lossFn: ({ step }) => {
@@ -399,9 +406,31 @@ function trainStage(model: Module, runs: [ResolvedStep, MethodRun][], train: Tra
       beforeStep: (step) => runs.forEach(([, r]) => r.beforeStep?.(step)),
       afterOptimizerStep: (step) => runs.forEach(([, r]) => r.afterOptimizerStep?.(step)),
       onLog: (e) => opts.onLog?.(k + 1, e, train.steps),
+      evaluate: train.eval_every
+        ? (step) => {
+            const metric = task.evaluate(model);
+            const eligible = runs.every(([, r]) => r.bestEligible?.() ?? true);
+            const better = best === undefined || (task.greaterIsBetter ? metric > best.metric : metric < best.metric);
+            if (eligible && better) best = { step, metric, tensors: [...tracked()].map(([n, t]) => [n, t.clone()]) };
+            opts.log?.(`stage ${k + 1}: step ${step}: dev ${task.metric} ${metric.toFixed(4)}${eligible ? (better ? ' (best so far)' : '') : ' (not eligible for best)'}`);
+            return { metric, eligible: eligible ? 1 : 0 };
+          }
+        : undefined,
     },
   );
-  return trainer.train();
+  // With eval_every: the best eligible state, kept in memory: the model's tensors and the methods' own parameters.
+  // (taken afresh each time: the optimizer may give a parameter new storage)
+  const tracked = () => new Map<string, Tensor>([...model.stateDict(), ...paramGroups.flatMap((g) => g.params.map(([n, t]) => [`${g.name}.${n}`, t] as [string, Tensor]))]);
+  let best: { step: number; metric: number; tensors: [string, Tensor][] } | undefined;
+  const r = trainer.train();
+  if (train.eval_every && !r.interrupted) {
+    if (best) {
+      const now = tracked();
+      for (const [n, t] of best.tensors) now.get(n)!.copy_(t);
+      opts.log?.(`stage ${k + 1}: ends on the best eligible evaluation: step ${best.step}, dev ${task.metric} ${best.metric.toFixed(4)}`);
+    } else opts.log?.(`stage ${k + 1}: no evaluation was eligible for best (eval_every ${train.eval_every}); the stage ends on its last step`);
+  }
+  return { ...r, best: best && { step: best.step, metric: best.metric } };
 }
 
 /**

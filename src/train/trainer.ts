@@ -87,6 +87,7 @@ export interface TrainerHooks {
   /** Loss of one micro-batch (the trainer calls backward on it), or the loss with its named parts. */
   lossFn: (ctx: StepContext) => Tensor | StepResult;
   /** Evaluation: a metric to keep the best model by, plus anything to log. */
+  /** `eligible: 0` in the result: logged, never the best (e.g. a pruning run not yet at its target size). */
   evaluate?: (step: number) => { metric: number; [k: string]: number };
   /** Objects with state to checkpoint (e.g. a BatchSampler). */
   stateful?: Record<string, { state(): unknown; setState(s: never): void }>;
@@ -188,7 +189,8 @@ export class Trainer {
           const ev = noGrad(() => this.hooks.evaluate!(this.step));
           this.model.train();
           entry.eval = ev;
-          const better = this.bestMetric === null || ((this.cfg.greaterIsBetter ?? true) ? ev.metric > this.bestMetric : ev.metric < this.bestMetric);
+          // an evaluation with eligible: 0 is logged but never counted as the best
+          const better = ev.eligible !== 0 && (this.bestMetric === null || ((this.cfg.greaterIsBetter ?? true) ? ev.metric > this.bestMetric : ev.metric < this.bestMetric));
           if (better) {
             this.bestMetric = ev.metric;
             if (outDir) this.saveModel(path.join(outDir, 'best'));

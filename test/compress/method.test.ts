@@ -172,6 +172,48 @@ test('method parameters train by ascent, losses are logged by full id, hooks run
   }
 });
 
+registerMethod<{ from: number }>({
+  name: 'test.gate',
+  kind: 'trained',
+  description: 'test method: a Lagrange multiplier like test.lagrange, eligible for the best state from step `from` on',
+  defaults: { from: 0 },
+  apply: (model, cfg) => {
+    const w = (model.getSubmodule('transformer.h.0.mlp.c_fc') as unknown as { weight: Tensor }).weight;
+    const lambda = Tensor.zeros([1], { requiresGrad: true });
+    let step = 0;
+    lagrangeRuns.push({ lambda, st: { afterSteps: 0, beforeSteps: 0 } });
+    return {
+      params: () => [{ name: 'lambda', params: [['lambda', lambda]], lr: 0.05, maximize: true, fixedLr: true }],
+      losses: () => ({ lagrangian: lambda.mul(w.pow(2).mean().sub(0.01)).sum() }),
+      afterOptimizerStep: (s) => void (step = s),
+      bestEligible: () => step >= cfg.from,
+    };
+  },
+});
+
+test('train.eval_every: the stage ends on its best eligible evaluation, model and method parameters both restored', () => {
+  // scripted dev scores (lower is better) at steps 2, 4, 6, 8: the best, 0.1 at step 2, is not eligible (from: 3)
+  const scores = [0.1, 0.5, 0.3, 0.4];
+  const logs: string[] = [];
+  const task = { ...synthTask(), evaluate: () => scores.shift()! };
+  const recipe = (steps: number, evalEvery: number) => ({ train: { steps, lr: 1e-2, warmup: 0, schedule: 'constant', eval_every: evalEvery }, steps: [{ method: 'test.gate', from: 3 }] });
+  const m = tinyGpt2();
+  const r = runRecipe(m, recipe(8, 2), { task, log: (l) => logs.push(l) });
+  const lambda = lagrangeRuns.at(-1)!.lambda.item();
+  assert.deepEqual(r.history[0]!.filter((e) => e.eval).map((e) => [e.step, e.eval!.metric, e.eval!.eligible]), [[2, 0.1, 0], [4, 0.5, 1], [6, 0.3, 1], [8, 0.4, 1]]);
+  assert.ok(logs.includes('stage 1: ends on the best eligible evaluation: step 6, dev loss 0.3000'), logs.join('\n'));
+  assert.ok(logs.includes('stage 1: step 2: dev loss 0.1000 (not eligible for best)'));
+  // the same recipe stopped at step 6: every tensor, the method's λ included, equals the restored state
+  const six = tinyGpt2();
+  runRecipe(six, recipe(6, 0), { task: synthTask() });
+  assert.equal(lambda, lagrangeRuns.at(-1)!.lambda.item());
+  for (const [k, t] of six.stateDict()) assert.deepEqual(Array.from(m.stateDict().get(k)!.data), Array.from(t.data), k);
+  // nothing eligible: the stage keeps its last step, and says so
+  const logs2: string[] = [];
+  runRecipe(tinyGpt2(), { ...recipe(4, 2), steps: [{ method: 'test.gate', from: 99 }] }, { task: { ...synthTask(), evaluate: () => 1 }, log: (l) => logs2.push(l) });
+  assert.ok(logs2.includes('stage 1: no evaluation was eligible for best (eval_every 2); the stage ends on its last step'), logs2.join('\n'));
+});
+
 test('quant.qat trains through fake-quant layers and finalizes to integers', () => {
   const m = tinyGpt2();
   let sawFake = 0;

@@ -159,6 +159,7 @@ test('prune.cofi refuses what it cannot prune, naming the option', () => {
     steps[0]!.method.check!(m, steps[0]!.cfg, {});
   };
   expectThrows(() => check({ target_sparsity: 1.2 }), "prune.cofi: option 'target_sparsity' must be in (0, 1), got 1.2");
+  expectThrows(() => check({ sparsity_epsilon: -0.1 }), "prune.cofi: option 'sparsity_epsilon' must be in [0, 1), got -0.1");
   expectThrows(() => check({ pruning_type: ['heads'] }), "prune.cofi: option 'pruning_type': unknown gate 'heads'");
   expectThrows(() => check({ distill_layers: [5] }), "prune.cofi: option 'distill_layers': layer 5 is out of range (the teacher has 2 layers)");
   m.bert.pruneHeads({ 0: [1] });

@@ -14,8 +14,9 @@
  * `finalize` folds the deterministic masks into the weights and removes what they zero (finalize.ts); a following
  * step with its own `train` (e.g. `finetune`) fine-tunes the fixed structure.
  *
- * Not done (documented in README): upstream keeps the best evaluated checkpoint once ŝ ≥ target − ε; the recipe
- * runner keeps the last, which is past the warm-up at the target. The optimizer is not reset when pruning starts.
+ * With `train.eval_every` the stage ends on its best dev evaluation among those where ŝ ≥ target − `sparsity_epsilon`
+ * (`bestEligible`; upstream's trainer starts saving its best once ŝ − t > −ε). Without it, on the last step.
+ * Not done: the optimizer is not reset when pruning starts.
  */
 import type { Module } from '../../nn/module.ts';
 import { Linear } from '../../nn/layers.ts';
@@ -50,6 +51,8 @@ export interface CofiConfig {
   /** Teacher layers (0-based) to align; null: every third ending at the last ([2, 5, 8, 11] of 12). */
   distill_layers: number[] | null;
   freeze_embeddings: boolean;
+  /** With train.eval_every: an evaluation counts for the best once the expected sparsity ≥ target − this. */
+  sparsity_epsilon: number;
 }
 
 const defaults: CofiConfig = {
@@ -66,6 +69,7 @@ const defaults: CofiConfig = {
   alpha_layer: 0.9,
   distill_layers: null,
   freeze_embeddings: true,
+  sparsity_epsilon: 0.01,
 };
 
 const Z_NAMES: Record<L0Type, keyof CofiZ> = { head: 'head', head_layer: 'headLayer', intermediate: 'intermediate', mlp: 'mlp', hidden: 'hidden' };
@@ -92,6 +96,7 @@ function plan(model: Module, cfg: CofiConfig) {
   if (cfg.pruning_type.length === 0) throw new Error(`option 'pruning_type' is empty`);
   if (!(Number.isInteger(cfg.prepruning_steps) && cfg.prepruning_steps >= 0)) throw new Error(`option 'prepruning_steps' must be an integer >= 0, got ${cfg.prepruning_steps}`);
   if (!(cfg.lagrangian_warmup >= 0)) throw new Error(`option 'lagrangian_warmup' must be >= 0, got ${cfg.lagrangian_warmup}`);
+  if (!(cfg.sparsity_epsilon >= 0 && cfg.sparsity_epsilon < 1)) throw new Error(`option 'sparsity_epsilon' must be in [0, 1), got ${cfg.sparsity_epsilon}`);
   if (!(cfg.distill_temp > 0)) throw new Error(`option 'distill_temp' must be > 0, got ${cfg.distill_temp}`);
   base.encoder.layer.forEach((l, i) => {
     if (!l.attention?.self || l.attention.numHeads !== c.num_attention_heads || !l.intermediate || l.intermediate.dense.outFeatures !== c.intermediate_size)
@@ -192,6 +197,7 @@ export const pruneCofi: Method<CofiConfig> = {
           ctx.log?.(`prune.cofi: step ${s}: expected sparsity ${lag.expectedSparsity.item().toFixed(3)}, target ${lag.targetSparsity.toFixed(3)}, λ1 ${l0.lambda_1.item().toFixed(3)}, λ2 ${l0.lambda_2.item().toFixed(3)}`);
         }
       },
+      bestEligible: () => pruning() && noGrad(() => l0.lagrangian(step - cfg.prepruning_steps).expectedSparsity.item()) >= cfg.target_sparsity - cfg.sparsity_epsilon,
       finalize: () => {
         masks.remove();
         finalSparsity = { expected: noGrad(() => l0.lagrangian(pruningSteps).expectedSparsity.item()) };

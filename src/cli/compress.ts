@@ -32,6 +32,7 @@ import type { GlueTask } from '../data/glue.ts';
 import { progress } from './progress.ts';
 import { formatBytes } from './inspect.ts';
 import { formatKernelChoices, quantKernelTable } from '../compress/quant/modules.ts';
+import { layerSparsity, layerWeights, quantLayerErrors, quantizedLayers, type LayerStats } from '../report/layers.ts';
 import '../compress/index.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -54,6 +55,8 @@ export interface CompressReport {
   before: Measured;
   after: Measured;
   steps: StepReport[];
+  /** Per-layer numbers for `shrink report` (src/report/layers.ts): sparsity when the recipe prunes, error of quantized layers. */
+  layers?: LayerStats;
   recipe: Record<string, unknown>;
   /** The command that reproduces `after.metric` from the saved folder. */
   eval_command: string | null;
@@ -235,6 +238,7 @@ export function compressFolder(modelArg: string | undefined, o: CompressOptions)
 
   o.log?.(`measuring ${modelDir}${task ? ` on ${task.name}` : ''}`);
   const before = measure(model, task, latency);
+  const weightsBefore = steps.some((s) => s.method.name.startsWith('prune.')) ? layerWeights(model) : null;
   const runDir = path.join(path.dirname(path.resolve(o.out)), `.${path.basename(path.resolve(o.out))}.compress-run`);
   const result = runSteps(model, steps, train, { ...runOpts, checkpointDir: runDir, resume: true, onLog: o.onLog });
   if (result.interrupted) {
@@ -244,6 +248,14 @@ export function compressFolder(modelArg: string | undefined, o: CompressOptions)
   }
   o.log?.('measuring the compressed model');
   const after = measure(model, task, latency);
+  const layers: LayerStats = {};
+  if (weightsBefore) layers.sparsity = layerSparsity(weightsBefore, layerWeights(model));
+  if (task && quantizedLayers(model).length)
+    try {
+      layers.error = quantLayerErrors(fromPretrained(modelDir), model, task.calibration(32).slice(0, 4));
+    } catch (e) {
+      o.log?.(`per-layer error left out of report.json: ${(e as Error).message}`);
+    }
   const report: CompressReport = {
     model: modelDir,
     out: o.out,
@@ -252,6 +264,7 @@ export function compressFolder(modelArg: string | undefined, o: CompressOptions)
     before,
     after,
     steps: result.steps,
+    ...(Object.keys(layers).length ? { layers } : {}),
     recipe: resolvedRecipe(recipe, steps),
     eval_command: task ? ['shrink', 'eval', o.out, ...task.evalArgs].join(' ') : null,
     seconds: +((performance.now() - t0) / 1000).toFixed(1),

@@ -12,6 +12,7 @@ import { registerCompress } from './compress.ts';
 import { registerSearch } from './search.ts';
 import { registerAugment } from './augment.ts';
 import { registerExport } from './export.ts';
+import { registerReport } from './report.ts';
 import { registerDatastore, runMemoryEval, wantsMemory } from './datastore.ts';
 import { TEACHER_SETTINGS, ensureTeacher } from '../train/teachers.ts';
 import { progress } from './progress.ts';
@@ -542,6 +543,7 @@ export function buildProgram(out: (s: string) => void = (s) => process.stdout.wr
   registerPlot(program, out);
   registerAugment(program, out);
   registerExport(program, out);
+  registerReport(program, out);
   registerDatastore(program, out);
   return program;
 }

@@ -15,6 +15,7 @@
         "native/convert.cc",
         "native/quant.cc",
         "native/sparse.cc",
+        "native/codebook.cc",
         "native/fff.cc",
         "native/signal.cc"
       ],

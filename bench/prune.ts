@@ -1,7 +1,7 @@
 /**
  * npm run bench:prune [-- --quick] [-- --json] [-- --model <dir>] [-- --task sst2] [-- --sparsities 0.6,0.8,0.9,0.95]
  *                     [-- --methods cofi,structured] [-- --steps N] [-- --finetune N] [-- --batch-size N] [-- --repeats N]
- *                     [-- --threads N] [-- --out <dir>]
+ *                     [-- --threads N] [-- --out <dir>] [-- --eval-every N]
  *
  * CoFiPruning (`prune.cofi`) against plain structured pruning (`prune.structured`) at several sparsities, on a BERT
  * classifier (default: the bundled SST-2 teacher), both against the unpruned teacher, in one process:
@@ -14,6 +14,8 @@
  *     calibration examples, per_layer scope), then --finetune steps (that recipe's train settings: lr 5e-5).
  *     A layer keeps at least one head: on a model with H heads per layer the head fraction is capped at (H − 1)/H
  *     (the bundled teacher has 2, so s ≥ 0.75 removes 1 of 2); the row's `heads` says what was applied.
+ *   With --eval-every N the CoFi pruning stage scores the dev set every N steps and ends on its best evaluation
+ *   once ŝ ≥ target − 0.01 (train.eval_every; upstream keeps its best checkpoint the same way); default 0: the last step.
  *   Both use --batch-size (default 16). The pruned folders are kept (default: a fresh temporary folder; --out to
  *   choose), so each row's accuracy can be reproduced with the `npx shrink eval <dir> -t <task>` printed under it.
  * - achieved sparsity: CoFi's own report (1 − encoder params after / before, `encoderParams`: attention q/k/v/o and
@@ -55,7 +57,7 @@ const argv = process.argv.slice(2);
 const json = argv.includes('--json');
 const quick = argv.includes('--quick');
 const FLAGS = ['--json', '--quick'];
-const VALUED = ['--model', '--task', '--sparsities', '--methods', '--steps', '--finetune', '--batch-size', '--repeats', '--threads', '--out'];
+const VALUED = ['--eval-every', '--model', '--task', '--sparsities', '--methods', '--steps', '--finetune', '--batch-size', '--repeats', '--threads', '--out'];
 for (let i = 0; i < argv.length; i++) {
   if (FLAGS.includes(argv[i]!)) continue;
   if (VALUED.includes(argv[i]!) && argv[i + 1] !== undefined) {
@@ -93,6 +95,7 @@ const cofiSteps = intArg('--steps', quick ? 20 : 200, 2);
 const prepruning = Math.round(0.1 * cofiSteps);
 const finetune = intArg('--finetune', quick ? 5 : 60, 0);
 const batchSize = intArg('--batch-size', 16, 1);
+const evalEvery = intArg('--eval-every', 0, 0);
 const rounds = intArg('--repeats', 5, 1);
 if (arg('--threads') !== undefined) setNumThreads(intArg('--threads', 1, 1));
 const outRoot = path.resolve(arg('--out') ?? fs.mkdtempSync(path.join(os.tmpdir(), 'bench-prune-')));
@@ -112,13 +115,13 @@ function cofiRecipe(s: number): Recipe {
   const r: Described = clone(readRecipe(path.join(root, 'recipes/quick-prune-cofi.json')));
   r.model = modelDir;
   r.task = taskName;
-  r.train = { ...r.train, steps: cofiSteps, batch_size: batchSize };
+  r.train = { ...r.train, steps: cofiSteps, batch_size: batchSize, ...(evalEvery ? { eval_every: evalEvery } : {}) };
   const [prune, ft] = r.steps;
   if (prune?.method !== 'prune.cofi' || ft?.method !== 'finetune') throw new Error('recipes/quick-prune-cofi.json: expected the steps prune.cofi, finetune');
   Object.assign(prune, { target_sparsity: s, prepruning_steps: prepruning });
   ft.train = { ...ft.train, steps: finetune };
   if (finetune === 0) r.steps = [prune];
-  r.description = `bench:prune: CoFi to ${s} (${cofiSteps} steps, ${prepruning} pre-pruning), then ${finetune} fine-tuning steps`;
+  r.description = `bench:prune: CoFi to ${s} (${cofiSteps} steps, ${prepruning} pre-pruning${evalEvery ? `, best of the evaluations every ${evalEvery} steps once at the target` : ''}), then ${finetune} fine-tuning steps`;
   return r;
 }
 function structuredRecipe(s: number): Recipe {

@@ -1,6 +1,7 @@
 // Shrink's Node-API addon: entry point. Kernels live in one file per family (gemm, elementwise, reduce, nn,
-// convert, quant) plus signal.cc (SIGINT/SIGTERM watch); each registers its functions through init_<family>. Arguments
-// are validated in TypeScript (src/backend/native) and re-checked here (a bad call throws, it never crashes).
+// convert, quant, sparse, fff, codebook) plus signal.cc (SIGINT/SIGTERM watch); each registers its functions
+// through init_<family>. Arguments are validated in TypeScript (src/backend/native) and re-checked here (a bad call
+// throws, it never crashes).
 //
 // Load-time settings (simd.h), read once here: SHRINK_ISA (cap on the instruction set) and SHRINK_DENORMALS
 // (flush|keep). An unknown value of either makes the load fail with an Error that says what is accepted.
@@ -19,6 +20,7 @@ namespace shrink {
 bool simd_enabled();  // elementwise.cc (args.h)
 void init_sparse(Napi::Env env, Napi::Object exports);  // sparse.cc
 void init_fff(Napi::Env env, Napi::Object exports);  // fff.cc
+void init_codebook(Napi::Env env, Napi::Object exports);  // codebook.cc
 
 bool has_avx2_fma() {
   static const bool v = isa_at_least(Isa::avx2) && cpu_features().avx2_fma;
@@ -184,6 +186,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   shrink::init_quant(env, exports);
   shrink::init_sparse(env, exports);
   shrink::init_fff(env, exports);
+  shrink::init_codebook(env, exports);
   shrink::init_signal(env, exports);
   return exports;
 }

@@ -107,6 +107,15 @@ export interface NativeAddon {
   dequantRows(c8: Int8Array | null, c4: Uint8Array | null, bits: number, scale: F32, z8: Int8Array | null, z4: Uint8Array | null, groupSize: number, perTensor: boolean, K: number, r0: number, r1: number, out: F32): void;
   woGemm(x: F32, M: number, c8: Int8Array | null, c4: Uint8Array | null, bits: number, scale: F32, z8: Int8Array | null, z4: Uint8Array | null, groupSize: number, perTensor: boolean, K: number, N: number, bias: F32 | null, out: F32): void;
 
+  /**
+   * The codebook GEMM of weight-shared layers (native/codebook.cc; ClusteredLinear calls it through codebookGemm()
+   * below, which checks the arguments): out = x · Wᵀ + bias with W[n, k] = codebook[code[n·K + k]], the B panels
+   * looked up while they are packed. codes: one byte per weight (bits 8) or two (bits 4, low nibble = even index).
+   */
+  codebookGemm(x: F32, M: number, K: number, N: number, codes: Uint8Array, bits: number, codebook: F32, bias: F32 | null, out: F32): void;
+  /** The lookup path codebookGemm runs now: 'avx512: …', 'avx2: …' or 'portable' (SHRINK_ISA, setSimd). */
+  codebookKernel(): string;
+
   /** SIGINT/SIGTERM watch (native/signal.cc; src/train/interrupt.ts is the API). signalWatch returns false where unsupported. */
   signalWatch(): boolean;
   /** Ends one watch; returns the number left (the last one restores the previous handlers). */
@@ -228,6 +237,45 @@ export const MAX_DIMS = 16;
 export const TINY = 16;
 /** Offsets, strides and sizes go through an Int32Array. */
 const I32_MAX = 0x7fffffff;
+
+/**
+ * out[M, N] = x[M, K] · Wᵀ + bias with W[n, k] = codebook[code[n·K + k]], on the addon's codebookGemm (the float32
+ * weight never exists whole). Every argument is checked here first, each with an Error that names it; that every
+ * code is below codebook.length is the caller's invariant (ClusteredLinear checks its codes once per load; the
+ * kernel reads a zero-padded copy of the codebook, so a bad code can never read out of bounds either way).
+ * codes: N·K bytes (bits 8) or ⌈N·K/2⌉ (bits 4, two per byte, low nibble = even index of the flattened n·K + k).
+ */
+export function codebookGemm(
+  addon: Pick<NativeAddon, 'codebookGemm'>,
+  x: F32,
+  M: number,
+  K: number,
+  N: number,
+  codes: Uint8Array,
+  bits: number,
+  codebook: F32,
+  bias: F32 | null,
+  out: F32,
+): void {
+  const fail = (what: string): never => {
+    throw new Error(`codebookGemm: ${what}`);
+  };
+  for (const [name, v, min] of [['M', M, 0], ['K', K, 1], ['N', N, 1]] as const)
+    if (!Number.isInteger(v) || v < min || v > I32_MAX) fail(`${name} must be an integer in [${min}, 2^31), got ${v}`);
+  if (bits !== 4 && bits !== 8) fail(`bits must be 4 or 8, got ${bits}`);
+  if (!(x instanceof Float32Array)) fail('x must be a Float32Array');
+  if (x.length !== M * K) fail(`x has ${x.length} elements, expected M·K = ${M * K}`);
+  const nCodes = bits === 8 ? N * K : Math.ceil((N * K) / 2);
+  if (!(codes instanceof Uint8Array)) fail('codes must be a Uint8Array');
+  if (codes.length !== nCodes) fail(`codes has ${codes.length} bytes, expected ${nCodes} for ${N}·${K} ${bits}-bit codes`);
+  if (!(codebook instanceof Float32Array)) fail('codebook must be a Float32Array');
+  if (codebook.length < 1 || codebook.length > 2 ** bits) fail(`the codebook has ${codebook.length} values, expected 1 to ${2 ** bits} for ${bits}-bit codes`);
+  if (bias !== null && !(bias instanceof Float32Array)) fail('bias must be a Float32Array or null');
+  if (bias !== null && bias.length !== N) fail(`bias has ${bias.length} elements, expected N = ${N}`);
+  if (!(out instanceof Float32Array)) fail('out must be a Float32Array');
+  if (out.length !== M * N) fail(`out has ${out.length} elements, expected M·N = ${M * N}`);
+  addon.codebookGemm(x, M, K, N, codes, bits, codebook, bias, out);
+}
 
 /** unaryBackward reads y for these ops, x for all others but the four constant-derivative ones. */
 const DERIV_NEEDS_Y = new Set<UnaryOp>(['exp', 'sqrt', 'rsqrt', 'tanh', 'sigmoid', 'recip']);

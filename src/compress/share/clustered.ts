@@ -9,10 +9,15 @@
  * gradients — Deep Compression's centroid update. A `finetune` step after `share.kmeans` trains the centroids (and
  * the biases); the codes never change.
  *
- * Inference: the forward dequantizes the weight to float32 once and caches it (checked against the codebook on
- * every call, so a trained or reloaded codebook rebuilds it) and runs the ordinary float GEMM — so the run-time
- * memory is fp32's, only the file is small. The follow-up is a native kernel that looks codes up while packing the
- * GEMM's B panels (as the int4 weight-only path does), never materialising the fp32 weight.
+ * Inference (no gradient needed) on the native backend: the addon's codebookGemm (native/codebook.cc) looks the
+ * codes up while it packs the GEMM's B panels (KC×16 at a time, the int4 weight-only path's pattern; M ≤ 4 looks up
+ * one weight row at a time and dots it with the input rows), so the float32 weight never exists and the run-time
+ * memory of the layer is its codes. The codes are checked to be below the codebook's size once per load (their
+ * storage version, src/tensor/tensor.ts), not per call. Outputs of ≤ 16 elements (the native backend's own TINY
+ * rule) gather the weight for that call. On the `ref` backend (the reference path) the forward dequantizes the
+ * weight to float32 once and caches it (checked against the codebook on every call, so a trained or reloaded
+ * codebook rebuilds it) and runs the float GEMM; so does a forward that needs a gradient for the input or the bias
+ * only. Training the centroids always runs the differentiable gather.
  *
  * Storage (`storedSize`, the file): k·4 bytes of codebook + ⌈N·K/2⌉ (4-bit) or N·K (8-bit) bytes of codes + the
  * bias; keys `<name>.codebook` (F32 [k]), `<name>.weight_codes` (U8), `<name>.bias`, and a `clustered_linear`
@@ -20,19 +25,37 @@
  */
 import { Module } from '../../nn/module.ts';
 import type { LinearLike } from '../../nn/layers.ts';
-import { Tensor } from '../../tensor/tensor.ts';
+import { Tensor, storageVersion } from '../../tensor/tensor.ts';
 import { isGradEnabled, noGrad } from '../../tensor/autograd.ts';
 import { linear } from '../../ops/matmul.ts';
 import type { StoredPart } from '../../eval/size.ts';
 import type { Method } from '../method.ts';
 import { registerMethod } from '../method.ts';
 import { registerModuleType } from '../structure.ts';
+import { backend, nativeAddon } from '../../backend/registry.ts';
+import { TINY, codebookGemm, type NativeAddon } from '../../backend/native/index.ts';
 import { named, targetLinears, weight64 } from './common.ts';
 import { KMEANS_INITS, kmeans1d, packCodes, unpackCodes, type KmeansInit } from './kmeans.ts';
 
 /** The weight [N, K] gathered from a codebook [k] by int32 codes [N·K] (differentiable in the codebook). */
 export function gatherWeight(codebook: Tensor, codes: Tensor, N: number, K: number): Tensor {
   return codebook.indexSelect(0, codes).reshape([N, K]);
+}
+
+/** The addon's codebookGemm when the native backend is active (and the addon has it), else null. */
+function codebookAddon(): Pick<NativeAddon, 'codebookGemm'> | null {
+  if (backend().name !== 'native') return null;
+  const a = nativeAddon();
+  return a && typeof a.codebookGemm === 'function' ? a : null;
+}
+
+/** Throws unless each of the n packed codes is below `clusters` (what the native kernel relies on). */
+function checkCodes(packed: Uint8Array, n: number, bits: 4 | 8, clusters: number): void {
+  if (clusters >= 2 ** bits) return;
+  for (let i = 0; i < n; i++) {
+    const c = bits === 8 ? packed[i]! : (packed[i >> 1]! >> ((i & 1) * 4)) & 15;
+    if (c >= clusters) throw new Error(`ClusteredLinear: code ${c} at ${i} is not below the codebook's ${clusters} entries`);
+  }
 }
 
 /** y = x·Wᵀ + b with W[i] = codebook[code[i]] (see the file comment). */
@@ -46,6 +69,8 @@ export class ClusteredLinear extends Module {
   private _codes: Int32Array | null = null;
   private _codesTensor: Tensor | null = null;
   private _dense: { w: Tensor; key: Float32Array } | null = null;
+  /** The codes storage (and its version) last checked to be below the codebook's size. */
+  private _checked: { data: Uint8Array; version: number } | null = null;
   constructor(outFeatures: number, inFeatures: number, clusters: number, bits: 4 | 8, opts: { bias?: boolean } = {}) {
     super();
     if (bits !== 4 && bits !== 8) throw new Error(`ClusteredLinear: bits must be 4 or 8, got ${bits as number}`);
@@ -100,10 +125,37 @@ export class ClusteredLinear extends Module {
     this._dense = null;
     return r;
   }
+  /** The packed codes, checked to be below the codebook's size once per storage version (each load bumps it). */
+  private checkedCodes(): Uint8Array {
+    const data = this.getBuffer('weight_codes')!.data as Uint8Array;
+    const version = storageVersion(data);
+    if (this._checked?.data !== data || this._checked.version !== version) {
+      checkCodes(data, this.outFeatures * this.inFeatures, this.bits, this.clusters);
+      this._checked = { data, version };
+    }
+    return data;
+  }
   forward(x: Tensor): Tensor {
     if (isGradEnabled() && this.codebook.requiresGrad) {
       this._dense = null;
       return linear(x, gatherWeight(this.codebook, this.codesTensor(), this.outFeatures, this.inFeatures), this.bias);
+    }
+    const a = codebookAddon();
+    if (a && !(isGradEnabled() && (x.requiresGrad || (this.bias?.requiresGrad ?? false))) && x.dtype === 'float32') {
+      const [K, N] = [this.inFeatures, this.outFeatures];
+      if (x.shape[x.ndim - 1] !== K) throw new Error(`ClusteredLinear: input [${x.shape.join(', ')}] has ${x.shape[x.ndim - 1]} features, expected ${K}`);
+      const M = x.numel / K;
+      // a tiny output (the native backend runs such GEMMs on `ref`): this call's weight, gathered
+      const w = M * N <= TINY ? this.weightOutIn() : null;
+      // nothing of the weight's size stays behind: no float32 copy, no unpacked int32 codes (the gather's)
+      this._dense = null;
+      this._codes = null;
+      this._codesTensor = null;
+      if (w) return linear(x, w, this.bias);
+      const out = new Float32Array(M * N);
+      const b = this.bias ? (this.bias.floatData('ClusteredLinear') as Float32Array) : null;
+      codebookGemm(a, x.floatData('ClusteredLinear') as Float32Array, M, K, N, this.checkedCodes(), this.bits, this.codebook.floatData('ClusteredLinear') as Float32Array, b, out);
+      return new Tensor(out, [...x.shape.slice(0, -1), N], 'float32');
     }
     const cb = this.codebook.data as Float32Array;
     const d = this._dense;

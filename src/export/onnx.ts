@@ -6,8 +6,14 @@
  * - BERT: `input_ids`, `attention_mask`, `token_type_ids` (int64 [batch_size, sequence_length]) → `logits`
  *   (BertForSequenceClassification [batch, labels]; BertForMaskedLM [batch, seq, vocab]) or `last_hidden_state`
  *   (+ `pooler_output`) for BertModel.
- * - GPT-2 / Llama: `input_ids`, `attention_mask`, `position_ids` → `logits` [batch, seq, vocab]; no past key/values
- *   (every call runs the whole sequence).
+ * - GPT-2 / Llama: `input_ids`, `attention_mask`, `position_ids` → `logits` [batch, seq, vocab]; every call runs the
+ *   whole sequence. With `kvCache` (Optimum's "with past" decoder, what transformers.js's generate() feeds) the graph
+ *   also takes `past_key_values.{i}.key` / `.value` [batch, heads, past_sequence_length, head_dim] (key/value heads
+ *   for Llama's GQA; keys after RoPE) and returns `present.{i}.key` / `.value` [batch, heads, past + seq, head_dim]
+ *   after `logits`; `attention_mask` is then [batch, past + seq] and `position_ids` [batch, seq]. One graph serves the
+ *   first step (past length 0) and the following ones: past and new keys/values are concatenated along the sequence
+ *   axis and the causal mask is offset by the past length (attention_mask width − seq). Layers whose attention was
+ *   pruned away have no past/present.
  *
  * Compressed layers export as their dense float32 equivalents: QuantLinear / QuantEmbedding are dequantized
  * ((q − zero)·scale, what Shrink multiplies by), ClusteredLinear is gathered from its codebook, sparse weights are
@@ -39,6 +45,8 @@ export interface OnnxExportOptions {
   dtype?: OnnxDtype;
   int8Mode?: Int8Mode;
   producerVersion?: string;
+  /** GPT-2 / Llama: past key/values inputs and present outputs (see above). */
+  kvCache?: boolean;
 }
 
 export interface OnnxExportResult {
@@ -53,6 +61,12 @@ export interface OnnxExportResult {
 
 const BATCH = 'batch_size';
 const SEQ = 'sequence_length';
+const PAST = 'past_sequence_length';
+const TOTAL = 'past_sequence_length + sequence_length';
+
+/** The key/value cache names transformers.js and Optimum use. */
+export const pastName = (layer: number, kind: 'key' | 'value') => `past_key_values.${layer}.${kind}`;
+export const presentName = (layer: number, kind: 'key' | 'value') => `present.${layer}.${kind}`;
 
 /** Count of each conversion applied (for the report). */
 class Notes {
@@ -75,9 +89,11 @@ function transposed(wOutIn: Tensor): Float32Array {
 
 class Emitter {
   readonly notes = new Notes();
+  /** KV graph: the present outputs, declared after the main output. */
+  readonly presents: { value: string; name: string; dims: (number | string)[] }[] = [];
   constructor(
     readonly g: GraphBuilder,
-    readonly opts: Required<Pick<OnnxExportOptions, 'dtype' | 'int8Mode'>>,
+    readonly opts: Required<Pick<OnnxExportOptions, 'dtype' | 'int8Mode' | 'kvCache'>>,
   ) {}
 
   /** y = x·Wᵀ + b for any linear-like module Shrink has; `name` is its checkpoint path. */
@@ -241,6 +257,33 @@ class Emitter {
     const T = g.op1('Gather', [g.op1('Shape', [ids], {}, 'shape'), g.i64([1], true)], { axis: 0 }, 'seq_len');
     return { T, range: g.op1('Range', [g.i64([0], true), T, g.i64([1], true)], {}, 'arange') };
   }
+  /**
+   * KV graph: layer `i`'s past keys/values (inputs [B, n, past, hd]) with this step's `k`, `v` [B, n, T, hd]
+   * appended along the sequence axis; the results [B, n, past + T, hd] are also the layer's present outputs.
+   */
+  withPast(i: number, k: string, v: string, n: number, hd: number): [string, string] {
+    const g = this.g;
+    const all = (['key', 'value'] as const).map((kind, j) => {
+      const past = g.input(pastName(i, kind), DT.FLOAT, [BATCH, n, PAST, hd]);
+      const cat = g.op1('Concat', [past, j === 0 ? k : v], { axis: 2 }, `present_${kind}`);
+      this.presents.push({ value: cat, name: presentName(i, kind), dims: [BATCH, n, TOTAL, hd] });
+      return cat;
+    });
+    return [all[0]!, all[1]!];
+  }
+  /**
+   * KV graph: allowed[t, s] = s ≤ past + t, bool [T, S], where S is the attention mask's width (past + T) and
+   * past = S − T (as Shrink's causalAllowed / llamaMask).
+   */
+  causalWithPast(ids: string, mask: string): string {
+    const g = this.g;
+    const T = g.op1('Gather', [g.op1('Shape', [ids], {}, 'shape'), g.i64([1], true)], { axis: 0 }, 'seq_len');
+    const S = g.op1('Gather', [g.op1('Shape', [mask], {}, 'shape'), g.i64([1], true)], { axis: 0 }, 'total_len');
+    const past = g.op1('Sub', [S, T], {}, 'past_len');
+    const rows = g.op1('Unsqueeze', [g.op1('Range', [past, S, g.i64([1], true)], {}, 'query_pos'), g.i64([1])], {}, 'rows');
+    const cols = g.op1('Unsqueeze', [g.op1('Range', [g.i64([0], true), S, g.i64([1], true)], {}, 'key_pos'), g.i64([0])], {}, 'cols');
+    return g.op1('LessOrEqual', [cols, rows], {}, 'causal');
+  }
   /** allowed[t, s] = s ≤ t, bool [T, T]. */
   causal(range: string): string {
     const g = this.g;
@@ -302,12 +345,12 @@ function exportBert(e: Emitter, model: BertModel, prefix: string): { hidden: str
 function exportGpt2(e: Emitter, model: GPT2Model, prefix: string): string {
   const g = e.g;
   const cfg = model.config;
+  const kv = e.opts.kvCache;
   const ids = g.input('input_ids', DT.INT64, [BATCH, SEQ]);
-  const mask = g.input('attention_mask', DT.INT64, [BATCH, SEQ]);
+  const mask = g.input('attention_mask', DT.INT64, [BATCH, kv ? TOTAL : SEQ]);
   const pos = g.input('position_ids', DT.INT64, [BATCH, SEQ]);
   let x = g.op1('Add', [e.embedding(ids, model.wte, `${prefix}wte`), e.embedding(pos, model.wpe, `${prefix}wpe`)], {}, 'add');
-  const { range } = e.arange(ids);
-  const causal = e.causal(range);
+  const causal = kv ? e.causalWithPast(ids, mask) : e.causal(e.arange(ids).range);
   const maskAdd = e.paddingMask(mask);
   model.h.forEach((block, i) => {
     const bp = `${prefix}h.${i}`;
@@ -317,13 +360,19 @@ function exportGpt2(e: Emitter, model: GPT2Model, prefix: string): string {
       const D = nH * hd;
       const qkv = e.linear(e.layerNorm(x, block.ln_1, `${bp}.ln_1`), at.c_attn, `${bp}.attn.c_attn`);
       const [q0, k0, v0] = g.op('Split', [qkv, g.i64([D, D, D])], { axis: 2 }, 3, 'split');
-      let s = g.op1('MatMul', [e.heads(q0!, nH, hd), e.heads(k0!, nH, hd, true)], {}, 'scores');
+      let kT: string, vh: string;
+      if (kv) {
+        const [kAll, vAll] = e.withPast(i, e.heads(k0!, nH, hd), e.heads(v0!, nH, hd), nH, hd);
+        kT = g.op1('Transpose', [kAll], { perm: [0, 1, 3, 2] }, 'kT');
+        vh = vAll;
+      } else [kT, vh] = [e.heads(k0!, nH, hd, true), e.heads(v0!, nH, hd)];
+      let s = g.op1('MatMul', [e.heads(q0!, nH, hd), kT], {}, 'scores');
       if (cfg.scale_attn_weights) s = g.op1('Div', [s, g.f32([Math.sqrt(hd)])], {}, 'scores_scaled');
       if (cfg.scale_attn_by_inverse_layer_idx) s = g.op1('Div', [s, g.f32([i + 1])], {}, 'scores_scaled');
       s = g.op1('Where', [causal, s, g.f32([FLOAT32_MIN])], {}, 'scores_causal');
       s = g.op1('Add', [s, maskAdd], {}, 'scores_masked');
       const probs = g.op1('Softmax', [s], { axis: -1 }, 'probs');
-      const ctx = e.merge(g.op1('MatMul', [probs, e.heads(v0!, nH, hd)], {}, 'context'), nH, hd);
+      const ctx = e.merge(g.op1('MatMul', [probs, vh], {}, 'context'), nH, hd);
       x = g.op1('Add', [x, e.linear(ctx, at.c_proj, `${bp}.attn.c_proj`)], {}, 'residual');
     }
     if (block.mlp) {
@@ -340,8 +389,9 @@ function exportGpt2(e: Emitter, model: GPT2Model, prefix: string): string {
 function exportLlama(e: Emitter, model: LlamaModel, prefix: string): string {
   const g = e.g;
   const cfg = model.config;
+  const kv = e.opts.kvCache;
   const ids = g.input('input_ids', DT.INT64, [BATCH, SEQ]);
-  const mask = g.input('attention_mask', DT.INT64, [BATCH, SEQ]);
+  const mask = g.input('attention_mask', DT.INT64, [BATCH, kv ? TOTAL : SEQ]);
   const pos = g.input('position_ids', DT.INT64, [BATCH, SEQ]);
   const hd = cfg.head_dim;
   const rope = ropeTables(hd, cfg.max_position_embeddings, cfg.rope_theta);
@@ -349,10 +399,10 @@ function exportLlama(e: Emitter, model: LlamaModel, prefix: string): string {
   const sinT = g.weight('rope.sin', f32(rope.sin), [cfg.max_position_embeddings, hd]);
   const cos = g.op1('Unsqueeze', [g.op1('Gather', [cosT, pos], { axis: 0 }, 'cos'), g.i64([1])], {}, 'cos4');
   const sin = g.op1('Unsqueeze', [g.op1('Gather', [sinT, pos], { axis: 0 }, 'sin'), g.i64([1])], {}, 'sin4');
-  const { range } = e.arange(ids);
-  // additive mask [B, 1, T, S]: 0 where the key is visible (s ≤ t and not padding), finfo.min elsewhere (set)
+  // additive mask [B, 1, T, S]: 0 where the key is visible (s ≤ past + t and not padding), finfo.min elsewhere (set)
   const padOk = g.op1('Unsqueeze', [g.op1('Cast', [mask], { to: DT.BOOL }, 'mask_b'), g.i64([1, 2])], {}, 'mask_4d');
-  const allowed = g.op1('And', [e.causal(range), padOk], {}, 'allowed');
+  const causal = kv ? e.causalWithPast(ids, mask) : e.causal(e.arange(ids).range);
+  const allowed = g.op1('And', [causal, padOk], {}, 'allowed');
   const maskAdd = g.op1('Unsqueeze', [g.op1('Where', [allowed, g.f32([0]), g.f32([FLOAT32_MIN])], {}, 'mask_add'), g.i64([1])], {}, 'mask_5d');
   const ropeApply = (t: string) => {
     const [x1, x2] = g.op('Split', [t, g.i64([hd / 2, hd / 2])], { axis: -1 }, 2, 'half');
@@ -370,8 +420,9 @@ function exportLlama(e: Emitter, model: LlamaModel, prefix: string): string {
       const R = nH / nKV;
       const hIn = e.rmsNorm(x, layer.input_layernorm, `${lp}.input_layernorm`);
       const q = ropeApply(e.heads(e.linear(hIn, at.q_proj, `${lp}.self_attn.q_proj`), nH, hd)); // [B, nH, T, hd]
-      const k = ropeApply(e.heads(e.linear(hIn, at.k_proj, `${lp}.self_attn.k_proj`), nKV, hd)); // [B, nKV, T, hd]
-      const v = e.heads(e.linear(hIn, at.v_proj, `${lp}.self_attn.v_proj`), nKV, hd);
+      let k = ropeApply(e.heads(e.linear(hIn, at.k_proj, `${lp}.self_attn.k_proj`), nKV, hd)); // [B, nKV, T, hd]
+      let v = e.heads(e.linear(hIn, at.v_proj, `${lp}.self_attn.v_proj`), nKV, hd);
+      if (kv) [k, v] = e.withPast(i, k, v, nKV, hd); // [B, nKV, past + T, hd]
       const qg = g.op1('Reshape', [q, g.i64([0, nKV, R, -1, hd])], {}, 'q_groups');
       const kT = g.op1('Transpose', [g.op1('Unsqueeze', [k, g.i64([2])], {}, 'k5')], { perm: [0, 1, 2, 4, 3] }, 'kT');
       let s = g.op1('Div', [g.op1('MatMul', [qg, kT], {}, 'scores'), g.f32([Math.sqrt(hd)])], {}, 'scores_scaled');
@@ -396,8 +447,11 @@ function exportLlama(e: Emitter, model: LlamaModel, prefix: string): string {
 export function exportOnnx(model: Module, opts: OnnxExportOptions = {}): OnnxExportResult {
   const dtype = opts.dtype ?? 'fp32';
   const g = new GraphBuilder({ fp16Weights: dtype === 'fp16' });
-  const e = new Emitter(g, { dtype, int8Mode: opts.int8Mode ?? 'matmulinteger' });
+  const kvCache = opts.kvCache ?? false;
+  const e = new Emitter(g, { dtype, int8Mode: opts.int8Mode ?? 'matmulinteger', kvCache });
   const arch = model.constructor.name;
+  if (kvCache && !(model instanceof GPT2Model || model instanceof GPT2LMHeadModel || model instanceof LlamaModel || model instanceof LlamaForCausalLM))
+    throw new Error(`ONNX export: kvCache (past key/values) applies to GPT-2 and Llama decoders, not ${arch}`);
   const V = (model as { config?: { vocab_size?: number } }).config?.vocab_size ?? 0;
   if (model instanceof BertForSequenceClassification) {
     const { pooled } = exportBert(e, model.bert, 'bert.');
@@ -421,13 +475,14 @@ export function exportOnnx(model: Module, opts: OnnxExportOptions = {}): OnnxExp
   } else if (model instanceof LlamaModel) {
     g.output(exportLlama(e, model, ''), 'last_hidden_state', DT.FLOAT, [BATCH, SEQ, model.config.hidden_size]);
   } else throw new Error(`ONNX export: ${arch} has no ONNX export (supported: BertModel, BertForMaskedLM, BertForSequenceClassification, GPT2Model, GPT2LMHeadModel, LlamaModel, LlamaForCausalLM)`);
+  for (const p of e.presents) g.output(p.value, p.name, DT.FLOAT, p.dims);
   const conversions = e.notes.list();
   const proto = g.toModel({
     opset: ONNX_OPSET,
     irVersion: ONNX_IR_VERSION,
     producerVersion: opts.producerVersion ?? '',
-    docString: `${arch} exported by Shrink (${dtype})${conversions.length ? `; ${conversions.join('; ')}` : ''}`,
-    props: { architecture: arch, dtype, ...(conversions.length ? { conversions: conversions.join('; ') } : {}) },
+    docString: `${arch} exported by Shrink (${dtype}${kvCache ? ', with past key/values' : ''})${conversions.length ? `; ${conversions.join('; ')}` : ''}`,
+    props: { architecture: arch, dtype, ...(kvCache ? { kv_cache: 'true' } : {}), ...(conversions.length ? { conversions: conversions.join('; ') } : {}) },
   });
   if (g.weightBytes > 2 ** 31 - 2 ** 24) throw new Error(`ONNX export: ${arch} has ${(g.weightBytes / 2 ** 30).toFixed(2)} GiB of weights; a single ONNX protobuf file holds at most 2 GiB (external data files are not written yet)`);
   return {

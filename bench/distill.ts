@@ -66,35 +66,14 @@ import { fromPretrained } from '../src/models/registry.ts';
 import type { ModelInputs } from '../src/models/outputs.ts';
 import type { Module } from '../src/nn/module.ts';
 import { modelSize } from '../src/eval/size.ts';
-import { compareLatency } from '../src/eval/latency.ts';
-import { noGrad } from '../src/tensor/autograd.ts';
 import { manualSeed } from '../src/tensor/random.ts';
-import { backend, getNumThreads, kernelLabel, setNumThreads } from '../src/backend/registry.ts';
+import { setNumThreads } from '../src/backend/registry.ts';
+import { batchLatency, benchArgs, latencyFields, machineLine } from './common.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const argv = process.argv.slice(2);
-const json = argv.includes('--json');
-const quick = argv.includes('--quick');
-const FLAGS = ['--json', '--quick'];
-const VALUED = ['--model', '--task', '--general-teacher', '--student', '--general-steps', '--inter-steps', '--pred-steps', '--aug', '--rows', '--batch-size', '--lr', '--repeats', '--threads', '--out'];
-for (let i = 0; i < argv.length; i++) {
-  if (FLAGS.includes(argv[i]!)) continue;
-  if (VALUED.includes(argv[i]!) && argv[i + 1] !== undefined) {
-    i++;
-    continue;
-  }
-  throw new Error(`bench/distill.ts: unknown or incomplete argument '${argv[i]}' (options: ${[...VALUED.map((v) => `${v} <value>`), ...FLAGS].join(', ')})`);
-}
-const arg = (k: string) => {
-  const i = argv.indexOf(k);
-  return i >= 0 ? argv[i + 1] : undefined;
-};
-const intArg = (k: string, dflt: number, min: number) => {
-  const v = arg(k);
-  const n = v === undefined ? dflt : Number(v);
-  if (!(Number.isInteger(n) && n >= min)) throw new Error(`${k} must be an integer ≥ ${min}, got ${v}`);
-  return n;
-};
+const { has, arg, intArg } = benchArgs('bench/distill.ts', ['--json', '--quick'], ['--model', '--task', '--general-teacher', '--student', '--general-steps', '--inter-steps', '--pred-steps', '--aug', '--rows', '--batch-size', '--lr', '--repeats', '--threads', '--out']);
+const json = has('--json');
+const quick = has('--quick');
 
 const modelDir = path.resolve(arg('--model') ?? path.join(root, 'data/models/bert-minilm-sst2'));
 const generalTeacher = path.resolve(arg('--general-teacher') ?? path.join(root, 'data/models/bert-minilm'));
@@ -235,27 +214,11 @@ const loaded = runs.map((r) => {
 
 // ---- latency: everything interleaved, round by round, at batch 1 and batch 32
 const inputs = { b1: task.latencyInputs(1), b32: task.latencyInputs(32) };
-const lat = Object.fromEntries(
-  (['b1', 'b32'] as const).map((b) => {
-    log(`latency ${b}: ${Object.keys(models).length} models interleaved, 1 warm-up + ${rounds} rounds of ≥ ${LAT_MIN_MS} ms…`);
-    const fns = Object.fromEntries(Object.entries(models).map(([k, m]) => [k, () => void noGrad(() => m.forward(inputs[b]))]));
-    return [b, compareLatency(fns, { reference: 'teacher', rounds, warmup: 1, minMs: LAT_MIN_MS })];
-  }),
-) as Record<'b1' | 'b32', ReturnType<typeof compareLatency>>;
+const lat = batchLatency(models, inputs, rounds, LAT_MIN_MS, log);
 
-const cpu = os.cpus()[0]?.model.trim() ?? 'unknown CPU';
-const machine = `${cpu}, ${os.cpus().length} cores, ${getNumThreads()} thread(s), backend ${backend().name} (${kernelLabel(['sgemm', 'elementwise', 'nn'])}), load average ${os.loadavg()[0]!.toFixed(1)}`;
+const machine = machineLine();
 const r4 = (x: number) => +x.toFixed(4);
-const latOf = (k: string) => ({
-  latency_ms_b1: r4(lat.b1.best[k]!),
-  latency_ms_b32: r4(lat.b32.best[k]!),
-  speedup_b1: r4(lat.b1.ratios[k]!.median),
-  speedup_b1_min: r4(lat.b1.ratios[k]!.min),
-  speedup_b1_max: r4(lat.b1.ratios[k]!.max),
-  speedup_b32: r4(lat.b32.ratios[k]!.median),
-  speedup_b32_min: r4(lat.b32.ratios[k]!.min),
-  speedup_b32_max: r4(lat.b32.ratios[k]!.max),
-});
+const latOf = (k: string) => latencyFields(lat, k);
 const evalCmd = (dir: string) => `npx shrink eval ${dir} ${task.evalArgs.join(' ')}`;
 const tSize = modelSize(teacher);
 const rows: Record<string, unknown>[] = [

@@ -101,32 +101,13 @@ import { modelSize } from '../src/eval/size.ts';
 import { compareLatency } from '../src/eval/latency.ts';
 import { lineChartSvg, type Series } from '../src/eval/plot.ts';
 import { noGrad } from '../src/tensor/autograd.ts';
-import { backend, getNumThreads, kernelLabel, setNumThreads } from '../src/backend/registry.ts';
+import { setNumThreads } from '../src/backend/registry.ts';
+import { benchArgs, machineLine } from './common.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const argv = process.argv.slice(2);
-const json = argv.includes('--json');
-const quick = argv.includes('--quick');
-const FLAGS = ['--json', '--quick'];
-const VALUED = ['--model', '--lm', '--task', '--methods', '--finetune', '--batch-size', '--repeats', '--threads', '--out', '--plot-dir'];
-for (let i = 0; i < argv.length; i++) {
-  if (FLAGS.includes(argv[i]!)) continue;
-  if (VALUED.includes(argv[i]!) && argv[i + 1] !== undefined) {
-    i++;
-    continue;
-  }
-  throw new Error(`bench/share.ts: unknown or incomplete argument '${argv[i]}' (options: ${[...VALUED.map((v) => `${v} <value>`), ...FLAGS].join(', ')})`);
-}
-const arg = (k: string) => {
-  const i = argv.indexOf(k);
-  return i >= 0 ? argv[i + 1] : undefined;
-};
-const intArg = (k: string, dflt: number, min: number) => {
-  const v = arg(k);
-  const n = v === undefined ? dflt : Number(v);
-  if (!(Number.isInteger(n) && n >= min)) throw new Error(`${k} must be an integer ≥ ${min}, got ${v}`);
-  return n;
-};
+const { has, arg, intArg } = benchArgs('bench/share.ts', ['--json', '--quick'], ['--model', '--lm', '--task', '--methods', '--finetune', '--batch-size', '--repeats', '--threads', '--out', '--plot-dir']);
+const json = has('--json');
+const quick = has('--quick');
 const dirArg = (k: string, dflt: string) => {
   const v = arg(k) ?? dflt;
   return v === 'none' ? null : path.resolve(v);
@@ -203,9 +184,6 @@ const load = (dir: string) => {
   return m;
 };
 const fileBytes = (dir: string) => fs.statSync(path.join(dir, 'model.safetensors')).size;
-const cpu = os.cpus()[0]?.model.trim() ?? 'unknown CPU';
-const machine = () =>
-  `${cpu}, ${os.cpus().length} cores, ${getNumThreads()} thread(s), backend ${backend().name} (${kernelLabel(['sgemm', 'elementwise', 'nn'])}), load average ${os.loadavg()[0]!.toFixed(1)}`;
 const r4 = (x: number) => +x.toFixed(4);
 const settingOf = (r: Record<string, unknown>) => (r.setting ? ` ${r.setting}` : '');
 /** The step report's main numbers, one short string. */
@@ -375,7 +353,7 @@ function runModel(spec: ModelSpec): Record<string, unknown>[] {
     return o;
   };
   const evalCmd = (dir: string) => `npx shrink eval ${dir} ${spec.score.evalArgs.join(' ')}`;
-  const mach = machine();
+  const mach = machineLine();
   const common = { model: spec.label, task: spec.kind === 'bert' ? taskName : spec.score.name, metric: spec.score.metric };
   const rows: Record<string, unknown>[] = [
     {

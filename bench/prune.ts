@@ -2,6 +2,7 @@
  * npm run bench:prune [-- --quick] [-- --json] [-- --model <dir>] [-- --task sst2] [-- --sparsities 0.6,0.8,0.9,0.95]
  *                     [-- --methods cofi,structured] [-- --steps N] [-- --finetune N] [-- --batch-size N] [-- --repeats N]
  *                     [-- --threads N] [-- --out <dir>] [-- --eval-every N]
+ *                     [-- --reg-lr X] [-- --lagrangian-warmup X] [-- --reuse]
  *
  * CoFiPruning (`prune.cofi`) against plain structured pruning (`prune.structured`) at several sparsities, on a BERT
  * classifier (default: the bundled SST-2 teacher), both against the unpruned teacher, in one process:
@@ -16,6 +17,10 @@
  *     (the bundled teacher has 2, so s ≥ 0.75 removes 1 of 2); the row's `heads` says what was applied.
  *   With --eval-every N the CoFi pruning stage scores the dev set every N steps and ends on its best evaluation
  *   once ŝ ≥ target − 0.01 (train.eval_every; upstream keeps its best checkpoint the same way); default 0: the last step.
+ *   --reg-lr and --lagrangian-warmup replace the recipe's reg_lr (0.05) and lagrangian_warmup (0.5 of the pruning
+ *   steps) for CoFi: a higher target needs the Lagrangian to pull harder or sooner within a short run.
+ *   --reuse: a method/sparsity whose <out> folder already holds a report.json is not run again; its saved folder
+ *   (made with whatever settings its report.json records) is scored and timed with the rest.
  *   Both use --batch-size (default 16). The pruned folders are kept (default: a fresh temporary folder; --out to
  *   choose), so each row's accuracy can be reproduced with the `npx shrink eval <dir> -t <task>` printed under it.
  * - achieved sparsity: CoFi's own report (1 − encoder params after / before, `encoderParams`: attention q/k/v/o and
@@ -52,7 +57,7 @@ import { setNumThreads } from '../src/backend/registry.ts';
 import { batchLatency, benchArgs, latencyFields, machineLine } from './common.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const { has, arg, intArg } = benchArgs('bench/prune.ts', ['--json', '--quick'], ['--eval-every', '--model', '--task', '--sparsities', '--methods', '--steps', '--finetune', '--batch-size', '--repeats', '--threads', '--out']);
+const { has, arg, intArg } = benchArgs('bench/prune.ts', ['--json', '--quick', '--reuse'], ['--reg-lr', '--lagrangian-warmup', '--eval-every', '--model', '--task', '--sparsities', '--methods', '--steps', '--finetune', '--batch-size', '--repeats', '--threads', '--out']);
 const json = has('--json');
 const quick = has('--quick');
 
@@ -75,6 +80,16 @@ const prepruning = Math.round(0.1 * cofiSteps);
 const finetune = intArg('--finetune', quick ? 5 : 60, 0);
 const batchSize = intArg('--batch-size', 16, 1);
 const evalEvery = intArg('--eval-every', 0, 0);
+const reuse = has('--reuse');
+const numArg = (k: string) => {
+  const v = arg(k);
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!(n > 0)) throw new Error(`${k} must be a positive number, got ${v}`);
+  return n;
+};
+const regLr = numArg('--reg-lr');
+const lagWarmup = numArg('--lagrangian-warmup');
 const rounds = intArg('--repeats', 5, 1);
 if (arg('--threads') !== undefined) setNumThreads(intArg('--threads', 1, 1));
 const outRoot = path.resolve(arg('--out') ?? fs.mkdtempSync(path.join(os.tmpdir(), 'bench-prune-')));
@@ -97,7 +112,7 @@ function cofiRecipe(s: number): Recipe {
   r.train = { ...r.train, steps: cofiSteps, batch_size: batchSize, ...(evalEvery ? { eval_every: evalEvery } : {}) };
   const [prune, ft] = r.steps;
   if (prune?.method !== 'prune.cofi' || ft?.method !== 'finetune') throw new Error('recipes/quick-prune-cofi.json: expected the steps prune.cofi, finetune');
-  Object.assign(prune, { target_sparsity: s, prepruning_steps: prepruning });
+  Object.assign(prune, { target_sparsity: s, prepruning_steps: prepruning, ...(regLr !== undefined ? { reg_lr: regLr } : {}), ...(lagWarmup !== undefined ? { lagrangian_warmup: lagWarmup } : {}) });
   ft.train = { ...ft.train, steps: finetune };
   if (finetune === 0) r.steps = [prune];
   r.description = `bench:prune: CoFi to ${s} (${cofiSteps} steps, ${prepruning} pre-pruning${evalEvery ? `, best of the evaluations every ${evalEvery} steps once at the target` : ''}), then ${finetune} fine-tuning steps`;
@@ -133,8 +148,15 @@ for (const s of sparsities)
     const recipe = method === 'cofi' ? cofiRecipe(s) : structuredRecipe(s);
     log(`${method} ${s} → ${dir}`);
     const t = performance.now();
-    const report = compressFolder(modelDir, { recipe: { recipe, where: `bench:prune ${method} ${s}` }, out: dir, force: true, log: (l) => log(`  ${l}`) });
-    log(`  done in ${((performance.now() - t) / 1000).toFixed(1)} s: accuracy ${report.after.metric}`);
+    const saved = path.join(dir, 'report.json');
+    let report: CompressReport;
+    if (reuse && fs.existsSync(saved)) {
+      report = JSON.parse(fs.readFileSync(saved, 'utf8')) as CompressReport;
+      log(`  --reuse: the folder's own run (its recipe is in report.json): accuracy ${report.after.metric}`);
+    } else {
+      report = compressFolder(modelDir, { recipe: { recipe, where: `bench:prune ${method} ${s}` }, out: dir, force: true, log: (l) => log(`  ${l}`) });
+      log(`  done in ${((performance.now() - t) / 1000).toFixed(1)} s: accuracy ${report.after.metric}`);
+    }
     runs.push({ method, s, dir, report, heads: method === 'cofi' ? null : headFraction(s) });
   }
 

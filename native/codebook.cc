@@ -40,7 +40,6 @@
 namespace shrink {
 namespace {
 
-constexpr int kNR = 16;                        // columns per packed B micro-panel (gemm.cc)
 constexpr int64_t kMaxDim = int64_t{1} << 40;  // any one dimension: no overflow in the index arithmetic below
 constexpr int64_t kMinTaskElems = 65536;       // smallest share of the decode loop worth a pool task (weights)
 
@@ -265,22 +264,6 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) void CodebookWeight::dots_a
 #pragma GCC diagnostic pop
 #endif  // SHRINK_X86
 
-// B = Wᵀ for the packed SGEMM, looked up one 16-row micro-panel at a time into a per-thread buffer (16·kc floats,
-// L1-resident) and transposed into the panel.
-struct CodebookPanels final : BPanelSource {
-  const CodebookWeight& w;
-  explicit CodebookPanels(const CodebookWeight& w_) : w(w_) {}
-  void pack(int64_t k0, int kc, int64_t j0, int nc, int p0, int p1, float* dst) const override {
-    thread_local std::vector<float> tmp;
-    if (tmp.size() < static_cast<size_t>(kNR) * kc) tmp.resize(static_cast<size_t>(kNR) * kc);
-    for (int p = p0; p < p1; p++) {
-      const int jr = p * kNR, nr = std::min(kNR, nc - jr);
-      for (int c = 0; c < nr; c++) w.row(j0 + jr + c, k0, kc, tmp.data() + static_cast<int64_t>(c) * kc);
-      pack_b_rows(tmp.data(), kc, kc, nr, dst + static_cast<int64_t>(p) * kNR * kc);
-    }
-  }
-};
-
 // codebookGemm(x, M, K, N, codes, bits, codebook, bias|null, out)
 napi_value CodebookGemm(napi_env env, napi_callback_info info) {
   Args a(env, info, "codebookGemm");
@@ -327,13 +310,7 @@ napi_value CodebookGemm(napi_env env, napi_callback_info info) {
     });
     return a.undefined();
   }
-  for (int64_t m = 0; m < M; m++) {
-    if (bias)
-      std::memcpy(out + m * N, bias, static_cast<size_t>(N) * sizeof(float));
-    else
-      std::memset(out + m * N, 0, static_cast<size_t>(N) * sizeof(float));
-  }
-  sgemm_source_b(x, K, CodebookPanels(w), out, M, N, K, true);
+  sgemm_source_b_bias(x, RowPanels<CodebookWeight>(w), bias, out, M, N, K);
   return a.undefined();
 }
 

@@ -1,7 +1,9 @@
 // Shared helpers for the addon's kernel families.
 #pragma once
 #include <napi.h>
+#include <algorithm>
 #include <cstdint>
+#include <vector>
 
 #include "simd.h"
 
@@ -50,6 +52,27 @@ float sdot(const float* x, const float* y, int64_t n);
 // Pack nr ≤ 16 rows of a row-major [nr, kc] float block (row stride ld), read as the columns of B, into one
 // micro-panel (the layout BPanelSource::pack writes).
 void pack_b_rows(const float* rows, int64_t ld, int kc, int nr, float* dst);
+// C[M, N] = bias (or 0) in every row, then += A[M, K] (row stride K) · B: the weight-only layers' GEMM onto the bias.
+void sgemm_source_b_bias(const float* A, const BPanelSource& B, const float* bias, float* C, int64_t M, int64_t N, int64_t K);
+
+// B = Wᵀ for a weight W [N, K] that produces its rows on demand: `w.row(n, k0, kc, dst)` writes W[n, k0 : k0 + kc]
+// as floats (dequantized, looked up in a codebook, densified, …). Each 16-row micro-panel is produced into a
+// per-thread buffer (16·kc floats, L1-resident) and transposed into the panel, so W never exists whole.
+template <class W>
+struct RowPanels final : BPanelSource {
+  const W& w;
+  explicit RowPanels(const W& w_) : w(w_) {}
+  void pack(int64_t k0, int kc, int64_t j0, int nc, int p0, int p1, float* dst) const override {
+    constexpr int nr_max = 16;
+    thread_local std::vector<float> tmp;
+    if (tmp.size() < static_cast<size_t>(nr_max) * kc) tmp.resize(static_cast<size_t>(nr_max) * kc);
+    for (int p = p0; p < p1; p++) {
+      const int jr = p * nr_max, nr = std::min(nr_max, nc - jr);
+      for (int c = 0; c < nr; c++) w.row(j0 + jr + c, k0, kc, tmp.data() + static_cast<int64_t>(c) * kc);
+      pack_b_rows(tmp.data(), kc, kc, nr, dst + static_cast<int64_t>(p) * nr_max * kc);
+    }
+  }
+};
 
 // Each kernel family registers its functions on the addon's exports.
 void init_gemm(Napi::Env env, Napi::Object exports);

@@ -825,6 +825,16 @@ void sgemm_source_b(const float* A, int64_t lda, const BPanelSource& B, float* C
   gemm_packed(Mat{A, lda, false}, Mat{nullptr, 0, false}, C, M, N, K, accumulate, nt, &B);
 }
 
+void sgemm_source_b_bias(const float* A, const BPanelSource& B, const float* bias, float* C, int64_t M, int64_t N, int64_t K) {
+  for (int64_t m = 0; m < M; m++) {
+    if (bias)
+      std::memcpy(C + m * N, bias, static_cast<size_t>(N) * sizeof(float));
+    else
+      std::memset(C + m * N, 0, static_cast<size_t>(N) * sizeof(float));
+  }
+  sgemm_source_b(A, K, B, C, M, N, K, true);
+}
+
 namespace {
 
 // JS: sgemm(a, b, out, batch, M, N, K, aOffsets, bOffsets, lda, ldb, transA, transB, accumulate)

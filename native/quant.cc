@@ -716,21 +716,6 @@ napi_value DequantGather(napi_env env, napi_callback_info info) {
   return a.undefined();
 }
 
-// B = dequant(W)ᵀ for the packed SGEMM, dequantized one 16-row micro-panel at a time into a per-thread buffer.
-struct DequantPanels final : BPanelSource {
-  const QWeight& w;
-  explicit DequantPanels(const QWeight& w_) : w(w_) {}
-  void pack(int64_t k0, int kc, int64_t j0, int nc, int p0, int p1, float* dst) const override {
-    thread_local std::vector<float> tmp;
-    if (tmp.size() < static_cast<size_t>(kNR) * kc) tmp.resize(static_cast<size_t>(kNR) * kc);
-    for (int p = p0; p < p1; p++) {
-      const int jr = p * kNR, nr = std::min(kNR, nc - jr);
-      for (int c = 0; c < nr; c++) w.row(j0 + jr + c, k0, kc, tmp.data() + static_cast<int64_t>(c) * kc);
-      pack_b_rows(tmp.data(), kc, kc, nr, dst + static_cast<int64_t>(p) * kNR * kc);
-    }
-  }
-};
-
 // woGemm(x, M, c8|null, c4|null, bits, scale, z8|null, z4|null, groupSize, perTensor, K, N, bias|null, out):
 // out[M, N] = x[M, K] · dequant(W)ᵀ + bias without materialising the float weight: the packed SGEMM's B panels are
 // dequantized as they are packed (KC×16 at a time); M ≤ 4 (decoding) takes a GEMV-style loop that dequantizes
@@ -759,13 +744,7 @@ napi_value WoGemm(napi_env env, napi_callback_info info) {
     });
     return a.undefined();
   }
-  for (int64_t m = 0; m < M; m++) {
-    if (bias)
-      std::memcpy(out + m * N, bias, static_cast<size_t>(N) * sizeof(float));
-    else
-      std::memset(out + m * N, 0, static_cast<size_t>(N) * sizeof(float));
-  }
-  sgemm_source_b(x, K, DequantPanels(w), out, M, N, K, true);
+  sgemm_source_b_bias(x, RowPanels<QWeight>(w), bias, out, M, N, K);
   return a.undefined();
 }
 

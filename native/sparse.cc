@@ -235,27 +235,16 @@ napi_value SparseGemm(napi_env env, napi_callback_info info) {
   return a.undefined();
 }
 
-// B = Wᵀ for the packed SGEMM, densified from CSR one 16-row micro-panel at a time.
-struct CsrPanels final : BPanelSource {
+// Row n of a CSR weight, densified over [k0, k0 + kc) (RowPanels' row source for the packed SGEMM).
+struct CsrRows {
   const Csr& w;
-  explicit CsrPanels(const Csr& w_) : w(w_) {}
-  void pack(int64_t k0, int kc, int64_t j0, int nc, int p0, int p1, float* dst) const override {
-    thread_local std::vector<float> tmp;
-    if (tmp.size() < static_cast<size_t>(16) * kc) tmp.resize(static_cast<size_t>(16) * kc);
-    for (int p = p0; p < p1; p++) {
-      const int jr = p * 16, nr = std::min(16, nc - jr);
-      std::fill(tmp.begin(), tmp.begin() + static_cast<int64_t>(nr) * kc, 0.f);
-      for (int c = 0; c < nr; c++) {
-        const int64_t n = j0 + jr + c;
-        const uint16_t* b = w.col + w.rowPtr[n];
-        const uint16_t* e = w.col + w.rowPtr[n + 1];
-        const uint16_t* it = std::lower_bound(b, e, static_cast<uint16_t>(k0 > 65535 ? 65535 : k0));
-        float* row = tmp.data() + static_cast<int64_t>(c) * kc;
-        for (; it != e && *it < k0 + kc; ++it)
-          if (*it >= k0) row[*it - k0] = w.val[it - w.col];
-      }
-      pack_b_rows(tmp.data(), kc, kc, nr, dst + static_cast<int64_t>(p) * 16 * kc);
-    }
+  void row(int64_t n, int64_t k0, int kc, float* dst) const {
+    std::fill(dst, dst + kc, 0.f);
+    const uint16_t* b = w.col + w.rowPtr[n];
+    const uint16_t* e = w.col + w.rowPtr[n + 1];
+    const uint16_t* it = std::lower_bound(b, e, static_cast<uint16_t>(k0 > 65535 ? 65535 : k0));
+    for (; it != e && *it < k0 + kc; ++it)
+      if (*it >= k0) dst[*it - k0] = w.val[it - w.col];
   }
 };
 
@@ -269,11 +258,8 @@ napi_value SparseDenseGemm(napi_env env, napi_callback_info info) {
   Csr w{};
   if (!csr_args(a, "sparseDenseGemm", x, M, w, bias, out)) return a.fail();
   if (M == 0) return a.undefined();
-  for (int64_t m = 0; m < M; m++) {
-    if (bias) std::memcpy(out + m * w.N, bias, static_cast<size_t>(w.N) * sizeof(float));
-    else std::memset(out + m * w.N, 0, static_cast<size_t>(w.N) * sizeof(float));
-  }
-  sgemm_source_b(x, w.K, CsrPanels(w), out, M, w.N, w.K, true);
+  const CsrRows rows{w};
+  sgemm_source_b_bias(x, RowPanels<CsrRows>(rows), bias, out, M, w.N, w.K);
   return a.undefined();
 }
 

@@ -34,7 +34,7 @@ import { registerMethod } from '../method.ts';
 import { registerModuleType } from '../structure.ts';
 import { backend, nativeAddon } from '../../backend/registry.ts';
 import { TINY, codebookGemm, type NativeAddon } from '../../backend/native/index.ts';
-import { named, targetLinears, weight64 } from './common.ts';
+import { named, sharingSummary, targetLinears, weight64 } from './common.ts';
 import { KMEANS_INITS, kmeans1d, packCodes, unpackCodes, type KmeansInit } from './kmeans.ts';
 
 /** The weight [N, K] gathered from a codebook [k] by int32 codes [N·K] (differentiable in the codebook). */
@@ -269,10 +269,7 @@ export function kmeansSummary(layers: KmeansLayerReport[], cfg: KmeansConfig, bi
     init: cfg.init,
     converged: layers.filter((l) => l.converged).length,
     mean_iterations: layers.reduce((a, l) => a + l.iterations, 0) / Math.max(layers.length, 1),
-    layer_bytes_before: before,
-    layer_bytes_after: after,
-    layer_bytes_ratio: before ? after / before : 1,
-    mean_weight_error: layers.reduce((a, l) => a + l.weight_error, 0) / Math.max(layers.length, 1),
+    ...sharingSummary(before, after, layers.map((l) => l.weight_error)),
   };
 }
 

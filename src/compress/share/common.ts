@@ -100,3 +100,13 @@ export function quadForm(D: Float64Array, N: number, K: number, C: Float64Array)
 export function weight64(m: LinearLike): Float64Array {
   return Float64Array.from(noGrad(() => m.weightOutIn().contiguous().toFloat32Array()));
 }
+
+/** The report fields every sharing method gives: the selected layers' bytes before / after and their mean relative weight error (0 for none). */
+export function sharingSummary(before: number, after: number, weightErrors: readonly number[]): Record<string, number> {
+  return {
+    layer_bytes_before: before,
+    layer_bytes_after: after,
+    layer_bytes_ratio: before ? after / before : 1,
+    mean_weight_error: weightErrors.length ? weightErrors.reduce((a, b) => a + b, 0) / weightErrors.length : 0,
+  };
+}

@@ -33,7 +33,7 @@ import { linear } from '../../ops/matmul.ts';
 import type { Method } from '../method.ts';
 import { registerMethod } from '../method.ts';
 import { registerModuleType } from '../structure.ts';
-import { named, targetLinears, weight64 } from './common.ts';
+import { named, sharingSummary, targetLinears, weight64 } from './common.ts';
 
 /** The hash family's name, written in the checkpoint (a folder hashed otherwise would be refused, not misread). */
 export const HASH_NAME = 'murmur3_x86_32';
@@ -286,10 +286,7 @@ export function hashSummary(layers: HashLayerReport[], cfg: HashConfig): Record<
     virtual_weights: virtual,
     real_weights: buckets,
     compression: buckets ? virtual / buckets : 1,
-    layer_bytes_before: before,
-    layer_bytes_after: after,
-    layer_bytes_ratio: before ? after / before : 1,
-    mean_weight_error: layers.reduce((a, l) => a + l.weight_error, 0) / Math.max(layers.length, 1),
+    ...sharingSummary(before, after, layers.map((l) => l.weight_error)),
   };
 }
 

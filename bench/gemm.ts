@@ -23,7 +23,7 @@
  * included, beside our fp32 GEMM on the same shape (target ≥ 1.8×).
  *
  * --json: one object per line, {"m","k","n","threads","gflops","kernel"} for ours, and
- *         {"m","k","n","threads","gflops","impl":"openblas","kernel","ratio"} (ratio = ours with that kernel /
+ *         {"m","k","n","threads","gflops","impl":"openblas","core","kernel","ratio"} (core = OpenBLAS's kernel family; ratio = ours with that kernel /
  *         OpenBLAS) when available,
  *         {"m","k","n","threads","dtype":"int8","gops","ratio"} (ratio = int8 GOPS / fp32 GFLOPS).
  */
@@ -50,6 +50,7 @@ interface Int8Addon {
 interface BlasAddon {
   sgemm(a: F32, b: F32, out: F32, M: number, N: number, K: number): void;
   setThreads(n: number): void;
+  corename?(): string;
 }
 
 const args = process.argv.slice(2);
@@ -231,7 +232,7 @@ for (const [M, K, N] of SHAPES) {
       KERNELS.forEach(([, kernel], i) => {
         console.log(JSON.stringify({ m: M, k: K, n: N, threads, gflops: +best[i]!.toFixed(1), kernel }));
         if (cell.blas !== undefined)
-          console.log(JSON.stringify({ m: M, k: K, n: N, threads, gflops: +cell.blas.toFixed(1), impl: 'openblas', kernel, ratio: +(best[i]! / cell.blas).toFixed(3) }));
+          console.log(JSON.stringify({ m: M, k: K, n: N, threads, gflops: +cell.blas.toFixed(1), impl: 'openblas', core: blas!.corename?.(), kernel, ratio: +(best[i]! / cell.blas).toFixed(3) }));
       });
   }
 }
@@ -246,7 +247,7 @@ if (!json && !int8Only) {
   cols.push('max abs err');
   console.log(
     `fp32 GEMM, ${cpuTime ? 'GFLOP per CPU-second' : 'GFLOPS'} (best of ${ROUNDS} rounds × ≥ ${ROUND_MS} ms, kernels and OpenBLAS interleaved)` +
-      (blas ? '; ratio = ours (that kernel) / OpenBLAS' : '; OpenBLAS column absent: apt-get install libopenblas-dev, then npm run build:native'),
+      (blas ? `; ratio = ours (that kernel) / OpenBLAS (its ${blas.corename?.() ?? 'unnamed'} kernels)` : '; OpenBLAS column absent: apt-get install libopenblas-dev, then npm run build:native'),
   );
   console.log(`| ${cols.join(' | ')} |`);
   console.log(`| ${cols.map(() => '---').join(' | ')} |`);

@@ -4,6 +4,7 @@
 #include <cblas.h>
 
 extern "C" void openblas_set_num_threads(int);
+extern "C" char* openblas_get_corename(void);
 
 static Napi::Value Sgemm(const Napi::CallbackInfo& info) {
   // sgemm(a, b, out, M, N, K): row-major C = A·B
@@ -20,9 +21,15 @@ static Napi::Value SetThreads(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// The kernel family OpenBLAS's DYNAMIC_ARCH dispatch picked (e.g. "Haswell", "Cooperlake"; OPENBLAS_CORETYPE overrides).
+static Napi::Value Corename(const Napi::CallbackInfo& info) {
+  return Napi::String::New(info.Env(), openblas_get_corename());
+}
+
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("sgemm", Napi::Function::New(env, Sgemm));
   exports.Set("setThreads", Napi::Function::New(env, SetThreads));
+  exports.Set("corename", Napi::Function::New(env, Corename));
   return exports;
 }
 

@@ -13,11 +13,14 @@
  * term logged under its full id (`task`, `quant.qat.…`). Everything is checked before any work: unknown methods,
  * unknown or mistyped options, globs that match no module, a trained step without a task.
  */
+import fs from 'node:fs';
+import path from 'node:path';
 import type { Module } from '../nn/module.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import { noGrad } from '../tensor/autograd.ts';
 import { manualSeed } from '../tensor/random.ts';
-import { Trainer, type ExtraParamGroup, type LogEntry } from '../train/trainer.ts';
+import { Trainer, checkpointStep, type ExtraParamGroup, type LogEntry } from '../train/trainer.ts';
+import { loadSafetensors, saveSafetensors } from '../io/safetensors.ts';
 import type { ModelInputs, ModelOutput, ForwardOptions } from '../models/outputs.ts';
 import { getMethod, type Method, type MethodRun, type OptionType, type RecipeContext } from './method.ts';
 import { matchesAny } from './select.ts';
@@ -363,6 +366,7 @@ function trainStage(model: Module, runs: [ResolvedStep, MethodRun][], train: Tra
   const teacher = needs.teacher ? ctx.teacher : undefined; // the one the methods saw in apply (loaded once per stage)
   if (needs.teacher && !teacher) throw new Error(`${runs.map(([s]) => s.method.name).join(', ')}: needs a teacher model, and none was given`);
   const warmup = train.warmup < 1 ? Math.floor(train.warmup * train.steps) : Math.floor(train.warmup);
+  const stageDir = opts.checkpointDir ? `${opts.checkpointDir}/stage-${k + 1}` : undefined;
   const trainer = new Trainer(
     model,
     {
@@ -372,7 +376,7 @@ function trainStage(model: Module, runs: [ResolvedStep, MethodRun][], train: Tra
       warmupSteps: warmup,
       schedule: train.schedule,
       maxGradNorm: train.max_grad_norm,
-      outDir: opts.checkpointDir ? `${opts.checkpointDir}/stage-${k + 1}` : undefined,
+      outDir: stageDir,
       saveEvery: opts.checkpointDir ? train.save_every : 0,
       resume: opts.resume ?? true,
       greaterIsBetter: task.greaterIsBetter,
@@ -411,17 +415,22 @@ function trainStage(model: Module, runs: [ResolvedStep, MethodRun][], train: Tra
             const metric = task.evaluate(model);
             const eligible = runs.every(([, r]) => r.bestEligible?.() ?? true);
             const better = best === undefined || (task.greaterIsBetter ? metric > best.metric : metric < best.metric);
-            if (eligible && better) best = { step, metric, tensors: [...tracked()].map(([n, t]) => [n, t.clone()]) };
+            if (eligible && better) {
+              best = { step, metric, tensors: [...tracked()].map(([n, t]) => [n, t.clone()]) };
+              if (stageDir) saveBest(stageDir, best);
+            }
             opts.log?.(`stage ${k + 1}: step ${step}: dev ${task.metric} ${metric.toFixed(4)}${eligible ? (better ? ' (best so far)' : '') : ' (not eligible for best)'}`);
             return { metric, eligible: eligible ? 1 : 0 };
           }
         : undefined,
     },
   );
-  // With eval_every: the best eligible state, kept in memory: the model's tensors and the methods' own parameters.
-  // (taken afresh each time: the optimizer may give a parameter new storage)
+  // With eval_every: the best eligible state, kept in memory: the model's tensors and the methods' own parameters
+  // (taken afresh each time: the optimizer may give a parameter new storage). With checkpoints it is also written
+  // beside them (best-state.safetensors), so a stage killed after its best evaluation and resumed still ends on it.
   const tracked = () => new Map<string, Tensor>([...model.stateDict(), ...paramGroups.flatMap((g) => g.params.map(([n, t]) => [`${g.name}.${n}`, t] as [string, Tensor]))]);
-  let best: { step: number; metric: number; tensors: [string, Tensor][] } | undefined;
+  let best: BestState | undefined = train.eval_every && stageDir && (opts.resume ?? true) ? loadBest(stageDir, tracked()) : undefined;
+  if (best) opts.log?.(`stage ${k + 1}: resumed with its best eligible evaluation so far: step ${best.step}, dev ${task.metric} ${best.metric.toFixed(4)}`);
   const r = trainer.train();
   if (train.eval_every && !r.interrupted) {
     if (best) {
@@ -431,6 +440,44 @@ function trainStage(model: Module, runs: [ResolvedStep, MethodRun][], train: Tra
     } else opts.log?.(`stage ${k + 1}: no evaluation was eligible for best (eval_every ${train.eval_every}); the stage ends on its last step`);
   }
   return { ...r, best: best && { step: best.step, metric: best.metric } };
+}
+
+interface BestState {
+  step: number;
+  metric: number;
+  tensors: [string, Tensor][];
+}
+
+const BEST_FILE = 'best-state.safetensors';
+
+/** Write the best state beside the stage's checkpoints (atomic: a kill mid-write leaves the previous one). */
+function saveBest(stageDir: string, best: BestState): void {
+  fs.mkdirSync(stageDir, { recursive: true });
+  const file = path.join(stageDir, BEST_FILE);
+  const tmp = `${file}.tmp-${process.pid}`;
+  saveSafetensors(tmp, new Map(best.tensors), { step: String(best.step), metric: String(best.metric) });
+  fs.renameSync(tmp, file);
+}
+
+/**
+ * The best state a resumed stage starts from: the saved one when it was taken at or before the checkpoint the trainer
+ * resumes from (a later one belongs to steps the resumed run replays, and evaluates again). Its tensors must be the
+ * stage's own (same names and shapes); anything else means the folder holds another recipe's run.
+ */
+function loadBest(stageDir: string, now: Map<string, Tensor>): BestState | undefined {
+  const file = path.join(stageDir, BEST_FILE);
+  if (!fs.existsSync(file)) return undefined;
+  const { tensors, metadata } = loadSafetensors(file);
+  const step = Number(metadata?.step), metric = Number(metadata?.metric);
+  if (!Number.isInteger(step) || !Number.isFinite(metric)) throw new Error(`resume: ${file}: metadata lacks a step and a metric (written by another version?)`);
+  const resumed = checkpointStep(stageDir);
+  if (resumed === null || step > resumed) return undefined;
+  for (const [n, t] of now) {
+    const v = tensors.get(n);
+    if (!v) throw new Error(`resume: ${file} lacks '${n}' (written by another recipe?)`);
+    if (v.shape.join() !== t.shape.join()) throw new Error(`resume: ${file}: '${n}' has shape [${v.shape}], expected [${t.shape}]`);
+  }
+  return { step, metric, tensors: [...now.keys()].map((n) => [n, tensors.get(n)!]) };
 }
 
 /**

@@ -122,6 +122,16 @@ export interface TrainResult {
   history: LogEntry[];
 }
 
+/** The step of the checkpoint `outDir/latest` names (what a resume starts from), or null when there is none. */
+export function checkpointStep(outDir: string): number | null {
+  const latest = path.join(outDir, 'latest');
+  if (!fs.existsSync(latest)) return null;
+  const statePath = path.join(outDir, fs.readFileSync(latest, 'utf8').trim(), 'state.json');
+  if (!fs.existsSync(statePath)) return null;
+  const step = (JSON.parse(fs.readFileSync(statePath, 'utf8')) as { step?: unknown }).step;
+  return typeof step === 'number' ? step : null;
+}
+
 export class Trainer {
   readonly optimizer: AdamW;
   readonly scheduler: LRScheduler;

@@ -214,6 +214,31 @@ test('train.eval_every: the stage ends on its best eligible evaluation, model an
   assert.ok(logs2.includes('stage 1: no evaluation was eligible for best (eval_every 2); the stage ends on its last step'), logs2.join('\n'));
 });
 
+test('train.eval_every with checkpoints: a resumed stage still ends on the best state saved before the restart', () => {
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'shrink-best-'));
+  try {
+    const recipe = (steps: number) => ({ train: { steps, lr: 1e-2, warmup: 0, schedule: 'constant', eval_every: 2 }, steps: [{ method: 'test.gate', from: 0 }] });
+    // first process: dev loss 0.5, 0.3, 0.4 at steps 2, 4, 6 (best: step 4), then the recipe grows to 8 steps and a
+    // second process resumes from checkpoint-6 and scores 0.45 at step 8: the best is still step 4's state
+    const scores = [0.5, 0.3, 0.4, 0.45];
+    const task = () => ({ ...synthTask(), evaluate: () => scores.shift()! });
+    runRecipe(tinyGpt2(), recipe(6), { task: task(), checkpointDir: tmp });
+    assert.ok(fs.existsSync(path.join(tmp, 'stage-1', 'best-state.safetensors')));
+    const logs: string[] = [];
+    const resumed = tinyGpt2();
+    runRecipe(resumed, recipe(8), { task: task(), checkpointDir: tmp, log: (l) => logs.push(l) });
+    assert.ok(logs.includes('stage 1: resumed with its best eligible evaluation so far: step 4, dev loss 0.3000'), logs.join('\n'));
+    assert.ok(logs.includes('stage 1: ends on the best eligible evaluation: step 4, dev loss 0.3000'), logs.join('\n'));
+    const lambda = lagrangeRuns.at(-1)!.lambda.item();
+    const four = tinyGpt2();
+    runRecipe(four, recipe(4), { task: synthTask() });
+    assert.equal(lambda, lagrangeRuns.at(-1)!.lambda.item());
+    for (const [k, t] of four.stateDict()) assert.deepEqual(Array.from(resumed.stateDict().get(k)!.data), Array.from(t.data), k);
+  } finally {
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
+});
+
 test('quant.qat trains through fake-quant layers and finalizes to integers', () => {
   const m = tinyGpt2();
   let sawFake = 0;

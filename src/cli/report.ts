@@ -5,7 +5,11 @@
  * atomically, and an existing file is only replaced with --force.
  */
 import fs from 'node:fs';
+import path from 'node:path';
 import type { Command } from 'commander';
+import { ShrinkError } from '../io/errors.ts';
+import { readSearch } from '../search/index.ts';
+import { searchReports } from '../report/search.ts';
 import { atomicWriteFile } from '../io/atomic.ts';
 import { loadReports } from '../report/read.ts';
 import { buildCharts, formatBytes, renderReport } from '../report/html.ts';
@@ -30,11 +34,23 @@ function checkOutFile(out: string, force: boolean | undefined): void {
   if (st && !force) throw new Error(`output file ${out} exists (use --force to replace it)`);
 }
 
-/** Read the folders' reports and write the page (atomically); returns what was written. */
+/** A folder of `shrink search` (search.json beside candidates.jsonl) rather than of `shrink compress`. */
+export function isSearchFolder(dir: string): boolean {
+  return fs.existsSync(path.join(dir, 'search.json')) && fs.existsSync(path.join(dir, 'candidates.jsonl'));
+}
+
+/**
+ * Read the folders' reports and write the page (atomically); returns what was written. One folder of `shrink search`
+ * instead draws that search's candidates (src/report/search.ts).
+ */
 export function writeReport(dirs: string[], out: string, o: { force?: boolean; title?: string } = {}): ReportResult {
   checkOutFile(out, o.force);
-  const reports = loadReports(dirs);
-  const html = renderReport(reports, { title: o.title });
+  const searches = dirs.filter(isSearchFolder);
+  if (searches.length && dirs.length > 1)
+    throw new ShrinkError(`report: ${searches[0]} is a shrink search folder; give it alone (its candidates are the outputs), or give output folders of shrink compress`, { file: searches[0] });
+  const { reports, options } = searches.length ? searchReports(readSearch(dirs[0]!), dirs[0]!) : { reports: loadReports(dirs), options: {} };
+  if (!reports.length) throw new ShrinkError(`report: ${dirs[0]}: the search measured no candidate; nothing to plot`, { file: dirs[0] });
+  const html = renderReport(reports, { ...options, ...(o.title ? { title: o.title } : {}) });
   atomicWriteFile(out, html);
   return { out, outputs: reports.map((r) => r.name), charts: buildCharts(reports).charts.length, bytes: Buffer.byteLength(html) };
 }
@@ -44,7 +60,7 @@ export function registerReport(program: Command, out: (s: string) => void): void
   program
     .command('report')
     .description('Compare shrink compress outputs in one self-contained HTML page: a before/after table, Pareto plots of the metric against size and latency, per-layer error of quantized models and sparsity of pruned ones')
-    .argument('<dirs...>', 'output folders of shrink compress (each holds report.json)')
+    .argument('<dirs...>', 'output folders of shrink compress (each holds report.json), or one folder of shrink search (its candidates)')
     .requiredOption('-o, --out <file>', 'HTML file to write (written atomically; opens offline: Chart.js is inlined)')
     .option('--title <text>', 'page title (default: "Shrink report: N outputs")')
     .option('--force', 'replace an existing output file')

@@ -30,6 +30,10 @@ export interface ParetoPoint {
   /** Index of the output (its colour), or -1 for a reference point. */
   output: number;
   pareto: boolean;
+  /** The output is shrink search's choice (drawn as a star). */
+  chosen?: boolean;
+  /** No name beside the point. */
+  quiet?: boolean;
 }
 
 /** What the page draws, as embedded JSON (also what tests read back). */
@@ -42,6 +46,12 @@ export interface RenderOptions {
   title?: string;
   /** The Chart.js UMD source to inline (default: read from node_modules, {@link chartJsSource}). */
   chartJs?: string;
+  /** The line under the title (default: how many outputs and charts, and how latency was measured). */
+  subtitle?: string;
+  /** A horizontal line at this metric (as shown: percent or perplexity) in every Pareto plot, e.g. an accuracy budget. */
+  budget?: { value: number; label: string };
+  /** The legend under each Pareto plot (default true; off for many outputs). */
+  legend?: boolean;
 }
 
 const PALETTE = ['#1f77b4', '#d62728', '#2ca02c', '#ff7f0e', '#9467bd', '#8c564b', '#e377c2', '#17becf', '#bcbd22', '#7f7f7f'];
@@ -180,7 +190,9 @@ export function buildCharts(reports: readonly NamedReport[]): { charts: ChartSpe
       }
       for (const i of g.members) {
         const a = reports[i]!.report.after;
-        if (finite(a[ax.key]) && finite(a.metric)) points.push({ label: reports[i]!.name, x: a[ax.key] as number, y: metricValue(g.metric, a.metric), output: i, pareto: false });
+        const st = reports[i]!.style;
+        if (finite(a[ax.key]) && finite(a.metric))
+          points.push({ label: reports[i]!.name, x: a[ax.key] as number, y: metricValue(g.metric, a.metric), output: i, pareto: false, ...(st?.chosen ? { chosen: true } : {}), ...(st?.quiet ? { quiet: true } : {}) });
       }
       if (!points.some((p) => p.output >= 0)) continue;
       const flags = paretoFlags(points, higher);
@@ -260,12 +272,16 @@ const CLIENT = String.raw`
   function paretoConfig(spec) {
     var sets = [];
     sets.push({ type: 'line', label: 'Pareto front', data: spec.front, borderColor: '#555', borderDash: [6, 4], borderWidth: 1.5, pointRadius: 0, fill: false, order: 2 });
+    if (data.budget) {
+      var xs = spec.points.map(function (p) { return p.x; });
+      sets.push({ type: 'line', label: data.budget.label, data: [{ x: Math.min.apply(null, xs), y: data.budget.value }, { x: Math.max.apply(null, xs), y: data.budget.value }], borderColor: '#c62828', borderDash: [2, 3], borderWidth: 1.5, pointRadius: 0, fill: false, order: 3 });
+    }
     spec.points.forEach(function (p) {
       var c = p.output < 0 ? '#000000' : data.colors[p.output];
       sets.push({
-        type: 'scatter', label: p.label + (p.pareto ? ' (Pareto)' : ''), data: [{ x: p.x, y: p.y }], order: 1,
-        pointStyle: p.output < 0 ? 'rectRot' : 'circle', pointRadius: p.output < 0 ? 8 : p.pareto ? 7 : 6, pointBorderWidth: 2,
-        borderColor: c, backgroundColor: p.pareto ? c : '#ffffff', pointLabel: p.label, pointLabelColor: c,
+        type: 'scatter', label: (p.chosen ? '★ ' : '') + p.label + (p.pareto ? ' (Pareto)' : ''), data: [{ x: p.x, y: p.y }], order: p.chosen ? 0 : 1,
+        pointStyle: p.output < 0 ? 'rectRot' : p.chosen ? 'star' : 'circle', pointRadius: p.output < 0 ? 8 : p.chosen ? 13 : p.pareto ? 7 : 6, pointBorderWidth: p.chosen ? 3 : 2,
+        borderColor: c, backgroundColor: p.pareto || p.chosen ? c : '#ffffff', pointLabel: p.quiet ? null : (p.chosen ? '★ ' : '') + p.label, pointLabelColor: c,
       });
     });
     return {
@@ -277,7 +293,7 @@ const CLIENT = String.raw`
         plugins: {
           shrinkLabels: true,
           title: { display: true, text: spec.title, font: { size: 14 } },
-          legend: { position: 'bottom', labels: { usePointStyle: true, boxWidth: 8 } },
+          legend: { display: data.legend !== false, position: 'bottom', labels: { usePointStyle: true, boxWidth: 8 } },
           tooltip: { callbacks: { label: function (it) { return it.dataset.label + ': ' + (spec.xLabel.indexOf('bytes') >= 0 ? bytes(it.parsed.x) : fmt(it.parsed.x) + ' ms') + ', ' + fmt(it.parsed.y); } } },
         },
         scales: {
@@ -369,7 +385,7 @@ export function renderReport(reports: readonly NamedReport[], opts: RenderOption
     };
     return [
       '<tr>',
-      `<td><span class="swatch" style="background:${colorOf(i)}"></span><b>${esc(name)}</b><br><span class="muted small">${esc(dir)}</span></td>`,
+      `<td><span class="swatch" style="background:${reports[i]!.style?.color ?? colorOf(i)}"></span><b>${reports[i]!.style?.chosen ? '★ ' : ''}${esc(name)}</b><br><span class="muted small">${esc(dir)}</span></td>`,
       `<td>${esc(recipeSummary(r))}</td>`,
       `<td>${esc(taskLabel(r.task))}${r.metric_name ? ` <span class="muted">(${esc(r.metric_name)})</span>` : ''}</td>`,
       metricCell,
@@ -402,7 +418,7 @@ export function renderReport(reports: readonly NamedReport[], opts: RenderOption
       '</details>',
     ].join('\n');
   });
-  const data = { charts, colors: reports.map((_, i) => colorOf(i)), outputs: reports.map((x) => x.name) };
+  const data = { charts, colors: reports.map((x, i) => x.style?.color ?? colorOf(i)), outputs: reports.map((x) => x.name), budget: opts.budget ?? null, legend: opts.legend ?? true };
   const json = JSON.stringify(data).replace(/</g, '\\u003c').replace(/\u2028/g, '\\u2028').replace(/\u2029/g, '\\u2029');
   return `<!DOCTYPE html>
 <html lang="en">
@@ -414,7 +430,7 @@ export function renderReport(reports: readonly NamedReport[], opts: RenderOption
 </head>
 <body>
 <h1>${esc(title)}</h1>
-<p class="sub">${reports.length} output${reports.length > 1 ? 's' : ''} of <code>shrink compress</code>; ${charts.length} chart${charts.length === 1 ? '' : 's'}. Latency: 1 warm-up + best of 5, as measured by each run on its machine.</p>
+<p class="sub">${opts.subtitle !== undefined ? esc(opts.subtitle) : `${reports.length} output${reports.length > 1 ? 's' : ''} of <code>shrink compress</code>; ${charts.length} chart${charts.length === 1 ? '' : 's'}. Latency: 1 warm-up + best of 5, as measured by each run on its machine.`}</p>
 <h2>Outputs</h2>
 <table id="outputs">
 <tr><th>output</th><th>recipe</th><th>task</th><th>metric before → after</th><th>size before → after</th><th>parameters</th><th>latency b1 (ms)</th><th>latency b32 (ms)</th><th>Pareto-optimal on</th></tr>
@@ -422,7 +438,7 @@ ${rows.join('\n')}
 </table>
 ${noMetric.length ? `<p class="muted">No metric (run without a task), so not in the Pareto plots: ${esc(noMetric.join(', '))}.</p>` : ''}
 <h2>Pareto plots</h2>
-${pareto.length ? `<p class="sub">${groups.length > 1 ? 'One set per task and metric. ' : ''}Filled points are Pareto-optimal (no other point is both smaller/faster and at least as good) and joined by the dashed front; hollow points are beaten by another; diamonds are the original models.</p><div class="charts">${pareto.map(canvas).join('\n')}</div>` : '<p class="muted">No output has a metric to plot.</p>'}
+${pareto.length ? `<p class="sub">${groups.length > 1 ? 'One set per task and metric. ' : ''}Filled points are Pareto-optimal (no other point is both smaller/faster and at least as good) and joined by the dashed front; hollow points are beaten by another; diamonds are the original models.${opts.budget ? ` The red dotted line is ${esc(opts.budget.label)}.` : ''}${reports.some((x) => x.style?.chosen) ? ' The star is the chosen output.' : ''}</p><div class="charts">${pareto.map(canvas).join('\n')}</div>` : '<p class="muted">No output has a metric to plot.</p>'}
 <h2>Per layer</h2>
 ${layerCharts.length ? `<div class="charts">${layerCharts.map(canvas).join('\n')}</div>` : '<p class="muted">No output has per-layer data.</p>'}
 ${noLayers.length ? `<p class="muted">No per-layer data in report.json (written by an older shrink compress): ${esc(noLayers.join(', '))}.</p>` : ''}

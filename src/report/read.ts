@@ -13,6 +13,17 @@ export interface NamedReport {
   name: string;
   dir: string;
   report: CompressReport;
+  /** How it is drawn, where not by its index (shrink search's page: colour by status, the chosen one a star). */
+  style?: ReportStyle;
+}
+
+export interface ReportStyle {
+  /** Colour of its swatch and points (default: the palette by index). */
+  color?: string;
+  /** Drawn as a star and marked ★ in the table (shrink search's choice). */
+  chosen?: boolean;
+  /** No name written beside its points (many candidates); the tooltip still names it. */
+  quiet?: boolean;
 }
 
 type Obj = Record<string, unknown>;

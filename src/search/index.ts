@@ -37,7 +37,10 @@ import type { Module } from '../nn/module.ts';
 import { taskData, isTaskName } from '../compress/tasks.ts';
 import { parseRecipe, type Recipe } from '../compress/runner.ts';
 import { checkOutPath, writeDirAtomic } from '../io/outdir.ts';
-import { atomicWriteJson } from '../io/atomic.ts';
+import { atomicWriteFile, atomicWriteJson } from '../io/atomic.ts';
+import { ShrinkError } from '../io/errors.ts';
+import { renderReport } from '../report/html.ts';
+import { searchReports } from '../report/search.ts';
 import { ensureTeacher } from '../train/teachers.ts';
 import { GLUE_TASKS, type GlueTask } from '../data/glue.ts';
 import { formatBytes } from '../cli/inspect.ts';
@@ -140,6 +143,8 @@ export interface SearchResult {
   /** Paths written (null when no candidate was within budget). */
   bestRecipe: string | null;
   bestDir: string | null;
+  /** `<dir>/report.html`: the candidates' Pareto plots (src/report/search.ts); null when none was measured. */
+  reportHtml: string | null;
   evaluated: number;
   skipped: number;
   budgetStopped: boolean;
@@ -424,14 +429,48 @@ export function search(modelArg: string, o: SearchOptions): SearchResult {
     best,
     bestRecipe,
     bestDir,
+    reportHtml: null,
     evaluated,
     skipped,
     budgetStopped,
     notStarted,
     seconds: +((performance.now() - t0) / 1000).toFixed(1),
   };
-  atomicWriteJson(path.join(o.out, 'search.json'), { ...result, records: undefined, candidates: all.length });
+  // the re-timing is not in candidates.jsonl (every run re-times): search.json keeps this run's, for readSearch
+  const confirmed = Object.fromEntries(all.filter((r) => r.confirmed).map((r) => [r.key, r.confirmed!]));
+  if (measured.length) {
+    result.reportHtml = path.join(o.out, 'report.html');
+    const { reports, options } = searchReports(result, o.out);
+    atomicWriteFile(result.reportHtml, renderReport(reports, options));
+  }
+  atomicWriteJson(path.join(o.out, 'search.json'), { ...result, records: undefined, candidates: all.length, confirmed });
   return result;
+}
+
+/**
+ * A finished search folder read back (search.json + candidates.jsonl, this run's re-timing re-attached), e.g. for
+ * `shrink report <dir>`. Errors name the file.
+ */
+export function readSearch(dir: string): SearchResult {
+  const file = path.join(dir, 'search.json');
+  if (!fs.existsSync(file)) throw new ShrinkError(`${dir}: no search.json (expected a folder of shrink search that ran to its end)`, { file: dir });
+  let raw: unknown;
+  try {
+    raw = JSON.parse(fs.readFileSync(file, 'utf8'));
+  } catch (e) {
+    throw new ShrinkError(`${file}: not valid JSON: ${(e as Error).message.split('\n')[0]}`, { file, cause: e });
+  }
+  const o = raw as Partial<SearchResult> & { confirmed?: Record<string, Confirmed> };
+  const t = o.teacher as Partial<TeacherRow> | undefined;
+  if (typeof o !== 'object' || o === null || typeof o.model !== 'string' || typeof o.task !== 'string') throw new ShrinkError(`${file}: expected the summary of shrink search (model, task, teacher, pareto, best)`, { file });
+  if (!t || typeof t.bytes !== 'number' || typeof t.params !== 'number' || typeof t.latency_ms_b1 !== 'number' || typeof t.latency_ms_b32 !== 'number' || typeof t.metric_name !== 'string')
+    throw new ShrinkError(`${file}: teacher: expected the model's params, bytes, metric, metric_name and latencies`, { file });
+  if (!Array.isArray(o.pareto)) throw new ShrinkError(`${file}: pareto: expected a list of candidate keys`, { file });
+  if (typeof o.maxDrop !== 'number' || (o.objective !== 'latency' && o.objective !== 'bytes')) throw new ShrinkError(`${file}: expected maxDrop (a number) and objective (latency or bytes)`, { file });
+  const records = readRecords(path.join(dir, 'candidates.jsonl'));
+  for (const r of records) if (o.confirmed?.[r.key]) r.confirmed = o.confirmed[r.key];
+  const best = o.best ? (records.find((r) => r.key === o.best!.key) ?? null) : null;
+  return { ...(o as SearchResult), records, best, reportHtml: o.reportHtml ?? null };
 }
 
 function cmp(a: CandidateRecord, b: CandidateRecord, objective: Objective, batch: 1 | 32): number {
@@ -485,6 +524,7 @@ export function formatSearch(r: SearchResult): string {
     `★ chosen, * Pareto front (${t.metric_name} up, ${r.objective === 'bytes' ? 'bytes' : `latency b${r.batch}`} down; re-timed latency where there is one). ${r.evaluated} candidate(s) evaluated in this run, ${r.skipped} already in candidates.jsonl; ${r.seconds} s.` +
       (r.budgetStopped ? ` Budget of the run reached: ${r.notStarted} candidate(s) of the current phase not started; run again to continue.` : ''),
     r.best ? `best: ${r.best.name} → ${r.bestRecipe} (shrink compress --recipe ${r.bestRecipe} -o <dir>), model folder ${r.bestDir}` : `no candidate within ${r.maxDrop} points of the teacher`,
+    ...(r.reportHtml ? [`plots: ${r.reportHtml} (Pareto plots of every measured candidate against bytes and latency; opens offline)`] : []),
   ];
   return lines.join('\n') + '\n';
 }

@@ -107,6 +107,29 @@ test('search: 3 cheap candidates on the SST-2 teacher; resume, budget stop, earl
     const bestRep = JSON.parse(fs.readFileSync(path.join(out, 'best', 'report.json'), 'utf8'));
     assert.ok(!JSON.stringify(bestRep.recipe).includes('search.gate'));
     assert.equal(bestRep.after.metric, r3.best!.metric);
+    // report.html: every measured candidate a point, the chosen one a star, the budget a line; shrink report draws
+    // the same page again from the folder, and refuses to mix it with other folders
+    const pageData = (html: string) => JSON.parse(/<script type="application\/json" id="shrink-data">([\s\S]*?)<\/script>/.exec(html)![1]!);
+    assert.equal(r3.reportHtml, path.join(out, 'report.html'));
+    const page = pageData(fs.readFileSync(r3.reportHtml!, 'utf8'));
+    assert.equal(page.budget.value, 100 * r3.teacher.metric! - 1);
+    const bytesChart = page.charts.find((c: { title: string }) => c.title === 'sst2 accuracy vs bytes');
+    assert.ok(bytesChart, JSON.stringify(page.charts.map((c: { title: string }) => c.title)));
+    const pts = bytesChart.points as { label: string; x: number; y: number; output: number; chosen?: boolean }[];
+    assert.deepEqual(pts.filter((p) => p.output >= 0).map((p) => p.label).sort(), r3.records.filter((x) => x.status === 'measured').map((x) => x.name).sort());
+    const star = pts.filter((p) => p.chosen);
+    assert.equal(star.length, 1);
+    assert.equal(star[0]!.label, r3.best!.name);
+    assert.equal(star[0]!.x, r3.best!.bytes);
+    // latency points: the model's ms × the candidate's re-timed ratio to it
+    const b32 = page.charts.find((c: { title: string }) => c.title === 'sst2 accuracy vs latency b32').points.find((p: { chosen?: boolean }) => p.chosen);
+    assert.ok(Math.abs(b32.x - r3.teacher.latency_ms_b32 / r3.best!.confirmed!.speedup_b32) < 1e-9);
+    const again = run('report', out, '-o', path.join(dir, 'again.html'), '--json');
+    assert.equal(again.status, 0, again.stderr);
+    assert.deepEqual(pageData(fs.readFileSync(path.join(dir, 'again.html'), 'utf8')).charts, page.charts);
+    const mixed = run('report', out, path.join(out, 'best'), '-o', path.join(dir, 'mixed.html'));
+    assert.equal(mixed.status, 1);
+    assert.equal(mixed.stderr.trim(), `shrink: report: ${out} is a shrink search folder; give it alone (its candidates are the outputs), or give output folders of shrink compress`);
     // shrink compress reproduces the recorded metric and bytes from best.json alone
     const c = run('compress', '--recipe', path.join(out, 'best.json'), '-o', path.join(dir, 'again'), '--json');
     assert.equal(c.status, 0, c.stderr);

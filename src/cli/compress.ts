@@ -155,6 +155,8 @@ export interface CompressOptions {
   /** A BERT that is not yet a classifier (an MLM teacher) gets the GLUE task's classification head (random). */
   classifierFromTask?: boolean;
   log?: (line: string) => void;
+  /** What a user must see even without `log` (e.g. an unfinished run discarded by --force); default: stderr, `shrink: warning: …`. */
+  warn?: (line: string) => void;
   onLog?: (stage: number, e: LogEntry, total: number) => void;
 }
 
@@ -193,6 +195,44 @@ export function applySet(recipe: Record<string, unknown>, assignment: string, wh
       }
     } else throw new ShrinkError(`--set ${path}: ${keys.slice(0, i).join('.')} is not an object or list in ${where}`);
   }
+}
+
+/** The first place two JSON values differ, as `path: a → b` (null when equal). */
+export function jsonDifference(a: unknown, b: unknown, at = ''): string | null {
+  const show = (v: unknown) => (v === undefined ? '(absent)' : JSON.stringify(v).slice(0, 60));
+  if (a !== null && b !== null && typeof a === 'object' && typeof b === 'object' && Array.isArray(a) === Array.isArray(b)) {
+    const keys = [...new Set([...Object.keys(a), ...Object.keys(b)])];
+    for (const k of keys) {
+      const d = jsonDifference((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k], at ? `${at}.${k}` : k);
+      if (d) return d;
+    }
+    return null;
+  }
+  return JSON.stringify(a) === JSON.stringify(b) ? null : `${at || '(whole)'}: ${show(a)} → ${show(b)}`;
+}
+
+/**
+ * The run folder's identity (model, task, teacher, resolved recipe) in `run.json`: a rerun resumes only the same job.
+ * An unfinished run of another job is an error naming the first difference, or, with --force, discarded (and said).
+ * A folder without run.json (written before it existed) is resumed as before.
+ */
+function openRunDir(runDir: string, identity: Record<string, unknown>, o: { force?: boolean; warn?: (line: string) => void }): void {
+  const file = path.join(runDir, 'run.json');
+  if (fs.existsSync(runDir) && fs.existsSync(file)) {
+    let saved: unknown;
+    try {
+      saved = JSON.parse(fs.readFileSync(file, 'utf8'));
+    } catch {
+      saved = null;
+    }
+    const diff = jsonDifference(saved, JSON.parse(JSON.stringify(identity)));
+    if (diff === null) return;
+    if (!o.force) throw new ShrinkError(`${runDir} holds an unfinished run of another job (${diff}); run that job again to resume it, or pass --force to discard it`, { file });
+    (o.warn ?? ((l: string) => process.stderr.write(`shrink: warning: ${l}\n`)))(`discarding ${runDir}: an unfinished run of another job (${diff})`);
+    fs.rmSync(runDir, { recursive: true, force: true });
+  } else if (fs.existsSync(runDir)) return;
+  fs.mkdirSync(runDir, { recursive: true });
+  atomicWriteJson(file, identity);
 }
 
 /** The whole `shrink compress` job: the report, or where training stopped when interrupted (checkpoints kept). */
@@ -236,10 +276,11 @@ export function compressFolder(modelArg: string | undefined, o: CompressOptions)
   checkRun(model, steps, runOpts, where, train, o.trainData !== undefined ? 'train.data (--train-data)' : 'train.data');
   const latency = task ? { b1: task.latencyInputs(1), b32: task.latencyInputs(32) } : null;
 
+  const runDir = path.join(path.dirname(path.resolve(o.out)), `.${path.basename(path.resolve(o.out))}.compress-run`);
+  openRunDir(runDir, { model: path.resolve(modelDir), task: taskName ?? null, teacher: path.resolve(teacherDir), recipe: resolvedRecipe(recipe, steps) }, o);
   o.log?.(`measuring ${modelDir}${task ? ` on ${task.name}` : ''}`);
   const before = measure(model, task, latency);
   const weightsBefore = steps.some((s) => s.method.name.startsWith('prune.')) ? layerWeights(model) : null;
-  const runDir = path.join(path.dirname(path.resolve(o.out)), `.${path.basename(path.resolve(o.out))}.compress-run`);
   const result = runSteps(model, steps, train, { ...runOpts, checkpointDir: runDir, resume: true, onLog: o.onLog });
   if (result.interrupted) {
     const stage = result.history.length;

@@ -194,11 +194,22 @@ test('shrink quantize --method qat: Ctrl-C stops training, keeps a checkpoint to
   assert.equal(r.stdout, '');
   const line = r.stderr.trim().split('\n').pop()!;
   const k = /at step (\d+) of/.exec(line)?.[1];
-  const run = path.join(dir, '.q.compress-run', 'stage-1');
-  assert.equal(line, `shrink: interrupted at step ${k} of 5000; checkpoint saved in ${path.join(run, `checkpoint-${k}`)}; run the same command again to resume`);
+  const stage = path.join(dir, '.q.compress-run', 'stage-1');
+  assert.equal(line, `shrink: interrupted at step ${k} of 5000; checkpoint saved in ${path.join(stage, `checkpoint-${k}`)}; run the same command again to resume`);
   assert.ok(!fs.existsSync(out));
-  assert.ok(fs.existsSync(path.join(run, `checkpoint-${k}`, 'model.safetensors')), 'the checkpoint the message names');
+  assert.ok(fs.existsSync(path.join(stage, `checkpoint-${k}`, 'model.safetensors')), 'the checkpoint the message names');
   assert.deepEqual(fs.readdirSync(dir).sort(), ['.q.compress-run', 'bert'], 'no temp folders');
+  // another job into the same output does not resume that run: an error naming the difference, before any work ...
+  const other = run('quantize', bert, '-o', out, '--method', 'qat', '--scheme', 'int8', '--steps', '3');
+  assert.equal(other.status, 1);
+  assert.equal(other.stderr, `shrink: ${path.join(dir, '.q.compress-run')} holds an unfinished run of another job (recipe.train.steps: 5000 → 3); run that job again to resume it, or pass --force to discard it\n`);
+  assert.ok(fs.existsSync(path.join(stage, `checkpoint-${k}`, 'model.safetensors')), 'the run is kept');
+  // ... and with --force the old run is discarded (and said) and the new job runs from step 0
+  const forced = run('quantize', bert, '-o', out, '--method', 'qat', '--scheme', 'int8', '--steps', '3', '--force');
+  assert.equal(forced.status, 0, forced.stderr);
+  assert.match(forced.stderr, /discarding .*\.q\.compress-run: an unfinished run of another job \(recipe\.train\.steps: 5000 → 3\)/);
+  assert.ok(fs.existsSync(path.join(out, 'model.safetensors')));
+  assert.ok(!fs.existsSync(path.join(dir, '.q.compress-run')));
   fs.rmSync(dir, { recursive: true });
 });
 

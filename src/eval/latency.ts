@@ -129,23 +129,17 @@ export function medianCI(xs: readonly number[], resamples = 2000, seed = 1): [nu
   return [meds[Math.floor(0.025 * (resamples - 1))]!, meds[Math.ceil(0.975 * (resamples - 1))]!];
 }
 
-/** Interleave several variants round by round (A B C, A B C, …) so machine noise hits them alike; per-round ratios against `reference`. */
-export function compareLatency(variants: Record<string, () => void>, opts: CompareOptions = {}): CompareResult {
-  const names = Object.keys(variants);
+function compareSetup(names: string[], opts: CompareOptions) {
   if (names.length === 0) throw new Error('compareLatency: no variants');
   const reference = opts.reference ?? names[0]!;
   if (!names.includes(reference)) throw new Error(`compareLatency: reference '${reference}' is not one of ${names.join(', ')}`);
   const rounds = count('rounds', opts.rounds, 5, 1);
   const warmup = count('warmup', opts.warmup, 1, 0);
-  const minMs = opts.minMs ?? 0;
-  const now = opts.now ?? (() => performance.now());
-  for (let i = 0; i < warmup; i++) for (const k of names) variants[k]!();
   const runs: Record<string, number[]> = Object.fromEntries(names.map((k) => [k, []]));
-  for (let r = 0; r < rounds; r++)
-    for (const k of names) {
-      opts.beforeSample?.();
-      runs[k]!.push(sample(variants[k]!, minMs, now));
-    }
+  return { reference, rounds, warmup, minMs: opts.minMs ?? 0, now: opts.now ?? (() => performance.now()), runs };
+}
+
+function compareSummary(names: string[], reference: string, runs: Record<string, number[]>): CompareResult {
   const best: Record<string, number> = {};
   const med: Record<string, number> = {};
   const ratios: CompareResult['ratios'] = {};
@@ -156,4 +150,47 @@ export function compareLatency(variants: Record<string, () => void>, opts: Compa
     ratios[k] = { median: median(perRound), min: Math.min(...perRound), max: Math.max(...perRound), ci95: k === reference ? [1, 1] : medianCI(perRound) };
   }
   return { best, median: med, ratios, runs };
+}
+
+/** Interleave several variants round by round (A B C, A B C, …) so machine noise hits them alike; per-round ratios against `reference`. */
+export function compareLatency(variants: Record<string, () => void>, opts: CompareOptions = {}): CompareResult {
+  const names = Object.keys(variants);
+  const { reference, rounds, warmup, minMs, now, runs } = compareSetup(names, opts);
+  for (let i = 0; i < warmup; i++) for (const k of names) variants[k]!();
+  for (let r = 0; r < rounds; r++)
+    for (const k of names) {
+      opts.beforeSample?.();
+      runs[k]!.push(sample(variants[k]!, minMs, now));
+    }
+  return compareSummary(names, reference, runs);
+}
+
+/** One sample of a variant that may return a promise: each call is awaited before the clock is read. */
+async function sampleAsync(fn: () => unknown, minMs: number, now: () => number): Promise<number> {
+  let n = 0;
+  const t0 = now();
+  let t = t0;
+  do {
+    await fn();
+    n++;
+    t = now();
+  } while (t - t0 < minMs);
+  return (t - t0) / n;
+}
+
+/**
+ * `compareLatency` for variants of which some return a promise (onnxruntime-node's `session.run`, which runs the
+ * graph synchronously one `setImmediate` later): every call is awaited before the next starts and before the clock
+ * is read, so a sample covers the whole call; synchronous variants cost one extra microtask.
+ */
+export async function compareLatencyAsync(variants: Record<string, () => unknown>, opts: CompareOptions = {}): Promise<CompareResult> {
+  const names = Object.keys(variants);
+  const { reference, rounds, warmup, minMs, now, runs } = compareSetup(names, opts);
+  for (let i = 0; i < warmup; i++) for (const k of names) await variants[k]!();
+  for (let r = 0; r < rounds; r++)
+    for (const k of names) {
+      opts.beforeSample?.();
+      runs[k]!.push(await sampleAsync(variants[k]!, minMs, now));
+    }
+  return compareSummary(names, reference, runs);
 }

@@ -2,7 +2,7 @@
 // the clock by a scripted number of ms, so what is (and is not) timed shows exactly in the results.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { compareLatency, measureLatency, median, medianCI } from '../../src/eval/latency.ts';
+import { compareLatency, compareLatencyAsync, measureLatency, median, medianCI } from '../../src/eval/latency.ts';
 
 // (not test/harness/expect.ts: it loads the whole library through src/index.ts, and this file needs none of it)
 const expectThrows = (fn: () => unknown, message: string) => assert.throws(fn, (e: Error) => e.message === message);
@@ -146,4 +146,17 @@ test('compareLatency: another reference, defaults, and a bad reference', () => {
   assert.deepEqual(r.ratios.B, { median: 1, min: 1, max: 1, ci95: [1, 1] });
   expectThrows(() => compareLatency({ A: () => {} }, { reference: 'Z' }), "compareLatency: reference 'Z' is not one of A");
   expectThrows(() => compareLatency({}), 'compareLatency: no variants');
+});
+
+test('compareLatencyAsync: a promise-returning variant is awaited inside its own sample, interleaved with sync ones', async () => {
+  const c = fakeClock();
+  const sync = c.work('S', [1000, 10, 20, 30]);
+  const later = c.work('P', [1000, 7, 8, 9]);
+  // like onnxruntime-node's session.run: the work happens one setImmediate after the call
+  const asyncWork = () => new Promise<void>((resolve) => setImmediate(() => (later(), resolve())));
+  const r = await compareLatencyAsync({ S: sync, P: asyncWork }, { warmup: 1, rounds: 3, now: c.now });
+  assert.deepEqual(c.log, ['S', 'P', 'S', 'P', 'S', 'P', 'S', 'P']);
+  assert.deepEqual(r.runs, { S: [10, 20, 30], P: [7, 8, 9] });
+  assert.deepEqual({ ...r.ratios.P, ci95: undefined }, { median: 20 / 8, min: 10 / 7, max: 30 / 9, ci95: undefined });
+  await assert.rejects(compareLatencyAsync({}), (e: Error) => e.message === 'compareLatency: no variants');
 });

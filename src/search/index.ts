@@ -48,10 +48,10 @@ import { EarlyRejection } from './gate.ts';
 import { compareLatency } from '../eval/latency.ts';
 import { noGrad } from '../tensor/autograd.ts';
 import type { ModelInputs } from '../models/outputs.ts';
-import { candidateKey, chains, followUps, oneShotCandidates, trainedOnly, type Candidate, type Outcome, type Phase } from './space.ts';
+import { candidateKey, chains, followUps, mixedPrecision, oneShotCandidates, trainedOnly, type Candidate, type Outcome, type Phase } from './space.ts';
 
 export { wilsonInterval, devSubset, EarlyRejection, Z95 } from './gate.ts';
-export { candidateKey, oneShotCandidates, type Candidate } from './space.ts';
+export { candidateKey, mixedPrecision, oneShotCandidates, SENSITIVE_FRACTION, type Candidate } from './space.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -104,6 +104,8 @@ export interface CandidateRecord {
   before_latency_ms_b1: number | null;
   before_latency_ms_b32: number | null;
   gate: { subset: number; correct: number | null; upper: number | null; threshold: number } | null;
+  /** Relative output error per quantized layer (report.json `layers.error`): what guides mixed precision. */
+  layer_error?: Record<string, number>;
   error?: string;
   seconds: number;
   at: string;
@@ -265,7 +267,7 @@ export function search(modelArg: string, o: SearchOptions): SearchResult {
   let notStarted = 0;
   const seen = new Set<string>();
 
-  const outcome = (r: CandidateRecord): Outcome => ({ key: r.key, family: r.family, phase: r.phase, status: r.status, drop: r.drop, within: r.within, objective: objectiveOf(r, o.objective, batch), recipe: r.recipe });
+  const outcome = (r: CandidateRecord): Outcome => ({ key: r.key, family: r.family, phase: r.phase, status: r.status, drop: r.drop, within: r.within, objective: objectiveOf(r, o.objective, batch), recipe: r.recipe, layerError: r.layer_error ?? null });
 
   const runOne = (c: Candidate): CandidateRecord => {
     const key = candidateKey(c.recipe);
@@ -314,6 +316,7 @@ export function search(modelArg: string, o: SearchOptions): SearchResult {
       before_latency_ms_b1: report.before.latency_ms_b1,
       before_latency_ms_b32: report.before.latency_ms_b32,
       gate: g ? { subset: g.subset as number, correct: Math.round((g.subset as number) * (g.subset_accuracy as number)), upper: g.wilson_upper as number, threshold: gateAt } : null,
+      ...(report.layers?.error ? { layer_error: report.layers.error } : {}),
       seconds: +((performance.now() - c0) / 1000).toFixed(1),
       at: new Date().toISOString(),
     };
@@ -382,6 +385,7 @@ export function search(modelArg: string, o: SearchOptions): SearchResult {
     const first = oneShotCandidates();
     void (
       runPhase('one-shot', first) &&
+      runPhase('one-shot', mixedPrecision(outcomes(), first, sp)) &&
       runPhase('trained', followUps(outcomes(), first, sp)) &&
       (o.objective !== 'latency' || (retime([...byKey.values()].filter((r) => r.family === 'quant' && r.status === 'measured' && r.within), 'the quantization candidates within budget'), true)) &&
       runPhase('chain', chains(outcomes(), names)) &&

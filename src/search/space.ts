@@ -6,6 +6,10 @@
  * 1. one-shot — quant.rtn int8, int8-dynamic, int4 group:128/64/32; prune.magnitude 50/70/90 %; share.kmeans 16/64
  *    clusters; prune.structured (heads 50 %; FFN neurons 25/50/75/90 %; heads 50 % with neurons 50/75 %); share.lowrank ratio 0.5/0.25
  *    (activation-aware); moe.moefy top-1/2/4 of 8 experts; quant.gptq int4 group:128/64. No training.
+ * 1b. mixed precision, guided by measured sensitivity — an int4 one-shot (rtn or gptq) that missed the budget by at
+ *    most 3 × max-drop is retried with its most sensitive layers at int8-dynamic: the quarter of its quantized
+ *    layers with the largest relative output error ‖y_q − y‖² / ‖y‖² on calibration batches (compress's per-layer
+ *    report, kept in the candidate's record), the rest at the same int4 scheme. No training.
  * 2. trained follow-ups — a structural one-shot candidate (prune.structured, share.lowrank, share.kmeans) that
  *    missed the budget but dropped at most 3 × max-drop ("shows promise") is retried with `finetune` steps after it.
  *    One within the budget is not: fine-tuning does not change its size or speed.
@@ -47,6 +51,8 @@ export interface Outcome {
   within: boolean;
   objective: number | null;
   recipe: Recipe;
+  /** Relative output error per quantized layer (compress's report.json `layers.error`), when it measured one. */
+  layerError?: Record<string, number> | null;
 }
 
 export interface SpaceOptions {
@@ -69,8 +75,38 @@ const oneShot = (name: string, family: string, steps: RecipeStep[], extra: Parti
   family,
   phase: 'one-shot',
   recipe: { ...extra, steps },
-  ...(STRUCTURAL_WITH_FOLLOW_UP.includes(family) ? { promiseGate: true } : {}),
+  ...(STRUCTURAL_WITH_FOLLOW_UP.includes(family) || isInt4(steps) ? { promiseGate: true } : {}),
 });
+
+/** A one-step int4 quantization (rtn or gptq): the candidates a mixed-precision retry applies to. */
+const isInt4 = (steps: readonly RecipeStep[]) => steps.length === 1 && ['quant.rtn', 'quant.gptq'].includes(steps[0]!.method) && steps[0]!.scheme === 'int4';
+
+/** Share of an int4 candidate's quantized layers that a mixed-precision retry keeps at int8-dynamic. */
+export const SENSITIVE_FRACTION = 0.25;
+
+/**
+ * Phase 1b: int4 one-shots that missed the budget by at most 3 × max-drop, again with their most sensitive layers
+ * (largest measured relative error; ties by name) at int8-dynamic and the rest at the same int4 step.
+ */
+export function mixedPrecision(done: Outcome[], all: Candidate[], o: SpaceOptions): Candidate[] {
+  const out: Candidate[] = [];
+  for (const c of all) {
+    if (c.phase !== 'one-shot' || !isInt4(c.recipe.steps)) continue;
+    const r = done.find((d) => d.key === candidateKey(c.recipe));
+    if (!r || r.status !== 'measured' || r.within || r.drop === null || r.drop > 3 * o.maxDrop || !r.layerError) continue;
+    const ranked = Object.entries(r.layerError).sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1));
+    if (ranked.length < 2) continue;
+    const keep = ranked.slice(0, Math.max(1, Math.round(SENSITIVE_FRACTION * ranked.length))).map(([n]) => n).sort();
+    const step = c.recipe.steps[0]!;
+    out.push({
+      name: `${c.name}, ${keep.length} sensitive → int8-dynamic`,
+      family: 'quant',
+      phase: 'one-shot',
+      recipe: { ...c.recipe, steps: [{ method: 'quant.rtn', scheme: 'int8-dynamic', targets: keep }, { ...step, ignore: [...((step.ignore as string[] | undefined) ?? []), ...keep] }] },
+    });
+  }
+  return out;
+}
 
 /** Phase 1: every one-shot candidate, cheapest first. */
 export function oneShotCandidates(): Candidate[] {
@@ -138,7 +174,8 @@ export function trainedOnly(o: SpaceOptions): Candidate[] {
 
 /** Phases 3 and 5: each structural result within the budget followed by the best quantization of phase 1. */
 export function chains(done: Outcome[], named: Map<string, string>): Candidate[] {
-  const quant = done.filter((d) => d.family === 'quant' && d.status === 'measured' && d.within && d.objective !== null).sort((a, b) => a.objective! - b.objective!)[0];
+  // single-step schemes only: a mixed-precision recipe names the unpruned model's layers
+  const quant = done.filter((d) => d.family === 'quant' && d.recipe.steps.length === 1 && d.status === 'measured' && d.within && d.objective !== null).sort((a, b) => a.objective! - b.objective!)[0];
   if (!quant) return [];
   const qStep = quant.recipe.steps[quant.recipe.steps.length - 1]!;
   const out: Candidate[] = [];

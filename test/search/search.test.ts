@@ -6,7 +6,10 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { devSubset, paretoFront, readRecords, search, formatSearch, wilsonInterval, candidateKey, type Candidate } from '../../src/search/index.ts';
+import { devSubset, paretoFront, readRecords, search, formatSearch, wilsonInterval, candidateKey, mixedPrecision, oneShotCandidates, type Candidate } from '../../src/search/index.ts';
+import { parseRecipe, resolveSteps } from '../../src/compress/runner.ts';
+import { fromPretrained } from '../../src/models/registry.ts';
+import type { Module } from '../../src/nn/module.ts';
 import { cli, run, root } from '../cli/helpers.ts';
 
 const model = path.join(root, 'data/models/bert-teacher-sst2');
@@ -54,6 +57,29 @@ const cands: Candidate[] = [
   // 90 % of the weights, embeddings included (README, Pruning: 49 % accuracy): the gate must stop it
   { name: 'magnitude 90% all', family: 'prune.magnitude', phase: 'one-shot', recipe: { steps: [{ method: 'prune.magnitude', sparsity: 0.9, scope: 'global', targets: ['bert.encoder.**', 'bert.pooler.dense', 'bert.embeddings.word_embeddings', 'bert.embeddings.position_embeddings'] }] } },
 ];
+
+test('mixedPrecision: an int4 one-shot just over budget is retried with its most sensitive quarter at int8-dynamic', () => {
+  const all = oneShotCandidates();
+  const g128 = all.find((c) => c.name === 'rtn int4 g128')!;
+  assert.equal(g128.promiseGate, true, 'int4 one-shots are gated at teacher − 3 × max-drop, so their drop is known');
+  const layers = ['bert.encoder.layer.0.attention.self.query', 'bert.encoder.layer.0.attention.self.key', 'bert.encoder.layer.0.attention.self.value', 'bert.encoder.layer.0.attention.output.dense', 'bert.encoder.layer.0.intermediate.dense', 'bert.encoder.layer.0.output.dense', 'bert.encoder.layer.1.intermediate.dense', 'bert.encoder.layer.1.output.dense'];
+  const errs = [0.002, 0.003, 0.0125, 0.001, 0.004, 0.009, 0.001, 0.004];
+  const outcome = (drop: number, within: boolean) => ({ key: candidateKey(g128.recipe), family: 'quant', phase: 'one-shot' as const, status: 'measured' as const, drop, within, objective: 1, recipe: g128.recipe, layerError: Object.fromEntries(layers.map((n, i) => [n, errs[i]!])) });
+  const sp = { maxDrop: 1, trainSteps: 60 };
+  const [m, ...rest] = mixedPrecision([outcome(1.5, false)], all, sp);
+  assert.equal(rest.length, 0);
+  // 8 layers: the 2 largest errors (value 0.0125, layer 0 output 0.009) go to int8-dynamic
+  const keep = ['bert.encoder.layer.0.attention.self.value', 'bert.encoder.layer.0.output.dense'];
+  assert.equal(m!.name, 'rtn int4 g128, 2 sensitive → int8-dynamic');
+  assert.deepEqual(m!.recipe.steps, [{ method: 'quant.rtn', scheme: 'int8-dynamic', targets: keep }, { method: 'quant.rtn', scheme: 'int4', granularity: 'group:128', ignore: keep }]);
+  // the recipe is valid on the model it was measured on
+  const model = fromPretrained(path.join(root, 'data/models/bert-teacher-sst2')) as Module;
+  assert.equal(resolveSteps(parseRecipe(m!.recipe), model).length, 2);
+  // within budget, too far over it, or without per-layer errors: no retry
+  assert.deepEqual(mixedPrecision([outcome(0.5, true)], all, sp), []);
+  assert.deepEqual(mixedPrecision([outcome(3.5, false)], all, sp), []);
+  assert.deepEqual(mixedPrecision([{ ...outcome(1.5, false), layerError: null }], all, sp), []);
+});
 
 test('search: 3 cheap candidates on the SST-2 teacher; resume, budget stop, early rejection, best.json runnable', () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'search-'));

@@ -5,7 +5,7 @@ export { Tensor, tensor, type TensorLike, type TensorOptions } from './tensor/te
 export * from './tensor/creation.ts';
 export { DTYPES, type DType } from './tensor/dtype.ts';
 export { Generator, manualSeed, defaultGenerator } from './tensor/random.ts';
-export { noGrad, enableGrad, isGradEnabled, defineOp, OP_REGISTRY, type Op } from './tensor/autograd.ts';
+export { noGrad, enableGrad, isGradEnabled, defineOp, profileOps, OP_REGISTRY, type Op, type OpTime } from './tensor/autograd.ts';
 export * as ops from './ops/index.ts';
 export {
   add, sub, mul, div, pow, maximum, minimum, where, maskedFill, clamp, gelu, geluTanh, silu, relu, sigmoid, tanh, exp, log, sqrt, erf,

@@ -72,16 +72,63 @@ export type Op<A extends unknown[]> = ((...args: A) => Tensor) & { opName: strin
 /** Registry of every op defined with defineOp (name → op), used by gradient checks and docs. */
 export const OP_REGISTRY = new Map<string, Op<any>>();
 
+/** Time per op while {@link profileOps} runs: calls, total ms and self ms (without the ops it called). */
+export interface OpTime {
+  op: string;
+  calls: number;
+  totalMs: number;
+  selfMs: number;
+}
+
+let profiling: Map<string, OpTime> | null = null;
+/** Child time of each op running under the profiler, innermost last. */
+const profileStack: number[] = [];
+
+/**
+ * Run `fn` and time every op's forward it calls (what torch.profiler's op table gives): per op name, calls, total ms
+ * and self ms; `outsideMs` is the time spent outside any op (module glue, allocation in JS, views). Backward passes
+ * run through the ops' backward functions and are timed as part of whatever op they call. Not reentrant.
+ */
+export function profileOps<T>(fn: () => T): { result: T; ops: OpTime[]; totalMs: number; outsideMs: number } {
+  if (profiling) throw new Error('profileOps: already profiling');
+  const table = new Map<string, OpTime>();
+  profiling = table;
+  const t0 = performance.now();
+  let result: T;
+  try {
+    result = fn();
+  } finally {
+    profiling = null;
+    profileStack.length = 0;
+  }
+  const totalMs = performance.now() - t0;
+  const ops = [...table.values()].sort((a, b) => b.selfMs - a.selfMs);
+  return { result, ops, totalMs, outsideMs: totalMs - ops.reduce((a, o) => a + o.selfMs, 0) };
+}
+
 export function defineOp<A extends unknown[], S = undefined>(spec: OpSpec<A, S>): Op<A> {
   const { name, forward, backward } = spec;
   const fn = ((...args: A): Tensor => {
     const prev = gradEnabled;
     gradEnabled = false;
     let res: Tensor | { out: Tensor; saved: S };
+    const prof = profiling;
+    const t0 = prof ? performance.now() : 0;
+    if (prof) profileStack.push(0);
     try {
       res = forward(...args);
     } finally {
       gradEnabled = prev;
+      if (prof) {
+        const dt = performance.now() - t0;
+        const child = profileStack.pop()!;
+        if (profileStack.length) profileStack[profileStack.length - 1]! += dt;
+        let e = prof.get(name);
+        if (!e) prof.set(name, (e = { op: name, calls: 0, totalMs: 0, selfMs: 0 }));
+        e.calls++;
+        e.totalMs += dt;
+        e.selfMs += dt - child;
+      }
     }
     const out = res instanceof Tensor ? res : res.out;
     if (prev && backward) {

@@ -76,3 +76,34 @@ test('a deep chain does not overflow the stack', () => {
   y.sum().backward();
   assert.deepEqual(x.grad!.tolist(), [1]);
 });
+
+test('profileOps: calls, total and self time per op, nested ops counted once, nothing recorded outside it', async () => {
+  const { defineOp, profileOps } = await import('../../src/index.ts');
+  const spin = (ms: number) => {
+    const t = performance.now();
+    while (performance.now() - t < ms);
+  };
+  const inner = defineOp<[Tensor]>({ name: 'test.profile.inner', forward: (x) => (spin(4), x) });
+  const outer = defineOp<[Tensor]>({ name: 'test.profile.outer', forward: (x) => (spin(3), inner(inner(x))) });
+  const x = tensor([1, 2, 3]);
+  outer(x); // not profiled
+  const p = profileOps(() => {
+    outer(x);
+    spin(5);
+    return 7;
+  });
+  assert.equal(p.result, 7);
+  const by = Object.fromEntries(p.ops.map((o) => [o.op, o]));
+  assert.deepEqual(Object.keys(by).sort(), ['test.profile.inner', 'test.profile.outer']);
+  assert.equal(by['test.profile.outer']!.calls, 1);
+  assert.equal(by['test.profile.inner']!.calls, 2);
+  // inner: 2 × ≥ 4 ms, its own; outer: ≥ 3 ms of its own plus inner's; ≥ 5 ms outside any op (the identities are exact)
+  assert.ok(by['test.profile.inner']!.selfMs >= 8, String(by['test.profile.inner']!.selfMs));
+  assert.equal(by['test.profile.inner']!.selfMs, by['test.profile.inner']!.totalMs);
+  assert.ok(by['test.profile.outer']!.selfMs >= 3, String(by['test.profile.outer']!.selfMs));
+  assert.ok(Math.abs(by['test.profile.outer']!.totalMs - by['test.profile.outer']!.selfMs - by['test.profile.inner']!.totalMs) < 1e-9);
+  assert.ok(p.outsideMs >= 5 && Math.abs(p.totalMs - p.outsideMs - by['test.profile.outer']!.totalMs) < 1e-9);
+  expectThrows(() => profileOps(() => profileOps(() => 0)), /profileOps: already profiling/);
+  // the profiler is off again: an op after it records nothing, and the next profile starts empty
+  assert.deepEqual(profileOps(() => 0).ops, []);
+});

@@ -181,7 +181,7 @@ export class Datastore {
   readonly keys: Float32Array;
   readonly vals: Int32Array;
   private norms: Float64Array;
-  private hnsw: { search(q: Float32Array, k: number): { keys: BigUint64Array } } | null = null;
+  private hnsw: { search(q: Float32Array, k: number, threads: number): { keys: BigUint64Array } } | null = null;
   constructor(
     readonly meta: DatastoreMeta,
     keys: Float32Array,
@@ -211,7 +211,7 @@ export class Datastore {
    */
   useHnsw(o: { connectivity?: number; expansionAdd?: number; expansionSearch?: number } = {}): void {
     const require = createRequire(import.meta.url);
-    const usearch = require('usearch') as { Index: new (o: object) => { add(keys: BigUint64Array, v: Float32Array): void; search(q: Float32Array, k: number): { keys: BigUint64Array } } };
+    const usearch = require('usearch') as { Index: new (o: object) => { add(keys: BigUint64Array, v: Float32Array): void; search(q: Float32Array, k: number, threads: number): { keys: BigUint64Array } } };
     const idx = new usearch.Index({ dimensions: this.meta.dim, metric: 'l2sq', quantization: 'f32', connectivity: o.connectivity ?? 16, expansion_add: o.expansionAdd ?? 128, expansion_search: o.expansionSearch ?? 64 });
     idx.add(BigUint64Array.from({ length: this.meta.count }, (_, i) => BigInt(i)), this.keys);
     this.hnsw = idx;
@@ -223,7 +223,8 @@ export class Datastore {
     const n = this.meta.count;
     const d = this.meta.dim;
     const kk = Math.min(k, n);
-    if (this.hnsw) return Int32Array.from(this.hnsw.search(Float32Array.from(q), kk).keys, Number);
+    // one query on one thread (usearch would otherwise pick a thread count itself)
+    if (this.hnsw) return Int32Array.from(this.hnsw.search(Float32Array.from(q), kk, 1).keys, Number);
     // ‖q − x‖² = ‖q‖² − 2⟨q, x⟩ + ‖x‖²; ‖q‖² is the same for every key
     const dist = new Float64Array(n);
     for (let e = 0; e < n; e++) {

@@ -210,6 +210,49 @@ test('SparseLinear: save → fromPretrained gives identical outputs from a small
   assert.deepEqual(Array.from(noGrad(() => s.forward(Tensor.from(Float32Array.from([1, 1, 1, 1, 1, 1, 1, 1]), { shape: [1, 8] }))).data), [3, 7]);
 });
 
+test('storage sparse_int8: per-row int8 codes of the nonzeros, 1 byte each; reloads bit-identically; outputs within the int8 error', () => {
+  // hand-checked: row 0 nonzeros [1, −2.54] → scale 2.54/127 = 0.02, codes [50, −127]; row 1 [4] → codes [127]
+  const w = Tensor.from(Float32Array.from([0, 1, 0, -2.54, 0, 0, 4, 0]), { shape: [2, 4] });
+  const q = prune.SparseLinear.fromLinear(Linear.fromWeights(w), 'csr', 'int8');
+  assert.deepEqual(Array.from(q.getBuffer('weight_codes')!.data), [50, -127, 127]);
+  assert.deepEqual(Array.from(q.getBuffer('weight_scale')!.data), [Math.fround(Math.fround(2.54) / 127), Math.fround(4 / 127)]);
+  assert.equal(q.getBuffer('weight_values'), undefined);
+  // bytes: row_ptr 4·3 + columns 2·3 + codes 3 + scales 4·2 (+ no bias)
+  assert.deepEqual(modelSize(q), { parameters: 3, bytes: 12 + 6 + 3 + 8 });
+  assert.equal(prune.sparseBytes('csr', 2, 4, 3, 'int8'), 29);
+  const y = Array.from(noGrad(() => q.forward(Tensor.from(Float32Array.from([1, 1, 1, 1]), { shape: [1, 4] }))).data);
+  const sc = Math.fround(Math.fround(2.54) / 127);
+  assert.deepEqual(y, [Math.fround(Math.fround(50 * sc) + Math.fround(-127 * sc)), Math.fround(127 * Math.fround(4 / 127))]);
+
+  // a pruned BERT: ~¼ of the float sparse bytes for the values, logits within the int8 error, save → load identical
+  const f = tinyBert();
+  const i8 = tinyBert();
+  runRecipe(f, [{ method: 'prune.magnitude', sparsity: 0.9, scope: 'layer' }]);
+  runRecipe(i8, [{ method: 'prune.magnitude', sparsity: 0.9, scope: 'layer', storage: 'sparse_int8' }]);
+  const layer = i8.getSubmodule('bert.encoder.layer.0.intermediate.dense') as InstanceType<typeof prune.SparseLinear>;
+  assert.equal(layer.values, 'int8');
+  const [lf, li] = [bertLogits(f), bertLogits(i8)];
+  const err = Math.max(...lf.map((v, i) => Math.abs(v - li[i]!)));
+  assert.ok(err > 0 && err < 0.02, `max |Δlogit| ${err}`);
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'prune-i8-'));
+  try {
+    savePretrained(i8 as never, dir);
+    const cfg = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8'));
+    assert.equal(cfg.compression_config.modules['bert.encoder.layer.0.intermediate.dense'].values, 'int8');
+    const loaded = fromPretrained<BertForSequenceClassification>(dir).eval();
+    assert.deepEqual(bertLogits(loaded), li);
+    assert.equal(modelSize(loaded).bytes, modelSize(i8).bytes);
+    // every sparse layer: 3 bytes fewer per nonzero (1 instead of 4), 4 more per row (its scale)
+    for (const n of sparseNames(f)) {
+      const [a, b] = [f.getSubmodule(n), i8.getSubmodule(n)] as InstanceType<typeof prune.SparseLinear>[];
+      assert.equal(b!.nnz, a!.nnz);
+      assert.equal(modelSize(b!).bytes, modelSize(a!).bytes - 3 * a!.nnz + 4 * a!.outFeatures, n);
+    }
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('shrink compress with recipes/quick-prune-magnitude.json (on stories260K, a few lines of text): smaller, eval reproduces it', () => {
   const root = path.resolve(import.meta.dirname, '../..');
   const run = (...args: string[]) => spawnSync(process.execPath, [path.join(root, 'bin/shrink.js'), ...args], { encoding: 'utf8', cwd: root });

@@ -299,10 +299,10 @@ export interface MagnitudeConfig {
   targets: string[] | null;
   ignore: string[] | null;
   /** 'sparse': the layers become SparseLinear (bitmask or CSR, whichever is smaller); 'dense': zeros in place. */
-  storage: 'sparse' | 'dense';
+  storage: 'sparse' | 'sparse_int8' | 'dense';
 }
 
-const STORAGE = ['sparse', 'dense'] as const;
+const STORAGE = ['sparse', 'sparse_int8', 'dense'] as const;
 const SCOPES = ['layer', 'global'] as const;
 
 /** Prune a model in place (the library call behind prune.magnitude); returns the report. */
@@ -314,7 +314,7 @@ export function pruneMagnitude(model: Module, cfg: Partial<MagnitudeConfig> & { 
   targets.forEach(([, m], i) => applyMask(m, masks[i]!));
   const weights = masks.reduce((a, m) => a + m.length, 0);
   const pruned = countZeros(masks);
-  if (c.storage === 'sparse') sparsify(model, targets.map(([n]) => n));
+  if (c.storage !== 'dense') sparsify(model, targets.map(([n]) => n), undefined, c.storage === 'sparse_int8' ? 'int8' : 'float32');
   return { pruned_layers: targets.length, target_weights: weights, pruned_weights: pruned, sparsity: weights ? pruned / weights : 0, ...sparseReport(model) };
 }
 
@@ -351,7 +351,7 @@ export interface GradualConfig {
   scope: PruneScope;
   targets: string[] | null;
   ignore: string[] | null;
-  storage: 'sparse' | 'dense';
+  storage: 'sparse' | 'sparse_int8' | 'dense';
 }
 
 export interface GradualSchedule {
@@ -441,7 +441,7 @@ export const pruneGradualMethod: Method<GradualConfig> = {
         reapply();
         const weights = targets.reduce((a, [, m]) => a + m.weight.numel, 0);
         const pruned = masks ? countZeros(masks) : 0;
-        if (cfg.storage === 'sparse') sparsify(model, targets.map(([n]) => n));
+        if (cfg.storage !== 'dense') sparsify(model, targets.map(([n]) => n), undefined, cfg.storage === 'sparse_int8' ? 'int8' : 'float32');
         finalReport = { pruned_layers: targets.length, target_weights: weights, pruned_weights: pruned, sparsity: weights ? pruned / weights : 0, schedule_end: sched.end, ...sparseReport(model) };
       },
       report: () => finalReport,

@@ -15,10 +15,11 @@
  * measured break-even for the batch (see {@link SPARSE_DISPATCH}), else the packed SGEMM with B panels densified from
  * CSR as they are packed. Elsewhere (the `ref` backend) {@link spmmReference}, the TypeScript spec of both kernels.
  *
- * Combined with quantization (not implemented): the values would become int8 codes with one scale per output row
- * (symmetric, as QuantLinear's int8 per-channel), i.e. 1 byte per nonzero instead of 4 (at 90 % sparsity N·K/8 +
- * nnz ≈ 22.5 % of int8-dense, 5.6 % of fp32), the kernels dequantizing a value as they read it (val·scale[n] folded
- * into the row's accumulator after the dot product, so the inner loop is unchanged but for an int8→float convert).
+ * Values in int8 (`values: 'int8'`, prune's `storage: "sparse_int8"`): `weight_codes` I8 [nnz] and `weight_scale`
+ * F32 [rows] replace `weight_values` — per row, symmetric: scale = max |nonzero| / 127, code = round(v / scale) in
+ * [−127, 127] (a nonzero may round to code 0 and stays in the structure). 1 byte a nonzero instead of 4: at 90 %
+ * sparsity the bitmask form is N·K/8 + nnz + 4·N ≈ 22.6 % of int8-dense, 5.6 % of fp32. Storage only: the layer
+ * dequantizes its codes once (cached with the CSR) and runs the float kernels.
  */
 import type { StoredPart } from '../../eval/size.ts';
 import { Module } from '../../nn/module.ts';
@@ -29,6 +30,8 @@ import { backend, nativeAddon } from '../../backend/registry.ts';
 import { registerModuleType } from '../structure.ts';
 
 export type SparseFormat = 'bitmask' | 'csr';
+/** How the nonzeros are stored: float32, or int8 codes with a float32 scale per row. */
+export type SparseValues = 'float32' | 'int8';
 
 /** A weight [N, K] in CSR form (row-major nonzeros, ascending columns per row). */
 export interface CsrWeight {
@@ -39,14 +42,29 @@ export interface CsrWeight {
   values: Float32Array;
 }
 
-/** Bytes each format needs for an [N, K] weight with nnz nonzeros. */
-export function sparseBytes(format: SparseFormat, N: number, K: number, nnz: number): number {
-  return format === 'bitmask' ? Math.ceil((N * K) / 8) + 4 * nnz : 4 * (N + 1) + 6 * nnz;
+/** Bytes each format needs for an [N, K] weight with nnz nonzeros (values float32, or int8 + a scale per row). */
+export function sparseBytes(format: SparseFormat, N: number, K: number, nnz: number, values: SparseValues = 'float32'): number {
+  const v = values === 'int8' ? nnz + 4 * N : 4 * nnz;
+  return format === 'bitmask' ? Math.ceil((N * K) / 8) + v : 4 * (N + 1) + 2 * nnz + v;
 }
 
 /** The smaller format for that density (CSR also needs K ≤ 65536 for 16-bit columns). */
 export function chooseFormat(N: number, K: number, nnz: number): SparseFormat {
   return K <= 65536 && sparseBytes('csr', N, K, nnz) < sparseBytes('bitmask', N, K, nnz) ? 'csr' : 'bitmask';
+}
+
+/** Per-row symmetric int8 codes of a CSR's values (see the file comment). */
+export function quantizeSparseValues(c: CsrWeight): { codes: Int8Array; scale: Float32Array } {
+  const codes = new Int8Array(c.values.length);
+  const scale = new Float32Array(c.N);
+  for (let n = 0; n < c.N; n++) {
+    let amax = 0;
+    for (let j = c.rowPtr[n]!; j < c.rowPtr[n + 1]!; j++) amax = Math.max(amax, Math.abs(c.values[j]!));
+    const sc = Math.fround(amax / 127);
+    scale[n] = sc;
+    if (sc > 0) for (let j = c.rowPtr[n]!; j < c.rowPtr[n + 1]!; j++) codes[j] = Math.max(-127, Math.min(127, Math.round(c.values[j]! / sc)));
+  }
+  return { codes, scale };
 }
 
 /** CSR of a dense row-major [N, K] weight (its nonzeros). */
@@ -134,7 +152,9 @@ export function sparseLinearForward(x: Float32Array, M: number, c: CsrWeight, bi
 export abstract class SparseWeight extends Module {
   readonly format: SparseFormat;
   readonly nnz: number;
-  private cache: { csr: CsrWeight; key: string } | null = null;
+  readonly values: SparseValues;
+  /** The CSR built from the buffers, with the arrays it came from and their versions (a reload swaps arrays). */
+  private cache: { csr: CsrWeight; key: string; src: (ArrayBufferView | undefined)[] } | null = null;
 
   protected constructor(
     protected readonly rows: number,
@@ -142,6 +162,7 @@ export abstract class SparseWeight extends Module {
     nnz: number,
     format: SparseFormat,
     csr?: CsrWeight,
+    values: SparseValues = 'float32',
   ) {
     super();
     const [N, K] = [rows, cols];
@@ -150,10 +171,16 @@ export abstract class SparseWeight extends Module {
     if (format !== 'bitmask' && format !== 'csr') throw new Error(`${new.target.name}: format must be 'bitmask' or 'csr', got ${String(format)}`);
     if (format === 'csr' && K > 65536) throw new Error(`${new.target.name}: csr needs at most 65536 columns, got ${K}`);
     if (csr && (csr.N !== N || csr.K !== K || csr.values.length !== nnz)) throw new Error(`${new.target.name}: the CSR does not match the structure`);
+    if (values !== 'float32' && values !== 'int8') throw new Error(`${new.target.name}: values must be 'float32' or 'int8', got ${String(values)}`);
     this.nnz = nnz;
     this.format = format;
+    this.values = values;
     const c = csr;
-    this.registerBuffer('weight_values', new Tensor(c ? c.values.slice() : new Float32Array(nnz), [nnz], 'float32'));
+    if (values === 'int8') {
+      const q = c ? quantizeSparseValues(c) : { codes: new Int8Array(nnz), scale: new Float32Array(N) };
+      this.registerBuffer('weight_codes', new Tensor(q.codes, [nnz], 'int8'));
+      this.registerBuffer('weight_scale', new Tensor(q.scale, [N], 'float32'));
+    } else this.registerBuffer('weight_values', new Tensor(c ? c.values.slice() : new Float32Array(nnz), [nnz], 'float32'));
     if (format === 'bitmask') {
       const bits = new Uint8Array(Math.ceil((N * K) / 8));
       if (c)
@@ -177,13 +204,18 @@ export abstract class SparseWeight extends Module {
 
   /** The weight as CSR (built from the buffers; cached until they change, e.g. by a checkpoint load). */
   csr(): CsrWeight {
-    const vals = this.getBuffer('weight_values')!.data as Float32Array;
+    const fvals = this.getBuffer('weight_values')?.data as Float32Array | undefined;
+    const codes = this.getBuffer('weight_codes')?.data as Int8Array | undefined;
+    const scale = this.getBuffer('weight_scale')?.data as Float32Array | undefined;
     const bm = this.getBuffer('weight_bitmask')?.data as Uint8Array | undefined;
     const rp = this.getBuffer('weight_row_ptr')?.data as Int32Array | undefined;
     const ci = this.getBuffer('weight_col_idx')?.data as Uint8Array | undefined;
-    const key = [vals, bm ?? rp, ci].map((a) => (a ? storageVersion(a) : -1)).join();
-    if (this.cache && this.cache.csr.values === vals && this.cache.key === key) return this.cache.csr;
+    const src = [fvals ?? codes, scale, bm ?? rp, ci];
+    const key = src.map((a) => (a ? storageVersion(a) : -1)).join();
+    if (this.cache && this.cache.key === key && this.cache.src.every((a, i) => a === src[i])) return this.cache.csr;
     const [N, K] = [this.rows, this.cols];
+    // int8 codes: dequantized once per load, row by row (after the structure is known, below)
+    const vals = fvals ?? new Float32Array(this.nnz);
     let csr: CsrWeight;
     if (bm) {
       const rowPtr = new Int32Array(N + 1);
@@ -208,7 +240,8 @@ export abstract class SparseWeight extends Module {
       for (let j = 0; j < this.nnz; j++) if (cols[j]! >= K) throw new Error(`${this.constructor.name}: weight_col_idx ${cols[j]} >= ${K} columns`);
       csr = { N, K, rowPtr: rp!, colIdx: cols, values: vals };
     }
-    this.cache = { csr, key };
+    if (codes && scale) for (let n = 0; n < N; n++) for (let j = csr.rowPtr[n]!; j < csr.rowPtr[n + 1]!; j++) vals[j] = codes[j]! * scale[n]!;
+    this.cache = { csr, key, src };
     return csr;
   }
 
@@ -221,7 +254,7 @@ export abstract class SparseWeight extends Module {
   storedSize(): StoredPart[] {
     const parts: StoredPart[] = [];
     for (const [k, t] of this.namedBuffers('', { persistentOnly: true }))
-      if (!k.includes('.')) parts.push({ storage: t.data, bytes: t.nbytes, parameters: k === 'weight_values' ? t.numel : 0 });
+      if (!k.includes('.')) parts.push({ storage: t.data, bytes: t.nbytes, parameters: k === 'weight_values' || k === 'weight_codes' ? t.numel : 0 });
     for (const [, t] of this.namedOwnParameters()) parts.push({ storage: t.data, bytes: t.nbytes, parameters: t.numel });
     return parts;
   }
@@ -234,8 +267,8 @@ export class SparseLinear extends SparseWeight {
   origin: 'linear' | 'conv1d';
 
   /** An empty layer of that structure (the checkpoint fills it), or one holding `csr`. */
-  constructor(opts: { inFeatures: number; outFeatures: number; nnz: number; format: SparseFormat; bias: boolean; origin?: 'linear' | 'conv1d'; csr?: CsrWeight; biasValues?: Tensor | null }) {
-    super(opts.outFeatures, opts.inFeatures, opts.nnz, opts.format, opts.csr);
+  constructor(opts: { inFeatures: number; outFeatures: number; nnz: number; format: SparseFormat; bias: boolean; origin?: 'linear' | 'conv1d'; csr?: CsrWeight; biasValues?: Tensor | null; values?: SparseValues }) {
+    super(opts.outFeatures, opts.inFeatures, opts.nnz, opts.format, opts.csr, opts.values);
     this.origin = opts.origin ?? 'linear';
     this.bias = opts.biasValues ? opts.biasValues.detach() : opts.bias ? Tensor.zeros([opts.outFeatures]) : null;
   }
@@ -248,12 +281,12 @@ export class SparseLinear extends SparseWeight {
   }
 
   /** A SparseLinear holding the nonzeros of a Linear / Conv1D (format: the smaller for its density, or given). */
-  static fromLinear(m: LinearLike, format?: SparseFormat): SparseLinear {
+  static fromLinear(m: LinearLike, format?: SparseFormat, values?: SparseValues): SparseLinear {
     const N = m.outFeatures;
     const K = m.inFeatures;
     const w = noGrad(() => m.weightOutIn().contiguous().data) as Float32Array;
     const csr = csrFromDense(w, N, K);
-    return new SparseLinear({ inFeatures: K, outFeatures: N, nnz: csr.values.length, format: format ?? chooseFormat(N, K, csr.values.length), bias: m.bias !== null, origin: m instanceof Conv1D ? 'conv1d' : 'linear', csr, biasValues: m.bias });
+    return new SparseLinear({ inFeatures: K, outFeatures: N, nnz: csr.values.length, format: format ?? chooseFormat(N, K, csr.values.length), bias: m.bias !== null, origin: m instanceof Conv1D ? 'conv1d' : 'linear', csr, biasValues: m.bias, values });
   }
 
   forward(x: Tensor): Tensor {
@@ -269,8 +302,8 @@ export class SparseLinear extends SparseWeight {
 
 /** An Embedding whose table is stored sparse: a looked-up row is expanded from its nonzeros. Inference only. */
 export class SparseEmbedding extends SparseWeight {
-  constructor(opts: { numEmbeddings: number; embeddingDim: number; nnz: number; format: SparseFormat; paddingIdx?: number | null; csr?: CsrWeight }) {
-    super(opts.numEmbeddings, opts.embeddingDim, opts.nnz, opts.format, opts.csr);
+  constructor(opts: { numEmbeddings: number; embeddingDim: number; nnz: number; format: SparseFormat; paddingIdx?: number | null; csr?: CsrWeight; values?: SparseValues }) {
+    super(opts.numEmbeddings, opts.embeddingDim, opts.nnz, opts.format, opts.csr, opts.values);
     this.paddingIdx = opts.paddingIdx ?? null;
   }
   readonly paddingIdx: number | null;
@@ -280,10 +313,10 @@ export class SparseEmbedding extends SparseWeight {
   get embeddingDim(): number {
     return this.cols;
   }
-  static fromEmbedding(m: Embedding, format?: SparseFormat): SparseEmbedding {
+  static fromEmbedding(m: Embedding, format?: SparseFormat, values?: SparseValues): SparseEmbedding {
     const [V, D] = [m.numEmbeddings, m.embeddingDim];
     const csr = csrFromDense(m.weight.contiguous().data as Float32Array, V, D);
-    return new SparseEmbedding({ numEmbeddings: V, embeddingDim: D, nnz: csr.values.length, format: format ?? chooseFormat(V, D, csr.values.length), paddingIdx: m.paddingIdx, csr });
+    return new SparseEmbedding({ numEmbeddings: V, embeddingDim: D, nnz: csr.values.length, format: format ?? chooseFormat(V, D, csr.values.length), paddingIdx: m.paddingIdx, csr, values });
   }
   forward(ids: Tensor): Tensor {
     const c = this.csr();
@@ -304,7 +337,7 @@ export class SparseEmbedding extends SparseWeight {
  * An Embedding whose table is shared with another module (a tied LM head) stays dense (its zeros are kept), so the
  * tie holds. Returns the names made sparse.
  */
-export function sparsify(model: Module, names: readonly string[], format?: SparseFormat): string[] {
+export function sparsify(model: Module, names: readonly string[], format?: SparseFormat, values?: SparseValues): string[] {
   const owners = new Map<unknown, number>();
   for (const m of model.modules()) for (const [, t] of m.namedOwnParameters()) owners.set(t.data, (owners.get(t.data) ?? 0) + 1);
   const done: string[] = [];
@@ -313,10 +346,10 @@ export function sparsify(model: Module, names: readonly string[], format?: Spars
     if (m instanceof SparseWeight) continue;
     if (m instanceof Embedding) {
       if ((owners.get(m.weight.data) ?? 0) > 1) continue;
-      model.setSubmodule(name, SparseEmbedding.fromEmbedding(m, format));
+      model.setSubmodule(name, SparseEmbedding.fromEmbedding(m, format, values));
     } else if (m instanceof Linear || m instanceof Conv1D) {
       if ((owners.get(m.weight.data) ?? 0) > 1) continue;
-      model.setSubmodule(name, SparseLinear.fromLinear(m, format));
+      model.setSubmodule(name, SparseLinear.fromLinear(m, format, values));
     } else throw new Error(`sparsify: '${name}' is a ${m.constructor.name}, not a Linear / Conv1D / Embedding`);
     done.push(name);
   }
@@ -333,17 +366,23 @@ export function sparseReport(model: Module): Record<string, number> {
     if (m instanceof SparseWeight) {
       const [N, K] = m instanceof SparseLinear ? [m.outFeatures, m.inFeatures] : [(m as SparseEmbedding).numEmbeddings, (m as SparseEmbedding).embeddingDim];
       layers++;
-      bytes += sparseBytes(m.format, N, K, m.nnz);
+      bytes += sparseBytes(m.format, N, K, m.nnz, m.values);
       dense += 4 * N * K;
       if (m.format === 'csr') csr++;
     }
   return layers ? { sparse_layers: layers, csr_layers: csr, sparse_weight_bytes: bytes, dense_weight_bytes: dense } : {};
 }
 
+/** A checkpoint entry's `values` (absent: float32, as written before int8 values existed). */
+function sparseValuesOf(v: unknown, where: string): SparseValues {
+  if (v === undefined || v === 'float32' || v === 'int8') return v ?? 'float32';
+  throw new Error(`${where}.values: expected 'float32' or 'int8', got ${JSON.stringify(v)}`);
+}
+
 registerModuleType<SparseLinear>({
   type: 'sparse_linear',
   cls: SparseLinear,
-  describe: (m) => ({ in_features: m.inFeatures, out_features: m.outFeatures, nnz: m.nnz, format: m.format, bias: m.bias !== null, origin: m.origin }),
+  describe: (m) => ({ in_features: m.inFeatures, out_features: m.outFeatures, nnz: m.nnz, format: m.format, bias: m.bias !== null, origin: m.origin, ...(m.values === 'int8' ? { values: 'int8' } : {}) }),
   build: (e, where) => {
     const int = (k: string) => {
       const v = e[k];
@@ -351,13 +390,13 @@ registerModuleType<SparseLinear>({
       return v;
     };
     if (e.format !== 'bitmask' && e.format !== 'csr') throw new Error(`${where}.format: expected 'bitmask' or 'csr', got ${JSON.stringify(e.format)}`);
-    return new SparseLinear({ inFeatures: int('in_features'), outFeatures: int('out_features'), nnz: int('nnz'), format: e.format, bias: e.bias !== false, origin: e.origin === 'conv1d' ? 'conv1d' : 'linear' });
+    return new SparseLinear({ inFeatures: int('in_features'), outFeatures: int('out_features'), nnz: int('nnz'), format: e.format, bias: e.bias !== false, origin: e.origin === 'conv1d' ? 'conv1d' : 'linear', values: sparseValuesOf(e.values, where) });
   },
 });
 registerModuleType<SparseEmbedding>({
   type: 'sparse_embedding',
   cls: SparseEmbedding,
-  describe: (m) => ({ num_embeddings: m.numEmbeddings, embedding_dim: m.embeddingDim, nnz: m.nnz, format: m.format, padding_idx: m.paddingIdx }),
+  describe: (m) => ({ num_embeddings: m.numEmbeddings, embedding_dim: m.embeddingDim, nnz: m.nnz, format: m.format, padding_idx: m.paddingIdx, ...(m.values === 'int8' ? { values: 'int8' } : {}) }),
   build: (e, where) => {
     const int = (k: string, min: number) => {
       const v = e[k];
@@ -365,6 +404,6 @@ registerModuleType<SparseEmbedding>({
       return v;
     };
     if (e.format !== 'bitmask' && e.format !== 'csr') throw new Error(`${where}.format: expected 'bitmask' or 'csr', got ${JSON.stringify(e.format)}`);
-    return new SparseEmbedding({ numEmbeddings: int('num_embeddings', 1), embeddingDim: int('embedding_dim', 1), nnz: int('nnz', 0), format: e.format, paddingIdx: typeof e.padding_idx === 'number' ? e.padding_idx : null });
+    return new SparseEmbedding({ numEmbeddings: int('num_embeddings', 1), embeddingDim: int('embedding_dim', 1), nnz: int('nnz', 0), format: e.format, paddingIdx: typeof e.padding_idx === 'number' ? e.padding_idx : null, values: sparseValuesOf(e.values, where) });
   },
 });

@@ -19,9 +19,9 @@ import { progress } from './progress.ts';
 import { fromPretrained } from '../models/registry.ts';
 import { contextLength, generate } from '../models/generation.ts';
 import type { CausalLM } from '../models/generation.ts';
-import { loadTokenizer } from '../tokenizers/index.ts';
+import { ByteLevelBPETokenizer, loadTokenizer, saveBpeTokenizer, trainByteLevelBpe } from '../tokenizers/index.ts';
 import { Generator } from '../tensor/random.ts';
-import { DEFAULT_LM_TOKENIZER, pretrainCausalLM } from '../train/lm-tasks.ts';
+import { DEFAULT_LM_TOKENIZER, lmCorpus, pretrainCausalLM } from '../train/lm-tasks.ts';
 import { DEFAULT_PRETRAIN_OUT, DEFAULT_SAVE_EVERY, TEACHER_DIR, TrainingInterrupted, finetuneGlue, pretrainTeacher, type FinetuneResult } from '../train/bert-tasks.ts';
 import { BERT_PRESETS, bertPretrainSettings } from '../train/bert-tasks.ts';
 import { CORPUS_SOURCES, LEGACY_CORPUS, formatCorpusSummary } from '../train/corpus.ts';
@@ -347,6 +347,64 @@ export function buildProgram(out: (s: string) => void = (s) => process.stdout.wr
         o.json
           ? JSON.stringify({ out: o.out, ...r }) + '\n'
           : `${r.alreadyFinished ? 'already finished:' : 'wrote'} ${o.out} (vocabulary ${r.vocabSize}, ${r.trainTokens.toLocaleString('en-US')} training tokens, final loss ${r.finalLoss.toFixed(3)}, held-out perplexity ${r.heldOutPerplexity.toFixed(2)})\n`,
+      );
+    });
+
+  program
+    .command('train-tokenizer')
+    .description('Train a GPT-2 style byte-level BPE tokenizer on a corpus and write a tokenizer folder (tokenizer.json, vocab.json, merges.txt) for pretrain --tokenizer')
+    .option('--corpus <name>', `training text, as pretrain --arch gpt2|llama takes it: default, glue, sources joined with + (${CORPUS_SOURCES.join(', ')}), tinyshakespeare, wikitext2 (valid) or a text file (its first 90 % of lines); never WikiText-2 test`, 'default')
+    .option('--vocab-size <n>', 'vocabulary size, special token and the 256 byte symbols included', num('vocab-size', 257, 1 << 24, true), 8192)
+    .option('--min-frequency <n>', 'merge only pairs seen at least n times', num('min-frequency', 1, 1e12, true), 2)
+    .option('-o, --out <dir>', 'output tokenizer folder')
+    .option('--force', 'replace a non-empty output folder')
+    .option('--json', 'print JSON')
+    .action((o: { corpus: string; vocabSize: number; minFrequency: number; out?: string; force?: boolean; json?: boolean }) => {
+      if (!o.out) throw new Error('train-tokenizer needs -o <dir>');
+      checkOutDir(o.out, { force: o.force });
+      const t0 = performance.now();
+      const corpus = lmCorpus(o.corpus);
+      const texts = corpus.train;
+      const wordsOf = (s: string) => s.split(/\s+/).filter(Boolean).length;
+      const words = texts.reduce((a, t) => a + wordsOf(t), 0);
+      let lastShown = -1;
+      const r = trainByteLevelBpe(texts, {
+        vocabSize: o.vocabSize,
+        minFrequency: o.minFrequency,
+        onProgress: (done, total) => {
+          if (o.json) return;
+          const pct = Math.floor((100 * done) / Math.max(1, total));
+          if (done === 0) note(`train-tokenizer: ${texts.length.toLocaleString('en-US')} documents of ${corpus.name}, ${words.toLocaleString('en-US')} words, pre-tokenized (${((performance.now() - t0) / 1000).toFixed(1)} s); learning up to ${total.toLocaleString('en-US')} merges`);
+          else if (process.stderr.isTTY ? pct !== lastShown : pct >= lastShown + 10 || done === total) {
+            lastShown = pct;
+            const line = `train-tokenizer ${done}/${total} new tokens (${pct} %) ${((performance.now() - t0) / 1000).toFixed(1)} s`;
+            process.stderr.write(process.stderr.isTTY ? `\r${line}${done === total ? '\n' : ''}` : line + '\n');
+          }
+        },
+      });
+      if (!o.json && process.stderr.isTTY && r.vocab.size < o.vocabSize) process.stderr.write('\n');
+      const trainSeconds = (performance.now() - t0) / 1000;
+      saveBpeTokenizer(o.out, r, { force: o.force });
+      const tok = new ByteLevelBPETokenizer(r.vocab, r.merges);
+      let tokens = 0;
+      for (const t of texts) tokens += tok.encode(t).length;
+      const summary = {
+        out: o.out,
+        corpus: corpus.name,
+        documents: r.texts,
+        words,
+        preTokens: r.words,
+        distinctPreTokens: r.distinctWords,
+        vocabSize: r.vocab.size,
+        merges: r.merges.length,
+        tokens,
+        tokensPerWord: +(tokens / Math.max(1, words)).toFixed(4),
+        seconds: +trainSeconds.toFixed(2),
+      };
+      out(
+        o.json
+          ? JSON.stringify(summary) + '\n'
+          : `wrote ${o.out}: vocabulary ${r.vocab.size} (${r.merges.length.toLocaleString('en-US')} merges learned${r.vocab.size < o.vocabSize ? `, stopped early: no pair seen ${o.minFrequency} times` : ''}) in ${trainSeconds.toFixed(1)} s from ${r.texts.toLocaleString('en-US')} documents, ${words.toLocaleString('en-US')} words (${r.words.toLocaleString('en-US')} pre-tokens, ${r.distinctWords.toLocaleString('en-US')} distinct); ${tokens.toLocaleString('en-US')} tokens on the training text, ${summary.tokensPerWord.toFixed(3)} tokens per word\n`,
       );
     });
 

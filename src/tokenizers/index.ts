@@ -9,6 +9,7 @@ import type { Tokenizer } from './types.ts';
 
 export { ByteLevelBPETokenizer, bytesToUnicode, GPT2_PATTERN, parseMerges } from './bpe.ts';
 export { HFJsonTokenizer } from './hf-json.ts';
+export { trainByteLevelBpe, saveBpeTokenizer, bpeTokenizerJson, DEFAULT_SPECIAL_TOKENS, type TrainBpeOptions, type TrainedBpe } from './bpe-train.ts';
 export { SentencePieceBPETokenizer } from './sentencepiece.ts';
 export { WordPieceTokenizer, type WordPieceOptions } from './wordpiece.ts';
 export type { Tokenizer, SpecialIds } from './types.ts';

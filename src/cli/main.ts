@@ -314,7 +314,7 @@ export function buildProgram(out: (s: string) => void = (s) => process.stdout.wr
     .option('--intermediate <n>', 'FFN size (default: bert 512, gpt2 4·hidden, llama 8/3·hidden)', num('intermediate', 8, 16384, true))
     .option('--max-positions <n>', 'bert: max_position_embeddings (default 128; preset 512)', num('max-positions', 8, 8192, true))
     .option('--whole-word-masking', 'bert: mask every WordPiece piece of a chosen word together (HF DataCollatorForWholeWordMask)')
-    .option('--init-from <dir>', 'bert: start from this MLM folder\'s weights (same architecture and corpus vocabulary) with a fresh optimizer and schedule: continued pretraining')
+    .option('--init-from <dir>', 'start from this folder\'s weights with a fresh optimizer and schedule (continued pretraining); bert: an MLM folder of the same architecture and corpus vocabulary; gpt2/llama: a causal LM of the same sizes and tokenizer')
     .option('--eval-every <n>', 'held-out loss (bert: MLM on WikiText-2 test; gpt2/llama: the held-out text) every n steps into the log; 0: only at the end', num('eval-every', 0, 1e9, true), 500)
     .option('--eval-blocks <n>', 'held-out blocks evaluated (default: bert 256, gpt2/llama 64)', num('eval-blocks', 1, 1e6, true))
     .option('--seed <s>', 'random seed', num('seed', 0, 2 ** 32, true), 0)
@@ -338,11 +338,11 @@ export function buildProgram(out: (s: string) => void = (s) => process.stdout.wr
         return;
       }
       if (o.arch !== 'gpt2' && o.arch !== 'llama') throw new Error(`--arch must be bert, gpt2 or llama, got '${o.arch}'`);
-      for (const [v, flag] of [[o.preset, '--preset'], [o.maxPositions, '--max-positions'], [o.wholeWordMasking, '--whole-word-masking'], [o.initFrom, '--init-from']] as const)
+      for (const [v, flag] of [[o.preset, '--preset'], [o.maxPositions, '--max-positions'], [o.wholeWordMasking, '--whole-word-masking']] as const)
         if (v !== undefined) throw new Error(`${flag} applies to --arch bert, not ${o.arch}`);
       if (!o.out) throw new Error(`--arch ${o.arch} needs --out <dir>`);
       checkOutPath(o.out);
-      const r = pretrainCausalLM({ arch: o.arch, outDir: o.out, tokenizerDir: o.tokenizer, ...common });
+      const r = pretrainCausalLM({ arch: o.arch, outDir: o.out, tokenizerDir: o.tokenizer, ...common, ...(o.initFrom !== undefined ? { initFrom: o.initFrom } : {}) });
       out(
         o.json
           ? JSON.stringify({ out: o.out, ...r }) + '\n'

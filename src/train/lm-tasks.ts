@@ -13,7 +13,8 @@ import { GPT2LMHeadModel } from '../models/gpt2/modeling.ts';
 import { gpt2Config } from '../models/gpt2/config.ts';
 import { LlamaForCausalLM } from '../models/llama/modeling.ts';
 import { llamaConfig } from '../models/llama/config.ts';
-import { savePretrained } from '../models/registry.ts';
+import { fromPretrained, savePretrained } from '../models/registry.ts';
+import { readConfig } from '../io/hf.ts';
 import { loadTokenizer } from '../tokenizers/index.ts';
 import type { Tokenizer } from '../tokenizers/types.ts';
 import { chunkTokens, loadText, loadTinyShakespeare, wikiTextLines } from '../data/text.ts';
@@ -38,6 +39,11 @@ export interface CausalPretrainOptions extends PretrainOptions {
    */
   corpus?: string;
   tokenizerDir?: string;
+  /**
+   * Start from this causal LM folder's weights (same arch, sizes and vocabulary; checked before any work) with a
+   * fresh optimizer and schedule: continued pretraining.
+   */
+  initFrom?: string;
 }
 
 export interface CausalPretrainResult extends PretrainRunInfo {
@@ -115,6 +121,7 @@ export function pretrainCausalLM(o: CausalPretrainOptions): CausalPretrainResult
     evalEvery: o.evalEvery ?? 500,
     evalBlocks: o.evalBlocks ?? 64,
     seed: o.seed ?? 0,
+    ...(o.initFrom !== undefined ? { initFrom: path.resolve(o.initFrom) } : {}),
   };
   const state = openPretrainDir(o.outDir, settings, o);
   if (state.state === 'finished') return { ...(state.record.result as unknown as CausalPretrainResult), alreadyFinished: true };
@@ -147,6 +154,15 @@ export function pretrainCausalLM(o: CausalPretrainOptions): CausalPretrainResult
         );
   // GPT-2 / Llama init: N(0, 0.02) for every matrix (embeddings included); norms and biases keep their defaults
   for (const [, p] of model.namedParameters()) if (p.ndim === 2) p.copy_(Tensor.randn(p.shape).mul(0.02));
+  if (o.initFrom !== undefined) {
+    const theirs = readConfig(o.initFrom);
+    const ours = (model as unknown as { config: Record<string, unknown> }).config;
+    const keys = o.arch === 'gpt2' ? ['model_type', 'vocab_size', 'n_embd', 'n_layer', 'n_head', 'n_inner'] : ['model_type', 'vocab_size', 'hidden_size', 'intermediate_size', 'num_hidden_layers', 'num_attention_heads', 'num_key_value_heads'];
+    for (const k of keys)
+      if (theirs[k] !== ours[k]) throw new Error(`--init-from ${o.initFrom}: config.json ${k} is ${JSON.stringify(theirs[k])}, this run's is ${JSON.stringify(ours[k])} (give the same --arch, --hidden, --layers, --heads, --intermediate and --tokenizer)`);
+    model.loadStateDict(fromPretrained(o.initFrom).stateDict());
+    o.log?.(`initialised from ${o.initFrom}`);
+  }
   const sampler = new BatchSampler(train.length, o.batchSize ?? 16, { seed: o.seed ?? 0 });
   const trainer = new Trainer(
     model,

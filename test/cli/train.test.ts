@@ -128,6 +128,18 @@ test('shrink pretrain --arch gpt2|llama trains a causal LM on Tiny Shakespeare t
   assert.equal(again.status, 0, again.stderr);
   assert.equal(again.stderr, `shrink: ${gpt2}: this run already finished (30 steps); reporting its recorded result (use --force to train again)\n`);
   assert.equal(JSON.parse(again.stdout).alreadyFinished, true);
+  // continued pretraining: --init-from starts from the finished model's weights (one step at a negligible lr leaves
+  // them where they were); a folder of other sizes is refused, naming the field
+  const cont = path.join(dir, 'cont');
+  const c = run('pretrain', '--arch', 'gpt2', '--steps', '1', '--hidden', '32', '--layers', '1', '--heads', '2', '--seq-len', '32', '--batch-size', '8', '--lr', '1e-12', '--init-from', gpt2, '-o', cont, '--json');
+  assert.equal(c.status, 0, c.stderr);
+  assert.match(c.stderr, new RegExp(`initialised from ${gpt2.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`));
+  const weight = (d: string) => SafetensorsFile.open(path.join(d, 'model.safetensors')).get('transformer.h.0.mlp.c_fc.weight').toArray();
+  const [w0, w1] = [weight(gpt2), weight(cont)];
+  assert.ok(w0.some((v) => v !== 0) && w0.every((v, i) => Math.abs(v - w1[i]!) < 1e-6));
+  const wrong = run('pretrain', '--arch', 'gpt2', '--steps', '1', '--hidden', '64', '--layers', '1', '--heads', '2', '--seq-len', '32', '--init-from', gpt2, '-o', path.join(dir, 'wrong'));
+  assert.equal(wrong.status, 1);
+  assert.equal(wrong.stderr.trim().split('\n').pop(), `shrink: --init-from ${gpt2}: config.json n_embd is 32, this run's is 64 (give the same --arch, --hidden, --layers, --heads, --intermediate and --tokenizer)`);
   fs.rmSync(dir, { recursive: true });
 });
 

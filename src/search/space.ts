@@ -16,7 +16,8 @@
  * 3. chains — every structural result within the budget (one-shot or trained; prune.structured, share.lowrank,
  *    moe.moefy, distill.kd, prune.cofi) followed by the best quantization scheme of phase 1 (best by the objective
  *    among the quantization candidates within the budget), e.g. prune.structured → finetune → quant.rtn int8-dynamic.
- * 4. trained-only families — distill.kd into fewer layers, prune.cofi at 40/60 % target sparsity. They have no
+ * 4. trained-only families — fff.ultrafast (every MLP a depth-8 fast-feedforward tree), distill.kd into fewer
+ *    layers, prune.cofi at 40/60 % target sparsity. They have no
  *    one-shot version to show promise, cost the most, and so run last, when the budget still allows.
  * 5. chains again, for what phase 4 put within the budget.
  *
@@ -151,6 +152,13 @@ export function followUps(done: Outcome[], all: Candidate[], o: SpaceOptions): C
 /** Phase 4: trained-only families. */
 export function trainedOnly(o: SpaceOptions): Candidate[] {
   return [
+    {
+      // UltraFastBERT: every block's MLP a depth-8 tree (511 neurons, 9 evaluated per token), trained on the task
+      name: `fff depth 8 (${2 * o.trainSteps} steps)`,
+      family: 'fff.ultrafast',
+      phase: 'trained',
+      recipe: { train: { steps: 2 * o.trainSteps, lr: 5e-4, batch_size: 16 }, steps: [{ method: 'fff.ultrafast', depth: 8 }] },
+    },
     {
       name: `kd → 1 layer (${2 * o.trainSteps} steps)`,
       family: 'distill.kd',

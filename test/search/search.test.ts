@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { devSubset, paretoFront, readRecords, search, formatSearch, wilsonInterval, candidateKey, mixedPrecision, oneShotCandidates, type Candidate } from '../../src/search/index.ts';
+import { trainedOnly } from '../../src/search/space.ts';
 import { parseRecipe, resolveSteps } from '../../src/compress/runner.ts';
 import { fromPretrained } from '../../src/models/registry.ts';
 import type { Module } from '../../src/nn/module.ts';
@@ -79,6 +80,14 @@ test('mixedPrecision: an int4 one-shot just over budget is retried with its most
   assert.deepEqual(mixedPrecision([outcome(0.5, true)], all, sp), []);
   assert.deepEqual(mixedPrecision([outcome(3.5, false)], all, sp), []);
   assert.deepEqual(mixedPrecision([{ ...outcome(1.5, false), layerError: null }], all, sp), []);
+});
+
+test('trainedOnly: fast feedforward, distillation and CoFi candidates, each a valid recipe on the SST-2 teacher', () => {
+  const model = fromPretrained(path.join(root, 'data/models/bert-teacher-sst2')) as Module;
+  const cands = trainedOnly({ maxDrop: 1, trainSteps: 60 });
+  assert.deepEqual(cands.map((c) => c.family), ['fff.ultrafast', 'distill.kd', 'prune.cofi', 'prune.cofi']);
+  assert.equal(cands[0]!.name, 'fff depth 8 (120 steps)');
+  for (const c of cands) assert.ok(resolveSteps(parseRecipe(c.recipe), model).length >= 1, c.name);
 });
 
 test('search: 3 cheap candidates on the SST-2 teacher; resume, budget stop, early rejection, best.json runnable', () => {

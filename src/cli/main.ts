@@ -48,6 +48,7 @@ import { classify, fillMask, taskOf } from '../eval/predict.ts';
 import { BertForMaskedLM, BertForSequenceClassification } from '../models/bert/modeling.ts';
 import { GPT2LMHeadModel } from '../models/gpt2/modeling.ts';
 import { LlamaForCausalLM } from '../models/llama/modeling.ts';
+import { registerMakeRandom } from './make-random.ts';
 import { num } from './options.ts';
 
 function formatFinetune(r: FinetuneResult, label: string): string {
@@ -603,6 +604,7 @@ export function buildProgram(out: (s: string) => void = (s) => process.stdout.wr
   registerExport(program, out);
   registerReport(program, out);
   registerDatastore(program, out);
+  registerMakeRandom(program, out);
   return program;
 }
 

@@ -34,7 +34,7 @@ import { fileURLToPath } from 'node:url';
 import { quantizeModel } from '../src/compress/quant/apply.ts';
 import { quantKernelTable } from '../src/compress/quant/modules.ts';
 import type { Module } from '../src/nn/module.ts';
-import { compareLatencyAsync, median, medianCI, measureLatency } from '../src/eval/latency.ts';
+import { ciVerdict, compareLatencyAsync, measureLatency, roundRatio } from '../src/eval/latency.ts';
 import { exportOnnx } from '../src/export/onnx.ts';
 import { backend, kernelNames } from '../src/backend/registry.ts';
 import { AdamW, BertForMaskedLM, BertForSequenceClassification, BertModel, Generator, Tensor, bertConfig, fromPretrained, generate, getNumThreads, manualSeed, noGrad, setNumThreads } from '../src/index.ts';
@@ -240,9 +240,9 @@ if (!quick && want(...BASE_ROWS, ...Object.values(ORT_ROWS))) {
     if (name === base) row.reference = 'PyTorch 240 ms';
     else if (o) {
       // Shrink speed / ORT speed = ORT ms / Shrink ms, per round against the Shrink row of the same model
-      const perRound = c.runs[name]!.map((ms, i) => ms / c.runs[o.vs]![i]!);
-      const ratio = { median: median(perRound), min: Math.min(...perRound), max: Math.max(...perRound), ci95: medianCI(perRound) };
-      const verdict = ratio.ci95[0] > 1 ? 'Shrink faster' : ratio.ci95[1] < 1 ? 'Shrink slower' : 'same within noise';
+      const ratio = roundRatio(c.runs, o.vs, name);
+      const v = ciVerdict(ratio.ci95);
+      const verdict = v === 'same' ? 'same within noise' : `Shrink ${v}`;
       row.ort = { ...ortInfo, vs: o.vs, ratio, verdict, maxAbsDiff: o.maxAbsDiff, match: o.match };
       row.kernel = `onnxruntime-node ${ortInfo.version}, ${ortInfo.provider}`;
       // (no '|' in table cells)
@@ -256,7 +256,8 @@ if (!quick && want(...BASE_ROWS, ...Object.values(ORT_ROWS))) {
     } else {
       Object.assign(row, { ratioVs: base, speedup: r });
       // faster / slower only when the 95 % bootstrap interval of the median ratio lies wholly above / below 1
-      const verdict = r.ci95[0] > 1 ? 'faster' : r.ci95[1] < 1 ? 'slower' : 'same within noise';
+      const v = ciVerdict(r.ci95);
+      const verdict = v === 'same' ? 'same within noise' : v;
       row.reference = `fp32 ×${r.median.toFixed(2)} [95 %: ${r.ci95[0].toFixed(2)}–${r.ci95[1].toFixed(2)}] (${r.min.toFixed(2)}–${r.max.toFixed(2)}): ${verdict}`;
     }
     rows.push(row);

@@ -39,7 +39,7 @@ import type { BertForSequenceClassification } from '../src/models/bert/modeling.
 import { WordPieceTokenizer } from '../src/tokenizers/wordpiece.ts';
 import { TEACHER_DIR, finetuneGlue } from '../src/train/bert-tasks.ts';
 import { evaluateGlue } from '../src/eval/glue.ts';
-import { compareLatency } from '../src/eval/latency.ts';
+import { ciVerdict, compareLatency } from '../src/eval/latency.ts';
 import { collate } from '../src/data/batch.ts';
 import { loadGlue } from '../src/data/glue.ts';
 import { noGrad } from '../src/tensor/autograd.ts';
@@ -170,7 +170,7 @@ for (const [model, label, src] of [['bert-teacher SST-2', 'accuracy', bert ?? ''
       kernels: Object.entries(kn).map(([k, n]) => `${n}× ${k}`).join(', '),
       ...row, latency_ms: c.best[v]! / per, latency_median_ms: c.median[v]! / per, latency_unit: label === 'accuracy' ? 'example' : 'token', clock: cpuTime ? 'cpu' : 'wall',
       speedup_vs_fp32: sp.median, speedup_min: sp.min, speedup_max: sp.max, speedup_ci95: sp.ci95,
-      verdict: v === 'fp32' ? 'reference' : sp.ci95[1] < 1 ? 'slower' : sp.ci95[0] > 1 ? 'faster' : 'same',
+      verdict: v === 'fp32' ? 'reference' : ciVerdict(sp.ci95),
     });
   }
 }

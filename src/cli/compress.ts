@@ -218,7 +218,7 @@ export function jsonDifference(a: unknown, b: unknown, at = ''): string | null {
  */
 function openRunDir(runDir: string, identity: Record<string, unknown>, o: { force?: boolean; warn?: (line: string) => void }): void {
   const file = path.join(runDir, 'run.json');
-  if (fs.existsSync(runDir) && fs.existsSync(file)) {
+  if (fs.existsSync(file)) {
     let saved: unknown;
     try {
       saved = JSON.parse(fs.readFileSync(file, 'utf8'));

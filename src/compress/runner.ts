@@ -381,6 +381,7 @@ function trainStage(model: Module, runs: [ResolvedStep, MethodRun][], train: Tra
       resume: opts.resume ?? true,
       greaterIsBetter: task.greaterIsBetter,
       evalEvery: train.eval_every || undefined,
+      saveBest: false, // the stage writes its own best state, method parameters included (best-state.safetensors)
     },
     {
       lossFn: ({ step }) => {

@@ -139,6 +139,20 @@ function compareSetup(names: string[], opts: CompareOptions) {
   return { reference, rounds, warmup, minMs: opts.minMs ?? 0, now: opts.now ?? (() => performance.now()), runs };
 }
 
+/**
+ * The speed-up of `variant` against `reference` from interleaved rounds: reference ms / variant ms within each round
+ * (> 1: faster), then the median, min, max and the 95 % bootstrap interval of the median over the rounds.
+ */
+export function roundRatio(runs: Record<string, readonly number[]>, variant: string, reference: string): CompareResult['ratios'][string] {
+  const perRound = runs[variant]!.map((ms, r) => runs[reference]![r]! / ms);
+  return { median: median(perRound), min: Math.min(...perRound), max: Math.max(...perRound), ci95: variant === reference ? [1, 1] : medianCI(perRound) };
+}
+
+/** 'faster' / 'slower' when a speed-up's 95 % interval lies wholly above / below 1; 'same' when it holds 1. */
+export function ciVerdict(ci95: readonly [number, number]): 'faster' | 'slower' | 'same' {
+  return ci95[0] > 1 ? 'faster' : ci95[1] < 1 ? 'slower' : 'same';
+}
+
 function compareSummary(names: string[], reference: string, runs: Record<string, number[]>): CompareResult {
   const best: Record<string, number> = {};
   const med: Record<string, number> = {};
@@ -146,8 +160,7 @@ function compareSummary(names: string[], reference: string, runs: Record<string,
   for (const k of names) {
     best[k] = Math.min(...runs[k]!);
     med[k] = median(runs[k]!);
-    const perRound = runs[k]!.map((ms, r) => runs[reference]![r]! / ms);
-    ratios[k] = { median: median(perRound), min: Math.min(...perRound), max: Math.max(...perRound), ci95: k === reference ? [1, 1] : medianCI(perRound) };
+    ratios[k] = roundRatio(runs, k, reference);
   }
   return { best, median: med, ratios, runs };
 }

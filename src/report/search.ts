@@ -14,7 +14,7 @@
 import path from 'node:path';
 import type { CompressReport, Measured } from '../cli/compress.ts';
 import type { CandidateRecord, SearchResult } from '../search/index.ts';
-import type { RenderOptions } from './html.ts';
+import { metricValue, type RenderOptions } from './html.ts';
 import type { NamedReport } from './read.ts';
 
 const CHOSEN = '#d62728';
@@ -70,13 +70,12 @@ export function searchReports(r: SearchResult, dir: string): { reports: NamedRep
     `Latency: the model's own (1 warm-up + best of 5) times each candidate's ratio to the model measured in the same run` +
     (retimed ? ` (interleaved re-timing, ${r.best?.confirmed?.rounds ?? r.teacherConfirmed?.rounds ?? 7} rounds, for the ${retimed} re-timed; their compress run for the rest)` : ' (its compress run)') +
     '. Blue: within budget, grey: over it; names beside the front and the chosen one only (hover for the others).';
-  const pctOf = (m: number) => 100 * m;
   return {
     reports,
     options: {
       title: `shrink search: ${r.model} on ${r.task}`,
       subtitle,
-      budget: t.metric !== null ? { value: pctOf(t.metric) - r.maxDrop, label: `budget: the model's ${t.metric_name} − ${r.maxDrop} point${r.maxDrop === 1 ? '' : 's'}` } : undefined,
+      budget: t.metric !== null ? { value: metricValue(t.metric_name, t.metric) - r.maxDrop, label: `budget: the model's ${t.metric_name} − ${r.maxDrop} point${r.maxDrop === 1 ? '' : 's'}` } : undefined,
       legend: false,
     },
   };

@@ -464,9 +464,10 @@ export function readSearch(dir: string): SearchResult {
   } catch (e) {
     throw new ShrinkError(`${file}: not valid JSON: ${(e as Error).message.split('\n')[0]}`, { file, cause: e });
   }
+  if (typeof raw !== 'object' || raw === null) throw new ShrinkError(`${file}: expected the summary of shrink search (model, task, teacher, pareto, best)`, { file });
   const o = raw as Partial<SearchResult> & { confirmed?: Record<string, Confirmed> };
   const t = o.teacher as Partial<TeacherRow> | undefined;
-  if (typeof o !== 'object' || o === null || typeof o.model !== 'string' || typeof o.task !== 'string') throw new ShrinkError(`${file}: expected the summary of shrink search (model, task, teacher, pareto, best)`, { file });
+  if (typeof o.model !== 'string' || typeof o.task !== 'string') throw new ShrinkError(`${file}: expected the summary of shrink search (model, task, teacher, pareto, best)`, { file });
   if (!t || typeof t.bytes !== 'number' || typeof t.params !== 'number' || typeof t.latency_ms_b1 !== 'number' || typeof t.latency_ms_b32 !== 'number' || typeof t.metric_name !== 'string')
     throw new ShrinkError(`${file}: teacher: expected the model's params, bytes, metric, metric_name and latencies`, { file });
   if (!Array.isArray(o.pareto)) throw new ShrinkError(`${file}: pareto: expected a list of candidate keys`, { file });

@@ -53,6 +53,11 @@ export interface TrainerConfig {
   greaterIsBetter?: boolean;
   /** Append every log entry to outDir/log.jsonl (default true when outDir is set). */
   logFile?: boolean;
+  /**
+   * Write the model to outDir/best at each better evaluation (default true). Off where the caller keeps its own best
+   * state (compress stages: the model with the methods' parameters, in best-state.safetensors).
+   */
+  saveBest?: boolean;
 }
 
 export interface StepContext {
@@ -203,7 +208,7 @@ export class Trainer {
           const better = ev.eligible !== 0 && (this.bestMetric === null || ((this.cfg.greaterIsBetter ?? true) ? ev.metric > this.bestMetric : ev.metric < this.bestMetric));
           if (better) {
             this.bestMetric = ev.metric;
-            if (outDir) this.saveModel(path.join(outDir, 'best'));
+            if (outDir && (this.cfg.saveBest ?? true)) this.saveModel(path.join(outDir, 'best'));
           }
         }
         history.push(entry);

@@ -303,6 +303,11 @@ export interface MagnitudeConfig {
 }
 
 const STORAGE = ['sparse', 'sparse_int8', 'dense'] as const;
+
+/** Store pruned layers as the `storage` option says: sparse (float32 or int8 values), or left dense with their zeros. */
+function store(model: Module, names: string[], storage: (typeof STORAGE)[number]): void {
+  if (storage !== 'dense') sparsify(model, names, undefined, storage === 'sparse_int8' ? 'int8' : 'float32');
+}
 const SCOPES = ['layer', 'global'] as const;
 
 /** Prune a model in place (the library call behind prune.magnitude); returns the report. */
@@ -314,7 +319,7 @@ export function pruneMagnitude(model: Module, cfg: Partial<MagnitudeConfig> & { 
   targets.forEach(([, m], i) => applyMask(m, masks[i]!));
   const weights = masks.reduce((a, m) => a + m.length, 0);
   const pruned = countZeros(masks);
-  if (c.storage !== 'dense') sparsify(model, targets.map(([n]) => n), undefined, c.storage === 'sparse_int8' ? 'int8' : 'float32');
+  store(model, targets.map(([n]) => n), c.storage);
   return { pruned_layers: targets.length, target_weights: weights, pruned_weights: pruned, sparsity: weights ? pruned / weights : 0, ...sparseReport(model) };
 }
 
@@ -441,7 +446,7 @@ export const pruneGradualMethod: Method<GradualConfig> = {
         reapply();
         const weights = targets.reduce((a, [, m]) => a + m.weight.numel, 0);
         const pruned = masks ? countZeros(masks) : 0;
-        if (cfg.storage !== 'dense') sparsify(model, targets.map(([n]) => n), undefined, cfg.storage === 'sparse_int8' ? 'int8' : 'float32');
+        store(model, targets.map(([n]) => n), cfg.storage);
         finalReport = { pruned_layers: targets.length, target_weights: weights, pruned_weights: pruned, sparsity: weights ? pruned / weights : 0, schedule_end: sched.end, ...sparseReport(model) };
       },
       report: () => finalReport,

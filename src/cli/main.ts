@@ -3,7 +3,7 @@
  * with --json). Errors print one line and exit 1; no stack traces for user mistakes. Flags and output folders are
  * checked before any long work; a training run stopped by Ctrl-C exits 130 (see README "Reliability").
  */
-import { Command, CommanderError } from 'commander';
+import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import { backend, getNumThreads, nativeAddon } from '../backend/registry.ts';
@@ -31,7 +31,7 @@ import { formatBytes } from './inspect.ts';
 import type { GlueTask } from '../data/glue.ts';
 import type { LogEntry } from '../train/trainer.ts';
 import { evalGlue, evalPerplexity } from '../eval/evaluate.ts';
-import { castFolder, quantizeFolder } from '../compress/quant/pretrained.ts';
+import { castFolder, peakRssMb, quantizeFolder } from '../compress/quant/pretrained.ts';
 import { TOKENIZER_FILES, hasTokenizer } from '../io/tokenizer-files.ts';
 import { compressFolder } from './compress.ts';
 import { resolveSteps, resolvedRecipe, type Recipe, type RecipeStep } from '../compress/runner.ts';
@@ -80,15 +80,29 @@ interface GenerateOpts {
   topP?: number;
   seed: number;
   json?: boolean;
+  /** Token ids instead of --prompt text (no tokenizer needed: random-weight or tokenizer-less checkpoints). */
+  promptIds?: number[];
+}
+
+/** `--prompt-ids 1,450,3`: token ids, each an integer ≥ 0. */
+function parsePromptIds(v: string): number[] {
+  const ids = v.split(',').map((x) => x.trim());
+  for (const x of ids) if (!/^\d+$/.test(x)) throw new InvalidArgumentError(`--prompt-ids: expected comma-separated token ids (integers ≥ 0), got '${x}'`);
+  return ids.map(Number);
 }
 
 /** Continue a prompt with a causal LM folder; returns the text to print (a table line or JSON). */
 function runGenerate(dir: string, o: GenerateOpts, loaded?: CausalLM): string {
-  const tok = loadTokenizer(dir);
+  const tok = o.promptIds ? null : loadTokenizer(dir);
+  const tl = performance.now();
   const model = loaded ?? (fromPretrained(dir) as unknown as CausalLM);
+  const loadMs = performance.now() - tl;
   if (!(model instanceof GPT2LMHeadModel || model instanceof LlamaForCausalLM)) throw new Error(`${dir}: not a causal LM (${(model as object).constructor.name})`);
+  const vocab = Number(model.config.vocab_size);
+  const bad = o.promptIds?.find((id) => id >= vocab);
+  if (bad !== undefined) throw new Error(`--prompt-ids: token id ${bad} is outside the vocabulary of ${dir} (vocab_size ${vocab})`);
   const doSample = o.temperature !== undefined || o.topK !== undefined || o.topP !== undefined;
-  const prompt = tok.encode(o.prompt);
+  const prompt = o.promptIds ?? tok!.encode(o.prompt);
   const t0 = performance.now();
   const ids = generate(model, prompt, {
     maxNewTokens: o.maxNewTokens,
@@ -96,17 +110,18 @@ function runGenerate(dir: string, o: GenerateOpts, loaded?: CausalLM): string {
     temperature: o.temperature,
     topK: o.topK,
     topP: o.topP,
-    eosTokenId: tok.specialIds.eos ?? null,
+    eosTokenId: tok ? (tok.specialIds.eos ?? null) : null,
     generator: new Generator(o.seed),
   });
   const ms = performance.now() - t0;
-  const text = tok.decode(ids);
+  const text = tok ? tok.decode(ids) : ids.join(' ');
   const newTokens = ids.length - prompt.length;
   const limit = contextLength(model);
   if (limit !== undefined && newTokens < o.maxNewTokens && ids.length >= limit)
     note(`stopped at the model's context limit of ${limit} positions (${prompt.length} prompt + ${newTokens} new tokens; -n asked for ${o.maxNewTokens})`);
-  if (o.json) return JSON.stringify({ task: 'generate', text, ids, newTokens, ms: +ms.toFixed(1), tokensPerS: +((newTokens / ms) * 1000).toFixed(1) }) + '\n';
-  return `${text}\n\n(${newTokens} tokens in ${ms.toFixed(0)} ms, ${((newTokens / ms) * 1000).toFixed(1)} tokens/s)\n`;
+  if (o.json)
+    return JSON.stringify({ task: 'generate', text, ids, newTokens, ms: +ms.toFixed(1), tokensPerS: +((newTokens / ms) * 1000).toFixed(2), loadMs: Math.round(loadMs), peakRssMb: peakRssMb() }) + '\n';
+  return `${text}\n\n(${newTokens} tokens in ${ms.toFixed(0)} ms, ${((newTokens / ms) * 1000).toFixed(1)} tokens/s; loaded in ${(loadMs / 1000).toFixed(1)} s, peak resident memory ${peakRssMb().toLocaleString('en-US')} MiB)\n`;
 }
 
 interface QuantizeCliOptions {
@@ -256,6 +271,7 @@ export function buildProgram(out: (s: string) => void = (s) => process.stdout.wr
     .description('Continue a prompt with a causal LM (GPT-2 / Llama folders): greedy, or sampling with temperature, top-k, top-p')
     .argument('<model>', 'model folder with a tokenizer (e.g. data/models/stories260K)')
     .option('-p, --prompt <text>', 'prompt text', 'Once upon a time')
+    .option('--prompt-ids <ids>', 'prompt as comma-separated token ids instead of text (needs no tokenizer; prints ids)', parsePromptIds)
     .option('-n, --max-new-tokens <n>', 'tokens to generate', num('max-new-tokens', 1, 100000, true), 64)
     .option('--temperature <t>', 'sampling temperature (implies sampling)', num('temperature', 1e-6))
     .option('--top-k <k>', 'keep the k most likely tokens (implies sampling)', num('top-k', 1, Infinity, true))
@@ -557,7 +573,8 @@ export function buildProgram(out: (s: string) => void = (s) => process.stdout.wr
         return;
       }
       const needsCalib = o.method === 'gptq' || o.scheme === 'int8-static';
-      const calib = needsCalib || o.report ? calibrationBatches(dir, o.calib ?? (type === 'bert' ? 'sst2' : 'wikitext2'), { samples: o.calibSamples, seqLen: o.calibSeqLen }) : undefined;
+      // batches of about 1,024 tokens: long sequences come fewer to a batch, so attention's (B, heads, T, T) stays small
+      const calib = needsCalib || o.report ? calibrationBatches(dir, o.calib ?? (type === 'bert' ? 'sst2' : 'wikitext2'), { samples: o.calibSamples, seqLen: o.calibSeqLen, batchSize: Math.max(1, Math.min(8, Math.floor(1024 / o.calibSeqLen))) }) : undefined;
       const r = quantizeFolder(
         dir,
         o.out,
@@ -587,11 +604,11 @@ export function buildProgram(out: (s: string) => void = (s) => process.stdout.wr
         const layers = qm.namedModules().map(([k]) => k).filter((k) => r.modules[k] && r.modules[k]!.type !== 'embedding');
         errs = layerErrors(fromPretrained(dir), qm, layers, calib.slice(0, 4));
       }
-      if (o.json) out(JSON.stringify({ out: r.out, modules: n, fileBytesBefore: r.fileBytesBefore, fileBytesAfter: r.fileBytesAfter, ratio: r.fileBytesAfter / r.fileBytesBefore, ms: Math.round(r.ms), padded: r.padded, gptqLoss: r.gptqLoss, layerErrors: errs }) + '\n');
+      if (o.json) out(JSON.stringify({ out: r.out, modules: n, fileBytesBefore: r.fileBytesBefore, fileBytesAfter: r.fileBytesAfter, ratio: r.fileBytesAfter / r.fileBytesBefore, ms: Math.round(r.ms), peakRssMb: r.peakRssMb, padded: r.padded, gptqLoss: r.gptqLoss, layerErrors: errs }) + '\n');
       else
         out(
           [`| quantize: ${dir} | value |`, '| --- | --- |', `| scheme | ${o.scheme}${o.scheme === 'int4' ? ` (${o.bits ?? 4} bits)` : ''}, ${o.method} |`, `| modules quantized | ${n} |`, ...(r.padded ? [`| zero-padded in_features | ${Object.keys(r.padded).length} modules (group size does not divide them) |`] : []),
-            `| model.safetensors | ${formatBytes(r.fileBytesBefore)} → ${formatBytes(r.fileBytesAfter)} (${((100 * r.fileBytesAfter) / r.fileBytesBefore).toFixed(1)} %) |`, `| time | ${(r.ms / 1000).toFixed(1)} s |`, `| output | ${r.out} |`].join('\n') + '\n' + (errs ? '\n' + formatLayerErrors(errs) : ''),
+            `| model.safetensors | ${formatBytes(r.fileBytesBefore)} → ${formatBytes(r.fileBytesAfter)} (${((100 * r.fileBytesAfter) / r.fileBytesBefore).toFixed(1)} %) |`, `| time | ${(r.ms / 1000).toFixed(1)} s |`, `| peak resident memory | ${r.peakRssMb.toLocaleString('en-US')} MiB |`, `| output | ${r.out} |`].join('\n') + '\n' + (errs ? '\n' + formatLayerErrors(errs) : ''),
         );
     });
 

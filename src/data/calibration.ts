@@ -8,8 +8,10 @@ import { collate } from './batch.ts';
 import { chunkTokens, loadText, loadTinyShakespeare, wikiTextLines } from './text.ts';
 import { loadTokenizer } from '../tokenizers/index.ts';
 import { Tensor } from '../tensor/tensor.ts';
+import { Generator } from '../tensor/random.ts';
+import { readConfig } from '../io/hf.ts';
 
-export const CALIBRATION_SOURCES = ['sst2', 'mrpc', 'rte', 'cola', 'wikitext2', 'tinyshakespeare', '<file>'];
+export const CALIBRATION_SOURCES = ['sst2', 'mrpc', 'rte', 'cola', 'wikitext2', 'tinyshakespeare', 'random', '<file>'];
 
 export interface CalibrationOptions {
   /** Examples (encoders) or blocks (causal LMs). Default 128. */
@@ -21,15 +23,27 @@ export interface CalibrationOptions {
 
 /**
  * Batches of model inputs from `source` ('sst2' | 'mrpc' | 'rte' | 'cola' train sentences, 'wikitext2' valid,
- * 'tinyshakespeare', or a text file). Deterministic: the first examples / blocks, no shuffling.
+ * 'tinyshakespeare', a text file, or 'random': uniform token ids over config.json's vocab_size from a fixed seed,
+ * which needs no tokenizer — for random-weight checkpoints such as `shrink make-random`'s, where no text means more
+ * than noise). Deterministic: the first examples / blocks, no shuffling.
  */
 export function calibrationBatches(modelDir: string, source: string, o: CalibrationOptions = {}): Record<string, Tensor>[] {
   const samples = o.samples ?? 128;
   const T = o.seqLen ?? 128;
   const B = o.batchSize ?? 8;
   if (!(samples >= 1)) throw new Error(`calibration: samples must be ≥ 1, got ${samples}`);
-  const tok = loadTokenizer(modelDir);
   const out: Record<string, Tensor>[] = [];
+  if (source === 'random') {
+    const V = readConfig(modelDir).vocab_size;
+    if (!(Number.isSafeInteger(V) && (V as number) > 0)) throw new Error(`calibration random: ${modelDir}/config.json has no positive integer vocab_size (got ${JSON.stringify(V)})`);
+    const g = new Generator(0);
+    for (let i = 0; i < samples; i += B) {
+      const b = Math.min(B, samples - i);
+      out.push({ inputIds: Tensor.from(Int32Array.from({ length: b * T }, () => g.randint(0, V as number)), { shape: [b, T] }) });
+    }
+    return out;
+  }
+  const tok = loadTokenizer(modelDir);
   if (['sst2', 'mrpc', 'rte', 'cola'].includes(source)) {
     const d = loadGlue(source as GlueTask, 'train');
     const enc = d.texts.slice(0, samples).map(([a, b]) => {

@@ -10,7 +10,7 @@
 import { anatomy } from '../../models/anatomy.ts';
 import { Module } from '../../nn/module.ts';
 import { Conv1D, Embedding, Linear, type LinearLike } from '../../nn/layers.ts';
-import { callForward, registerForwardPreHook, type HookHandle } from '../../nn/hooks.ts';
+import { callForward, registerForwardPreHook } from '../../nn/hooks.ts';
 import { Tensor } from '../../tensor/tensor.ts';
 import { noGrad } from '../../tensor/autograd.ts';
 import { matchesAny } from '../select.ts';
@@ -46,6 +46,13 @@ export interface QuantizeOptions {
   percentile?: number;
   /** Called before a target's float weight is read (streaming passes copy it in from the file just then). */
   materialize?: (moduleName: string, weight: Tensor) => void;
+  /**
+   * GPTQ calibration pass. 'blockwise' (the default where the anatomy allows: GPT-2 and Llama decoders) captures
+   * the first block's inputs once and carries the calibration activations from block to block, as the reference's
+   * llama.py / opt.py do, so only one block needs float weights at a time; 'model' runs the whole partly
+   * quantized model for every stage (any model). Both give the same Hessians.
+   */
+  gptqPass?: 'blockwise' | 'model';
 }
 
 /** One entry of quantization_config.modules. */
@@ -76,7 +83,13 @@ export interface QuantizeReport {
   gptqLoss?: Record<string, number>;
 }
 
+/** A module to quantize; `module` is cleared once it is replaced, so its float weight can be freed. */
 type Target = { name: string; module: Linear | Conv1D | Embedding; kind: QuantModuleEntry['type'] };
+
+/** Drop a quantized target's reference to its float module (streaming passes rely on the memory coming back). */
+function release(t: Target): void {
+  (t as { module: unknown }).module = null;
+}
 
 function resolved(o: QuantizeOptions): Required<Pick<QuantizeOptions, 'bits' | 'granularity' | 'groupSize' | 'symmetric' | 'method' | 'formula'>> {
   const int4 = o.scheme === 'int4';
@@ -204,9 +217,13 @@ function quantizeModelImpl(model: Module, o: QuantizeOptions): QuantizeReport {
     report.modules[t.name] = { ...report.modules[name]!, type: t.kind, scheme, bias: bias instanceof Tensor, shares: name, padding_idx: undefined };
   }
   const todo = linears.filter((t) => !byTensor.has(t.module.weight));
+  // the float embeddings and tied heads are replaced: let their float weights go
+  byTensor.clear();
+  for (const t of targets) if (!todo.includes(t)) release(t);
   // int8-static: observe every layer's input on the float model (before anything is swapped)
   const ranges = o.scheme === 'int8-static' ? observeInputs(model, todo.map((t) => t.name), o.calibration!(), o.observer ?? 'minmax', o.percentile) : null;
   const warned = new Set<string>();
+  const factors = new WeakMap<Float64Array, { key: string; U: Float64Array }>();
   const quantizeOne = (t: Target, H: Float64Array | null) => {
     const { w: w0, N, K: K0 } = weightOf(t, o);
     const spec = specFor(K0, false);
@@ -225,7 +242,7 @@ function quantizeModelImpl(model: Module, o: QuantizeOptions): QuantizeReport {
     }
     let q: QuantizedWeight;
     if (H) {
-      const g = gptqQuantize(`${t.name}.weight`, w, N, K, H, spec, { percdamp: o.percdamp ?? 0.01, actOrder: o.actOrder ?? false });
+      const g = gptqQuantize(`${t.name}.weight`, w, N, K, H, spec, { percdamp: o.percdamp ?? 0.01, actOrder: o.actOrder ?? false, factors });
       q = g.q;
       (report.gptqLoss ??= {})[t.name] = g.loss;
     } else q = quantizeWeight(`${t.name}.weight`, w, N, K, spec);
@@ -242,6 +259,7 @@ function quantizeModelImpl(model: Module, o: QuantizeOptions): QuantizeReport {
     report.modules[t.name] = entry(t, q, scheme, spec, K !== K0 ? { in_features: K0 } : {});
     report.floatBytes += N * K0 * 4;
     report.quantBytes += quantizedBytes(q);
+    release(t);
   };
 
   if (r.method === 'rtn') {
@@ -249,36 +267,173 @@ function quantizeModelImpl(model: Module, o: QuantizeOptions): QuantizeReport {
     return report;
   }
   if (!o.calibration) throw new Error('GPTQ needs calibration data (--calib)');
-  // GPTQ, stage by stage: hook the stage's layers, run the calibration set through the partly quantized model.
-  const blockIndex = blockIndexer(model);
-  const stages = [...new Set(todo.map((t) => blockIndex(t.name)))].sort((a, b) => a - b);
-  for (const s of stages) {
-    const stage = todo.filter((t) => blockIndex(t.name) === s);
-    const H = new Map<Target, { h: Float64Array; n: number }>();
-    const hooks: HookHandle[] = [];
-    // padding positions are not data: a layer that sees one row per token (B·T rows) skips the masked ones
-    let tokenMask: ArrayLike<number> | null = null;
-    for (const t of stage) {
-      const K = (t.module as LinearLike).inFeatures;
-      const acc = { h: new Float64Array(K * K), n: 0 };
-      H.set(t, acc);
-      const hessianOf = (x: Tensor) => void (acc.n = accumulateInputs(acc.h, x, K, acc.n, tokenMask));
-      hooks.push(registerForwardPreHook(t.module, (_m, inputs) => hessianOf(inputs[0] as Tensor)));
-    }
-    try {
-      noGrad(() => {
-        for (const batch of o.calibration!()) {
-          tokenMask = batch.attentionMask ? (batch.attentionMask.contiguous().data as ArrayLike<number>) : null;
-          callForward(model, batch);
-        }
-      });
-    } finally {
-      for (const h of hooks) h.remove();
-    }
-    for (const t of stage) {
-      o.log?.(`gptq ${t.name}`);
-      quantizeOne(t, H.get(t)!.h);
-    }
+  const blockwise = o.gptqPass !== 'model' ? blockwisePlan(model, todo) : null;
+  if (o.gptqPass === 'blockwise' && !blockwise) throw new Error('GPTQ blockwise pass: the model has no final norm + lm_head anatomy (GPT-2 / Llama decoders only)');
+  // calibration forwards run in eval mode (no dropout), as the reference's
+  const wasTraining = model.training;
+  model.eval();
+  try {
+    if (blockwise) gptqBlockwise(model, todo, blockwise, o, quantizeOne);
+    else gptqWholeModel(model, todo, o, quantizeOne);
+  } finally {
+    if (wasTraining) model.train();
   }
   return report;
+}
+
+/** GPTQ with the whole-model pass: every stage runs the calibration set through the whole, partly quantized model. */
+function gptqWholeModel(model: Module, todo: Target[], o: QuantizeOptions, quantizeOne: (t: Target, H: Float64Array) => void): void {
+  for (const t of todo) o.materialize?.(t.name, t.module.weight);
+  const blockIndex = blockIndexer(model);
+  const stages = [...new Set(todo.map((t) => blockIndex(t.name)))].sort((a, b) => a - b);
+  for (const s of stages)
+    gatherAndQuantize(todo.filter((t) => blockIndex(t.name) === s), o, quantizeOne, (hs) => {
+      for (const batch of o.calibration!()) {
+        // padding positions are not data: a layer that sees one row per token (B·T rows) skips the masked ones
+        hs.next(batch.attentionMask ? (batch.attentionMask.contiguous().data as ArrayLike<number>) : null);
+        callForward(model, batch);
+      }
+    });
+}
+
+/** Hook a stage's layers, run the calibration forwards `run` makes, then GPTQ-quantize each layer with its Hessian. */
+function gatherAndQuantize(stage: Target[], o: QuantizeOptions, quantizeOne: (t: Target, H: Float64Array) => void, run: (hs: StageHessians) => void): void {
+  const hs = new StageHessians();
+  const hooks = stage.map((t) => registerForwardPreHook(t.module, (_m, inputs) => hs.add(t, inputs[0] as Tensor)));
+  try {
+    noGrad(() => run(hs));
+  } finally {
+    for (const h of hooks) h.remove();
+  }
+  for (const t of stage) {
+    o.log?.(`gptq ${t.name}`);
+    quantizeOne(t, hs.take(t));
+  }
+}
+
+/**
+ * Running GPTQ Hessians of one stage's layers. Layers that read the very same input tensor in a forward (q/k/v,
+ * gate/up) share one accumulator: identical sums, a third of the memory and of the xᵀx products.
+ */
+class StageHessians {
+  private readonly acc = new Map<Target, { h: Float64Array; n: number; batch: number }>();
+  private seen = new Map<Tensor, { h: Float64Array; n: number; batch: number }>();
+  private batch = -1;
+  private mask: ArrayLike<number> | null = null;
+  /** Start the next calibration batch; `tokenMask` has one entry per token (0 = padding, left out). */
+  next(tokenMask: ArrayLike<number> | null): void {
+    this.batch++;
+    this.mask = tokenMask;
+    this.seen = new Map();
+  }
+  add(t: Target, x: Tensor): void {
+    let a = this.acc.get(t);
+    if (!a) {
+      const K = (t.module as LinearLike).inFeatures;
+      a = this.seen.get(x) ?? { h: new Float64Array(K * K), n: 0, batch: -1 };
+      this.acc.set(t, a);
+    }
+    this.seen.set(x, a);
+    if (a.batch === this.batch) return; // a layer sharing this input already added it
+    a.batch = this.batch;
+    a.n = accumulateInputs(a.h, x, (t.module as LinearLike).inFeatures, a.n, this.mask);
+  }
+  /** The layer's Hessian; forgotten here once every layer sharing it has taken it. */
+  take(t: Target): Float64Array {
+    const a = this.acc.get(t);
+    if (!a) throw new Error(`GPTQ: ${t.name} saw no calibration input (is it on the forward path?)`);
+    this.acc.delete(t);
+    return a.h;
+  }
+  /** Direct accumulation (inputs computed outside a forward, e.g. the head's normed hidden states). */
+  addRows(t: Target, x: Tensor, tokenMask: ArrayLike<number> | null): void {
+    this.next(tokenMask);
+    this.add(t, x);
+  }
+}
+
+/** What the blockwise GPTQ pass needs: the blocks in forward order, the final norm, and the head (if quantized). */
+interface BlockwisePlan {
+  blocks: string[];
+  finalNorm: string;
+  head: Target | null;
+}
+
+/**
+ * The blockwise plan, or null when the model is not a decoder whose blocks feed `head(finalNorm(x))` (BERT's heads
+ * have their own transforms; such models take the whole-model pass).
+ */
+function blockwisePlan(model: Module, todo: Target[]): BlockwisePlan | null {
+  let a: ReturnType<typeof anatomy>;
+  try {
+    a = anatomy(model);
+  } catch {
+    return null;
+  }
+  if (!a.finalNorm || a.blocks.length === 0) return null;
+  const outside = todo.filter((t) => !a.blocks.some((b) => t.name.startsWith(`${b.path}.`)));
+  if (outside.some((t) => t.name !== a.head)) return null;
+  return { blocks: a.blocks.map((b) => b.path), finalNorm: a.finalNorm, head: outside[0] ?? null };
+}
+
+/** Thrown by the capture hook to stop a forward at the first block. */
+const CAPTURED = Symbol('gptq: first block inputs captured');
+
+/**
+ * GPTQ, block by block: the calibration batches run once up to the first block (its arguments captured, the rest
+ * of the forward skipped); then for each block, the float block's layers gather their Hessians, are quantized, and
+ * the quantized block's outputs replace its inputs as the next block's. The head's Hessian is gathered from
+ * finalNorm(last block's output). Float weights are needed (materialized) one block at a time.
+ */
+function gptqBlockwise(model: Module, todo: Target[], plan: BlockwisePlan, o: QuantizeOptions, quantizeOne: (t: Target, H: Float64Array) => void): void {
+  const carried: { args: unknown[]; mask: ArrayLike<number> | null }[] = [];
+  const first = model.getSubmodule(plan.blocks[0]!);
+  noGrad(() => {
+    for (const batch of o.calibration!()) {
+      const mask = batch.attentionMask ? (batch.attentionMask.contiguous().data as ArrayLike<number>) : null;
+      const hook = registerForwardPreHook(first, (_m, inputs) => {
+        carried.push({ args: [...inputs], mask });
+        throw CAPTURED;
+      });
+      try {
+        callForward(model, batch);
+        throw new Error(`GPTQ: the forward never reached ${plan.blocks[0]}`);
+      } catch (e) {
+        if (e !== CAPTURED) throw e;
+      } finally {
+        hook.remove();
+      }
+    }
+  });
+  if (carried.length === 0) throw new Error('GPTQ: the calibration data has no batches');
+  for (const path of plan.blocks) {
+    const block = model.getSubmodule(path);
+    const stage = todo.filter((t) => t.name.startsWith(`${path}.`));
+    for (const t of stage) o.materialize?.(t.name, t.module.weight);
+    if (stage.length)
+      gatherAndQuantize(stage, o, quantizeOne, (hs) => {
+        for (const c of carried) {
+          hs.next(c.mask);
+          callForward(block, ...c.args);
+        }
+      });
+    // the quantized block's outputs are the next block's inputs
+    noGrad(() => {
+      for (const c of carried) {
+        const r = callForward(block, ...c.args) as Tensor | { out: Tensor };
+        c.args[0] = r instanceof Tensor ? r : r.out;
+      }
+    });
+  }
+  const head = plan.head;
+  if (head) {
+    const norm = model.getSubmodule(plan.finalNorm);
+    o.materialize?.(head.name, head.module.weight);
+    gatherAndQuantize([head], o, quantizeOne, (hs) => {
+      for (const c of carried) {
+        hs.next(c.mask);
+        hs.add(head, callForward(norm, c.args[0]) as Tensor);
+      }
+    });
+  }
 }

@@ -7,13 +7,15 @@
  * - optional act-order: columns processed by descending H_ii; with groups, each column keeps the scale of its
  *   original contiguous group ("static groups", computed from the unquantized W), so the file format stays plain
  *   contiguous groups;
- * - dampening λ = percdamp · mean(diag H) added to the diagonal; H⁻¹ via Cholesky, then its upper Cholesky factor;
+ * - dampening λ = percdamp · mean(diag H) added to the diagonal; the upper Cholesky factor of H⁻¹ from one
+ *   factorization and one triangular inverse (upperCholeskyOfInverseInPlace), shared by layers with one Hessian;
  * - lazy batches of 128 columns: quantize a column, spread its error over the remaining columns of the block, then
  *   apply the block's accumulated update to the rest of W in one product;
  * - per-group parameters found on the *updated* weights when a group starts (as the reference does without
  *   act-order), per-row parameters from the whole W at the start otherwise.
  *
- * All arithmetic in float64. Returns the QuantizedWeight and the reference's loss Σ (w − q)²/d² / 2.
+ * Arithmetic in float64 except the lazy block update, a float32 GEMM as the reference computes everything.
+ * Returns the QuantizedWeight and the reference's loss Σ (w − q)²/d² / 2.
  */
 import { matmul } from '../../ops/matmul.ts';
 import { Tensor } from '../../tensor/tensor.ts';
@@ -58,60 +60,73 @@ export function accumulateInputs(H: Float64Array, x: Tensor, K: number, n: numbe
   return kept > 0 ? accumulateHessian(H, data, kept, K, n) : n;
 }
 
-/** Lower Cholesky factor of a symmetric positive-definite [K, K] matrix (in place into L); false if not SPD. */
-function cholesky(A: Float64Array, K: number, L: Float64Array): boolean {
-  L.fill(0);
-  for (let j = 0; j < K; j++) {
-    let d = A[j * K + j]!;
-    for (let k = 0; k < j; k++) d -= L[j * K + k]! * L[j * K + k]!;
-    if (!(d > 0)) return false;
-    const ljj = Math.sqrt(d);
-    L[j * K + j] = ljj;
-    for (let i = j + 1; i < K; i++) {
-      let s = A[i * K + j]!;
-      const li = i * K;
-      const lj = j * K;
-      for (let k = 0; k < j; k++) s -= L[li + k]! * L[lj + k]!;
-      L[i * K + j] = s / ljj;
+/**
+ * In place: the lower Cholesky factor of the symmetric positive-definite [K, K] matrix in A (its lower triangle is
+ * read; the strict upper triangle is zeroed). False if A is not positive definite. Row-oriented (each entry a
+ * contiguous dot product of two rows already factored).
+ */
+function choleskyInPlace(A: Float64Array, K: number): boolean {
+  for (let i = 0; i < K; i++) {
+    const ri = i * K;
+    for (let j = 0; j <= i; j++) {
+      const rj = j * K;
+      let s = A[ri + j]!;
+      for (let k = 0; k < j; k++) s -= A[ri + k]! * A[rj + k]!;
+      if (j < i) A[ri + j] = s / A[rj + j]!;
+      else {
+        if (!(s > 0)) return false;
+        A[ri + i] = Math.sqrt(s);
+      }
     }
+    A.fill(0, ri + i + 1, ri + K);
   }
   return true;
 }
 
-/** Upper Cholesky factor U of H⁻¹ (H⁻¹ = Uᵀ U), from H. */
-function upperCholeskyOfInverse(H: Float64Array, K: number, name: string, percdamp: number): Float64Array {
-  const L = new Float64Array(K * K);
-  if (!cholesky(H, K, L)) throw new Error(`${name}: GPTQ Hessian is not positive definite after dampening ${percdamp}; raise --percdamp (e.g. 0.1) or use more calibration data`);
-  // Linv: inverse of the lower-triangular L, by forward substitution column by column
-  const Linv = new Float64Array(K * K);
-  for (let j = 0; j < K; j++) {
-    Linv[j * K + j] = 1 / L[j * K + j]!;
-    for (let i = j + 1; i < K; i++) {
-      let s = 0;
-      for (let k = j; k < i; k++) s += L[i * K + k]! * Linv[k * K + j]!;
-      Linv[i * K + j] = -s / L[i * K + i]!;
+/**
+ * In place: the inverse of the lower-triangular [K, K] matrix in L (lower-triangular too), row by row: row i of
+ * L⁻¹ is (e_i − Σ_{k<i} L_ik · row k of L⁻¹) / L_ii, each term a contiguous axpy.
+ */
+function invertLowerInPlace(L: Float64Array, K: number): void {
+  const row = new Float64Array(K);
+  for (let i = 0; i < K; i++) {
+    const ri = i * K;
+    row.fill(0, 0, i + 1);
+    for (let k = 0; k < i; k++) {
+      const l = L[ri + k]!;
+      if (l === 0) continue;
+      const rk = k * K;
+      for (let j = 0; j <= k; j++) row[j] -= l * L[rk + j]!;
     }
+    const d = 1 / L[ri + i]!;
+    for (let j = 0; j < i; j++) L[ri + j] = row[j]! * d;
+    L[ri + i] = d;
   }
-  // H⁻¹ = Linvᵀ Linv
-  const Hinv = new Float64Array(K * K);
-  for (let i = 0; i < K; i++)
-    for (let j = 0; j <= i; j++) {
-      let s = 0;
-      for (let k = i; k < K; k++) s += Linv[k * K + i]! * Linv[k * K + j]!;
-      Hinv[i * K + j] = s;
-      Hinv[j * K + i] = s;
-    }
-  const Lh = new Float64Array(K * K);
-  if (!cholesky(Hinv, K, Lh)) throw new Error(`${name}: GPTQ inverse Hessian is not positive definite; raise --percdamp`);
-  const U = new Float64Array(K * K);
-  for (let i = 0; i < K; i++) for (let j = 0; j <= i; j++) U[j * K + i] = Lh[i * K + j]!;
-  return U;
+}
+
+/**
+ * The upper Cholesky factor U of H⁻¹ (H⁻¹ = Uᵀ U), what the reference gets from cholesky → cholesky_inverse →
+ * cholesky(upper=True), with one factorization and one triangular inverse: with J the reversal permutation and
+ * J H J = M Mᵀ, U = J M⁻¹ J (upper, positive diagonal, and Uᵀ U = J M⁻ᵀ M⁻¹ J = H⁻¹). H is overwritten by U.
+ */
+function upperCholeskyOfInverseInPlace(H: Float64Array, K: number, name: string, percdamp: number): Float64Array {
+  // reverse rows and columns in place: A[i][j] ↔ A[K-1-i][K-1-j], i.e. the flat array reversed
+  H.reverse();
+  if (!choleskyInPlace(H, K)) throw new Error(`${name}: GPTQ Hessian is not positive definite after dampening ${percdamp}; raise --percdamp (e.g. 0.1) or use more calibration data`);
+  invertLowerInPlace(H, K);
+  H.reverse();
+  return H;
 }
 
 export interface GptqOptions {
   percdamp?: number;
   actOrder?: boolean;
   blockSize?: number;
+  /**
+   * Factors of H⁻¹ already computed, by Hessian array: layers that share one Hessian (q/k/v; gate/up) factor it
+   * once. Entries are keyed by the options that change the factor (percdamp, act-order).
+   */
+  factors?: WeakMap<Float64Array, { key: string; U: Float64Array }>;
 }
 
 /** GPTQ-quantize W [N, K] (row-major float32) with Hessian H [K, K]; H is not modified. */
@@ -124,13 +139,10 @@ export function gptqQuantize(name: string, w32: Float32Array, N: number, K: numb
   if (K % G !== 0) throw new Error(`${name}: group size ${G} does not divide in_features ${K}`);
   if (spec.bits < 8 && K % 2 !== 0) throw new Error(`${name}: in_features ${K} must be even to pack two ${spec.bits}-bit codes per byte`);
   for (let i = 0; i < w32.length; i++) if (!Number.isFinite(w32[i]!)) throw new Error(`${name}: non-finite value ${w32[i]} at index ${i}`);
-  const H = Float64Array.from(H0);
+  // dead inputs (H_ii = 0): zero weight column, H_ii = 1
+  const dead = (i: number) => H0[i * K + i] === 0;
   const W = Float64Array.from(w32); // [N, K]
-  for (let i = 0; i < K; i++)
-    if (H[i * K + i] === 0) {
-      H[i * K + i] = 1;
-      for (let r = 0; r < N; r++) W[r * K + i] = 0;
-    }
+  for (let i = 0; i < K; i++) if (dead(i)) for (let r = 0; r < N; r++) W[r * K + i] = 0;
   const gpr = K / G;
   const scale = new Float32Array(N * gpr);
   const zero = new Int32Array(N * gpr);
@@ -150,19 +162,35 @@ export function gptqQuantize(name: string, w32: Float32Array, N: number, K: numb
   };
   // column order
   const perm = Array.from({ length: K }, (_, i) => i);
-  if (opts.actOrder) perm.sort((a, b) => H[b * K + b]! - H[a * K + a]! || a - b);
+  const diag = (i: number) => (dead(i) ? 1 : H0[i * K + i]!);
+  if (opts.actOrder) perm.sort((a, b) => diag(b) - diag(a) || a - b);
+  const identity = perm.every((p, i) => p === i);
   const actGroups = opts.actOrder || G === K; // parameters fixed up front (static groups / per-row)
   if (actGroups) for (let g = 0; g < gpr; g++) findParams(g, W, (c) => c);
-  // permuted copies
-  const Wp = new Float64Array(N * K);
-  const Hp = new Float64Array(K * K);
-  for (let r = 0; r < N; r++) for (let c = 0; c < K; c++) Wp[r * K + c] = W[r * K + perm[c]!]!;
-  for (let i = 0; i < K; i++) for (let j = 0; j < K; j++) Hp[i * K + j] = H[perm[i]! * K + perm[j]!]!;
-  let mean = 0;
-  for (let i = 0; i < K; i++) mean += Hp[i * K + i]!;
-  const damp = (percdamp * mean) / K;
-  for (let i = 0; i < K; i++) Hp[i * K + i] += damp;
-  const U = upperCholeskyOfInverse(Hp, K, name, percdamp);
+  let Wp = W;
+  if (!identity) {
+    Wp = new Float64Array(N * K);
+    for (let r = 0; r < N; r++) for (let c = 0; c < K; c++) Wp[r * K + c] = W[r * K + perm[c]!]!;
+  }
+  // U, the upper Cholesky factor of the dampened, permuted H⁻¹: shared by layers with the same Hessian (q/k/v)
+  const key = `${percdamp}|${opts.actOrder ? 1 : 0}`;
+  const cached = opts.factors?.get(H0);
+  let U: Float64Array;
+  if (cached?.key === key) U = cached.U;
+  else {
+    const Hp = new Float64Array(K * K);
+    for (let i = 0; i < K; i++) {
+      const ri = perm[i]! * K;
+      for (let j = 0; j < K; j++) Hp[i * K + j] = H0[ri + perm[j]!]!;
+      if (dead(perm[i]!)) Hp[i * K + i] = 1;
+    }
+    let mean = 0;
+    for (let i = 0; i < K; i++) mean += Hp[i * K + i]!;
+    const damp = (percdamp * mean) / K;
+    for (let i = 0; i < K; i++) Hp[i * K + i] += damp;
+    U = upperCholeskyOfInverseInPlace(Hp, K, name, percdamp);
+    opts.factors?.set(H0, { key, U });
+  }
 
   const codes = new Int32Array(N * K); // in original column order
   let loss = 0;
@@ -189,17 +217,21 @@ export function gptqQuantize(name: string, w32: Float32Array, N: number, K: numb
         for (let j = i + 1; j < i2; j++) Wp[row + j] -= e * U[i * K + j]!;
       }
     }
-    // lazy batch update of the columns after the block: W[:, i2:] -= Err · U[i1:i2, i2:]
-    if (i2 < K)
+    // lazy batch update of the columns after the block: W[:, i2:] -= Err · U[i1:i2, i2:], one float32 GEMM (the
+    // reference's precision), subtracted in float64
+    if (i2 < K) {
+      const b = i2 - i1;
+      const E = new Float32Array(N * b);
+      for (let r = 0; r < N; r++) for (let i = 0; i < b; i++) E[r * b + i] = err[r * B + i]!;
+      const Ub = new Float32Array(b * (K - i2));
+      for (let i = 0; i < b; i++) for (let j = i2; j < K; j++) Ub[i * (K - i2) + (j - i2)] = U[(i1 + i) * K + j]!;
+      const upd = noGrad(() => matmul(new Tensor(E, [N, b], 'float32'), new Tensor(Ub, [b, K - i2], 'float32')).data as Float32Array);
+      const w = K - i2;
       for (let r = 0; r < N; r++) {
-        const row = r * K;
-        for (let i = i1; i < i2; i++) {
-          const e = err[r * B + (i - i1)]!;
-          if (e === 0) continue;
-          const ui = i * K;
-          for (let j = i2; j < K; j++) Wp[row + j] -= e * U[ui + j]!;
-        }
+        const row = r * K + i2;
+        for (let j = 0; j < w; j++) Wp[row + j] -= upd[r * w + j]!;
       }
+    }
   }
   const packed = spec.bits === 8 ? Int8Array.from(codes) : new Uint8Array((N * K) / 2);
   if (spec.bits < 8) for (let i = 0; i < N * K; i++) packed[i >> 1]! |= codes[i]! << ((i & 1) * 4);

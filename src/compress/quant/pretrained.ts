@@ -1,10 +1,12 @@
 /**
  * `shrink quantize`: a model folder in, a quantized model folder out.
  *
- * RTN streams: the model skeleton is built without initialising its weights (no resident memory), the small
- * tensors (norms, biases) are loaded, and each quantized weight is read from the file, quantized and dropped
- * before the next, so peak memory stays near one fp32 tensor plus the integer output. GPTQ needs the whole float
- * model for its calibration forwards and loads it normally.
+ * Streaming: the model skeleton is built without initialising its weights (untouched pages cost no memory), the
+ * tensors that stay float (norms, biases) are loaded, and each weight to quantize is read from the file only when
+ * the quantizer reaches it and is dropped once its integer replacement is in place. RTN therefore holds about one
+ * fp32 tensor plus the integer output; GPTQ on a decoder (blockwise pass, apply.ts) one block's fp32 weights, its
+ * Hessians, the calibration activations and the integer output. int8-static observes activations on the whole
+ * float model and loads it normally.
  */
 import { copyTokenizerFiles } from '../../io/tokenizer-files.ts';
 import fs from 'node:fs';
@@ -28,6 +30,13 @@ export interface QuantizeFolderResult extends QuantizeReport {
   fileBytesBefore: number;
   fileBytesAfter: number;
   ms: number;
+  /** The process's peak resident memory so far (MiB), as the OS counts it (getrusage maxrss). */
+  peakRssMb: number;
+}
+
+/** The process's peak resident set size so far, in MiB. */
+export function peakRssMb(): number {
+  return Math.round(process.resourceUsage().maxRSS / 1024);
 }
 
 /** Whether a model folder has tokenizer files (eval and predict need them; fromPretrained does not). */
@@ -59,45 +68,34 @@ export function quantizeFolder(src: string, out: string, o: QuantizeOptions, io:
   checkOutDir(out, io);
   let model: Module & { config: Record<string, unknown> };
   let report: QuantizeReport;
-  if ((o.method ?? 'rtn') === 'gptq' || o.scheme === 'int8-static') {
-    // calibration runs the float model: load it whole
+  if (o.scheme === 'int8-static') {
+    // activation ranges are observed on the whole float model: load it whole
     model = fromPretrained(src) as typeof model;
     report = quantizeModel(model, o);
   } else {
     model = withoutInit(() => modelFromConfig(raw)) as typeof model;
     const file = lazyWeights(src);
     try {
-      const own = model.stateDict();
       const twins = new Map<string, string>();
       for (const [a, b] of Object.entries(model.tiedKeys())) {
         twins.set(a, b);
         twins.set(b, a);
       }
-      const read = (key: string): Tensor => {
-        const t = file.get(key) ?? (twins.has(key) ? file.get(twins.get(key)!) : undefined);
-        if (!t) throw new Error(`${src}: weights have no tensor '${key}' (${(model as object).constructor.name} needs it)`);
-        return t;
+      const read = (key: string, into: Tensor): void => {
+        const v = file.get(key) ?? (twins.has(key) ? file.get(twins.get(key)!) : undefined);
+        if (!v) throw new Error(`${src}: weights have no tensor '${key}' (${(model as object).constructor.name} needs it)`);
+        if (v.shape.join() !== into.shape.join()) throw new Error(`${src}: '${key}' has shape [${v.shape}] in the checkpoint, the model expects [${into.shape}]`);
+        noGrad(() => into.copy_(v));
       };
-      // which keys the quantizer will read itself: <module>.weight of Linear / Conv1D / Embedding targets
-      const deferred = new Set<string>();
-      const probe = quantizeModel.targetsOf(model, o);
-      for (const name of probe) deferred.add(`${name}.weight`);
-      noGrad(() => {
-        for (const [k, t] of own) {
-          if (deferred.has(k)) continue;
-          const v = read(k);
-          if (v.shape.join() !== t.shape.join()) throw new Error(`${src}: '${k}' has shape [${v.shape}] in the checkpoint, the model expects [${t.shape}]`);
-          t.copy_(v);
-        }
-      });
-      const materialized = new Set<Tensor>();
+      // the quantizer reads <module>.weight of its Linear / Conv1D / Embedding targets itself, when it needs them
+      const deferred = new Set(quantizeModel.targetsOf(model, o).map((name) => `${name}.weight`));
+      for (const [k, t] of model.stateDict()) if (!deferred.has(k)) read(k, t);
+      const materialized = new WeakSet<Tensor>();
       report = quantizeModel(model, {
         ...o,
         materialize: (name, weight) => {
           if (materialized.has(weight)) return;
-          const v = read(`${name}.weight`);
-          if (v.shape.join() !== weight.shape.join()) throw new Error(`${src}: '${name}.weight' has shape [${v.shape}] in the checkpoint, the model expects [${weight.shape}]`);
-          noGrad(() => weight.copy_(v));
+          read(`${name}.weight`, weight);
           materialized.add(weight);
         },
       });
@@ -119,7 +117,7 @@ export function quantizeFolder(src: string, out: string, o: QuantizeOptions, io:
     },
     io,
   );
-  return { ...report, out, fileBytesBefore: weightsBytes(src), fileBytesAfter: weightsBytes(out), ms: performance.now() - t0 };
+  return { ...report, out, fileBytesBefore: weightsBytes(src), fileBytesAfter: weightsBytes(out), ms: performance.now() - t0, peakRssMb: peakRssMb() };
 }
 
 export interface CastFolderResult {

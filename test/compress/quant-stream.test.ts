@@ -1,0 +1,85 @@
+/**
+ * GPTQ's blockwise calibration pass (activations carried from block to block) against the whole-model pass, and
+ * the streaming `quantizeFolder` (weights read from the file when the quantizer reaches them) against quantizing
+ * the loaded model: the same integer checkpoints, tensor for tensor.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { BertForMaskedLM, GPT2LMHeadModel, bertConfig, LlamaForCausalLM, Tensor, fromPretrained, gpt2Config, llamaConfig, manualSeed, savePretrained } from '../../src/index.ts';
+import type { Module } from '../../src/nn/module.ts';
+import { quantizeModel, type QuantizeOptions } from '../../src/compress/quant/apply.ts';
+import { quantizeFolder } from '../../src/compress/quant/pretrained.ts';
+import '../../src/compress/quant/format.ts';
+import { expectEqual } from '../harness/expect.ts';
+
+const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'shrink-qstream-'));
+
+function llama(): LlamaForCausalLM {
+  manualSeed(11);
+  // untied head (its own GPTQ stage after the final norm), grouped-query attention, 3 blocks
+  return new LlamaForCausalLM(llamaConfig({ vocab_size: 48, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 3, num_attention_heads: 4, num_key_value_heads: 2, tie_word_embeddings: false }));
+}
+
+function gpt2(): GPT2LMHeadModel {
+  manualSeed(12);
+  return new GPT2LMHeadModel(gpt2Config({ vocab_size: 48, n_positions: 32, n_embd: 32, n_layer: 2, n_head: 2, architectures: ['GPT2LMHeadModel'] }));
+}
+
+/** Two batches; the second pads its first row's last three tokens (masked rows stay out of the Hessians). */
+function calibration(): Record<string, Tensor>[] {
+  const ids = (n: number, seed: number) => Int32Array.from({ length: n }, (_, i) => (i * 7 + seed * 13) % 48);
+  return [
+    { inputIds: Tensor.from(ids(16, 1), { shape: [2, 8] }) },
+    { inputIds: Tensor.from(ids(16, 2), { shape: [2, 8] }), attentionMask: Tensor.from(Int32Array.from([1, 1, 1, 1, 1, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1]), { shape: [2, 8] }) },
+  ];
+}
+
+function sameState(a: Module, b: Module, what: string): void {
+  const sa = a.stateDict();
+  const sb = b.stateDict();
+  assert.deepEqual([...sa.keys()].sort(), [...sb.keys()].sort(), `${what}: keys`);
+  for (const [k, t] of sa) expectEqual(sb.get(k)!, t, `${what}: ${k}`);
+}
+
+const GPTQ: QuantizeOptions = { scheme: 'int4', groupSize: 16, method: 'gptq', calibration };
+
+for (const [name, make] of [['Llama (GQA, untied head)', llama], ['GPT-2 (Conv1D, tied head)', gpt2]] as const) {
+  test(`GPTQ on ${name}: the blockwise pass gives the whole-model pass's checkpoint exactly`, () => {
+    const whole = make();
+    const rw = quantizeModel(whole, { ...GPTQ, gptqPass: 'model' });
+    const blockwise = make();
+    const rb = quantizeModel(blockwise, { ...GPTQ, gptqPass: 'blockwise' });
+    sameState(whole, blockwise, name);
+    assert.deepEqual(rb.gptqLoss, rw.gptqLoss);
+    // every Linear went through GPTQ (the untied Llama head too), none through RTN
+    const linears = Object.entries(rb.modules).filter(([, e]) => e.type !== 'embedding' && !e.shares).map(([k]) => k);
+    assert.deepEqual(Object.keys(rb.gptqLoss!).sort(), linears.sort());
+  });
+}
+
+test('quantizeFolder streams: GPTQ and RTN from the file give the checkpoint of quantizing the loaded model', () => {
+  const dir = tmp();
+  const src = path.join(dir, 'fp');
+  savePretrained(llama(), src);
+  for (const o of [GPTQ, { scheme: 'int4', groupSize: 16 } as QuantizeOptions, { scheme: 'int8' } as QuantizeOptions]) {
+    const out = path.join(dir, `q-${o.method ?? 'rtn'}-${o.scheme}`);
+    quantizeFolder(src, out, o);
+    const inMemory = fromPretrained(src);
+    quantizeModel(inMemory, o);
+    sameState(fromPretrained(out), inMemory, `${o.method ?? 'rtn'} ${o.scheme}`);
+  }
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+test('the blockwise pass is refused for BERT (its MLM head has its own transform) with the reason; the default falls back', () => {
+  const bert = () => {
+    manualSeed(1);
+    return new BertForMaskedLM(bertConfig({ vocab_size: 48, hidden_size: 32, num_hidden_layers: 1, num_attention_heads: 2, intermediate_size: 64, max_position_embeddings: 16 }));
+  };
+  assert.throws(() => quantizeModel(bert(), { ...GPTQ, gptqPass: 'blockwise' }), /^Error: GPTQ blockwise pass: the model has no final norm \+ lm_head anatomy \(GPT-2 \/ Llama decoders only\)$/);
+  const r = quantizeModel(bert(), GPTQ);
+  assert.ok(Object.keys(r.gptqLoss!).includes('bert.encoder.layer.0.output.dense'));
+});

@@ -16,6 +16,7 @@
         "native/quant.cc",
         "native/sparse.cc",
         "native/codebook.cc",
+        "native/linalg.cc",
         "native/fff.cc",
         "native/signal.cc"
       ],

@@ -35,6 +35,7 @@ class Args {
 
   // Typed-array arguments. `len` receives the element count. Wrong type → TypeError (data nullptr).
   float* f32(size_t i, size_t& len) { return static_cast<float*>(typed(i, napi_float32_array, len, false)); }
+  double* f64(size_t i, size_t& len) { return static_cast<double*>(typed(i, napi_float64_array, len, false)); }
   float* f32_opt(size_t i, size_t& len) { return static_cast<float*>(typed(i, napi_float32_array, len, true)); }
   int32_t* i32(size_t i, size_t& len) { return static_cast<int32_t*>(typed(i, napi_int32_array, len, false)); }
   int32_t* i32_opt(size_t i, size_t& len) { return static_cast<int32_t*>(typed(i, napi_int32_array, len, true)); }
@@ -95,6 +96,7 @@ class Args {
     if (napi_get_typedarray_info(env_, v_[i], &type, &len, &data, nullptr, nullptr) != napi_ok || type != want) {
       len = 0;
       type_error(i, want == napi_float32_array ? "a Float32Array"
+                    : want == napi_float64_array ? "a Float64Array"
                     : want == napi_int32_array ? "an Int32Array"
                     : want == napi_uint8_array ? "a Uint8Array"
                     : want == napi_int8_array  ? "an Int8Array"

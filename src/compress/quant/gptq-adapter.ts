@@ -18,6 +18,7 @@
  * Returns the QuantizedWeight and the reference's loss Σ (w − q)²/d² / 2.
  */
 import { matmul } from '../../ops/matmul.ts';
+import { backend, nativeAddon } from '../../backend/registry.ts';
 import { Tensor } from '../../tensor/tensor.ts';
 import { noGrad } from '../../tensor/autograd.ts';
 import type { QuantizedWeight } from './modules.ts';
@@ -110,13 +111,33 @@ function invertLowerInPlace(L: Float64Array, K: number): void {
  * J H J = M Mᵀ, U = J M⁻¹ J (upper, positive diagonal, and Uᵀ U = J M⁻ᵀ M⁻¹ J = H⁻¹). H is overwritten by U.
  */
 function upperCholeskyOfInverseInPlace(H: Float64Array, K: number, name: string, percdamp: number): Float64Array {
+  const { cholesky, invertLower } = linalg();
   // reverse rows and columns in place: A[i][j] ↔ A[K-1-i][K-1-j], i.e. the flat array reversed
   H.reverse();
-  if (!choleskyInPlace(H, K)) throw new Error(`${name}: GPTQ Hessian is not positive definite after dampening ${percdamp}; raise --percdamp (e.g. 0.1) or use more calibration data`);
-  invertLowerInPlace(H, K);
+  if (!cholesky(H, K)) throw new Error(`${name}: GPTQ Hessian is not positive definite after dampening ${percdamp}; raise --percdamp (e.g. 0.1) or use more calibration data`);
+  invertLower(H, K);
   H.reverse();
   return H;
 }
+
+interface LinalgAddon {
+  choleskyF64(A: Float64Array, K: number): boolean;
+  invertLowerF64(L: Float64Array, K: number): void;
+}
+
+/**
+ * The factorizations: the addon's blocked, threaded float64 kernels (native/linalg.cc) on the native backend, the
+ * TypeScript ones above (the reference) otherwise.
+ */
+export function linalg(): { cholesky: (A: Float64Array, K: number) => boolean; invertLower: (L: Float64Array, K: number) => void; name: 'native' | 'reference' } {
+  const a = backend().name === 'native' ? (nativeAddon() as unknown as Partial<LinalgAddon> | null) : null;
+  if (a && typeof a.choleskyF64 === 'function' && typeof a.invertLowerF64 === 'function')
+    return { cholesky: (A, K) => a.choleskyF64!(A, K), invertLower: (L, K) => a.invertLowerF64!(L, K), name: 'native' };
+  return { cholesky: choleskyInPlace, invertLower: invertLowerInPlace, name: 'reference' };
+}
+
+/** The TypeScript reference factorizations (exported for the native kernels' parity tests). */
+export const referenceLinalg = { cholesky: choleskyInPlace, invertLower: invertLowerInPlace };
 
 export interface GptqOptions {
   percdamp?: number;

@@ -20,6 +20,7 @@ interface ChildResult {
   gemm: number[];
   exp: number[];
   softmax: number[];
+  gemv: number[];
 }
 
 // One GEMM (odd sizes: edge tiles), one transcendental and one softmax, printed with the info for comparison.
@@ -33,7 +34,16 @@ const PROBE = `
   a.unary(2, x, 0, e, 4096, 0, 0);
   const sm = new Float32Array(4096);
   a.softmax(x, 16, 256, sm, false);
-  console.log(JSON.stringify({ info: a.info(), kernels: a.kernels(), gemm: Array.from(C), exp: Array.from(e), softmax: Array.from(sm) }));
+  // the fused 4-bit GEMV (woGemm, M ≤ 4): groups of 64 (AVX-512 or AVX2 chunks) and of 16 (AVX2 chunks)
+  const gemv = [];
+  for (const G of [64, 16]) {
+    const Mq = 2, Nq = 37, Kq = 256, codes = Uint8Array.from({ length: Nq * Kq / 2 }, () => (rnd() + 0.5) * 256);
+    const sc = Float32Array.from({ length: Nq * Kq / G }, () => 0.01 + rnd() * 0.01), z = Uint8Array.from({ length: Nq * Kq / G }, () => (rnd() + 0.5) * 16);
+    const xq = Float32Array.from({ length: Mq * Kq }, rnd), oq = new Float32Array(Mq * Nq);
+    a.woGemm(xq, Mq, null, codes, 4, sc, null, z, G, false, Kq, Nq, null, oq);
+    gemv.push(...oq);
+  }
+  console.log(JSON.stringify({ info: a.info(), kernels: a.kernels(), gemm: Array.from(C), exp: Array.from(e), softmax: Array.from(sm), gemv }));
 `;
 
 function child(env: Record<string, string>): ChildResult {
@@ -78,6 +88,7 @@ test('dispatch(SHRINK_ISA=each level the CPU has): the level is used, the names 
     assertClose(r.gemm, base.gemm, 1e-5, 1e-5, `sgemm ${level}`);
     assertClose(r.exp, base.exp, 2e-6, 0, `exp ${level}`);
     assertClose(r.softmax, base.softmax, 1e-5, 1e-9, `softmax ${level}`);
+    assertClose(r.gemv, base.gemv, 1e-5, 1e-5, `int4 GEMV ${level}`);
   }
 });
 

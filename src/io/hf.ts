@@ -7,6 +7,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Tensor } from '../tensor/tensor.ts';
+import { LazyTensor } from '../nn/module.ts';
 import type { DType } from '../tensor/dtype.ts';
 import { atomicWriteJson } from './atomic.ts';
 import { SafetensorsFile, saveSafetensors } from './safetensors.ts';
@@ -228,25 +229,48 @@ export function loadWeights(dir: string, opts: { dtype?: DType } = {}): Map<stri
 }
 
 function loadWeightsUnchecked(dir: string, opts: { dtype?: DType }): Map<string, Tensor> {
+  return readWeights(dir, (f, k) => f.get(k, opts), true).weights;
+}
+
+/**
+ * Every tensor of a model folder (single file or sharded with an index) as a LazyTensor: the headers are read and
+ * checked (duplicate keys across shards, the index's weight_map) now, the data only when a tensor is loaded, so
+ * `module.loadStateDict(weights)` streams the checkpoint in one tensor at a time. close() when done.
+ */
+export function openWeights(dir: string): { weights: Map<string, LazyTensor>; close(): void } {
+  try {
+    return readWeights(dir, (f, k) => new LazyTensor(f.info(k).shape, () => f.get(k)), false);
+  } catch (e) {
+    throw asShrinkError(e, dir, dir, 'loading the weights');
+  }
+}
+
+/** The tensors of a folder's weight files as `read` makes them; files are closed at once when `closeNow`. */
+function readWeights<T>(dir: string, read: (f: SafetensorsFile, key: string) => T, closeNow: boolean): { weights: Map<string, T>; close(): void } {
   const { files, weightMap, indexPath } = weightIndex(dir);
-  const out = new Map<string, Tensor>();
+  const out = new Map<string, T>();
   const from = new Map<string, string>();
-  for (const file of files) {
-    const f = SafetensorsFile.open(file);
-    try {
+  const open: SafetensorsFile[] = [];
+  const close = () => open.splice(0).forEach((f) => f.close());
+  try {
+    for (const file of files) {
+      const f = SafetensorsFile.open(file);
+      open.push(f);
       for (const k of f.keys()) {
         if (out.has(k)) throw new ShrinkError(`${dir}: tensor '${k}' appears in both ${path.basename(from.get(k)!)} and ${path.basename(file)}`);
-        out.set(k, f.get(k, opts));
+        out.set(k, read(f, k));
         from.set(k, file);
       }
-    } finally {
-      f.close();
+      if (closeNow) close();
     }
+    if (weightMap)
+      for (const [k, shard] of weightMap)
+        if (from.get(k) !== shard) throw new ShrinkError(`${indexPath}: weight_map puts '${k}' in ${path.basename(shard)} but that file has no such tensor`);
+  } catch (e) {
+    close();
+    throw e;
   }
-  if (weightMap)
-    for (const [k, shard] of weightMap)
-      if (from.get(k) !== shard) throw new ShrinkError(`${indexPath}: weight_map puts '${k}' in ${path.basename(shard)} but that file has no such tensor`);
-  return out;
+  return { weights: out, close };
 }
 
 export interface WritePretrainedOptions {

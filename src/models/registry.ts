@@ -8,7 +8,7 @@ import type { Tensor } from '../tensor/tensor.ts';
 import path from 'node:path';
 import { withoutInit } from '../nn/init.ts';
 import { ShrinkError, asShrinkError } from '../io/errors.ts';
-import { loadWeights, readConfig, writePretrained } from '../io/hf.ts';
+import { loadWeights, openWeights, readConfig, writePretrained } from '../io/hf.ts';
 import { BertForMaskedLM, BertForSequenceClassification, BertModel, bertConfig } from './bert/modeling.ts';
 import { GPT2LMHeadModel, GPT2Model, gpt2Config } from './gpt2/modeling.ts';
 import { LlamaForCausalLM, LlamaModel, llamaConfig } from './llama/modeling.ts';
@@ -97,17 +97,25 @@ export function fromPretrained<M extends Module = Module>(dir: string, opts: Fro
     // a config that builds no model (a bad size, dropout or activation) names the file it came from
     throw asShrinkError(e, path.join(dir, 'config.json'), path.join(dir, 'config.json'), 'cannot build the model');
   }
-  const weights = loadWeights(dir);
-  for (const key of SECTIONS) {
-    if (raw[key] === undefined || raw[key] === null) continue;
-    const prep = PREPARERS.get(key);
-    if (!prep) throw new Error(`${dir}: config.json has "${key}" but no loader for it is registered (import Shrink's compress module, e.g. from 'src/index.ts')`);
-    prep(model, raw[key], weights, dir);
-  }
+  const sections = SECTIONS.filter((key) => raw[key] !== undefined && raw[key] !== null);
+  // a plain float checkpoint streams in tensor by tensor (peak memory: the model plus one file tensor); compressed
+  // formats hand every tensor to their preparers first
+  const lazy = sections.length === 0 ? openWeights(dir) : null;
   try {
-    model.loadStateDict(weights, { strict });
-  } catch (e) {
-    throw new ShrinkError(`${dir}: the weights do not fit config.json: ${e instanceof Error ? e.message : String(e)}`, { file: dir, cause: e });
+    const weights = lazy ? lazy.weights : loadWeights(dir);
+    for (const key of sections) {
+      const prep = PREPARERS.get(key);
+      if (!prep) throw new Error(`${dir}: config.json has "${key}" but no loader for it is registered (import Shrink's compress module, e.g. from 'src/index.ts')`);
+      prep(model, raw[key], weights as Map<string, Tensor>, dir);
+    }
+    try {
+      model.loadStateDict(weights, { strict });
+    } catch (e) {
+      if (e instanceof ShrinkError && e.file) throw e; // a read error names its file already
+      throw new ShrinkError(`${dir}: the weights do not fit config.json: ${e instanceof Error ? e.message : String(e)}`, { file: dir, cause: e });
+    }
+  } finally {
+    lazy?.close();
   }
   model.eval();
   return model as M;

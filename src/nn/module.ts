@@ -64,6 +64,17 @@ function childOf(cur: unknown, key: string): unknown {
 
 const join = (prefix: string, k: string) => (prefix ? `${prefix}.${k}` : k);
 
+/**
+ * A tensor not read yet: its shape (from a file header) and how to read it. loadStateDict checks the shape first and
+ * reads the data only when it copies it in, so a checkpoint loads one tensor at a time (io/hf.ts openWeights).
+ */
+export class LazyTensor {
+  constructor(
+    readonly shape: readonly number[],
+    readonly load: () => Tensor,
+  ) {}
+}
+
 export abstract class Module {
   /** Training mode (dropout on). Set recursively by train()/eval(). */
   training = true;
@@ -183,9 +194,9 @@ export abstract class Module {
    * non-strict returns the missing and unexpected keys and still throws on wrong shapes. Nothing is copied when
    * it throws.
    */
-  loadStateDict(dict: StateDict | Record<string, Tensor>, opts: { strict?: boolean } = {}): LoadResult {
+  loadStateDict(dict: StateDict | Map<string, Tensor | LazyTensor> | Record<string, Tensor>, opts: { strict?: boolean } = {}): LoadResult {
     const strict = opts.strict ?? true;
-    const src: Map<string, Tensor> = dict instanceof Map ? dict : new Map(Object.entries(dict));
+    const src: Map<string, Tensor | LazyTensor> = dict instanceof Map ? dict : new Map(Object.entries(dict));
     const own = this.stateDict();
     // Ties both ways: either side of a tie may be the one the file holds.
     const twin = new Map<string, string>();
@@ -196,7 +207,7 @@ export abstract class Module {
     const missing: string[] = [];
     const unexpected: string[] = [];
     const badShape: string[] = [];
-    const plan: [Tensor, Tensor][] = [];
+    const plan: [Tensor, Tensor | LazyTensor][] = [];
     for (const [k, t] of own) {
       const tk = twin.get(k);
       const v = src.get(k) ?? (tk !== undefined ? src.get(tk) : undefined);
@@ -204,7 +215,7 @@ export abstract class Module {
         missing.push(k);
         continue;
       }
-      if (!(v instanceof Tensor)) throw new Error(`loadStateDict(${this.constructor.name}): value for '${k}' is not a Tensor`);
+      if (!(v instanceof Tensor) && !(v instanceof LazyTensor)) throw new Error(`loadStateDict(${this.constructor.name}): value for '${k}' is not a Tensor`);
       if (v.shape.length !== t.shape.length || v.shape.some((s, i) => s !== t.shape[i])) {
         if (src.has(k)) badShape.push(`${k}: checkpoint ${fmtShape(v.shape)}, model ${fmtShape(t.shape)}`);
         continue; // a wrong-shaped twin is reported under its own key
@@ -224,7 +235,8 @@ export abstract class Module {
       throw new Error(`loadStateDict(${this.constructor.name}): ${parts.join(' | ')}`);
     }
     noGrad(() => {
-      for (const [t, v] of plan) if (v !== t) t.copy_(v);
+      // a lazy value is read here, copied and dropped: a checkpoint streams in one tensor at a time
+      for (const [t, v] of plan) if (v !== t) t.copy_(v instanceof LazyTensor ? v.load() : v);
     });
     return { missing, unexpected };
   }

@@ -3,6 +3,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Dropout, Embedding, LayerNorm, Linear, Module, ModuleList, Tensor, tensor } from '../../src/index.ts';
+import { LazyTensor } from '../../src/nn/module.ts';
 import { expectEqual } from '../harness/expect.ts';
 
 class Block extends Module {
@@ -275,5 +276,30 @@ describe('getSubmodule / setSubmodule', () => {
     assert.throws(() => n.getSubmodule('config'), { message: "getSubmodule: 'config' has no module at 'config' (in Net)" });
     assert.throws(() => n.getSubmodule('layer'), { message: "getSubmodule: 'layer' is a container of modules, not a module" });
     assert.throws(() => n.setSubmodule('experts.b', new Linear(2, 2)), /has no module at 'b'/);
+  });
+});
+
+describe('loadStateDict with lazy tensors (a checkpoint streamed in)', () => {
+  const lazyOf = (m: Module, reads: string[], shapeOf: (k: string, s: readonly number[]) => number[] = (_k, s) => [...s]) =>
+    new Map(
+      [...m.stateDict()].map(([k, t]) => {
+        const copy = t.clone();
+        return [k, new LazyTensor(shapeOf(k, t.shape), () => (reads.push(k), copy))] as const;
+      }),
+    );
+  test('each tensor is read once, when it is copied in, and the values arrive', () => {
+    const src = new Linear(3, 2);
+    const dst = new Linear(3, 2);
+    const reads: string[] = [];
+    dst.loadStateDict(lazyOf(src, reads));
+    assert.deepEqual(reads.sort(), ['bias', 'weight']);
+    expectEqual(dst.weight, src.weight);
+    expectEqual(dst.bias!, src.bias!);
+  });
+  test('a wrong shape is reported from the header before anything is read', () => {
+    const reads: string[] = [];
+    const lazy = lazyOf(new Linear(3, 2), reads, (k, s) => (k === 'weight' ? [2, 4] : [...s]));
+    assert.throws(() => new Linear(3, 2).loadStateDict(lazy), { message: 'loadStateDict(Linear): wrong shapes (1): weight: checkpoint [2,4], model [2,3]' });
+    assert.deepEqual(reads, []);
   });
 });

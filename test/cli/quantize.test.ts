@@ -220,3 +220,38 @@ test('shrink quantize: an --ignore glob that matches no module is an error, not 
   assert.equal(r.stderr, "shrink: --ignore 'model.layers.*.mlp.up' matches no module of LlamaForCausalLM (names look like model.layers.0, model.layers.0.self_attn; see shrink inspect)\n");
   assert.ok(!fs.existsSync(out));
 });
+
+test('a tokenizer-less random checkpoint: make-random → quantize --method gptq --calib random (peak memory reported) → generate --prompt-ids', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'shrink-cli-scale-'));
+  const cfg = path.join(dir, 'config.json');
+  fs.writeFileSync(cfg, JSON.stringify({ model_type: 'llama', vocab_size: 64, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 64, tie_word_embeddings: false }));
+  const src = path.join(dir, 'random');
+  const out = path.join(dir, 'gptq');
+  try {
+    assert.equal(run('make-random', cfg, '-o', src, '--shards', '2', '--json').status, 0);
+    const q = run('quantize', src, '-o', out, '--scheme', 'int4', '--granularity', 'group:16', '--method', 'gptq', '--calib', 'random', '--calib-samples', '4', '--calib-seq-len', '16', '--json');
+    assert.equal(q.status, 0, q.stderr);
+    const r = JSON.parse(q.stdout) as { modules: number; peakRssMb: number; gptqLoss: Record<string, number> };
+    assert.ok(Number.isInteger(r.peakRssMb) && r.peakRssMb > 10, `peakRssMb ${r.peakRssMb}`);
+    // the untied head and every block Linear went through GPTQ; the embedding through RTN
+    assert.equal(Object.keys(r.gptqLoss).length, 2 * 7 + 1);
+    assert.ok('lm_head' in r.gptqLoss);
+    const g = run('generate', out, '--prompt-ids', '1,2,3', '-n', '5', '--json');
+    assert.equal(g.status, 0, g.stderr);
+    const gen = JSON.parse(g.stdout) as { ids: number[]; newTokens: number; text: string; peakRssMb: number; loadMs: number };
+    assert.equal(gen.ids.length, 8);
+    assert.deepEqual(gen.ids.slice(0, 3), [1, 2, 3]);
+    assert.equal(gen.text, gen.ids.join(' '));
+    assert.ok(gen.peakRssMb > 10 && gen.loadMs >= 0);
+    for (const [ids, msg] of [
+      ['1,x', "error: option '--prompt-ids <ids>' argument '1,x' is invalid. --prompt-ids: expected comma-separated token ids (integers ≥ 0), got 'x'"],
+      ['1,64', `shrink: --prompt-ids: token id 64 is outside the vocabulary of ${out} (vocab_size 64)`],
+    ]) {
+      const bad = run('generate', out, '--prompt-ids', ids);
+      assert.ok(bad.status !== 0);
+      assert.equal(bad.stderr.split('\n')[0], msg); // a usage error is followed by the command's help
+    }
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -24,8 +24,8 @@
 // - dequantRows: rows of an int8 or packed 2–4-bit weight to float32, (q − zero)·scale; dequantGather: the rows
 //   named by an id list (QuantEmbedding's lookup).
 // - woGemm: the weight-only GEMM, x · dequant(W)ᵀ + bias, on the packed SGEMM with B panels dequantized as they
-//   are packed (a KC×16 panel at a time; the float32 weight never exists whole); for 1–4 rows of 2–4-bit groups
-//   (decoding), a fused GEMV that multiplies the nibbles as they are and applies scales and zero points per group.
+//   are packed (a KC×16 panel at a time; the float32 weight never exists whole); for 1–4 rows (decoding), a fused
+//   GEMV that multiplies the codes as they are and applies scales and zero points once per group.
 //
 // Exactness: integer accumulation is exact; the quantizer and the epilogue use the TypeScript reference's
 // formulas and precisions (float32 x·(1/s) rounded half to even; the epilogue in double), so results match it bit
@@ -717,7 +717,7 @@ napi_value DequantGather(napi_env env, napi_callback_info info) {
   return a.undefined();
 }
 
-// ---- Fused 2–4-bit GEMV (woGemm with M ≤ 4, decoding) ---------------------------------------------------------
+// ---- Fused GEMV (woGemm with M ≤ 4, decoding) ---------------------------------------------------------------
 // Σ_k (q_k − z_g)·s_g·x_k = Σ_g s_g·(Σ_{k∈g} q_k·x_k − z_g·Σ_{k∈g} x_k): the codes are multiplied as they are (0..15,
 // exact in float32), each group's sum scaled once, and the zero-point term taken from per-group sums of x computed
 // once per call. A chunk of CH codes is CH/2 bytes: the low nibbles are the even columns, the high nibbles the odd
@@ -831,23 +831,109 @@ __attribute__((target("avx2,fma"))) void gemv4_rows_avx2(const Gemv4& a, int64_t
   }
 }
 
+// The 8-bit twin: 16 (AVX-512) or 8 (AVX2) codes sign-extended to int32 and converted, x in its own order; a
+// per-tensor weight is one group of K columns.
+template <int M>
+__attribute__((target("avx512f,avx512bw,avx512vl"))) void gemv8_rows_avx512(const Gemv4& a, int64_t n0, int64_t n1) {
+  const QWeight& w = a.w;
+  const int64_t K = w.K, G = w.perTensor ? K : w.G, gpr = K / G;
+  for (int64_t n = n0; n < n1; n++) {
+    __m512 tot[M];
+    float zt[M];
+    for (int m = 0; m < M; m++) tot[m] = _mm512_setzero_ps(), zt[m] = 0.f;
+    const int8_t* row = w.c8 + n * K;
+    for (int64_t g = 0; g < gpr; g++) {
+      __m512 acc[M];
+      for (int m = 0; m < M; m++) acc[m] = _mm512_setzero_ps();
+      for (int64_t k = g * G; k < (g + 1) * G; k += 16) {
+        const __m512 q = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + k))));
+        for (int m = 0; m < M; m++) acc[m] = _mm512_fmadd_ps(q, _mm512_loadu_ps(a.xp + m * K + k), acc[m]);
+      }
+      const int64_t si = w.perTensor ? 0 : n * gpr + g;
+      const float s = w.scale[si];
+      const float z = static_cast<float>(w.z8 ? w.z8[si] : w.z4 ? w.z4[si] : 0);
+      const __m512 sv = _mm512_set1_ps(s);
+      for (int m = 0; m < M; m++) {
+        tot[m] = _mm512_fmadd_ps(acc[m], sv, tot[m]);
+        zt[m] += s * z * a.xs[m * gpr + g];
+      }
+    }
+    for (int m = 0; m < M; m++) a.out[m * a.N + n] = _mm512_reduce_add_ps(tot[m]) - zt[m] + (a.bias ? a.bias[n] : 0.f);
+  }
+}
+
+template <int M>
+__attribute__((target("avx2,fma"))) void gemv8_rows_avx2(const Gemv4& a, int64_t n0, int64_t n1) {
+  const QWeight& w = a.w;
+  const int64_t K = w.K, G = w.perTensor ? K : w.G, gpr = K / G;
+  for (int64_t n = n0; n < n1; n++) {
+    __m256 tot[M];
+    float zt[M];
+    for (int m = 0; m < M; m++) tot[m] = _mm256_setzero_ps(), zt[m] = 0.f;
+    const int8_t* row = w.c8 + n * K;
+    for (int64_t g = 0; g < gpr; g++) {
+      __m256 acc[M];
+      for (int m = 0; m < M; m++) acc[m] = _mm256_setzero_ps();
+      for (int64_t k = g * G; k < (g + 1) * G; k += 8) {
+        const __m256 q = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(row + k))));
+        for (int m = 0; m < M; m++) acc[m] = _mm256_fmadd_ps(q, _mm256_loadu_ps(a.xp + m * K + k), acc[m]);
+      }
+      const int64_t si = w.perTensor ? 0 : n * gpr + g;
+      const float s = w.scale[si];
+      const float z = static_cast<float>(w.z8 ? w.z8[si] : w.z4 ? w.z4[si] : 0);
+      const __m256 sv = _mm256_set1_ps(s);
+      for (int m = 0; m < M; m++) {
+        tot[m] = _mm256_fmadd_ps(acc[m], sv, tot[m]);
+        zt[m] += s * z * a.xs[m * gpr + g];
+      }
+    }
+    for (int m = 0; m < M; m++) {
+      const __m128 h = _mm_add_ps(_mm256_castps256_ps128(tot[m]), _mm256_extractf128_ps(tot[m], 1));
+      const __m128 q = _mm_add_ps(h, _mm_movehl_ps(h, h));
+      a.out[m * a.N + n] = _mm_cvtss_f32(_mm_add_ss(q, _mm_shuffle_ps(q, q, 1))) - zt[m] + (a.bias ? a.bias[n] : 0.f);
+    }
+  }
+}
+
 #endif  // SHRINK_X86
 
-// The fused path when it applies (x86 with AVX2/AVX-512 enabled, 2–4-bit groups that are a multiple of the chunk);
-// false otherwise (the caller runs the dequantize-a-row GEMV).
-bool gemv4(const float* x, int64_t M, const QWeight& w, int64_t N, const float* bias, float* out) {
+// The fused GEMV when it applies (x86 with AVX2/AVX-512 enabled; 2–4-bit groups a multiple of the chunk, 8-bit
+// groups — or the whole row, per tensor — a multiple of 16 or 8); false otherwise (the caller runs the
+// dequantize-a-row GEMV).
+bool gemv_fused(const float* x, int64_t M, const QWeight& w, int64_t N, const float* bias, float* out) {
 #if SHRINK_X86
-  if (!w.c4 || w.perTensor || !w.avx || M < 1 || M > 4) return false;
-  const bool z512 = has_avx512f() && w.G % 32 == 0;
-  if (!z512 && !(has_avx2_fma() && w.G % 16 == 0)) return false;
-  thread_local std::vector<float> xp, xs;
-  if (z512) gemv4_prepare<32>(x, M, w.K, w.G, xp, xs);
-  else gemv4_prepare<16>(x, M, w.K, w.G, xp, xs);
-  const Gemv4 a{w, xp.data(), xs.data(), bias, out, M, N};
+  if (!w.avx || M < 1 || M > 4) return false;
   using Fn = void (*)(const Gemv4&, int64_t, int64_t);
-  static constexpr Fn f512[4] = {gemv4_rows_avx512<1>, gemv4_rows_avx512<2>, gemv4_rows_avx512<3>, gemv4_rows_avx512<4>};
-  static constexpr Fn f256[4] = {gemv4_rows_avx2<1>, gemv4_rows_avx2<2>, gemv4_rows_avx2<3>, gemv4_rows_avx2<4>};
-  const Fn f = (z512 ? f512 : f256)[M - 1];
+  thread_local std::vector<float> xp, xs;
+  Fn f = nullptr;
+  const float* xin = x;
+  if (w.c4) {
+    if (w.perTensor) return false;
+    const bool z512 = has_avx512f() && w.G % 32 == 0;
+    if (!z512 && !(has_avx2_fma() && w.G % 16 == 0)) return false;
+    if (z512) gemv4_prepare<32>(x, M, w.K, w.G, xp, xs);
+    else gemv4_prepare<16>(x, M, w.K, w.G, xp, xs);
+    static constexpr Fn f512[4] = {gemv4_rows_avx512<1>, gemv4_rows_avx512<2>, gemv4_rows_avx512<3>, gemv4_rows_avx512<4>};
+    static constexpr Fn f256[4] = {gemv4_rows_avx2<1>, gemv4_rows_avx2<2>, gemv4_rows_avx2<3>, gemv4_rows_avx2<4>};
+    f = (z512 ? f512 : f256)[M - 1];
+    xin = xp.data();
+  } else {
+    const int64_t G = w.perTensor ? w.K : w.G;
+    const bool z512 = has_avx512f() && G % 16 == 0;
+    if (!z512 && !(has_avx2_fma() && G % 8 == 0)) return false;
+    // the per-group sums of x (the zero-point term); x itself needs no reordering
+    xs.assign(static_cast<size_t>(M * (w.K / G)), 0.f);
+    for (int64_t m = 0; m < M; m++)
+      for (int64_t g = 0; g < w.K / G; g++) {
+        double t = 0;
+        for (int64_t k = g * G; k < (g + 1) * G; k++) t += x[m * w.K + k];
+        xs[m * (w.K / G) + g] = static_cast<float>(t);
+      }
+    static constexpr Fn f512[4] = {gemv8_rows_avx512<1>, gemv8_rows_avx512<2>, gemv8_rows_avx512<3>, gemv8_rows_avx512<4>};
+    static constexpr Fn f256[4] = {gemv8_rows_avx2<1>, gemv8_rows_avx2<2>, gemv8_rows_avx2<3>, gemv8_rows_avx2<4>};
+    f = (z512 ? f512 : f256)[M - 1];
+  }
+  const Gemv4 a{w, xin, xs.data(), bias, out, M, N};
   par_for(N, std::max<int64_t>(1, kMinTaskElems / w.K), [&](int64_t n0, int64_t n1) { f(a, n0, n1); });
   return true;
 #else
@@ -858,7 +944,7 @@ bool gemv4(const float* x, int64_t M, const QWeight& w, int64_t N, const float* 
 
 // woGemm(x, M, c8|null, c4|null, bits, scale, z8|null, z4|null, groupSize, perTensor, K, N, bias|null, out):
 // out[M, N] = x[M, K] · dequant(W)ᵀ + bias without materialising the float weight: the packed SGEMM's B panels are
-// dequantized as they are packed (KC×16 at a time); M ≤ 4 (decoding) takes the fused 2–4-bit GEMV (gemv4, above)
+// dequantized as they are packed (KC×16 at a time); M ≤ 4 (decoding) takes the fused GEMV (gemv_fused, above)
 // where it applies, else a GEMV-style loop that dequantizes one weight row at a time and dots it with every x row.
 napi_value WoGemm(napi_env env, napi_callback_info info) {
   Args a(env, info, "woGemm");
@@ -874,7 +960,7 @@ napi_value WoGemm(napi_env env, napi_callback_info info) {
   if (!a.check(M >= 0 && N >= 1 && holds(xl, M, K) && holds(ol, M, N) && (!bias || holds(bl, N)), "x, bias or out too short"))
     return a.fail();
   if (M == 0) return a.undefined();
-  if (M <= 4 && gemv4(x, M, w, N, bias, out)) return a.undefined();
+  if (M <= 4 && gemv_fused(x, M, w, N, bias, out)) return a.undefined();
   if (M <= 4) {
     par_for(N, std::max<int64_t>(1, kMinTaskElems / K), [&](int64_t n0, int64_t n1) {
       std::vector<float> row(static_cast<size_t>(K));

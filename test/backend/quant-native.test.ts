@@ -124,12 +124,16 @@ for (const mode of MODES)
         [3, 130, 128, { bits: 4, granularity: 'group', groupSize: 64, symmetric: false }],
           [5, 21, 96, { bits: 2, granularity: 'group', groupSize: 32, symmetric: false }],
         [2, 9, 64, { bits: 3, granularity: 'group', groupSize: 32, symmetric: true }],
-        // the fused 2–4-bit GEMV (M ≤ 4): AVX-512 chunks of 32 codes (groups of 32, 128), AVX2 chunks of 16 (a
+        // the fused 2–4-bit GEMV (M ≤ 4, decoding): AVX-512 chunks of 32 codes (groups of 32, 128), AVX2 chunks of 16 (a
         // group of 16 takes the AVX2 kernel on an AVX-512 machine too), long rows, 1–4 activation rows
         [1, 70, 2048, { bits: 4, granularity: 'group', groupSize: 128, symmetric: false }],
         [4, 33, 256, { bits: 4, granularity: 'group', groupSize: 32, symmetric: true }],
         [3, 19, 96, { bits: 4, granularity: 'group', groupSize: 16, symmetric: false }],
         [2, 40, 1024, { bits: 3, granularity: 'group', groupSize: 64, symmetric: false }],
+        // the fused 8-bit GEMV: per channel, per tensor (one group of K), groups of 8 (AVX2 chunks)
+        [1, 50, 2048, { bits: 8, granularity: 'channel', symmetric: true }],
+        [3, 17, 96, { bits: 8, granularity: 'tensor', symmetric: false }],
+        [2, 23, 64, { bits: 8, granularity: 'group', groupSize: 8, symmetric: false }],
         // packed-GEMM path (M > 4) with K blocks that start on an odd element (514 = 2 × 257: a nibble boundary)
         [33, 50, 514, { bits: 4, granularity: 'channel', symmetric: false }],
         [12, 16, 1000, { bits: 8, granularity: 'group', groupSize: 8, symmetric: false }],

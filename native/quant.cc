@@ -725,7 +725,7 @@ napi_value DequantGather(napi_env env, napi_callback_info info) {
 // both nibble vectors multiply contiguous x. The weight is read once, as packed nibbles (memory-bound decoding
 // reads an eighth of float32's bytes). CH = 32 (AVX-512: 16 bytes → two zmm of codes) or 16 (AVX2: 8 bytes → two
 // ymm); the group size must be a multiple of CH.
-struct Gemv4 {
+struct GemvArgs {
   const QWeight& w;
   const float* xp;  // [M, K] x reordered by chunk
   const float* xs;  // [M, K/G] per-group sums of x
@@ -755,35 +755,39 @@ void gemv4_prepare(const float* x, int64_t M, int64_t K, int64_t G, std::vector<
 }
 
 #if SHRINK_X86
-template <int M>
-__attribute__((target("avx512f,avx512bw,avx512vl"))) void gemv4_rows_avx512(const Gemv4& a, int64_t n0, int64_t n1) {
+// Rows [n0, n1) of the fused GEMV; FOUR: 2–4-bit codes (chunks of 32 as two nibble vectors, x reordered), else
+// 8-bit codes (chunks of 16, x as it is). Per group: acc = Σ q·x, then tot += s·acc and the zero-point term
+// s·z·Σx aside; one horizontal sum per output at the end.
+template <int M, bool FOUR>
+__attribute__((target("avx512f,avx512bw,avx512vl"))) void gemv_rows_avx512(const GemvArgs& a, int64_t n0, int64_t n1) {
   const QWeight& w = a.w;
-  const int64_t K = w.K, G = w.G, gpr = K / G;
+  const int64_t K = w.K, G = w.perTensor ? K : w.G, gpr = K / G;
   const __m128i m15 = _mm_set1_epi8(15);
   for (int64_t n = n0; n < n1; n++) {
     __m512 tot[M];
     float zt[M];
     for (int m = 0; m < M; m++) tot[m] = _mm512_setzero_ps(), zt[m] = 0.f;
-    const uint8_t* row = w.c4 + (n * K) / 2;
     for (int64_t g = 0; g < gpr; g++) {
       __m512 acc[M];
       for (int m = 0; m < M; m++) acc[m] = _mm512_setzero_ps();
-      for (int64_t k = g * G; k < (g + 1) * G; k += 32) {
-        const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + k / 2));
-        const __m512 lo = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_and_si128(b, m15)));
-        const __m512 hi = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_and_si128(_mm_srli_epi16(b, 4), m15)));
-        for (int m = 0; m < M; m++) {
-          const float* xm = a.xp + m * K + k;
-          acc[m] = _mm512_fmadd_ps(lo, _mm512_loadu_ps(xm), acc[m]);
-          acc[m] = _mm512_fmadd_ps(hi, _mm512_loadu_ps(xm + 16), acc[m]);
+      for (int64_t k = g * G; k < (g + 1) * G; k += FOUR ? 32 : 16) {
+        if constexpr (FOUR) {
+          const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w.c4 + (n * K + k) / 2));
+          const __m512 lo = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_and_si128(b, m15)));
+          const __m512 hi = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_and_si128(_mm_srli_epi16(b, 4), m15)));
+          for (int m = 0; m < M; m++) {
+            acc[m] = _mm512_fmadd_ps(lo, _mm512_loadu_ps(a.xp + m * K + k), acc[m]);
+            acc[m] = _mm512_fmadd_ps(hi, _mm512_loadu_ps(a.xp + m * K + k + 16), acc[m]);
+          }
+        } else {
+          const __m512 q = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w.c8 + n * K + k))));
+          for (int m = 0; m < M; m++) acc[m] = _mm512_fmadd_ps(q, _mm512_loadu_ps(a.xp + m * K + k), acc[m]);
         }
       }
-      const int64_t si = n * gpr + g;
-      const float s = w.scale[si];
-      const float z = static_cast<float>(w.z8 ? w.z8[si] : w.z4 ? w.z4[si] : 0);
-      const __m512 sv = _mm512_set1_ps(s);
+      const int64_t si = w.perTensor ? 0 : n * gpr + g;
+      const float s = w.scale[si], z = static_cast<float>(w.z8 ? w.z8[si] : w.z4 ? w.z4[si] : 0);
       for (int m = 0; m < M; m++) {
-        tot[m] = _mm512_fmadd_ps(acc[m], sv, tot[m]);
+        tot[m] = _mm512_fmadd_ps(acc[m], _mm512_set1_ps(s), tot[m]);
         zt[m] += s * z * a.xs[m * gpr + g];
       }
     }
@@ -791,35 +795,37 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) void gemv4_rows_avx512(cons
   }
 }
 
-template <int M>
-__attribute__((target("avx2,fma"))) void gemv4_rows_avx2(const Gemv4& a, int64_t n0, int64_t n1) {
+// The AVX2 twin: chunks of 16 (FOUR: 8 bytes, two nibble vectors) or 8 (8-bit codes).
+template <int M, bool FOUR>
+__attribute__((target("avx2,fma"))) void gemv_rows_avx2(const GemvArgs& a, int64_t n0, int64_t n1) {
   const QWeight& w = a.w;
-  const int64_t K = w.K, G = w.G, gpr = K / G;
+  const int64_t K = w.K, G = w.perTensor ? K : w.G, gpr = K / G;
   const __m128i m15 = _mm_set1_epi8(15);
   for (int64_t n = n0; n < n1; n++) {
     __m256 tot[M];
     float zt[M];
     for (int m = 0; m < M; m++) tot[m] = _mm256_setzero_ps(), zt[m] = 0.f;
-    const uint8_t* row = w.c4 + (n * K) / 2;
     for (int64_t g = 0; g < gpr; g++) {
       __m256 acc[M];
       for (int m = 0; m < M; m++) acc[m] = _mm256_setzero_ps();
-      for (int64_t k = g * G; k < (g + 1) * G; k += 16) {
-        const __m128i b = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(row + k / 2));
-        const __m256 lo = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_and_si128(b, m15)));
-        const __m256 hi = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_and_si128(_mm_srli_epi16(b, 4), m15)));
-        for (int m = 0; m < M; m++) {
-          const float* xm = a.xp + m * K + k;
-          acc[m] = _mm256_fmadd_ps(lo, _mm256_loadu_ps(xm), acc[m]);
-          acc[m] = _mm256_fmadd_ps(hi, _mm256_loadu_ps(xm + 8), acc[m]);
+      for (int64_t k = g * G; k < (g + 1) * G; k += FOUR ? 16 : 8) {
+        if constexpr (FOUR) {
+          const __m128i b = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(w.c4 + (n * K + k) / 2));
+          const __m256 lo = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_and_si128(b, m15)));
+          const __m256 hi = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_and_si128(_mm_srli_epi16(b, 4), m15)));
+          for (int m = 0; m < M; m++) {
+            acc[m] = _mm256_fmadd_ps(lo, _mm256_loadu_ps(a.xp + m * K + k), acc[m]);
+            acc[m] = _mm256_fmadd_ps(hi, _mm256_loadu_ps(a.xp + m * K + k + 8), acc[m]);
+          }
+        } else {
+          const __m256 q = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(w.c8 + n * K + k))));
+          for (int m = 0; m < M; m++) acc[m] = _mm256_fmadd_ps(q, _mm256_loadu_ps(a.xp + m * K + k), acc[m]);
         }
       }
-      const int64_t si = n * gpr + g;
-      const float s = w.scale[si];
-      const float z = static_cast<float>(w.z8 ? w.z8[si] : w.z4 ? w.z4[si] : 0);
-      const __m256 sv = _mm256_set1_ps(s);
+      const int64_t si = w.perTensor ? 0 : n * gpr + g;
+      const float s = w.scale[si], z = static_cast<float>(w.z8 ? w.z8[si] : w.z4 ? w.z4[si] : 0);
       for (int m = 0; m < M; m++) {
-        tot[m] = _mm256_fmadd_ps(acc[m], sv, tot[m]);
+        tot[m] = _mm256_fmadd_ps(acc[m], _mm256_set1_ps(s), tot[m]);
         zt[m] += s * z * a.xs[m * gpr + g];
       }
     }
@@ -830,71 +836,6 @@ __attribute__((target("avx2,fma"))) void gemv4_rows_avx2(const Gemv4& a, int64_t
     }
   }
 }
-
-// The 8-bit twin: 16 (AVX-512) or 8 (AVX2) codes sign-extended to int32 and converted, x in its own order; a
-// per-tensor weight is one group of K columns.
-template <int M>
-__attribute__((target("avx512f,avx512bw,avx512vl"))) void gemv8_rows_avx512(const Gemv4& a, int64_t n0, int64_t n1) {
-  const QWeight& w = a.w;
-  const int64_t K = w.K, G = w.perTensor ? K : w.G, gpr = K / G;
-  for (int64_t n = n0; n < n1; n++) {
-    __m512 tot[M];
-    float zt[M];
-    for (int m = 0; m < M; m++) tot[m] = _mm512_setzero_ps(), zt[m] = 0.f;
-    const int8_t* row = w.c8 + n * K;
-    for (int64_t g = 0; g < gpr; g++) {
-      __m512 acc[M];
-      for (int m = 0; m < M; m++) acc[m] = _mm512_setzero_ps();
-      for (int64_t k = g * G; k < (g + 1) * G; k += 16) {
-        const __m512 q = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + k))));
-        for (int m = 0; m < M; m++) acc[m] = _mm512_fmadd_ps(q, _mm512_loadu_ps(a.xp + m * K + k), acc[m]);
-      }
-      const int64_t si = w.perTensor ? 0 : n * gpr + g;
-      const float s = w.scale[si];
-      const float z = static_cast<float>(w.z8 ? w.z8[si] : w.z4 ? w.z4[si] : 0);
-      const __m512 sv = _mm512_set1_ps(s);
-      for (int m = 0; m < M; m++) {
-        tot[m] = _mm512_fmadd_ps(acc[m], sv, tot[m]);
-        zt[m] += s * z * a.xs[m * gpr + g];
-      }
-    }
-    for (int m = 0; m < M; m++) a.out[m * a.N + n] = _mm512_reduce_add_ps(tot[m]) - zt[m] + (a.bias ? a.bias[n] : 0.f);
-  }
-}
-
-template <int M>
-__attribute__((target("avx2,fma"))) void gemv8_rows_avx2(const Gemv4& a, int64_t n0, int64_t n1) {
-  const QWeight& w = a.w;
-  const int64_t K = w.K, G = w.perTensor ? K : w.G, gpr = K / G;
-  for (int64_t n = n0; n < n1; n++) {
-    __m256 tot[M];
-    float zt[M];
-    for (int m = 0; m < M; m++) tot[m] = _mm256_setzero_ps(), zt[m] = 0.f;
-    const int8_t* row = w.c8 + n * K;
-    for (int64_t g = 0; g < gpr; g++) {
-      __m256 acc[M];
-      for (int m = 0; m < M; m++) acc[m] = _mm256_setzero_ps();
-      for (int64_t k = g * G; k < (g + 1) * G; k += 8) {
-        const __m256 q = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(row + k))));
-        for (int m = 0; m < M; m++) acc[m] = _mm256_fmadd_ps(q, _mm256_loadu_ps(a.xp + m * K + k), acc[m]);
-      }
-      const int64_t si = w.perTensor ? 0 : n * gpr + g;
-      const float s = w.scale[si];
-      const float z = static_cast<float>(w.z8 ? w.z8[si] : w.z4 ? w.z4[si] : 0);
-      const __m256 sv = _mm256_set1_ps(s);
-      for (int m = 0; m < M; m++) {
-        tot[m] = _mm256_fmadd_ps(acc[m], sv, tot[m]);
-        zt[m] += s * z * a.xs[m * gpr + g];
-      }
-    }
-    for (int m = 0; m < M; m++) {
-      const __m128 h = _mm_add_ps(_mm256_castps256_ps128(tot[m]), _mm256_extractf128_ps(tot[m], 1));
-      const __m128 q = _mm_add_ps(h, _mm_movehl_ps(h, h));
-      a.out[m * a.N + n] = _mm_cvtss_f32(_mm_add_ss(q, _mm_shuffle_ps(q, q, 1))) - zt[m] + (a.bias ? a.bias[n] : 0.f);
-    }
-  }
-}
-
 #endif  // SHRINK_X86
 
 // The fused GEMV when it applies (x86 with AVX2/AVX-512 enabled; 2–4-bit groups a multiple of the chunk, 8-bit
@@ -903,7 +844,7 @@ __attribute__((target("avx2,fma"))) void gemv8_rows_avx2(const Gemv4& a, int64_t
 bool gemv_fused(const float* x, int64_t M, const QWeight& w, int64_t N, const float* bias, float* out) {
 #if SHRINK_X86
   if (!w.avx || M < 1 || M > 4) return false;
-  using Fn = void (*)(const Gemv4&, int64_t, int64_t);
+  using Fn = void (*)(const GemvArgs&, int64_t, int64_t);
   thread_local std::vector<float> xp, xs;
   Fn f = nullptr;
   const float* xin = x;
@@ -913,8 +854,8 @@ bool gemv_fused(const float* x, int64_t M, const QWeight& w, int64_t N, const fl
     if (!z512 && !(has_avx2_fma() && w.G % 16 == 0)) return false;
     if (z512) gemv4_prepare<32>(x, M, w.K, w.G, xp, xs);
     else gemv4_prepare<16>(x, M, w.K, w.G, xp, xs);
-    static constexpr Fn f512[4] = {gemv4_rows_avx512<1>, gemv4_rows_avx512<2>, gemv4_rows_avx512<3>, gemv4_rows_avx512<4>};
-    static constexpr Fn f256[4] = {gemv4_rows_avx2<1>, gemv4_rows_avx2<2>, gemv4_rows_avx2<3>, gemv4_rows_avx2<4>};
+    static constexpr Fn f512[4] = {gemv_rows_avx512<1, true>, gemv_rows_avx512<2, true>, gemv_rows_avx512<3, true>, gemv_rows_avx512<4, true>};
+    static constexpr Fn f256[4] = {gemv_rows_avx2<1, true>, gemv_rows_avx2<2, true>, gemv_rows_avx2<3, true>, gemv_rows_avx2<4, true>};
     f = (z512 ? f512 : f256)[M - 1];
     xin = xp.data();
   } else {
@@ -929,11 +870,11 @@ bool gemv_fused(const float* x, int64_t M, const QWeight& w, int64_t N, const fl
         for (int64_t k = g * G; k < (g + 1) * G; k++) t += x[m * w.K + k];
         xs[m * (w.K / G) + g] = static_cast<float>(t);
       }
-    static constexpr Fn f512[4] = {gemv8_rows_avx512<1>, gemv8_rows_avx512<2>, gemv8_rows_avx512<3>, gemv8_rows_avx512<4>};
-    static constexpr Fn f256[4] = {gemv8_rows_avx2<1>, gemv8_rows_avx2<2>, gemv8_rows_avx2<3>, gemv8_rows_avx2<4>};
+    static constexpr Fn f512[4] = {gemv_rows_avx512<1, false>, gemv_rows_avx512<2, false>, gemv_rows_avx512<3, false>, gemv_rows_avx512<4, false>};
+    static constexpr Fn f256[4] = {gemv_rows_avx2<1, false>, gemv_rows_avx2<2, false>, gemv_rows_avx2<3, false>, gemv_rows_avx2<4, false>};
     f = (z512 ? f512 : f256)[M - 1];
   }
-  const Gemv4 a{w, xin, xs.data(), bias, out, M, N};
+  const GemvArgs a{w, xin, xs.data(), bias, out, M, N};
   par_for(N, std::max<int64_t>(1, kMinTaskElems / w.K), [&](int64_t n0, int64_t n1) { f(a, n0, n1); });
   return true;
 #else

@@ -11,6 +11,9 @@
  * - rtn8 / rtn4: `shrink quantize --scheme int8` / `--scheme int4 --granularity group:128` (round to nearest);
  * - gptq4: `shrink quantize --scheme int4 --granularity group:128 --method gptq --calib random` with
  *   --calib-samples sequences of --calib-seq-len tokens (random ids: on random weights no text means more);
+ * - factor: GPTQ's float64 factorization (Cholesky of the dampened Hessian + triangular inverse, what every layer
+ *   needs) at TinyLlama's widths 2048 and 5632, the addon's kernels against the TypeScript reference (the reference
+ *   only at 2048: at 5632 it takes minutes), in this process;
  * - gen: greedy decoding of --tokens tokens with the KV cache (`shrink generate --prompt-ids`, 8-token prompt) on
  *   the fp32 model (the bf16 checkpoint loaded as float32) and on every quantized folder made above.
  *
@@ -19,19 +22,21 @@
  * deleted at the end unless --keep names where to leave it. Not part of `npm test`: the default run writes 2.2 GB and
  * takes tens of minutes on 2 cores.
  */
+import { Generator } from '../src/index.ts'; // first: the library's modules load in their own order
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { benchArgs, machineLine } from './common.ts';
 import { findWeights } from '../src/io/hf.ts';
+import { linalg, referenceLinalg } from '../src/compress/quant/gptq-adapter.ts';
 
 const TINYLLAMA = {
   model_type: 'llama', architectures: ['LlamaForCausalLM'], vocab_size: 32000, hidden_size: 2048, intermediate_size: 5632, num_hidden_layers: 22,
   num_attention_heads: 32, num_key_value_heads: 4, max_position_embeddings: 2048, rms_norm_eps: 1e-5, rope_theta: 10000, tie_word_embeddings: false,
   initializer_range: 0.02, bos_token_id: 1, eos_token_id: 2,
 };
-const STEPS = ['rtn8', 'rtn4', 'gptq4', 'gen'] as const;
+const STEPS = ['factor', 'rtn8', 'rtn4', 'gptq4', 'gen'] as const;
 
 const a = benchArgs('bench:scale', ['--json'], ['--config', '--layers', '--steps', '--calib-samples', '--calib-seq-len', '--tokens', '--keep']);
 const json = a.has('--json');
@@ -59,16 +64,46 @@ function shrink(args: string[]): { r: Record<string, unknown>; seconds: number }
 }
 
 const rows: Record<string, unknown>[] = [];
+/** Thrown to skip the checkpoint steps when only `factor` was asked for. */
+class Done {}
 const emit = (row: Record<string, unknown>) => {
   rows.push(row);
   if (json) process.stdout.write(JSON.stringify(row) + '\n');
 };
 
 log(`bench:scale: ${machineLine()}`);
+/** Seconds to factor a random SPD [K, K] matrix (Cholesky + lower inverse), best of `rounds`. */
+function factorSeconds(K: number, f: { cholesky(A: Float64Array, K: number): boolean; invertLower(L: Float64Array, K: number): void }, rounds: number): number {
+  const g = new Generator(K);
+  // a well-conditioned SPD matrix without a K³ product: a random symmetric matrix made diagonally dominant
+  const A0 = new Float64Array(K * K);
+  for (let i = 0; i < K; i++) for (let j = 0; j < i; j++) A0[i * K + j] = A0[j * K + i] = g.normal() / K;
+  for (let i = 0; i < K; i++) A0[i * K + i] = 2;
+  let best = Infinity;
+  for (let r = 0; r < rounds; r++) {
+    const A = Float64Array.from(A0);
+    const t0 = performance.now();
+    if (!f.cholesky(A, K)) throw new Error('bench:scale: factor: the test matrix is not positive definite');
+    f.invertLower(A, K);
+    best = Math.min(best, (performance.now() - t0) / 1000);
+  }
+  return best;
+}
+if (steps.includes('factor')) {
+  const native = linalg();
+  if (native.name !== 'native') log('bench:scale: factor: the addon is not available, only the reference runs');
+  for (const K of [2048, 5632]) {
+    const nat = native.name === 'native' ? factorSeconds(K, native, 3) : null;
+    const ref = K <= 2048 ? factorSeconds(K, referenceLinalg, 1) : null;
+    emit({ name: `gptq factor K=${K} (Cholesky + inverse, float64)`, peak_rss_mb: null, seconds: nat ?? ref, tokens_per_s: null, reference_seconds: ref, speedup: nat && ref ? +(ref / nat).toFixed(1) : null });
+  }
+}
+
 const src = path.join(root, 'model');
 const cfgFile = path.join(root, 'config.json');
 fs.writeFileSync(cfgFile, JSON.stringify(config));
 try {
+  if (!steps.some((x) => x !== 'factor')) throw new Done();
   const made = shrink(['make-random', cfgFile, '-o', src, '--shards', '4', '--dtype', 'bf16', '--force']);
   const params = made.r.parameters as number;
   const fp32Bytes = params * 4;
@@ -94,6 +129,8 @@ try {
       emit({ name: `generate ${name} (${tokens} tokens, greedy, KV cache)`, peak_rss_mb: r.peakRssMb, seconds: +(((r.loadMs as number) + (r.ms as number)) / 1000).toFixed(1), tokens_per_s: r.tokensPerS, load_s: +((r.loadMs as number) / 1000).toFixed(1) });
     }
   }
+} catch (e) {
+  if (!(e instanceof Done)) throw e;
 } finally {
   if (!a.arg('--keep')) fs.rmSync(root, { recursive: true, force: true });
 }
@@ -102,7 +139,7 @@ if (!json) {
   const lines = ['| step | peak RSS | time | tokens/s | weights (share of fp32) |', '| --- | --- | --- | --- | --- |'];
   for (const r of rows)
     lines.push(
-      `| ${r.name} | ${r.peak_rss_mb == null ? '–' : `${(r.peak_rss_mb as number).toLocaleString('en-US')} MiB`} | ${r.seconds} s | ${r.tokens_per_s == null ? '–' : `${r.tokens_per_s}${fp32 && !String(r.name).startsWith('generate fp32') ? ` (${((r.tokens_per_s as number) / fp32).toFixed(2)}× fp32)` : ''}`} | ${r.fp32_ratio == null ? (r.bytes ? `${((r.bytes as number) / 2 ** 20).toFixed(0)} MiB` : '–') : `${((r.bytes as number) / 2 ** 20).toFixed(0)} MiB (${((r.fp32_ratio as number) * 100).toFixed(1)} %)`} |`,
+      `| ${r.name} | ${r.peak_rss_mb == null ? '–' : `${(r.peak_rss_mb as number).toLocaleString('en-US')} MiB`} | ${typeof r.seconds === 'number' ? +r.seconds.toFixed(2) : r.seconds} s${r.speedup ? ` (reference ${(r.reference_seconds as number).toFixed(1)} s: ${r.speedup}×)` : ''} | ${r.tokens_per_s == null ? '–' : `${r.tokens_per_s}${fp32 && !String(r.name).startsWith('generate fp32') ? ` (${((r.tokens_per_s as number) / fp32).toFixed(2)}× fp32)` : ''}`} | ${r.fp32_ratio == null ? (r.bytes ? `${((r.bytes as number) / 2 ** 20).toFixed(0)} MiB` : '–') : `${((r.bytes as number) / 2 ** 20).toFixed(0)} MiB (${((r.fp32_ratio as number) * 100).toFixed(1)} %)`} |`,
     );
   process.stdout.write(lines.join('\n') + '\n');
 }

@@ -8,10 +8,12 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { BertForMaskedLM, GPT2LMHeadModel, bertConfig, LlamaForCausalLM, Tensor, fromPretrained, gpt2Config, llamaConfig, manualSeed, savePretrained } from '../../src/index.ts';
+import { BertForMaskedLM, GPT2LMHeadModel, Generator, bertConfig, LlamaForCausalLM, Tensor, fromPretrained, gpt2Config, llamaConfig, manualSeed, savePretrained } from '../../src/index.ts';
 import type { Module } from '../../src/nn/module.ts';
 import { quantizeModel, type QuantizeOptions } from '../../src/compress/quant/apply.ts';
 import { quantizeFolder } from '../../src/compress/quant/pretrained.ts';
+import { upperCholeskyOfInverseInPlace } from '../../src/compress/quant/gptq-adapter.ts';
+import { setBackend } from '../../src/backend/registry.ts';
 import '../../src/compress/quant/format.ts';
 import { expectEqual } from '../harness/expect.ts';
 
@@ -82,4 +84,35 @@ test('the blockwise pass is refused for BERT (its MLM head has its own transform
   assert.throws(() => quantizeModel(bert(), { ...GPTQ, gptqPass: 'blockwise' }), /^Error: GPTQ blockwise pass: the model has no final norm \+ lm_head anatomy \(GPT-2 \/ Llama decoders only\)$/);
   const r = quantizeModel(bert(), GPTQ);
   assert.ok(Object.keys(r.gptqLoss!).includes('bert.encoder.layer.0.output.dense'));
+});
+
+test("GPTQ's factor: U is upper-triangular with a positive diagonal and Uᵀ·U = H⁻¹, on the addon and the reference", () => {
+  const K = 37;
+  const g = new Generator(5);
+  const X = Float64Array.from({ length: 2 * K * K }, () => g.normal());
+  const H = new Float64Array(K * K);
+  for (let i = 0; i < K; i++) for (let j = 0; j < K; j++) for (let r = 0; r < 2 * K; r++) H[i * K + j] += (X[r * K + i]! * X[r * K + j]!) / (2 * K);
+  for (const b of ['ref', 'native'] as const) {
+    const prev = setBackend(b);
+    try {
+      const U = upperCholeskyOfInverseInPlace(Float64Array.from(H), K, 'h', 0.01);
+      for (let i = 0; i < K; i++) {
+        assert.ok(U[i * K + i]! > 0);
+        for (let j = 0; j < i; j++) assert.equal(U[i * K + j], 0, `${b}: U[${i},${j}]`);
+      }
+      // (Uᵀ U) H = I
+      for (let i = 0; i < K; i++)
+        for (let j = 0; j < K; j++) {
+          let s = 0;
+          for (let k = 0; k < K; k++) {
+            let uu = 0;
+            for (let r = 0; r <= Math.min(i, k); r++) uu += U[r * K + i]! * U[r * K + k]!;
+            s += uu * H[k * K + j]!;
+          }
+          assert.ok(Math.abs(s - (i === j ? 1 : 0)) < 1e-9, `${b}: (UᵀU·H)[${i},${j}] = ${s}`);
+        }
+    } finally {
+      setBackend(prev);
+    }
+  }
 });

@@ -338,17 +338,12 @@ class StageHessians {
     a.batch = this.batch;
     a.n = accumulateInputs(a.h, x, (t.module as LinearLike).inFeatures, a.n, this.mask);
   }
-  /** The layer's Hessian; forgotten here once every layer sharing it has taken it. */
+  /** The layer's Hessian (shared with the layers that read the same input). */
   take(t: Target): Float64Array {
     const a = this.acc.get(t);
     if (!a) throw new Error(`GPTQ: ${t.name} saw no calibration input (is it on the forward path?)`);
     this.acc.delete(t);
     return a.h;
-  }
-  /** Direct accumulation (inputs computed outside a forward, e.g. the head's normed hidden states). */
-  addRows(t: Target, x: Tensor, tokenMask: ArrayLike<number> | null): void {
-    this.next(tokenMask);
-    this.add(t, x);
   }
 }
 

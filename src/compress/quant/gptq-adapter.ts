@@ -110,7 +110,7 @@ function invertLowerInPlace(L: Float64Array, K: number): void {
  * cholesky(upper=True), with one factorization and one triangular inverse: with J the reversal permutation and
  * J H J = M Mᵀ, U = J M⁻¹ J (upper, positive diagonal, and Uᵀ U = J M⁻ᵀ M⁻¹ J = H⁻¹). H is overwritten by U.
  */
-function upperCholeskyOfInverseInPlace(H: Float64Array, K: number, name: string, percdamp: number): Float64Array {
+export function upperCholeskyOfInverseInPlace(H: Float64Array, K: number, name: string, percdamp: number): Float64Array {
   const { cholesky, invertLower } = linalg();
   // reverse rows and columns in place: A[i][j] ↔ A[K-1-i][K-1-j], i.e. the flat array reversed
   H.reverse();

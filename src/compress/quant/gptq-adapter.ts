@@ -167,8 +167,8 @@ export function gptqQuantize(name: string, w32: Float32Array, N: number, K: numb
   const gpr = K / G;
   const scale = new Float32Array(N * gpr);
   const zero = new Int32Array(N * gpr);
-  const findParams = (g: number, src: Float64Array, cols: (c: number) => number) => {
-    for (let r = 0; r < N; r++) {
+  const findParams = (g: number, src: Float64Array, cols: (c: number) => number, r0 = 0, r1 = N) => {
+    for (let r = r0; r < r1; r++) {
       let lo = Infinity;
       let hi = -Infinity;
       for (let c = g * G; c < (g + 1) * G; c++) {
@@ -218,24 +218,26 @@ export function gptqQuantize(name: string, w32: Float32Array, N: number, K: numb
   const err = new Float64Array(N * B);
   for (let i1 = 0; i1 < K; i1 += B) {
     const i2 = Math.min(i1 + B, K);
-    for (let i = i1; i < i2; i++) {
-      const orig = perm[i]!;
-      if (!actGroups && orig % G === 0) findParams(orig / G, Wp, (c) => c); // groups start on the updated weights
-      const g = Math.floor(orig / G);
-      const d = U[i * K + i]!;
-      for (let r = 0; r < N; r++) {
+    // row by row (rows are independent): a row's block segment stays in cache while its columns are quantized
+    for (let r = 0; r < N; r++) {
+      const row = r * K;
+      for (let i = i1; i < i2; i++) {
+        const orig = perm[i]!;
+        if (!actGroups && orig % G === 0) findParams(orig / G, Wp, (c) => c, r, r + 1); // groups start on the updated weights
+        const g = Math.floor(orig / G);
+        const d = U[i * K + i]!;
         const s = scale[r * gpr + g]!;
         const z = zero[r * gpr + g]!;
-        const wv = Wp[r * K + i]!;
+        const wv = Wp[row + i]!;
         const code = quantizeValue(wv, s, z, spec.bits);
-        codes[r * K + orig] = code;
+        codes[row + orig] = code;
         const qv = (code - z) * s;
         loss += ((wv - qv) * (wv - qv)) / (d * d) / 2;
         const e = (wv - qv) / d;
         err[r * B + (i - i1)] = e;
         // spread the error over the rest of the block
-        const row = r * K;
-        for (let j = i + 1; j < i2; j++) Wp[row + j] -= e * U[i * K + j]!;
+        const ui = i * K;
+        for (let j = i + 1; j < i2; j++) Wp[row + j] -= e * U[ui + j]!;
       }
     }
     // lazy batch update of the columns after the block: W[:, i2:] -= Err · U[i1:i2, i2:], one float32 GEMM (the

@@ -139,6 +139,9 @@ export function linalg(): { cholesky: (A: Float64Array, K: number) => boolean; i
 /** The TypeScript reference factorizations (exported for the native kernels' parity tests). */
 export const referenceLinalg = { cholesky: choleskyInPlace, invertLower: invertLowerInPlace };
 
+/** Rows of W per slab of the lazy block update's GEMM. */
+const UPDATE_ROWS = 2048;
+
 export interface GptqOptions {
   percdamp?: number;
   actOrder?: boolean;
@@ -213,7 +216,7 @@ export function gptqQuantize(name: string, w32: Float32Array, N: number, K: numb
     opts.factors?.set(H0, { key, U });
   }
 
-  const codes = new Int32Array(N * K); // in original column order
+  const codes = spec.bits === 8 ? new Int8Array(N * K) : new Uint8Array(N * K); // in original column order
   let loss = 0;
   const err = new Float64Array(N * B);
   for (let i1 = 0; i1 < K; i1 += B) {
@@ -248,15 +251,21 @@ export function gptqQuantize(name: string, w32: Float32Array, N: number, K: numb
       for (let r = 0; r < N; r++) for (let i = 0; i < b; i++) E[r * b + i] = err[r * B + i]!;
       const Ub = new Float32Array(b * (K - i2));
       for (let i = 0; i < b; i++) for (let j = i2; j < K; j++) Ub[i * (K - i2) + (j - i2)] = U[(i1 + i) * K + j]!;
-      const upd = noGrad(() => matmul(new Tensor(E, [N, b], 'float32'), new Tensor(Ub, [b, K - i2], 'float32')).data as Float32Array);
       const w = K - i2;
-      for (let r = 0; r < N; r++) {
-        const row = r * K + i2;
-        for (let j = 0; j < w; j++) Wp[row + j] -= upd[r * w + j]!;
+      const ub = new Tensor(Ub, [b, w], 'float32');
+      // in slabs of rows, so the product never holds all N × (K − i2) at once (a 32,000-row head)
+      for (let r0 = 0; r0 < N; r0 += UPDATE_ROWS) {
+        const r1 = Math.min(N, r0 + UPDATE_ROWS);
+        const upd = noGrad(() => matmul(new Tensor(E.subarray(r0 * b, r1 * b), [r1 - r0, b], 'float32'), ub).data as Float32Array);
+        for (let r = r0; r < r1; r++) {
+          const row = r * K + i2;
+          const o = (r - r0) * w;
+          for (let j = 0; j < w; j++) Wp[row + j] -= upd[o + j]!;
+        }
       }
     }
   }
-  const packed = spec.bits === 8 ? Int8Array.from(codes) : new Uint8Array((N * K) / 2);
+  const packed = spec.bits === 8 ? codes : new Uint8Array((N * K) / 2);
   if (spec.bits < 8) for (let i = 0; i < N * K; i++) packed[i >> 1]! |= codes[i]! << ((i & 1) * 4);
   const storeZero = spec.bits < 8 || !spec.symmetric;
   return {

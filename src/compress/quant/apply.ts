@@ -429,6 +429,7 @@ function gptqBlockwise(model: Module, todo: Target[], plan: BlockwisePlan, o: Qu
         hs.next(c.mask);
         hs.add(head, callForward(norm, c.args[0]) as Tensor);
       }
+      carried.length = 0; // the activations are done with: free them before the head (the largest layer) is quantized
     });
   }
 }

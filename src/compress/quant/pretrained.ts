@@ -14,7 +14,7 @@ import path from 'node:path';
 import type { Module } from '../../nn/module.ts';
 import { withoutInit } from '../../nn/init.ts';
 import { fromPretrained, modelFromConfig } from '../../models/registry.ts';
-import { findWeights, readConfig, writePretrained } from '../../io/hf.ts';
+import { findWeights, openWeights, readConfig, writePretrained } from '../../io/hf.ts';
 import { SafetensorsFile } from '../../io/safetensors.ts';
 import { checkOutDir, writeDirAtomic, type OutDirOptions } from '../../io/outdir.ts';
 import { noGrad } from '../../tensor/autograd.ts';
@@ -44,18 +44,6 @@ function weightsBytes(dir: string): number {
   return findWeights(dir).reduce((s, f) => s + fs.statSync(f).size, 0);
 }
 
-/** Open every weights file lazily: key → reader. */
-function lazyWeights(dir: string): { get(key: string): Tensor | undefined; has(key: string): boolean; close(): void } {
-  const files = findWeights(dir).map((f) => SafetensorsFile.open(f));
-  const where = new Map<string, SafetensorsFile>();
-  for (const f of files) for (const k of f.keys()) where.set(k, f);
-  return {
-    get: (k) => where.get(k)?.get(k),
-    has: (k) => where.has(k),
-    close: () => files.forEach((f) => f.close()),
-  };
-}
-
 /**
  * Quantize the model in `src` and write it to `out` with its tokenizer files. `out` is written atomically (a temp
  * sibling renamed into place when complete); an existing `out` is replaced unless `io.force` is false (default
@@ -74,7 +62,7 @@ export function quantizeFolder(src: string, out: string, o: QuantizeOptions, io:
     report = quantizeModel(model, o);
   } else {
     model = withoutInit(() => modelFromConfig(raw)) as typeof model;
-    const file = lazyWeights(src);
+    const file = openWeights(src);
     try {
       const twins = new Map<string, string>();
       for (const [a, b] of Object.entries(model.tiedKeys())) {
@@ -82,7 +70,7 @@ export function quantizeFolder(src: string, out: string, o: QuantizeOptions, io:
         twins.set(b, a);
       }
       const read = (key: string, into: Tensor): void => {
-        const v = file.get(key) ?? (twins.has(key) ? file.get(twins.get(key)!) : undefined);
+        const v = (file.weights.get(key) ?? (twins.has(key) ? file.weights.get(twins.get(key)!) : undefined))?.load();
         if (!v) throw new Error(`${src}: weights have no tensor '${key}' (${(model as object).constructor.name} needs it)`);
         if (v.shape.join() !== into.shape.join()) throw new Error(`${src}: '${key}' has shape [${v.shape}] in the checkpoint, the model expects [${into.shape}]`);
         noGrad(() => into.copy_(v));

@@ -17,7 +17,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { writeDirAtomic } from './outdir.ts';
-import { atomicWriteJson } from './atomic.ts';
+import { atomicWriteJson, writeAll } from './atomic.ts';
+import { encodeHeader } from './safetensors.ts';
 import { llamaConfig } from '../models/llama/config.ts';
 import { Generator } from '../tensor/random.ts';
 import { f32ToBf16Bits } from '../tensor/dtype.ts';
@@ -122,14 +123,9 @@ export function makeRandomCheckpoint(config: string | Record<string, unknown>, o
           off += n;
           weightMap[name] = names[k]!;
         }
-        let json = JSON.stringify(header);
-        json += ' '.repeat((8 - (json.length % 8)) % 8); // data starts 8-byte aligned
         const fd = fs.openSync(path.join(tmp, names[k]!), 'w');
         try {
-          const len = Buffer.alloc(8);
-          len.writeBigUInt64LE(BigInt(Buffer.byteLength(json)));
-          fs.writeSync(fd, len);
-          fs.writeSync(fd, json);
+          for (const part of encodeHeader(header)) writeAll(fd, part);
           const f32 = new Float32Array(CHUNK);
           const bf = new Uint16Array(CHUNK);
           for (const [, shape, kind] of group) {
@@ -138,8 +134,8 @@ export function makeRandomCheckpoint(config: string | Record<string, unknown>, o
               for (let i = 0; i < m; i++) f32[i] = kind === 'ones' ? 1 : std * g.normal();
               if (dtype === 'bf16') {
                 for (let i = 0; i < m; i++) bf[i] = f32ToBf16Bits(f32[i]!);
-                fs.writeSync(fd, new Uint8Array(bf.buffer, 0, 2 * m));
-              } else fs.writeSync(fd, new Uint8Array(f32.buffer, 0, 4 * m));
+                writeAll(fd, new Uint8Array(bf.buffer, 0, 2 * m));
+              } else writeAll(fd, new Uint8Array(f32.buffer, 0, 4 * m));
               left -= m;
             }
             written += numel(shape) * width;

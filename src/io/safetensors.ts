@@ -308,6 +308,20 @@ export function readSafetensorsBuffer(buf: Uint8Array, name = '<buffer>'): Safet
   }
 }
 
+/**
+ * What precedes a safetensors file's data: the JSON header's byte length as a little-endian u64, then the header,
+ * padded with spaces so the data starts at a multiple of 8. `header` maps names to {dtype, shape, data_offsets}
+ * (plus `__metadata__`); streamed writers (saveSafetensors, make-random) write this, then the data in offset order.
+ */
+export function encodeHeader(header: Record<string, unknown>): [length: Buffer, json: Buffer] {
+  let text = JSON.stringify(header);
+  text += ' '.repeat((8 - ((8 + Buffer.byteLength(text)) % 8)) % 8);
+  const json = Buffer.from(text, 'utf8');
+  const length = Buffer.alloc(8);
+  length.writeBigUInt64LE(BigInt(json.length));
+  return [length, json];
+}
+
 export interface SaveOptions {
   /** int32 tensors to store as I64 (HF-style input_ids, labels, ...). */
   int64Names?: ReadonlySet<string>;
@@ -348,14 +362,9 @@ export function saveSafetensors(
     plan.push({ t, i64 });
   }
   if (Object.keys(metadata).length) header.__metadata__ = { ...metadata }; // last, as the fixtures' writer does
-  let text = JSON.stringify(header);
-  text += ' '.repeat((8 - ((8 + Buffer.byteLength(text)) % 8)) % 8);
-  const hbuf = Buffer.from(text, 'utf8');
-  const len = Buffer.alloc(8);
-  len.writeBigUInt64LE(BigInt(hbuf.length));
+  const head = encodeHeader(header);
   atomicWrite(path, (fd) => {
-    writeAll(fd, len);
-    writeAll(fd, hbuf);
+    for (const part of head) writeAll(fd, part);
     for (const { t, i64 } of plan) {
       const c = t.contiguous();
       const arr = c.data.subarray(c.offset, c.offset + c.numel); // a view: no copy for contiguous tensors

@@ -49,8 +49,6 @@ const calibSeqLen = a.intArg('--calib-seq-len', 512, 2);
 const tokens = a.intArg('--tokens', 32, 1);
 
 const log = (s: string) => process.stderr.write(s + '\n');
-const root = a.arg('--keep') ?? fs.mkdtempSync(path.join(os.tmpdir(), 'shrink-scale-'));
-fs.mkdirSync(root, { recursive: true });
 const bin = path.join(import.meta.dirname, '../bin/shrink.js');
 
 /** Run `shrink <args> --json` as a child; returns its last JSON line and the wall time. */
@@ -64,8 +62,6 @@ function shrink(args: string[]): { r: Record<string, unknown>; seconds: number }
 }
 
 const rows: Record<string, unknown>[] = [];
-/** Thrown to skip the checkpoint steps when only `factor` was asked for. */
-class Done {}
 const emit = (row: Record<string, unknown>) => {
   rows.push(row);
   if (json) process.stdout.write(JSON.stringify(row) + '\n');
@@ -99,11 +95,11 @@ if (steps.includes('factor')) {
   }
 }
 
-const src = path.join(root, 'model');
-const cfgFile = path.join(root, 'config.json');
-fs.writeFileSync(cfgFile, JSON.stringify(config));
-try {
-  if (!steps.some((x) => x !== 'factor')) throw new Done();
+/** make-random, then the quantize and generate steps, in `root`. */
+function checkpointSteps(root: string): void {
+  const src = path.join(root, 'model');
+  const cfgFile = path.join(root, 'config.json');
+  fs.writeFileSync(cfgFile, JSON.stringify(config));
   const made = shrink(['make-random', cfgFile, '-o', src, '--shards', '4', '--dtype', 'bf16', '--force']);
   const params = made.r.parameters as number;
   const fp32Bytes = params * 4;
@@ -129,10 +125,16 @@ try {
       emit({ name: `generate ${name} (${tokens} tokens, greedy, KV cache)`, peak_rss_mb: r.peakRssMb, seconds: +(((r.loadMs as number) + (r.ms as number)) / 1000).toFixed(1), tokens_per_s: r.tokensPerS, load_s: +((r.loadMs as number) / 1000).toFixed(1) });
     }
   }
-} catch (e) {
-  if (!(e instanceof Done)) throw e;
-} finally {
-  if (!a.arg('--keep')) fs.rmSync(root, { recursive: true, force: true });
+}
+
+if (steps.some((x) => x !== 'factor')) {
+  const root = a.arg('--keep') ?? fs.mkdtempSync(path.join(os.tmpdir(), 'shrink-scale-'));
+  fs.mkdirSync(root, { recursive: true });
+  try {
+    checkpointSteps(root);
+  } finally {
+    if (!a.arg('--keep')) fs.rmSync(root, { recursive: true, force: true });
+  }
 }
 if (!json) {
   const fp32 = rows.find((r) => String(r.name).startsWith('generate fp32'))?.tokens_per_s as number | undefined;

@@ -573,8 +573,7 @@ export function buildProgram(out: (s: string) => void = (s) => process.stdout.wr
         return;
       }
       const needsCalib = o.method === 'gptq' || o.scheme === 'int8-static';
-      // batches of about 1,024 tokens: long sequences come fewer to a batch, so attention's (B, heads, T, T) stays small
-      const calib = needsCalib || o.report ? calibrationBatches(dir, o.calib ?? (type === 'bert' ? 'sst2' : 'wikitext2'), { samples: o.calibSamples, seqLen: o.calibSeqLen, batchSize: Math.max(1, Math.min(8, Math.floor(1024 / o.calibSeqLen))) }) : undefined;
+      const calib = needsCalib || o.report ? calibrationBatches(dir, o.calib ?? (type === 'bert' ? 'sst2' : 'wikitext2'), { samples: o.calibSamples, seqLen: o.calibSeqLen }) : undefined;
       const r = quantizeFolder(
         dir,
         o.out,

@@ -18,6 +18,7 @@ export interface CalibrationOptions {
   samples?: number;
   /** Tokens per example / block. Default 128. */
   seqLen?: number;
+  /** Examples per batch. Default: 8 up to 128 tokens, then ⌊1,024 / seqLen⌋ (at least 1). */
   batchSize?: number;
 }
 
@@ -30,7 +31,9 @@ export interface CalibrationOptions {
 export function calibrationBatches(modelDir: string, source: string, o: CalibrationOptions = {}): Record<string, Tensor>[] {
   const samples = o.samples ?? 128;
   const T = o.seqLen ?? 128;
-  const B = o.batchSize ?? 8;
+  // batches of about 1,024 tokens (8 at ≤ 128): long sequences come fewer to a batch, so attention's (B, heads, T, T)
+  // stays small
+  const B = o.batchSize ?? Math.max(1, Math.min(8, Math.floor(1024 / T)));
   if (!(samples >= 1)) throw new Error(`calibration: samples must be ≥ 1, got ${samples}`);
   const out: Record<string, Tensor>[] = [];
   if (source === 'random') {

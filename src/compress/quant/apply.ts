@@ -422,8 +422,8 @@ function gptqBlockwise(model: Module, todo: Target[], plan: BlockwisePlan, o: Qu
   }
   const head = plan.head;
   if (head) {
+    // the head's forward never runs here: its float weight is read when it is quantized, after the activations go
     const norm = model.getSubmodule(plan.finalNorm);
-    o.materialize?.(head.name, head.module.weight);
     gatherAndQuantize([head], o, quantizeOne, (hs) => {
       for (const c of carried) {
         hs.next(c.mask);

@@ -15,7 +15,6 @@ import type { Module } from '../../nn/module.ts';
 import { withoutInit } from '../../nn/init.ts';
 import { fromPretrained, modelFromConfig } from '../../models/registry.ts';
 import { findWeights, openWeights, readConfig, writePretrained } from '../../io/hf.ts';
-import { SafetensorsFile } from '../../io/safetensors.ts';
 import { checkOutDir, writeDirAtomic, type OutDirOptions } from '../../io/outdir.ts';
 import { noGrad } from '../../tensor/autograd.ts';
 import type { Tensor } from '../../tensor/tensor.ts';
@@ -127,28 +126,27 @@ export function castFolder(src: string, out: string, dtype: 'float16' | 'bfloat1
   const raw = readConfig(src);
   if (raw.quantization_config) throw new Error(`${src}: already quantized (config.json has quantization_config); cast the float model`);
   checkOutDir(out, io);
-  const files = findWeights(src).map((f) => SafetensorsFile.open(f));
+  const file = openWeights(src);
   const tensors = new Map<string, Tensor>();
   try {
-    for (const f of files)
-      for (const k of f.keys()) {
-        const t = f.get(k);
-        if (t.dtype !== 'float32' && t.dtype !== 'float16' && t.dtype !== 'bfloat16') {
-          tensors.set(k, t);
-          continue;
-        }
-        const c = noGrad(() => t.to(dtype));
-        if (dtype === 'float16') {
-          const h = c.data as Uint16Array;
-          const x = t.data as ArrayLike<number>;
-          for (let i = 0; i < h.length; i++)
-            if ((h[i]! & 0x7c00) === 0x7c00 && Number.isFinite(x[i]!))
-              throw new Error(`${src}: '${k}' value ${x[i]} at index ${i} overflows float16 (max 65504); use --scheme bf16`);
-        }
-        tensors.set(k, c);
+    for (const [k, lazy] of file.weights) {
+      const t = lazy.load();
+      if (t.dtype !== 'float32' && t.dtype !== 'float16' && t.dtype !== 'bfloat16') {
+        tensors.set(k, t);
+        continue;
       }
+      const c = noGrad(() => t.to(dtype));
+      if (dtype === 'float16') {
+        const h = c.data as Uint16Array;
+        const x = t.data as ArrayLike<number>;
+        for (let i = 0; i < h.length; i++)
+          if ((h[i]! & 0x7c00) === 0x7c00 && Number.isFinite(x[i]!))
+            throw new Error(`${src}: '${k}' value ${x[i]} at index ${i} overflows float16 (max 65504); use --scheme bf16`);
+      }
+      tensors.set(k, c);
+    }
   } finally {
-    files.forEach((f) => f.close());
+    file.close();
   }
   writeDirAtomic(
     out,

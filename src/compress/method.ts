@@ -103,6 +103,20 @@ export interface Method<C extends object = Record<string, unknown>> {
   check?(model: Module, cfg: C, ctx: RecipeContext): void;
   /** Change the model; a trained method returns what training needs. */
   apply(model: Module, cfg: C, ctx: RecipeContext): MethodRun | void;
+  /**
+   * Present when the method is one-shot and local — each module it rewrites is computed from that module's own
+   * weights alone — so streaming passes (stream.ts, `shrink compress --stream`) can run it one transformer block at
+   * a time: `apply` is called with `targets` set to the exact names of one block's modules and `ignore` null.
+   */
+  stream?: {
+    /**
+     * The module names `apply` would rewrite now (none once earlier blocks are done and the rest has nothing to
+     * rewrite); throws, naming the option, for a config that is not local.
+     */
+    targets(model: Module, cfg: C): string[];
+    /** The method's report from its per-block reports (in order). */
+    merge(reports: Record<string, number | string>[]): Record<string, number | string>;
+  };
 }
 
 const REGISTRY = new Map<string, Method<object>>();

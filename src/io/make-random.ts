@@ -19,6 +19,7 @@ import path from 'node:path';
 import { writeDirAtomic } from './outdir.ts';
 import { atomicWriteJson, writeAll } from './atomic.ts';
 import { encodeHeader } from './safetensors.ts';
+import { shardName, writeShardIndex } from './shards.ts';
 import { llamaConfig } from '../models/llama/config.ts';
 import { Generator } from '../tensor/random.ts';
 import { f32ToBf16Bits } from '../tensor/dtype.ts';
@@ -106,7 +107,7 @@ export function makeRandomCheckpoint(config: string | Record<string, unknown>, o
     groups[k]!.push(t);
     acc += numel(t[1]) * width;
   });
-  const names = shards === 1 ? ['model.safetensors'] : groups.map((_, k) => `model-${String(k + 1).padStart(5, '0')}-of-${String(shards).padStart(5, '0')}.safetensors`);
+  const names = shards === 1 ? ['model.safetensors'] : groups.map((_, k) => shardName(k, shards));
   const std = typeof raw.initializer_range === 'number' ? raw.initializer_range : 0.02;
   const g = new Generator(o.seed ?? 0);
   let written = 0;
@@ -145,7 +146,7 @@ export function makeRandomCheckpoint(config: string | Record<string, unknown>, o
           fs.closeSync(fd);
         }
       });
-      if (shards > 1) atomicWriteJson(path.join(tmp, 'model.safetensors.index.json'), { metadata: { total_size: total }, weight_map: weightMap });
+      if (shards > 1) writeShardIndex(tmp, total, weightMap);
       atomicWriteJson(path.join(tmp, 'config.json'), { ...raw, torch_dtype: dtype === 'bf16' ? 'bfloat16' : 'float32', architectures: raw.architectures ?? ['LlamaForCausalLM'] });
     },
     { force: o.force },

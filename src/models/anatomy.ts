@@ -114,8 +114,12 @@ type Uses = [path: string, role: Role][];
 
 const join = (prefix: string, k: string) => (prefix ? `${prefix}.${k}` : k);
 const layoutOf = (m: Module): WeightLayout => (m instanceof Conv1D ? 'in_out' : 'out_in');
-/** Output width of a Linear ([out, in]) or Conv1D ([in, out]). */
-const outWidth = (m: Module & { weight: { shape: readonly number[] } }): number => m.weight.shape[layoutOf(m) === 'in_out' ? 1 : 0]!;
+/** Output width of a Linear ([out, in]) or Conv1D ([in, out]), or of a layer that replaced one (sparse, low-rank, quantized). */
+const outWidth = (m: Module): number => {
+  const out = (m as { outFeatures?: unknown }).outFeatures;
+  if (typeof out === 'number') return out;
+  return (m as Module & { weight: { shape: readonly number[] } }).weight.shape[layoutOf(m) === 'in_out' ? 1 : 0]!;
+};
 
 function customMlp(path: string, m: FeedForwardModule): MlpAnatomy {
   return { path, kind: 'custom', up: null, gate: null, down: null, intermediate: null, activation: null, layout: 'out_in', module: m.constructor.name };

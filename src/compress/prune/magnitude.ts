@@ -222,7 +222,7 @@ export type PruneTarget = [name: string, module: LinearLike | Embedding];
  * blocks, so not the embeddings, the pooler or the task head) minus `ignore` globs. Throws naming the option when
  * nothing is selected.
  */
-export function pruneTargets(model: Module, targets: readonly string[] | null, ignore: readonly string[] | null, who = 'prune'): PruneTarget[] {
+export function pruneTargets(model: Module, targets: readonly string[] | null, ignore: readonly string[] | null, who = 'prune', allowEmpty = false): PruneTarget[] {
   let inBlock: (name: string) => boolean = () => true;
   if (!targets) {
     let blocks: string[] = [];
@@ -241,7 +241,7 @@ export function pruneTargets(model: Module, targets: readonly string[] | null, i
     const l = asLinearLike(m) ?? (targets && m instanceof Embedding ? m : null);
     if (l) out.push([name, l]);
   }
-  if (!out.length) throw new Error(`${who}: option '${targets ? 'targets' : 'ignore'}' leaves no Linear / Conv1D layer to prune`);
+  if (!out.length && !allowEmpty) throw new Error(`${who}: option '${targets ? 'targets' : 'ignore'}' leaves no Linear / Conv1D layer to prune`);
   return out;
 }
 
@@ -337,6 +337,19 @@ export const pruneMagnitudeMethod: Method<MagnitudeConfig> = {
   apply: (model, cfg) => {
     const r = pruneMagnitude(model, cfg);
     return { report: () => r };
+  },
+  stream: {
+    targets: (model, cfg) => {
+      checkSparsity('sparsity', cfg.sparsity);
+      if (cfg.scope !== 'layer') throw new Error(`prune.magnitude: option 'scope' is '${cfg.scope}': a global threshold needs every targeted weight at once; streaming prunes each layer on its own (set scope: layer)`);
+      return pruneTargets(model, cfg.targets, cfg.ignore, 'prune.magnitude', true).map(([n]) => n);
+    },
+    merge: (reports) => {
+      const sum = (k: string) => reports.reduce((a, r) => a + Number(r[k] ?? 0), 0);
+      const [weights, pruned] = [sum('target_weights'), sum('pruned_weights')];
+      // the sparse_* fields count the whole model, so the last block's report has them all
+      return { ...reports[reports.length - 1], pruned_layers: sum('pruned_layers'), target_weights: weights, pruned_weights: pruned, sparsity: weights ? pruned / weights : 0 };
+    },
   },
 };
 

@@ -109,6 +109,14 @@ export const quantRtn: Method<QuantMethodConfig> = {
     quantizeModel(model, { ...quantOptions(cfg), method: 'rtn', calibration: cfg.scheme === 'int8-static' ? ctx.calibration : undefined, log: ctx.log });
     return { report: () => quantReport(model) };
   },
+  stream: {
+    targets: (model, cfg) => {
+      if (cfg.scheme === 'int8-static') throw new Error(`quant.rtn: option 'scheme' int8-static observes activations on the whole float model and cannot stream (use int8 or int8-dynamic, or quantize without --stream)`);
+      return quantizeModel.targetsOf(model, quantOptions(cfg));
+    },
+    // quantReport counts every quantized module of the model, so the last block's report is the whole model's
+    merge: (reports) => reports[reports.length - 1]!,
+  },
 };
 
 export const quantGptq: Method<QuantMethodConfig> = {

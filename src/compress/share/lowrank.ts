@@ -331,6 +331,41 @@ export const shareLowRank: Method<LowRankConfig> = {
     const layers = named('share.lowrank', () => lowRankModel(model, cfg, batches, ctx.log));
     return { report: () => lowRankSummary(layers, cfg.activation_aware) };
   },
+  stream: {
+    targets: (model, cfg) => {
+      if (cfg.activation_aware) throw new Error(`share.lowrank: option 'activation_aware' needs calibration activations and cannot stream (use the plain SVD, or compress without --stream)`);
+      named('share.lowrank', () => rankRule(cfg));
+      return targetLinears(model, cfg.targets, cfg.ignore).map(([n]) => n);
+    },
+    merge: mergeLowRankSummaries,
+  },
 };
+
+/** One summary from per-block summaries (counts and parameters add; mean errors weighted by factorized layers). */
+export function mergeLowRankSummaries(reports: Record<string, number | string>[]): Record<string, number | string> {
+  const sum = (k: string) => reports.reduce((a, r) => a + Number(r[k] ?? 0), 0);
+  const weighted = (k: string) => {
+    const rs = reports.filter((r) => typeof r[k] === 'number' && Number(r.factorized) > 0);
+    const n = rs.reduce((a, r) => a + Number(r.factorized), 0);
+    return n ? rs.reduce((a, r) => a + Number(r[k]) * Number(r.factorized), 0) / n : undefined;
+  };
+  const [before, after] = [sum('params_before'), sum('params_after')];
+  const out: Record<string, number | string> = {
+    variant: reports[0]?.variant ?? 'plain SVD',
+    layers: sum('layers'),
+    factorized: sum('factorized'),
+    kept_dense: sum('kept_dense'),
+    ranks: reports.map((r) => r.ranks).join('/'),
+    break_even_ranks: reports.map((r) => r.break_even_ranks).join('/'),
+    params_before: before,
+    params_after: after,
+    params_ratio: before ? after / before : 1,
+  };
+  for (const k of ['mean_weight_error', 'mean_output_error', 'mean_plain_output_error']) {
+    const v = weighted(k);
+    if (v !== undefined) out[k] = v;
+  }
+  return out;
+}
 
 registerMethod(shareLowRank);

@@ -11,9 +11,12 @@ import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import YAML from 'yaml';
 import type { Module } from '../nn/module.ts';
-import { fromPretrained, savePretrained } from '../models/registry.ts';
+import { fromPretrained, modelFromConfig, savePretrained } from '../models/registry.ts';
 import type { ModelInputs } from '../models/outputs.ts';
-import { readConfig } from '../io/hf.ts';
+import { findWeights, readConfig } from '../io/hf.ts';
+import { parseByteSize } from '../io/shards.ts';
+import { withoutInit } from '../nn/init.ts';
+import { peakRssMb, streamFolder, type StreamResult } from '../compress/stream.ts';
 import { copyTokenizerFiles } from '../io/tokenizer-files.ts';
 import { checkOutDir, writeDirAtomic } from '../io/outdir.ts';
 import { atomicWriteJson } from '../io/atomic.ts';
@@ -358,6 +361,56 @@ export function formatReport(r: CompressReport): string {
   ].join('\n') + '\n';
 }
 
+export interface StreamCompressReport extends StreamResult {
+  model: string;
+  recipe: Record<string, unknown>;
+}
+
+/**
+ * `shrink compress --stream`: the recipe's steps (one-shot, local methods) run block by block on the model folder
+ * (compress/stream.ts); the report (also `<out>/report.json`) has bytes, shards, peak memory against the
+ * streaming bound, and each step's numbers.
+ */
+export function streamCompress(modelArg: string | undefined, o: { recipe: string; out: string; set?: string[]; force?: boolean; maxShardBytes?: number; log?: (line: string) => void }): StreamCompressReport {
+  const recipe = readRecipe(o.recipe);
+  const where = `recipe ${o.recipe}`;
+  for (const s of o.set ?? []) applySet(recipe as unknown as Record<string, unknown>, s, where);
+  if (o.set?.length) parseRecipe(recipe, where);
+  const modelDir = resolveModel(modelArg ?? recipe.model, o.log);
+  if (!modelDir) throw new Error(`no model: give <model> or a "model" field in ${where}`);
+  if (recipe.task !== undefined) o.log?.(`note: --stream measures no task; the recipe's task '${recipe.task}' is not used (run shrink eval on ${o.out})`);
+  const skeleton = withoutInit(() => modelFromConfig(readConfig(modelDir)));
+  const steps = resolveSteps(recipe, skeleton, where);
+  const resolved = resolvedRecipe(recipe, steps);
+  let report: StreamCompressReport | undefined;
+  const r = streamFolder(modelDir, o.out, steps.map((s) => ({ method: s.method, cfg: s.cfg })), {
+    force: o.force,
+    maxShardBytes: o.maxShardBytes,
+    recipe: resolved,
+    methods: listMethods(),
+    log: o.log,
+    onPart: (i, n, name) => o.log?.(`[${i + 1}/${n}] ${name} done (peak RSS ${peakRssMb().toLocaleString('en-US')} MiB)`),
+    extraFiles: (tmp, res) => {
+      report = { ...res, fileBytesAfter: findWeights(tmp).reduce((a, f) => a + fs.statSync(f).size, 0), model: modelDir, recipe: resolved };
+      atomicWriteJson(path.join(tmp, 'report.json'), report);
+    },
+  });
+  return { ...report!, ...r };
+}
+
+/** The table `shrink compress --stream` prints. */
+export function formatStreamReport(r: StreamCompressReport): string {
+  const fmt = (v: number | string) => (typeof v === 'number' ? (Number.isInteger(v) ? v.toLocaleString('en-US') : +v.toPrecision(4)) : v);
+  return [
+    `| compress --stream: ${r.model} → ${r.out} | value |`,
+    '| --- | --- |',
+    `| weights | ${formatBytes(r.fileBytesBefore)} → ${formatBytes(r.fileBytesAfter)} (${((100 * r.fileBytesAfter) / r.fileBytesBefore).toFixed(1)} %) in ${r.files.length === 1 ? r.files[0] : `${r.files.length} shards`} |`,
+    `| peak resident memory | ${r.peakRssMb.toLocaleString('en-US')} MiB (streaming bound for this model: ${r.boundMb.toLocaleString('en-US')} MiB) |`,
+    `| time | ${r.seconds} s |`,
+    ...r.steps.map((s) => `| ${s.method} | ${Object.entries(s.report).filter(([k]) => !['ranks', 'break_even_ranks'].includes(k)).map(([k, v]) => `${k} ${fmt(v)}`).join(', ')} |`),
+  ].join('\n') + '\n';
+}
+
 /** Add `shrink compress` to the program. */
 export function registerCompress(program: Command, out: (s: string) => void): void {
   program
@@ -375,17 +428,27 @@ export function registerCompress(program: Command, out: (s: string) => void): vo
     .option('--train-data <tsv>', 'train on this TSV (the task\'s train.tsv format, e.g. from `shrink augment`) instead of the task\'s train split; sets the recipe\'s train.data (dev evaluation unchanged)')
     .option('--set <path=value>', 'override one recipe field before it runs (repeatable): steps.0.target_sparsity=0.8, train.lr=3e-5', (v: string, acc: string[] = []) => [...acc, v])
     .option('--force', 'replace an existing non-empty output folder')
+    .option('--stream', 'one transformer block at a time, for checkpoints larger than memory: one-shot local methods only (prune.magnitude with scope layer, share.lowrank, quant.rtn); no task is measured')
+    .option('--max-shard-size <size>', 'with --stream: output shards of at most this size (e.g. 2GB, 500MB), each written as soon as it fills', '1GiB')
     .option('--list', 'list the registered methods and exit')
     .option('--json', 'print the report as JSON')
-    .action((modelArg: string | undefined, o: { recipe?: string; out?: string; task?: string; steps?: number; trainData?: string; set?: string[]; force?: boolean; list?: boolean; json?: boolean }) => {
+    .action((modelArg: string | undefined, o: { recipe?: string; out?: string; task?: string; steps?: number; trainData?: string; set?: string[]; force?: boolean; stream?: boolean; maxShardSize: string; list?: boolean; json?: boolean }, cmd: Command) => {
       if (o.list) {
         const ms = listMethods();
-        out(o.json ? JSON.stringify(ms.map((m) => ({ name: m.name, kind: m.kind, description: m.description, defaults: m.defaults }))) + '\n' : ['| method | kind | what |', '| --- | --- | --- |', ...ms.map((m) => `| ${m.name} | ${m.kind} | ${m.description} |`)].join('\n') + '\n');
+        out(o.json ? JSON.stringify(ms.map((m) => ({ name: m.name, kind: m.kind, description: m.description, defaults: m.defaults, stream: !!m.stream }))) + '\n' : ['| method | kind | streams | what |', '| --- | --- | --- | --- |', ...ms.map((m) => `| ${m.name} | ${m.kind} | ${m.stream ? 'yes' : ''} | ${m.description} |`)].join('\n') + '\n');
         return;
       }
       if (!o.recipe) throw new Error('compress needs --recipe <file>');
       if (!o.out) throw new Error('compress needs -o/--out <dir>');
       const err = (s: string) => process.stderr.write(s + '\n');
+      if (o.stream) {
+        for (const [flag, key] of [['--task', 'task'], ['--steps', 'steps'], ['--train-data', 'trainData']] as const)
+          if (o[key] !== undefined) throw new Error(`${flag} does not apply with --stream (no training and no task measurement: the model is never whole in memory; run shrink eval on the output)`);
+        const r = streamCompress(modelArg, { recipe: o.recipe, out: o.out, set: o.set, force: o.force, maxShardBytes: parseByteSize(o.maxShardSize), log: o.json ? undefined : err });
+        out(o.json ? JSON.stringify(r) + '\n' : formatStreamReport(r));
+        return;
+      }
+      if (cmd.getOptionValueSource('maxShardSize') === 'cli') throw new Error('--max-shard-size applies with --stream (the whole-model path writes one model.safetensors)');
       const bars = new Map<number, (e: LogEntry) => void>();
       const r = compressFolder(modelArg, {
         recipe: o.recipe,

@@ -44,6 +44,7 @@ import { QUANT_SCHEMES, isIntegerActivations, type QuantScheme } from '../compre
 import { INT4_FORMULAS, checkFormula, parseGranularity, type Granularity, type Int4Formula } from '../compress/quant/rtn.ts';
 import { CALIBRATION_SOURCES, calibrationBatches } from '../data/calibration.ts';
 import { readConfig } from '../io/hf.ts';
+import { parseByteSize } from '../io/shards.ts';
 import { classify, fillMask, taskOf } from '../eval/predict.ts';
 import { BertForMaskedLM, BertForSequenceClassification } from '../models/bert/modeling.ts';
 import { GPT2LMHeadModel } from '../models/gpt2/modeling.ts';
@@ -126,6 +127,7 @@ function runGenerate(dir: string, o: GenerateOpts, loaded?: CausalLM): string {
 
 interface QuantizeCliOptions {
   out: string;
+  maxShardSize?: string;
   scheme: string;
   bits?: number;
   granularity?: string;
@@ -525,12 +527,14 @@ export function buildProgram(out: (s: string) => void = (s) => process.stdout.wr
     .option('--observer <kind>', 'int8-static: activation range calibration, minmax | percentile | mse', 'minmax')
     .option('--percentile <p>', 'int8-static with --observer percentile: the percentile kept', num('percentile', 50, 100), 99.99)
     .option('--report', 'per-layer output error (relative MSE against float32) on the calibration data')
+    .option('--max-shard-size <size>', 'split the output into model-0000N-of-0000M.safetensors shards of at most this size (e.g. 2GB, 500MB), each written as soon as it fills', '1GiB')
     .option('--force', 'replace a non-empty output folder (the old one stays until the new one is complete)')
     .option('--json', 'print JSON')
     .action((dir: string, o: QuantizeCliOptions, cmd: Command) => {
       // every flag is checked against the scheme and method before any work (QAT trains for minutes first)
       const given = (key: keyof QuantizeCliOptions) => cmd.getOptionValueSource(key) === 'cli';
       const q = checkQuantizeFlags(o, given);
+      const maxShardBytes = parseByteSize(o.maxShardSize ?? '1GiB');
       checkOutDir(o.out, { force: o.force });
       const io = { force: o.force };
       const type = String(readConfig(dir).model_type); // the input folder is checked before the warning below
@@ -594,7 +598,7 @@ export function buildProgram(out: (s: string) => void = (s) => process.stdout.wr
           ignore: q.ignore,
           log: o.json ? undefined : (l) => process.stderr.write(l + '\n'),
         },
-        { ...io, recipe: resolved },
+        { ...io, recipe: resolved, maxShardBytes },
       );
       const n = Object.keys(r.modules).length;
       let errs;
@@ -603,11 +607,11 @@ export function buildProgram(out: (s: string) => void = (s) => process.stdout.wr
         const layers = qm.namedModules().map(([k]) => k).filter((k) => r.modules[k] && r.modules[k]!.type !== 'embedding');
         errs = layerErrors(fromPretrained(dir), qm, layers, calib.slice(0, 4));
       }
-      if (o.json) out(JSON.stringify({ out: r.out, modules: n, fileBytesBefore: r.fileBytesBefore, fileBytesAfter: r.fileBytesAfter, ratio: r.fileBytesAfter / r.fileBytesBefore, ms: Math.round(r.ms), peakRssMb: r.peakRssMb, padded: r.padded, gptqLoss: r.gptqLoss, layerErrors: errs }) + '\n');
+      if (o.json) out(JSON.stringify({ out: r.out, modules: n, fileBytesBefore: r.fileBytesBefore, fileBytesAfter: r.fileBytesAfter, ratio: r.fileBytesAfter / r.fileBytesBefore, ms: Math.round(r.ms), peakRssMb: r.peakRssMb, boundMb: r.boundMb, files: r.files, padded: r.padded, gptqLoss: r.gptqLoss, layerErrors: errs }) + '\n');
       else
         out(
           [`| quantize: ${dir} | value |`, '| --- | --- |', `| scheme | ${o.scheme}${o.scheme === 'int4' ? ` (${o.bits ?? 4} bits)` : ''}, ${o.method} |`, `| modules quantized | ${n} |`, ...(r.padded ? [`| zero-padded in_features | ${Object.keys(r.padded).length} modules (group size does not divide them) |`] : []),
-            `| model.safetensors | ${formatBytes(r.fileBytesBefore)} → ${formatBytes(r.fileBytesAfter)} (${((100 * r.fileBytesAfter) / r.fileBytesBefore).toFixed(1)} %) |`, `| time | ${(r.ms / 1000).toFixed(1)} s |`, `| peak resident memory | ${r.peakRssMb.toLocaleString('en-US')} MiB |`, `| output | ${r.out} |`].join('\n') + '\n' + (errs ? '\n' + formatLayerErrors(errs) : ''),
+            `| weights | ${formatBytes(r.fileBytesBefore)} → ${formatBytes(r.fileBytesAfter)} (${((100 * r.fileBytesAfter) / r.fileBytesBefore).toFixed(1)} %) in ${r.files.length === 1 ? r.files[0] : `${r.files.length} shards`} |`, `| time | ${(r.ms / 1000).toFixed(1)} s |`, `| peak resident memory | ${r.peakRssMb.toLocaleString('en-US')} MiB${r.boundMb !== undefined ? ` (streaming bound for this model: ${r.boundMb.toLocaleString('en-US')} MiB)` : ''} |`, `| output | ${r.out} |`].join('\n') + '\n' + (errs ? '\n' + formatLayerErrors(errs) : ''),
         );
     });
 

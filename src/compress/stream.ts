@@ -135,14 +135,14 @@ export class StreamingCheckpoint {
 
   /**
    * Write everything outside the finished parts, name the shards, and write config.json (the model's description,
-   * as savePretrained makes it, with `configOverrides` on top). Returns the weight files' names.
+   * as savePretrained makes it, passed through `patch`). Returns the weight files' names.
    */
-  finish(configOverrides: Record<string, unknown> = {}): { files: string[]; config: Record<string, unknown> } {
+  finish(patch: (config: Record<string, unknown>) => Record<string, unknown> = (c) => c): { files: string[]; config: Record<string, unknown> } {
     const { config, dropKeys } = describeForSave(this.model);
     const rest = [...this.model.stateDict({ forSave: true })].filter(([k]) => !dropKeys.has(k) && !this.done.some((p) => inside(k, p)));
     this.writer.add(rest);
     const files = this.writer.finish();
-    const full = { ...config, ...configOverrides };
+    const full = patch(config);
     atomicWriteJson(path.join(this.dir, 'config.json'), full);
     return { files, config: full };
   }
@@ -163,23 +163,31 @@ export function weightReader(src: string, model: Module, weights: Map<string, La
   };
 }
 
-/** The transformer blocks' module paths, in order (the streaming unit); a clear error for a model without them. */
-export function streamParts(model: Module, src: string): string[] {
+/**
+ * The transformer blocks' module paths, in order (the streaming unit); a clear error for a model without them, or
+ * (with `required` false) none.
+ */
+export function streamParts(model: Module, src: string, required = true): string[] {
   let blocks: string[] = [];
   try {
     blocks = anatomy(model).blocks.map((b) => b.path);
   } catch (e) {
+    if (!required) return [];
     throw new Error(`${src}: cannot stream ${(model as object).constructor.name}: ${(e as Error).message}`);
   }
+  if (!required) return blocks;
   if (!blocks.length) throw new Error(`${src}: cannot stream ${(model as object).constructor.name}: it has no transformer blocks`);
   return blocks;
 }
+
+/** What the JS heap, compiled code and the addon's scratch add to the resident set during a pass (measured: ~100 MiB). */
+const HEAP_GROWTH_MB = 128;
 
 /**
  * The memory a streaming pass needs, in MiB, by the formula in the file comment: twice the largest part (a block,
  * or everything outside the blocks) as float32 — the weights and at most as much output — plus the output shard
  * queue (max shard size + one block of output), plus `extraMb` (calibration activations, Hessians) and the runtime
- * (`runtimeMb`, measured at the start).
+ * (`runtimeMb`, measured at the start, and 128 MiB for the heap's growth during the pass).
  */
 export function streamBound(model: Module, parts: string[], maxShardBytes: number, extraMb = 0, runtimeMb = peakRssMb()): { boundMb: number; largestPartMb: number; shardMb: number } {
   const mb = (b: number) => b / 2 ** 20;
@@ -193,7 +201,7 @@ export function streamBound(model: Module, parts: string[], maxShardBytes: numbe
   const block = Math.max(0, ...sizes.values());
   const largest = Math.max(block, rest);
   const shard = maxShardBytes + block;
-  return { boundMb: Math.round(runtimeMb + mb(2 * largest) + mb(shard) + extraMb), largestPartMb: Math.round(mb(largest)), shardMb: Math.round(mb(shard)) };
+  return { boundMb: Math.round(runtimeMb + HEAP_GROWTH_MB + mb(2 * largest) + mb(shard) + extraMb), largestPartMb: Math.round(mb(largest)), shardMb: Math.round(mb(shard)) };
 }
 
 export interface StreamStep {
@@ -208,6 +216,8 @@ export interface StreamOptions extends OutDirOptions {
   log?: (line: string) => void;
   /** After each part: its index (0-based; the last is everything outside the blocks) and the count. */
   onPart?: (done: number, total: number, name: string) => void;
+  /** Last, inside the output's temp folder (e.g. a report.json): `result` lacks only the output's byte count. */
+  extraFiles?: (tmp: string, result: Omit<StreamResult, 'fileBytesAfter'>) => void;
 }
 
 export interface StreamResult {
@@ -254,6 +264,15 @@ export function streamFolder(src: string, out: string, steps: StreamStep[], o: S
   const ctx: RecipeContext = { log: o.log };
   const file = openWeights(src);
   let files: string[] = [];
+  const summary = () => ({
+    out,
+    steps: steps.map((s, i) => ({ method: s.method.name, report: reports[i]!.length ? s.method.stream!.merge(reports[i]!) : {} })),
+    files,
+    fileBytesBefore: weightsBytes(src),
+    peakRssMb: peakRssMb(),
+    boundMb: bound.boundMb,
+    seconds: +((performance.now() - t0) / 1000).toFixed(1),
+  });
   try {
     const read = weightReader(src, model, file.weights);
     const runPart = (within: (name: string) => boolean) => {
@@ -282,20 +301,12 @@ export function streamFolder(src: string, out: string, steps: StreamStep[], o: S
         files = sink.finish().files;
         o.onPart?.(parts.length, parts.length + 1, '(embeddings, final norm, head)');
         copyTokenizerFiles(src, tmp);
+        o.extraFiles?.(tmp, summary());
       },
       o,
     );
   } finally {
     file.close();
   }
-  return {
-    out,
-    steps: steps.map((s, i) => ({ method: s.method.name, report: reports[i]!.length ? s.method.stream!.merge(reports[i]!) : {} })),
-    files,
-    fileBytesBefore: weightsBytes(src),
-    fileBytesAfter: weightsBytes(out),
-    peakRssMb: peakRssMb(),
-    boundMb: bound.boundMb,
-    seconds: +((performance.now() - t0) / 1000).toFixed(1),
-  };
+  return { ...summary(), fileBytesAfter: weightsBytes(out) };
 }

@@ -53,6 +53,13 @@ export interface QuantizeOptions {
    * quantized model for every stage (any model). Both give the same Hessians.
    */
   gptqPass?: 'blockwise' | 'model';
+  /**
+   * Streaming passes: `start(path)` before a transformer block's layers are touched (read its other weights now),
+   * `done(path)` once the block is final (write it out). RTN and blockwise GPTQ go block by block; the whole-model
+   * GPTQ pass starts every block first and finishes them all at the end. Modules outside the blocks are never
+   * announced: the caller has them from the start and writes them last.
+   */
+  blocks?: { start(path: string): void; done(path: string): void };
 }
 
 /** One entry of quantization_config.modules. */
@@ -163,6 +170,15 @@ function blockIndexer(model: Module): (name: string) => number {
   return (name) => blocks.find((b) => name.startsWith(`${b.path}.`))?.index ?? Infinity;
 }
 
+/** The transformer blocks' paths in forward order (none for a model the anatomy does not know). */
+function blockPaths(model: Module): string[] {
+  try {
+    return anatomy(model).blocks.map((b) => b.path);
+  } catch {
+    return [];
+  }
+}
+
 /** Quantize `model` in place; returns the module plan and sizes. */
 export function quantizeModel(model: Module, o: QuantizeOptions): QuantizeReport {
   return quantizeModelImpl(model, o);
@@ -263,7 +279,13 @@ function quantizeModelImpl(model: Module, o: QuantizeOptions): QuantizeReport {
   };
 
   if (r.method === 'rtn') {
-    for (const t of todo) quantizeOne(t, null);
+    const blocks = o.blocks ? blockPaths(model) : [];
+    for (const path of blocks) {
+      o.blocks!.start(path);
+      for (const t of todo) if (t.name.startsWith(`${path}.`)) quantizeOne(t, null);
+      o.blocks!.done(path);
+    }
+    for (const t of todo) if (!blocks.some((p) => t.name.startsWith(`${p}.`))) quantizeOne(t, null);
     return report;
   }
   if (!o.calibration) throw new Error('GPTQ needs calibration data (--calib)');
@@ -283,6 +305,8 @@ function quantizeModelImpl(model: Module, o: QuantizeOptions): QuantizeReport {
 
 /** GPTQ with the whole-model pass: every stage runs the calibration set through the whole, partly quantized model. */
 function gptqWholeModel(model: Module, todo: Target[], o: QuantizeOptions, quantizeOne: (t: Target, H: Float64Array) => void): void {
+  const paths = o.blocks ? blockPaths(model) : [];
+  for (const p of paths) o.blocks!.start(p);
   for (const t of todo) o.materialize?.(t.name, t.module.weight);
   const blockIndex = blockIndexer(model);
   const stages = [...new Set(todo.map((t) => blockIndex(t.name)))].sort((a, b) => a - b);
@@ -294,6 +318,7 @@ function gptqWholeModel(model: Module, todo: Target[], o: QuantizeOptions, quant
         callForward(model, batch);
       }
     });
+  for (const p of paths) o.blocks!.done(p);
 }
 
 /** Hook a stage's layers, run the calibration forwards `run` makes, then GPTQ-quantize each layer with its Hessian. */
@@ -383,6 +408,7 @@ const CAPTURED = Symbol('gptq: first block inputs captured');
 function gptqBlockwise(model: Module, todo: Target[], plan: BlockwisePlan, o: QuantizeOptions, quantizeOne: (t: Target, H: Float64Array) => void): void {
   const carried: { args: unknown[]; mask: ArrayLike<number> | null }[] = [];
   const first = model.getSubmodule(plan.blocks[0]!);
+  o.blocks?.start(plan.blocks[0]!); // its forward pre-hook runs on the module: nothing of it is computed yet
   noGrad(() => {
     for (const batch of o.calibration!()) {
       const mask = batch.attentionMask ? (batch.attentionMask.contiguous().data as ArrayLike<number>) : null;
@@ -401,8 +427,9 @@ function gptqBlockwise(model: Module, todo: Target[], plan: BlockwisePlan, o: Qu
     }
   });
   if (carried.length === 0) throw new Error('GPTQ: the calibration data has no batches');
-  for (const path of plan.blocks) {
+  for (const [i, path] of plan.blocks.entries()) {
     const block = model.getSubmodule(path);
+    if (i > 0) o.blocks?.start(path);
     const stage = todo.filter((t) => t.name.startsWith(`${path}.`));
     for (const t of stage) o.materialize?.(t.name, t.module.weight);
     if (stage.length)
@@ -419,6 +446,7 @@ function gptqBlockwise(model: Module, todo: Target[], plan: BlockwisePlan, o: Qu
         c.args[0] = r instanceof Tensor ? r : r.out;
       }
     });
+    o.blocks?.done(path);
   }
   const head = plan.head;
   if (head) {

@@ -1,46 +1,48 @@
 /**
  * `shrink quantize`: a model folder in, a quantized model folder out.
  *
- * Streaming: the model skeleton is built without initialising its weights (untouched pages cost no memory), the
- * tensors that stay float (norms, biases) are loaded, and each weight to quantize is read from the file only when
- * the quantizer reaches it and is dropped once its integer replacement is in place. RTN therefore holds about one
- * fp32 tensor plus the integer output; GPTQ on a decoder (blockwise pass, apply.ts) one block's fp32 weights, its
- * Hessians, the calibration activations and the integer output. int8-static observes activations on the whole
- * float model and loads it normally.
+ * Streaming (stream.ts): the model skeleton is built without initialising its weights (untouched pages cost no
+ * memory) and only the tensors outside the transformer blocks are loaded up front. The quantizer then goes block by
+ * block: a block's float tensors are read from the file when it starts (each weight to quantize only when the
+ * quantizer reaches it), and once the block is final its integer tensors join the output shard being filled and the
+ * block's memory is given back. RTN therefore holds about one block's fp32 weights plus the output shard queue;
+ * GPTQ on a decoder (blockwise pass, apply.ts) adds the block's Hessians and the calibration activations.
+ * int8-static observes activations on the whole float model and loads it normally.
  */
 import { copyTokenizerFiles } from '../../io/tokenizer-files.ts';
-import fs from 'node:fs';
 import path from 'node:path';
 import type { Module } from '../../nn/module.ts';
 import { withoutInit } from '../../nn/init.ts';
 import { fromPretrained, modelFromConfig } from '../../models/registry.ts';
 import { findWeights, openWeights, readConfig, writePretrained } from '../../io/hf.ts';
 import { checkOutDir, writeDirAtomic, type OutDirOptions } from '../../io/outdir.ts';
+import { DEFAULT_MAX_SHARD_BYTES } from '../../io/shards.ts';
 import { noGrad } from '../../tensor/autograd.ts';
 import type { Tensor } from '../../tensor/tensor.ts';
+import { StreamingCheckpoint, peakRssMb, streamBound, streamParts, weightReader, weightsBytes } from '../stream.ts';
 import { quantizeModel, type QuantizeOptions, type QuantizeReport } from './apply.ts';
 import { saveQuantized } from './format.ts';
-import type { QuantScheme } from './modules.ts';
 
+export { peakRssMb } from '../stream.ts';
 
 export interface QuantizeFolderResult extends QuantizeReport {
   out: string;
-  /** Bytes of model.safetensors before and after. */
+  /** Bytes of the weight files before and after. */
   fileBytesBefore: number;
   fileBytesAfter: number;
+  /** The output's weight files (one, or shards of at most maxShardBytes with an index). */
+  files: string[];
   ms: number;
   /** The process's peak resident memory so far (MiB), as the OS counts it (getrusage maxrss). */
   peakRssMb: number;
+  /** What stream.ts' formula expects the peak to stay under for this model (streamed schemes only). */
+  boundMb?: number;
 }
 
-/** The process's peak resident set size so far, in MiB. */
-export function peakRssMb(): number {
-  return Math.round(process.resourceUsage().maxRSS / 1024);
-}
-
-/** Whether a model folder has tokenizer files (eval and predict need them; fromPretrained does not). */
-function weightsBytes(dir: string): number {
-  return findWeights(dir).reduce((s, f) => s + fs.statSync(f).size, 0);
+export interface QuantizeFolderOptions extends OutDirOptions {
+  recipe?: unknown;
+  /** Output shard size limit (default 1 GiB); the streamed schemes write each shard as it fills. */
+  maxShardBytes?: number;
 }
 
 /**
@@ -48,63 +50,83 @@ function weightsBytes(dir: string): number {
  * sibling renamed into place when complete); an existing `out` is replaced unless `io.force` is false (default
  * true here; the CLI passes its --force), in which case a non-empty one is refused before any work.
  */
-export function quantizeFolder(src: string, out: string, o: QuantizeOptions, io: OutDirOptions & { recipe?: unknown } = { force: true }): QuantizeFolderResult {
+export function quantizeFolder(src: string, out: string, o: QuantizeOptions, io: QuantizeFolderOptions = { force: true }): QuantizeFolderResult {
   const t0 = performance.now();
   const raw = readConfig(src);
   if (raw.quantization_config) throw new Error(`${src}: already quantized (config.json has quantization_config); quantize the float model`);
   checkOutDir(out, io);
-  let model: Module & { config: Record<string, unknown> };
+  const r = { bits: o.scheme === 'int4' ? (o.bits ?? 4) : 8, method: o.method ?? 'rtn' };
+  const qc = { scheme: o.scheme, bits: r.bits, method: r.method, granularity: o.granularity === 'group' || (o.scheme === 'int4' && !o.granularity) ? `group:${o.groupSize ?? 64}` : (o.granularity ?? 'channel') };
+  const recipe = JSON.stringify(io.recipe ?? [{ method: `quant.${r.method}`, scheme: o.scheme, bits: r.bits, granularity: o.granularity ?? null, group_size: o.groupSize ?? null, symmetric: o.symmetric ?? null, formula: o.formula ?? null }]);
   let report: QuantizeReport;
+  let files: string[];
+  let boundMb: number | undefined;
   if (o.scheme === 'int8-static') {
     // activation ranges are observed on the whole float model: load it whole
-    model = fromPretrained(src) as typeof model;
+    const model = fromPretrained(src) as Module & { config: Record<string, unknown> };
     report = quantizeModel(model, o);
+    files = writeDirAtomic(
+      out,
+      (tmp) => {
+        saveQuantized(model, tmp, qc, { recipe });
+        copyTokenizerFiles(src, tmp);
+        return findWeights(tmp).map((f) => path.basename(f));
+      },
+      io,
+    );
   } else {
-    model = withoutInit(() => modelFromConfig(raw)) as typeof model;
+    const model = withoutInit(() => modelFromConfig(raw)) as Module & { config: Record<string, unknown> };
     const file = openWeights(src);
     try {
-      const twins = new Map<string, string>();
-      for (const [a, b] of Object.entries(model.tiedKeys())) {
-        twins.set(a, b);
-        twins.set(b, a);
-      }
-      const read = (key: string, into: Tensor): void => {
-        const v = (file.weights.get(key) ?? (twins.has(key) ? file.weights.get(twins.get(key)!) : undefined))?.load();
-        if (!v) throw new Error(`${src}: weights have no tensor '${key}' (${(model as object).constructor.name} needs it)`);
-        if (v.shape.join() !== into.shape.join()) throw new Error(`${src}: '${key}' has shape [${v.shape}] in the checkpoint, the model expects [${into.shape}]`);
-        noGrad(() => into.copy_(v));
-      };
-      // the quantizer reads <module>.weight of its Linear / Conv1D / Embedding targets itself, when it needs them
+      const read = weightReader(src, model, file.weights);
+      // the quantizer reads <module>.weight of its Linear / Conv1D / Embedding targets itself, when it needs them;
+      // a block's other tensors are read when the block starts, everything outside the blocks now
       const deferred = new Set(quantizeModel.targetsOf(model, o).map((name) => `${name}.weight`));
-      for (const [k, t] of model.stateDict()) if (!deferred.has(k)) read(k, t);
+      const blocks = streamParts(model, src, false);
+      const inBlock = (k: string, b: string) => k.startsWith(`${b}.`);
+      for (const [k, t] of model.stateDict()) if (!deferred.has(k) && !blocks.some((b) => inBlock(k, b))) read(k, t);
+      const maxShardBytes = io.maxShardBytes ?? DEFAULT_MAX_SHARD_BYTES;
+      boundMb = streamBound(model, blocks, maxShardBytes, o.method === 'gptq' ? gptqExtraMb(model, o) : 0).boundMb;
       const materialized = new WeakSet<Tensor>();
-      report = quantizeModel(model, {
-        ...o,
-        materialize: (name, weight) => {
-          if (materialized.has(weight)) return;
-          read(`${name}.weight`, weight);
-          materialized.add(weight);
+      ({ report, files } = writeDirAtomic(
+        out,
+        (tmp) => {
+          const sink = new StreamingCheckpoint(model, tmp, { maxShardBytes, metadata: { recipe } });
+          const rep = quantizeModel(model, {
+            ...o,
+            materialize: (name, weight) => {
+              if (materialized.has(weight)) return;
+              read(`${name}.weight`, weight);
+              materialized.add(weight);
+            },
+            blocks: {
+              start: (b) => {
+                for (const [k, t] of model.getSubmodule(b).stateDict()) if (!deferred.has(`${b}.${k}`)) read(`${b}.${k}`, t);
+              },
+              done: (b) => sink.partDone(b),
+            },
+          });
+          const { files } = sink.finish((c) => ({ ...c, quantization_config: { ...(c.quantization_config as object), ...qc } }));
+          copyTokenizerFiles(src, tmp);
+          return { report: rep, files };
         },
-      });
+        io,
+      ));
     } finally {
       file.close();
     }
   }
-  const r = { bits: o.scheme === 'int4' ? (o.bits ?? 4) : 8, method: o.method ?? 'rtn' };
-  writeDirAtomic(
-    out,
-    (tmp) => {
-      saveQuantized(
-        model,
-        tmp,
-        { scheme: o.scheme, bits: r.bits, method: r.method, granularity: o.granularity === 'group' || (o.scheme === 'int4' && !o.granularity) ? `group:${o.groupSize ?? 64}` : (o.granularity ?? 'channel') },
-        { recipe: JSON.stringify(io.recipe ?? [{ method: `quant.${r.method}`, scheme: o.scheme, bits: r.bits, granularity: o.granularity ?? null, group_size: o.groupSize ?? null, symmetric: o.symmetric ?? null, formula: o.formula ?? null }]) },
-      );
-      copyTokenizerFiles(src, tmp);
-    },
-    io,
-  );
-  return { ...report, out, fileBytesBefore: weightsBytes(src), fileBytesAfter: weightsBytes(out), ms: performance.now() - t0, peakRssMb: peakRssMb() };
+  return { ...report, out, files, fileBytesBefore: weightsBytes(src), fileBytesAfter: weightsBytes(out), ms: performance.now() - t0, peakRssMb: peakRssMb(), ...(boundMb !== undefined ? { boundMb } : {}) };
+}
+
+/** GPTQ's memory beyond the weights: the carried calibration activations and one block's Hessians (float64). */
+function gptqExtraMb(model: Module, o: QuantizeOptions): number {
+  let tokens = 0;
+  for (const b of o.calibration?.() ?? []) tokens += (b.inputIds?.numel ?? 0);
+  const hidden = Number((model as Module & { config: Record<string, unknown> }).config.hidden_size ?? 0);
+  const inter = Number((model as Module & { config: Record<string, unknown> }).config.intermediate_size ?? 0);
+  // activations: the block input and output per token; Hessians: hidden² (q/k/v, o, gate/up share) and inter² (down)
+  return (2 * tokens * hidden * 4 + (3 * hidden * hidden + inter * inter) * 8) / 2 ** 20;
 }
 
 export interface CastFolderResult {

@@ -62,16 +62,26 @@ for (const [name, make] of [['Llama (GQA, untied head)', llama], ['GPT-2 (Conv1D
   });
 }
 
-test('quantizeFolder streams: GPTQ and RTN from the file give the checkpoint of quantizing the loaded model', () => {
+test('quantizeFolder streams: GPTQ and RTN from the file give the checkpoint of quantizing the loaded model, in one file or shards', () => {
   const dir = tmp();
-  const src = path.join(dir, 'fp');
-  savePretrained(llama(), src);
-  for (const o of [GPTQ, { scheme: 'int4', groupSize: 16 } as QuantizeOptions, { scheme: 'int8' } as QuantizeOptions]) {
-    const out = path.join(dir, `q-${o.method ?? 'rtn'}-${o.scheme}`);
-    quantizeFolder(src, out, o);
-    const inMemory = fromPretrained(src);
-    quantizeModel(inMemory, o);
-    sameState(fromPretrained(out), inMemory, `${o.method ?? 'rtn'} ${o.scheme}`);
+  const bert = () => {
+    manualSeed(1);
+    return new BertForMaskedLM(bertConfig({ vocab_size: 48, hidden_size: 32, num_hidden_layers: 2, num_attention_heads: 2, intermediate_size: 64, max_position_embeddings: 16 }));
+  };
+  // BERT takes GPTQ's whole-model pass: every block starts first and is written at the end
+  for (const [name, make] of [['llama', llama], ['gpt2', gpt2], ['bert', bert]] as const) {
+    const src = path.join(dir, `fp-${name}`);
+    savePretrained(make(), src);
+    for (const o of [GPTQ, { scheme: 'int4', groupSize: 16 } as QuantizeOptions, { scheme: 'int8' } as QuantizeOptions])
+      for (const maxShardBytes of [undefined, 1500]) {
+        const what = `${name} ${o.method ?? 'rtn'} ${o.scheme}${maxShardBytes ? ' sharded' : ''}`;
+        const out = path.join(dir, what.replaceAll(' ', '-'));
+        const r = quantizeFolder(src, out, o, { force: true, maxShardBytes });
+        assert.equal(r.files.length > 1, maxShardBytes !== undefined, `${what}: ${r.files.join(', ')}`);
+        const inMemory = fromPretrained(src);
+        quantizeModel(inMemory, o);
+        sameState(fromPretrained(out), inMemory, what);
+      }
   }
   fs.rmSync(dir, { recursive: true, force: true });
 });

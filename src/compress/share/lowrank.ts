@@ -15,6 +15,10 @@
  *   64 for a 128×128 layer, 102 for 128×512, 384 for 768×768, 614 for 768×3072. A layer whose chosen rank reaches
  *   that stays dense (reported as kept_dense). Below it the speed-up is at most m·n/(r(m+n)), less the cost of a
  *   second, thinner GEMM.
+ * - The SVD (`svd`): the exact one-sided Jacobi SVD (linalg.ts) up to min(m, n) = 1024, above that by default the
+ *   randomized range finder with `power_iters` power iterations (rsvd.ts; Halko et al. 2011), which computes only
+ *   the top r singular triplets — minutes instead of hours for a 2048×5632 layer — so `energy` and
+ *   `activation_aware` (which need every singular value) ask for `svd: exact` there.
  * - Reported per layer (log lines and `lowRankReport`): rank, break-even rank, parameters before/after, relative
  *   weight error ‖W − W′‖_F/‖W‖_F, and with calibration data the relative output error ‖(W − W′)X‖_F/‖WX‖_F on the
  *   calibration inputs (bias left out of both); activation-aware runs also give the plain SVD's output error at
@@ -34,6 +38,7 @@ import { registerMethod } from '../method.ts';
 import { registerModuleType } from '../structure.ts';
 import { calibrationBatches, inputCovariances, named, quadForm, targetLinears, weight64 } from './common.ts';
 import { cholesky, solveRightLower, svd } from './linalg.ts';
+import { randomizedSvd } from './rsvd.ts';
 
 /** y = second(first(x)): a rank-r factorization of a Linear layer (see the file comment). */
 export class LowRankLinear extends Module {
@@ -202,11 +207,23 @@ export interface LowRankConfig {
   damp: number;
   /** Activation-aware: also measure the plain SVD's output error at the same rank (one more SVD per layer). */
   compare_plain: boolean;
+  /**
+   * The SVD: 'exact' (one-sided Jacobi, every singular value), 'randomized' (the range finder with power iterations,
+   * rsvd.ts: the top `rank` only, minutes faster on large layers; needs rank or ratio), or 'auto': exact up to
+   * min(out, in) = 1024, randomized above.
+   */
+  svd: 'auto' | 'exact' | 'randomized';
+  /** Randomized SVD: power iterations (more: closer to the exact truncation when singular values decay slowly). */
+  power_iters: number;
   targets: string[] | null;
   ignore: string[] | null;
 }
 
-const defaults: LowRankConfig = { rank: null, energy: null, ratio: null, activation_aware: false, damp: 0.01, compare_plain: true, targets: null, ignore: null };
+const SOLVERS = ['auto', 'exact', 'randomized'] as const;
+/** Above this min(out, in), svd 'auto' is randomized (a 1024-wide exact Jacobi SVD already takes about a minute). */
+const EXACT_MAX = 1024;
+
+const defaults: LowRankConfig = { rank: null, energy: null, ratio: null, activation_aware: false, damp: 0.01, compare_plain: true, svd: 'auto', power_iters: 4, targets: null, ignore: null };
 
 export interface LowRankLayerReport {
   name: string;
@@ -236,10 +253,26 @@ export function rankRule(cfg: LowRankConfig): RankRule {
   return { rank: cfg.rank, energy: cfg.energy, ratio: cfg.ratio ?? (cfg.rank === null && cfg.energy === null ? 0.5 : null) };
 }
 
+/** The solver a layer gets. */
+function solverFor(cfg: LowRankConfig, N: number, K: number): 'exact' | 'randomized' {
+  return cfg.svd === 'auto' ? (Math.min(N, K) > EXACT_MAX ? 'randomized' : 'exact') : cfg.svd;
+}
+
+/** Checks that depend on the layers' sizes (the randomized SVD gives only the top singular values). */
+function checkSolvers(cfg: LowRankConfig, layers: [string, LinearLike][]): void {
+  if (!(Number.isInteger(cfg.power_iters) && cfg.power_iters >= 0 && cfg.power_iters <= 20)) throw new Error(`option 'power_iters' must be an integer in [0, 20], got ${cfg.power_iters}`);
+  const big = layers.find(([, m]) => solverFor(cfg, m.outFeatures, m.inFeatures) === 'randomized');
+  if (!big) return;
+  const why = cfg.svd === 'auto' ? `svd 'auto' is randomized for ${big[0]} [${big[1].outFeatures}×${big[1].inFeatures}] (min side > ${EXACT_MAX})` : `svd 'randomized'`;
+  if (cfg.energy !== null) throw new Error(`option 'energy' needs every singular value, but ${why} computes only the top ones: give rank or ratio, or set svd: exact (slow at this size)`);
+  if (cfg.activation_aware) throw new Error(`option 'activation_aware' runs the exact SVD of W·L, but ${why}: set svd: exact (slow at this size)`);
+}
+
 function plan(model: Module, cfg: LowRankConfig): { rule: RankRule; layers: [string, LinearLike][] } {
   const rule = rankRule(cfg);
   const layers = targetLinears(model, cfg.targets, cfg.ignore);
   if (layers.length === 0) throw new Error(`option 'targets': no Linear layer is selected`);
+  checkSolvers(cfg, layers);
   return { rule, layers };
 }
 
@@ -256,11 +289,15 @@ export function lowRankModel(model: Module, cfg: Partial<LowRankConfig>, batches
   for (const [name, m] of layers) {
     const N = m.outFeatures;
     const K = m.inFeatures;
-    const W = weight64(m);
     const cov = covs?.get(name) ?? null;
-    const f = factorize(W, N, K, rule, c.activation_aware && cov ? { c: cov.c, damp: c.damp } : null);
     const be = breakEvenRank(N, K);
     const bias = m.bias ? m.bias.numel : 0;
+    if (solverFor(c, N, K) === 'randomized') {
+      out.push(lowRankRandomized(model, name, m, rule, c, cov, log));
+      continue;
+    }
+    const W = weight64(m);
+    const f = factorize(W, N, K, rule, c.activation_aware && cov ? { c: cov.c, damp: c.damp } : null);
     const D = residual(W, f, N, K);
     const outErr = (D2: Float64Array) => (cov && cov.n > 0 ? Math.sqrt(quadForm(D2, N, K, cov.c) / Math.max(quadForm(W, N, K, cov.c), 1e-300)) : null);
     let plainOut: number | null = null;
@@ -286,6 +323,41 @@ export function lowRankModel(model: Module, cfg: Partial<LowRankConfig>, batches
     log?.(`share.lowrank ${name} [${N}×${K}]: rank ${f.rank} (break-even ${be}), params ${rep.params_before} → ${rep.params_after}, weight error ${fmt(rep.weight_error)}, output error ${fmt(rep.output_error)}${plainOut !== null ? ` (plain SVD ${fmt(plainOut)})` : ''}`);
   }
   return out;
+}
+
+/**
+ * One layer by the randomized SVD (rsvd.ts) at the rank the rule fixes; a rank past break-even keeps the layer dense
+ * without any SVD. The weight error comes from the projection identity; the output error (with calibration data)
+ * from the residual.
+ */
+function lowRankRandomized(model: Module, name: string, m: LinearLike, rule: RankRule, c: LowRankConfig, cov: { c: Float64Array; n: number } | null, log?: (l: string) => void): LowRankLayerReport {
+  const N = m.outFeatures;
+  const K = m.inFeatures;
+  const be = breakEvenRank(N, K);
+  const bias = m.bias ? m.bias.numel : 0;
+  const r = chooseRank([], N, K, rule);
+  const rep: LowRankLayerReport = {
+    name, out_features: N, in_features: K, rank: r, break_even_rank: be, kept_dense: r > be,
+    params_before: N * K + bias, params_after: N * K + bias, weight_error: 0, output_error: cov ? 0 : null, plain_output_error: null,
+  };
+  if (rep.kept_dense) {
+    log?.(`share.lowrank ${name} [${N}×${K}]: rank ${r} ≥ break-even ${be + 1} (r(m+n) ≥ mn), kept dense`);
+    return rep;
+  }
+  const W32 = noGrad(() => m.weightOutIn().contiguous().toFloat32Array());
+  const t = randomizedSvd(W32, N, K, r, { powerIters: c.power_iters });
+  rep.params_after = r * (N + K) + bias;
+  rep.weight_error = t.relError;
+  if (cov && cov.n > 0) {
+    const W = Float64Array.from(W32);
+    rep.output_error = Math.sqrt(quadForm(residual(W, { ...t, S: t.S }, N, K), N, K, cov.c) / Math.max(quadForm(W, N, K, cov.c), 1e-300));
+  }
+  const bt = m.bias ? noGrad(() => m.bias!.detach()) : null;
+  const lr = noGrad(() => LowRankLinear.fromFactors(new Tensor(Float32Array.from(t.second), [N, r], 'float32'), new Tensor(Float32Array.from(t.first), [r, K], 'float32'), bt));
+  lr.training = m.training;
+  model.setSubmodule(name, lr);
+  log?.(`share.lowrank ${name} [${N}×${K}]: rank ${r} (break-even ${be}; randomized SVD, ${c.power_iters} power iterations), params ${rep.params_before} → ${rep.params_after}, weight error ${rep.weight_error.toExponential(3)}${rep.output_error !== null ? `, output error ${rep.output_error.toExponential(3)}` : ''}`);
+  return rep;
 }
 
 /** Summary numbers of per-layer reports (the method's report row). */
@@ -320,7 +392,7 @@ export const shareLowRank: Method<LowRankConfig> = {
   kind: 'one-shot',
   description: 'low-rank factorization: truncated SVD of Linear layers into two (rank, energy or ratio; activation-aware SVD-LLM whitening)',
   defaults,
-  types: { rank: 'integer', energy: 'number', ratio: 'number', targets: 'string[]', ignore: 'string[]' },
+  types: { rank: 'integer', energy: 'number', ratio: 'number', svd: SOLVERS, power_iters: 'integer', targets: 'string[]', ignore: 'string[]' },
   globs: ['targets', 'ignore'],
   check: (model, cfg, ctx) => {
     named('share.lowrank', () => plan(model, cfg));
@@ -335,7 +407,9 @@ export const shareLowRank: Method<LowRankConfig> = {
     targets: (model, cfg) => {
       if (cfg.activation_aware) throw new Error(`share.lowrank: option 'activation_aware' needs calibration activations and cannot stream (use the plain SVD, or compress without --stream)`);
       named('share.lowrank', () => rankRule(cfg));
-      return targetLinears(model, cfg.targets, cfg.ignore).map(([n]) => n);
+      const layers = targetLinears(model, cfg.targets, cfg.ignore);
+      named('share.lowrank', () => checkSolvers(cfg, layers));
+      return layers.map(([n]) => n);
     },
     merge: mergeLowRankSummaries,
   },

@@ -1,5 +1,5 @@
 /**
- * npm run bench:scale [-- --json] [-- --config <config.json>] [-- --layers N] [-- --steps rtn8,rtn4,gptq4,gen]
+ * npm run bench:scale [-- --json] [-- --config <config.json>] [-- --layers N] [-- --steps rtn8,rtn4,gptq4,prune,lowrank,gen]
  *                     [-- --calib-samples 128] [-- --calib-seq-len 512] [-- --tokens 32] [-- --keep <dir>]
  *
  * Billion-parameter checkpoints on one machine (issue 22). A random-weight checkpoint of a real model's shape
@@ -14,6 +14,9 @@
  * - factor: GPTQ's float64 factorization (Cholesky of the dampened Hessian + triangular inverse, what every layer
  *   needs) at TinyLlama's widths 2048 and 5632, the addon's kernels against the TypeScript reference (the reference
  *   only at 2048: at 5632 it takes minutes), in this process;
+ * - prune / lowrank: `shrink compress --stream` (block by block, output shards of 500 MB written as they fill) with
+ *   prune.magnitude at 50 % per layer (sparse storage) / share.lowrank at ratio 0.5 (randomized SVD above width
+ *   1024); their lines add "bound_mb", the streaming formula's figure for the model;
  * - gen: greedy decoding of --tokens tokens with the KV cache (`shrink generate --prompt-ids`, 8-token prompt) on
  *   the fp32 model (the bf16 checkpoint loaded as float32) and on every quantized folder made above.
  *
@@ -36,7 +39,7 @@ const TINYLLAMA = {
   num_attention_heads: 32, num_key_value_heads: 4, max_position_embeddings: 2048, rms_norm_eps: 1e-5, rope_theta: 10000, tie_word_embeddings: false,
   initializer_range: 0.02, bos_token_id: 1, eos_token_id: 2,
 };
-const STEPS = ['factor', 'rtn8', 'rtn4', 'gptq4', 'gen'] as const;
+const STEPS = ['factor', 'rtn8', 'rtn4', 'gptq4', 'prune', 'lowrank', 'gen'] as const;
 
 const a = benchArgs('bench:scale', ['--json'], ['--config', '--layers', '--steps', '--calib-samples', '--calib-seq-len', '--tokens', '--keep']);
 const json = a.has('--json');
@@ -117,6 +120,18 @@ function checkpointSteps(root: string): void {
   if (steps.includes('rtn4')) quantize('int4 rtn (group 128)', path.join(root, 'int4'), g128);
   if (steps.includes('gptq4'))
     quantize(`int4 gptq (group 128, ${calibSamples}×${calibSeqLen} calibration)`, path.join(root, 'gptq4'), [...g128, '--method', 'gptq', '--calib', 'random', '--calib-samples', String(calibSamples), '--calib-seq-len', String(calibSeqLen)]);
+  // one-shot methods streamed block by block (shrink compress --stream), 500 MB output shards
+  const streamed = (name: string, dir: string, step: Record<string, unknown>) => {
+    log(`bench:scale: ${name} …`);
+    const recipe = path.join(root, `${path.basename(dir)}.json`);
+    fs.writeFileSync(recipe, JSON.stringify({ steps: [step] }));
+    const { r, seconds } = shrink(['compress', src, '--recipe', recipe, '-o', dir, '--stream', '--max-shard-size', '500MB', '--force']);
+    const bytes = r.fileBytesAfter as number;
+    emit({ name, peak_rss_mb: r.peakRssMb, bound_mb: r.boundMb, seconds: +seconds.toFixed(1), tokens_per_s: null, bytes, fp32_ratio: +(bytes / fp32Bytes).toFixed(4) });
+    quantized.push([name.split(' ').slice(0, 2).join(' '), dir]);
+  };
+  if (steps.includes('prune')) streamed('magnitude prune 50 % (per layer, sparse storage, --stream)', path.join(root, 'prune'), { method: 'prune.magnitude', sparsity: 0.5, scope: 'layer' });
+  if (steps.includes('lowrank')) streamed('low rank ratio 0.5 (randomized SVD, --stream)', path.join(root, 'lowrank'), { method: 'share.lowrank', ratio: 0.5 });
   if (steps.includes('gen')) {
     const prompt = '1,450,3011,338,263,931,2462,297';
     for (const [name, dir] of [['fp32', src] as [string, string], ...quantized]) {

@@ -19,7 +19,7 @@
  * Module kinds register once (`registerModuleType`), with `describe` (JSON of the numbers that fix its shapes) and
  * `build` (an empty module of that shape; the strict weight load fills it).
  */
-import { Module } from '../nn/module.ts';
+import { Module, type LazyTensor } from '../nn/module.ts';
 import { Conv1D, Embedding, LayerNorm, Linear, RMSNorm } from '../nn/layers.ts';
 import { withoutInit } from '../nn/init.ts';
 import type { Tensor } from '../tensor/tensor.ts';
@@ -257,7 +257,7 @@ function impliedWeightShape(e: ModuleEntry, where: string): number[] | null {
  * checkpoint holds (its stored weight's exact shape) or, with no stored weight, no more elements than the whole
  * checkpoint has; unknown entry types get each integer field bounded by the checkpoint's element count.
  */
-function checkEntrySizes(e: ModuleEntry, path: string, weights: Map<string, Tensor>, where: string, dir: string): void {
+function checkEntrySizes(e: ModuleEntry, path: string, weights: Map<string, Tensor | LazyTensor>, where: string, dir: string): void {
   let total = 0;
   for (const t of weights.values()) total += t.numel;
   const shape = impliedWeightShape(e, where);
@@ -275,7 +275,7 @@ function checkEntrySizes(e: ModuleEntry, path: string, weights: Map<string, Tens
       throw new ShrinkError(`${where}.${k}: ${v} is larger than the checkpoint's ${total} weights`, { file: dir });
 }
 
-function prepareStructure(model: Module, section: unknown, weights: Map<string, Tensor>, dir: string): void {
+function prepareStructure(model: Module, section: unknown, weights: Map<string, Tensor | LazyTensor>, dir: string): void {
   if (!isPlainObject(section) || !isPlainObject(section.modules)) throw new ShrinkError(`${dir}: config.json compression_config.modules: expected an object of module entries`, { file: dir });
   const cc = section as unknown as CompressionConfig;
   if (cc.format_version !== COMPRESSION_FORMAT_VERSION) throw new ShrinkError(`${dir}: config.json compression_config.format_version ${show(cc.format_version)} is not supported (this Shrink reads ${COMPRESSION_FORMAT_VERSION})`, { file: dir });

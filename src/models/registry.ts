@@ -3,7 +3,7 @@
  * `fromPretrained(dir)` reads config.json, builds the class named by `architectures[0]` (or the one asked for),
  * and loads the weights strictly: one error lists every missing, unexpected and wrong-shape key.
  */
-import type { Module } from '../nn/module.ts';
+import type { LazyTensor, Module } from '../nn/module.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import path from 'node:path';
 import { withoutInit } from '../nn/init.ts';
@@ -61,7 +61,7 @@ export interface FromPretrainedOptions {
  * load (e.g. `quantization_config` swaps Linear for QuantLinear). Compression methods register them, so models
  * do not depend on compress/.
  */
-export type CheckpointPreparer = (model: Module, section: unknown, weights: Map<string, Tensor>, dir: string) => void;
+export type CheckpointPreparer = (model: Module, section: unknown, weights: Map<string, Tensor | LazyTensor>, dir: string) => void;
 const PREPARERS = new Map<string, CheckpointPreparer>();
 
 /** Register the preparer for a config.json section (one per section name). */
@@ -98,15 +98,15 @@ export function fromPretrained<M extends Module = Module>(dir: string, opts: Fro
     throw asShrinkError(e, path.join(dir, 'config.json'), path.join(dir, 'config.json'), 'cannot build the model');
   }
   const sections = SECTIONS.filter((key) => raw[key] !== undefined && raw[key] !== null);
-  // a plain float checkpoint streams in tensor by tensor (peak memory: the model plus one file tensor); compressed
-  // formats hand every tensor to their preparers first
-  const lazy = sections.length === 0 ? openWeights(dir) : null;
+  // the checkpoint streams in tensor by tensor (peak memory: the model plus one file tensor); compressed formats'
+  // preparers see the tensors' shapes (headers) first, to build the skeleton the strict load fills
+  const lazy = openWeights(dir);
   try {
-    const weights = lazy ? lazy.weights : loadWeights(dir);
+    const weights: Map<string, Tensor | LazyTensor> = lazy.weights;
     for (const key of sections) {
       const prep = PREPARERS.get(key);
       if (!prep) throw new Error(`${dir}: config.json has "${key}" but no loader for it is registered (import Shrink's compress module, e.g. from 'src/index.ts')`);
-      prep(model, raw[key], weights as Map<string, Tensor>, dir);
+      prep(model, raw[key], weights, dir);
     }
     try {
       model.loadStateDict(weights, { strict });
@@ -115,7 +115,7 @@ export function fromPretrained<M extends Module = Module>(dir: string, opts: Fro
       throw new ShrinkError(`${dir}: the weights do not fit config.json: ${e instanceof Error ? e.message : String(e)}`, { file: dir, cause: e });
     }
   } finally {
-    lazy?.close();
+    lazy.close();
   }
   model.eval();
   return model as M;

@@ -73,6 +73,9 @@ export class LazyTensor {
     readonly shape: readonly number[],
     readonly load: () => Tensor,
   ) {}
+  get numel(): number {
+    return this.shape.reduce((a, d) => a * d, 1);
+  }
 }
 
 export abstract class Module {

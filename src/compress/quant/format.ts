@@ -16,7 +16,7 @@
  * rebuilds the QuantLinear / QuantEmbedding skeleton from the config, so `shrink eval` runs the integer kernels
  * directly.
  */
-import type { Module } from '../../nn/module.ts';
+import type { LazyTensor, Module } from '../../nn/module.ts';
 import { Tensor } from '../../tensor/tensor.ts';
 import { registerCheckpointDescriber, registerCheckpointPreparer, savePretrained } from '../../models/registry.ts';
 import { registerDescribedElsewhere } from '../structure.ts';
@@ -152,7 +152,7 @@ function checkEntry(name: string, e: QuantModuleEntry, dir: string): void {
  * The stored integer codes of an (owner) entry must be in the checkpoint with exactly the shape the entry claims,
  * so the skeleton never allocates more than the file holds.
  */
-function checkStoredCodes(name: string, e: QuantModuleEntry, weights: Map<string, Tensor>, tied: Record<string, string>, dir: string): void {
+function checkStoredCodes(name: string, e: QuantModuleEntry, weights: Map<string, Tensor | LazyTensor>, tied: Record<string, string>, dir: string): void {
   const [N, K] = e.shape;
   const key = e.bits === 8 ? `${name}.weight` : `${name}.weight_packed`;
   const want = e.bits === 8 ? [N, K] : [N, K / 2];
@@ -163,7 +163,7 @@ function checkStoredCodes(name: string, e: QuantModuleEntry, weights: Map<string
 }
 
 /** fromPretrained hook: swap in quantized modules per the config, then let the strict load fill them. */
-function prepareQuantized(model: Module, section: unknown, weights: Map<string, Tensor>, dir: string): void {
+function prepareQuantized(model: Module, section: unknown, weights: Map<string, Tensor | LazyTensor>, dir: string): void {
   try {
     prepareQuantizedUnchecked(model, section, weights, dir);
   } catch (e) {
@@ -171,7 +171,7 @@ function prepareQuantized(model: Module, section: unknown, weights: Map<string, 
   }
 }
 
-function prepareQuantizedUnchecked(model: Module, section: unknown, weights: Map<string, Tensor>, dir: string): void {
+function prepareQuantizedUnchecked(model: Module, section: unknown, weights: Map<string, Tensor | LazyTensor>, dir: string): void {
   if (!isPlainObject(section)) throw new ShrinkError(`${dir}: config.json quantization_config: expected an object, got ${show(section)}`, { file: dir });
   const qc = section as unknown as QuantizationConfig;
   if (qc.quant_method !== 'shrink') throw new ShrinkError(`${dir}: quantization_config.quant_method ${show(qc.quant_method)} is not supported (Shrink reads its own 'shrink' format)`, { file: dir });

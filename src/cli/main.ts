@@ -45,6 +45,7 @@ import { INT4_FORMULAS, checkFormula, parseGranularity, type Granularity, type I
 import { CALIBRATION_SOURCES, calibrationBatches } from '../data/calibration.ts';
 import { readConfig } from '../io/hf.ts';
 import { parseByteSize } from '../io/shards.ts';
+import { quantizeRunDir } from '../compress/quant/checkpoint.ts';
 import { classify, fillMask, taskOf } from '../eval/predict.ts';
 import { BertForMaskedLM, BertForSequenceClassification } from '../models/bert/modeling.ts';
 import { GPT2LMHeadModel } from '../models/gpt2/modeling.ts';
@@ -128,6 +129,7 @@ function runGenerate(dir: string, o: GenerateOpts, loaded?: CausalLM): string {
 interface QuantizeCliOptions {
   out: string;
   maxShardSize?: string;
+  checkpointEvery: number;
   scheme: string;
   bits?: number;
   granularity?: string;
@@ -157,6 +159,7 @@ const QUANT_FLAGS: Partial<Record<keyof QuantizeCliOptions, string>> = {
   bits: '--bits', granularity: '--granularity', asymmetric: '--asymmetric', symmetric: '--symmetric', int4Formula: '--int4-formula', method: '--method',
   task: '--task', steps: '--steps', lr: '--lr', report: '--report', observer: '--observer', percentile: '--percentile', calib: '--calib',
   calibSamples: '--calib-samples', calibSeqLen: '--calib-seq-len', percdamp: '--percdamp', actOrder: '--act-order', embeddings: '--no-embeddings', ignore: '--ignore',
+  maxShardSize: '--max-shard-size', checkpointEvery: '--checkpoint-every',
 };
 
 /**
@@ -196,6 +199,7 @@ function checkQuantizeFlags(o: QuantizeCliOptions, given: (k: keyof QuantizeCliO
     reject(['calib', 'calibSamples', 'calibSeqLen'], (f) => no(f, 'QAT learns from the --task training data; it does not calibrate'));
     reject(['percdamp', 'actOrder'], (f) => no(f, 'it is a GPTQ option'));
     reject(['observer', 'percentile'], (f) => no(f, 'it is an int8-static option'));
+    reject(['maxShardSize', 'checkpointEvery'], (f) => no(f, 'QAT trains the whole model and checkpoints its training steps'));
     if (o.int4Formula !== undefined && o.int4Formula !== 'gptq') throw new Error(no(`--int4-formula ${o.int4Formula}`, 'QAT int4 trains with the gptq formula'));
     if (int4 && o.symmetric) throw new Error(no('--symmetric', 'QAT int4 trains asymmetric groups'));
     if (!int4 && o.asymmetric) throw new Error(no('--asymmetric', `QAT ${o.scheme} trains symmetric weights`));
@@ -204,7 +208,8 @@ function checkQuantizeFlags(o: QuantizeCliOptions, given: (k: keyof QuantizeCliO
     return { granularity: g?.granularity, groupSize: g?.groupSize, ignore };
   }
   reject(['task', 'steps', 'lr'], (f) => `${f} applies to --method qat`);
-  if (o.method !== 'gptq') reject(['percdamp', 'actOrder'], (f) => `${f} applies to --method gptq`);
+  if (o.method !== 'gptq') reject(['percdamp', 'actOrder', 'checkpointEvery'], (f) => `${f} applies to --method gptq`);
+  if (o.scheme === 'int8-static') reject(['maxShardSize'], (f) => `${f} does not apply to scheme int8-static (it loads the whole model and writes one model.safetensors)`);
   if (o.scheme !== 'int8-static') reject(['observer', 'percentile'], (f) => `${f} applies to scheme int8-static`);
   if (o.method !== 'gptq' && o.scheme !== 'int8-static' && !o.report) reject(['calib', 'calibSamples', 'calibSeqLen'], (f) => `${f} applies to --method gptq, scheme int8-static or --report`);
   if (isIntegerActivations(o.scheme as QuantScheme) && g && g.granularity !== 'channel') throw new Error(`scheme ${o.scheme} needs per-channel weights, got granularity ${g.granularity}`);
@@ -528,6 +533,7 @@ export function buildProgram(out: (s: string) => void = (s) => process.stdout.wr
     .option('--percentile <p>', 'int8-static with --observer percentile: the percentile kept', num('percentile', 50, 100), 99.99)
     .option('--report', 'per-layer output error (relative MSE against float32) on the calibration data')
     .option('--max-shard-size <size>', 'split the output into model-0000N-of-0000M.safetensors shards of at most this size (e.g. 2GB, 500MB), each written as soon as it fills', '1GiB')
+    .option('--checkpoint-every <minutes>', 'GPTQ on a decoder: checkpoint after a block when this many minutes passed since the last (in .<out>.quantize-run; the same command resumes there)', num('checkpoint-every', 0, 1440), 5)
     .option('--force', 'replace a non-empty output folder (the old one stays until the new one is complete)')
     .option('--json', 'print JSON')
     .action((dir: string, o: QuantizeCliOptions, cmd: Command) => {
@@ -598,7 +604,13 @@ export function buildProgram(out: (s: string) => void = (s) => process.stdout.wr
           ignore: q.ignore,
           log: o.json ? undefined : (l) => process.stderr.write(l + '\n'),
         },
-        { ...io, recipe: resolved, maxShardBytes },
+        {
+          ...io,
+          recipe: resolved,
+          maxShardBytes,
+          checkpointEverySeconds: 60 * o.checkpointEvery,
+          onCheckpoint: (e, b) => note(e === 'resumed' ? `resuming GPTQ after block ${b} from ${quantizeRunDir(o.out)}` : `checkpoint: blocks 0–${b - 1} done (${quantizeRunDir(o.out)}; if stopped, run the same command again to resume)`),
+        },
       );
       const n = Object.keys(r.modules).length;
       let errs;

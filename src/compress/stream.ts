@@ -28,7 +28,7 @@ import { anatomy } from '../models/anatomy.ts';
 import { describeForSave, modelFromConfig } from '../models/registry.ts';
 import { findWeights, openWeights, readConfig } from '../io/hf.ts';
 import { atomicWriteJson } from '../io/atomic.ts';
-import { ShardWriter } from '../io/shards.ts';
+import { ShardWriter, type ShardsWritten } from '../io/shards.ts';
 import { checkOutDir, writeDirAtomic, type OutDirOptions } from '../io/outdir.ts';
 import { copyTokenizerFiles } from '../io/tokenizer-files.ts';
 import type { LazyTensor } from '../nn/module.ts';
@@ -148,12 +148,28 @@ export class StreamingCheckpoint {
   /** Parts queued in the shard not yet written (hollowed once it is). */
   private queued: Module[] = [];
 
+  /** `dir` gets config.json and the named shards; `shardDir` (default `dir`) holds the shards until then. */
   constructor(
     private readonly model: Module & { config: Record<string, unknown> },
     private readonly dir: string,
-    opts: { maxShardBytes?: number; metadata?: Record<string, string> } = {},
+    opts: { maxShardBytes?: number; metadata?: Record<string, string>; shardDir?: string } = {},
   ) {
-    this.writer = new ShardWriter(dir, opts);
+    this.writer = new ShardWriter(opts.shardDir ?? dir, { ...opts, finalDir: dir });
+  }
+
+  /** Write what is queued now (a checkpoint needs it on disk) and hollow the parts it held; returns the shards so far. */
+  flush(): ShardsWritten {
+    this.writer.flush();
+    for (const p of this.queued) hollowOut(p);
+    this.queued = [];
+    collectGarbage();
+    return this.writer.written();
+  }
+
+  /** A resumed pass: these parts and shards were written by the interrupted run (the parts stand hollow in the model). */
+  restore(parts: string[], shards: ShardsWritten): void {
+    this.writer.restore(shards);
+    this.done.push(...parts);
   }
 
   /** The part at `prefix` is final: queue its tensors; once they are on disk, hollow it. */

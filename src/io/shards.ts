@@ -37,6 +37,12 @@ export function parseByteSize(v: string, what = '--max-shard-size'): number {
 
 const tensorBytes = (t: Tensor) => t.numel * t.data.BYTES_PER_ELEMENT;
 
+/** The shard files a writer has written (names in its folder) and the tensors' total bytes. */
+export interface ShardsWritten {
+  files: { file: string; keys: string[] }[];
+  totalSize: number;
+}
+
 export class ShardWriter {
   private pending = new Map<string, Tensor>();
   private pendingBytes = 0;
@@ -45,10 +51,14 @@ export class ShardWriter {
   private readonly seen = new Set<string>();
   private finished = false;
 
-  /** Shards go into `dir` (an existing folder, e.g. writeDirAtomic's temp folder); each file carries `metadata`. */
+  /**
+   * Shards are written into `dir` (an existing folder) and, at finish, named into `finalDir` (default `dir`; a
+   * resumable run keeps its shards beside its checkpoint and moves them into the output at the end); each file
+   * carries `metadata`.
+   */
   constructor(
     private readonly dir: string,
-    private readonly opts: { maxShardBytes?: number; metadata?: Record<string, string> } = {},
+    private readonly opts: { maxShardBytes?: number; metadata?: Record<string, string>; finalDir?: string } = {},
   ) {
     const max = opts.maxShardBytes ?? DEFAULT_MAX_SHARD_BYTES;
     if (!(Number.isSafeInteger(max) && max >= 1)) throw new Error(`ShardWriter: maxShardBytes must be a positive integer, got ${max}`);
@@ -91,24 +101,42 @@ export class ShardWriter {
     this.pendingBytes = 0;
   }
 
+  /** The shards written so far (after a flush, everything queued): what a checkpoint records to resume from. */
+  written(): ShardsWritten {
+    return { files: this.files.map((f) => ({ file: path.basename(f.tmp), keys: [...f.keys] })), totalSize: this.totalSize };
+  }
+
+  /** Take up the shards a checkpoint recorded (they must be in `dir`); the queue must be empty. */
+  restore(w: ShardsWritten): void {
+    if (this.files.length || this.pending.size) throw new Error('ShardWriter: restore into a writer already in use');
+    for (const f of w.files) {
+      const tmp = path.join(this.dir, f.file);
+      if (!fs.existsSync(tmp)) throw new Error(`ShardWriter: the checkpoint's shard ${tmp} is missing`);
+      this.files.push({ tmp, keys: [...f.keys] });
+      for (const k of f.keys) this.seen.add(k);
+    }
+    this.totalSize = w.totalSize;
+  }
+
   /** Write the rest, name the shards and write the index (several shards) — returns the file names. */
   finish(): string[] {
     this.flush();
     this.finished = true;
+    const out = this.opts.finalDir ?? this.dir;
     const n = this.files.length;
     if (n === 0) throw new Error('ShardWriter: no tensors were written');
     if (n === 1) {
-      fs.renameSync(this.files[0]!.tmp, path.join(this.dir, 'model.safetensors'));
+      fs.renameSync(this.files[0]!.tmp, path.join(out, 'model.safetensors'));
       return ['model.safetensors'];
     }
     const weightMap: Record<string, string> = {};
     const names = this.files.map((f, k) => {
       const name = shardName(k, n);
-      fs.renameSync(f.tmp, path.join(this.dir, name));
+      fs.renameSync(f.tmp, path.join(out, name));
       for (const key of f.keys) weightMap[key] = name;
       return name;
     });
-    writeShardIndex(this.dir, this.totalSize, Object.fromEntries(Object.entries(weightMap).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))));
+    writeShardIndex(out, this.totalSize, Object.fromEntries(Object.entries(weightMap).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))));
     return names;
   }
 }

@@ -126,3 +126,49 @@ test("GPTQ's factor: U is upper-triangular with a positive diagonal and Uᵀ·U 
     }
   }
 });
+
+test('blockwise GPTQ checkpoints: a run stopped after a block resumes there and writes the checkpoint of an uninterrupted run', () => {
+  const dir = tmp();
+  for (const [name, make] of [['llama', llama], ['gpt2', gpt2]] as const) {
+    const src = path.join(dir, `fp-${name}`);
+    savePretrained(make(), src);
+    const full = quantizeFolder(src, path.join(dir, `full-${name}`), GPTQ, { force: false });
+    for (const stopAt of [1, 2]) {
+      const out = path.join(dir, `resumed-${name}-${stopAt}`);
+      const runDir = path.join(dir, `.resumed-${name}-${stopAt}.quantize-run`);
+      const events: string[] = [];
+      assert.throws(
+        () =>
+          quantizeFolder(src, out, GPTQ, {
+            force: false,
+            checkpointEverySeconds: 0,
+            maxShardBytes: 3000,
+            onCheckpoint: (e, b) => {
+              events.push(`${e} ${b}`);
+              if (b === stopAt) throw new Error('stopped');
+            },
+          }),
+        /stopped/,
+      );
+      assert.equal(fs.existsSync(out), false);
+      assert.equal(fs.readFileSync(path.join(runDir, 'latest'), 'utf8'), `checkpoint-${stopAt}`);
+      const r = quantizeFolder(src, out, GPTQ, { force: false, checkpointEverySeconds: 0, maxShardBytes: 3000, onCheckpoint: (e, b) => events.push(`${e} ${b}`) });
+      const blocks = name === 'llama' ? 3 : 2;
+      assert.deepEqual(events, [...Array.from({ length: stopAt }, (_, i) => `saved ${i + 1}`), `resumed ${stopAt}`, ...Array.from({ length: blocks - stopAt }, (_, i) => `saved ${stopAt + i + 1}`)]);
+      sameState(fromPretrained(out), fromPretrained(full.out), `${name} stopped after block ${stopAt}`);
+      assert.deepEqual(r.gptqLoss, full.gptqLoss);
+      assert.deepEqual(r.modules, full.modules);
+      assert.equal(r.quantBytes, full.quantBytes);
+      assert.equal(r.floatBytes, full.floatBytes);
+      assert.equal(fs.existsSync(runDir), false, 'the run folder goes once the output is written');
+    }
+  }
+  // a run folder of other settings is not resumed: refused, or replaced with force
+  const src = path.join(dir, 'fp-llama');
+  const out = path.join(dir, 'other');
+  assert.throws(() => quantizeFolder(src, out, GPTQ, { force: false, checkpointEverySeconds: 0, onCheckpoint: () => { throw new Error('stopped'); } }), /stopped/);
+  assert.throws(() => quantizeFolder(src, out, { ...GPTQ, percdamp: 0.05 }, { force: false }), /checkpoint folder .*\.other\.quantize-run holds a Shrink training run with other settings \(options .*percdamp/);
+  const r = quantizeFolder(src, out, { ...GPTQ, percdamp: 0.05 }, { force: true });
+  assert.ok(r.files.length >= 1);
+  fs.rmSync(dir, { recursive: true, force: true });
+});

@@ -59,7 +59,26 @@ export interface QuantizeOptions {
    * GPTQ pass starts every block first and finishes them all at the end. Modules outside the blocks are never
    * announced: the caller has them from the start and writes them last.
    */
-  blocks?: { start(path: string): void; done(path: string): void };
+  blocks?: { start(path: string): void; done(path: string, state?: BlockwiseState): void };
+  /**
+   * Blockwise GPTQ, resumed from a checkpoint: blocks before `block` are done (already QuantLinear), `carried` holds
+   * their output activations, and `report` what the interrupted run had reported so far (extended in place).
+   */
+  resumeFrom?: BlockwiseState;
+}
+
+/** One calibration batch's arguments to the next block (its hidden states first) and its token mask. */
+export interface CarriedBatch {
+  args: unknown[];
+  mask: ArrayLike<number> | null;
+}
+
+/** Where the blockwise GPTQ pass stands after a block: what a checkpoint saves to resume from. */
+export interface BlockwiseState {
+  /** Blocks done (the next block's index). */
+  block: number;
+  carried: CarriedBatch[];
+  report: QuantizeReport;
 }
 
 /** One entry of quantization_config.modules. */
@@ -189,7 +208,8 @@ quantizeModel.targetsOf = (model: Module, o: QuantizeOptions): string[] => colle
 function quantizeModelImpl(model: Module, o: QuantizeOptions): QuantizeReport {
   const r = resolved(o);
   const targets = collectTargets(model, o);
-  const report: QuantizeReport = { modules: {}, floatBytes: 0, quantBytes: 0 };
+  const report: QuantizeReport = o.resumeFrom?.report ?? { modules: {}, floatBytes: 0, quantBytes: 0 };
+  if (o.resumeFrom && (r.method !== 'gptq' || o.gptqPass === 'model')) throw new Error('resumeFrom: only the blockwise GPTQ pass resumes');
   // Embeddings first: heads tied to them reuse their integer weight.
   const byTensor = new Map<Tensor, { name: string; q: QuantizedWeight }>();
   const specFor = (K: number, embedding: boolean): WeightQuantSpec => {
@@ -295,7 +315,8 @@ function quantizeModelImpl(model: Module, o: QuantizeOptions): QuantizeReport {
   const wasTraining = model.training;
   model.eval();
   try {
-    if (blockwise) gptqBlockwise(model, todo, blockwise, o, quantizeOne);
+    if (blockwise) gptqBlockwise(model, todo, blockwise, o, quantizeOne, report);
+    else if (o.resumeFrom) throw new Error('resumeFrom: the model has no blockwise plan');
     else gptqWholeModel(model, todo, o, quantizeOne);
   } finally {
     if (wasTraining) model.train();
@@ -405,11 +426,13 @@ const CAPTURED = Symbol('gptq: first block inputs captured');
  * the quantized block's outputs replace its inputs as the next block's. The head's Hessian is gathered from
  * finalNorm(last block's output). Float weights are needed (materialized) one block at a time.
  */
-function gptqBlockwise(model: Module, todo: Target[], plan: BlockwisePlan, o: QuantizeOptions, quantizeOne: (t: Target, H: Float64Array) => void): void {
-  const carried: { args: unknown[]; mask: ArrayLike<number> | null }[] = [];
+function gptqBlockwise(model: Module, todo: Target[], plan: BlockwisePlan, o: QuantizeOptions, quantizeOne: (t: Target, H: Float64Array) => void, report: QuantizeReport): void {
+  const start = o.resumeFrom?.block ?? 0;
+  if (!(Number.isInteger(start) && start >= 0 && start <= plan.blocks.length)) throw new Error(`resumeFrom.block ${start}: the model has ${plan.blocks.length} blocks`);
+  const carried: CarriedBatch[] = o.resumeFrom ? o.resumeFrom.carried : [];
   const first = model.getSubmodule(plan.blocks[0]!);
-  o.blocks?.start(plan.blocks[0]!); // its forward pre-hook runs on the module: nothing of it is computed yet
   noGrad(() => {
+    if (o.resumeFrom) return;
     for (const batch of o.calibration!()) {
       const mask = batch.attentionMask ? (batch.attentionMask.contiguous().data as ArrayLike<number>) : null;
       const hook = registerForwardPreHook(first, (_m, inputs) => {
@@ -428,8 +451,9 @@ function gptqBlockwise(model: Module, todo: Target[], plan: BlockwisePlan, o: Qu
   });
   if (carried.length === 0) throw new Error('GPTQ: the calibration data has no batches');
   for (const [i, path] of plan.blocks.entries()) {
+    if (i < start) continue;
     const block = model.getSubmodule(path);
-    if (i > 0) o.blocks?.start(path);
+    o.blocks?.start(path);
     const stage = todo.filter((t) => t.name.startsWith(`${path}.`));
     for (const t of stage) o.materialize?.(t.name, t.module.weight);
     if (stage.length)
@@ -446,7 +470,7 @@ function gptqBlockwise(model: Module, todo: Target[], plan: BlockwisePlan, o: Qu
         c.args[0] = r instanceof Tensor ? r : r.out;
       }
     });
-    o.blocks?.done(path);
+    o.blocks?.done(path, { block: i + 1, carried, report });
   }
   const head = plan.head;
   if (head) {

@@ -179,20 +179,41 @@ function prepareQuantizedUnchecked(model: Module, section: unknown, weights: Map
   const tiedKeys = qc.tied_keys ?? {};
   if (!isPlainObject(tiedKeys) || !Object.values(tiedKeys).every((v) => typeof v === 'string'))
     throw new ShrinkError(`${dir}: config.json quantization_config.tied_keys: expected an object of key names, got ${show(tiedKeys)}`, { file: dir });
-  const built = new Map<string, QuantizedWeight>();
   const entries = Object.entries(qc.modules as Record<string, QuantModuleEntry>);
   for (const [name, e] of entries) checkEntry(name, e, dir);
+  for (const [name, e] of entries) if (!e.shares) checkStoredCodes(name, e, weights, tiedKeys as Record<string, string>, dir);
+  installQuantModules(model, qc.modules as Record<string, QuantModuleEntry>, dir);
+  // shared tensors were written once: point the duplicates at the kept copies
+  const missingScales: string[] = [];
+  for (const [dup, kept] of Object.entries(tiedKeys as Record<string, string>)) {
+    const t = weights.get(kept);
+    if (t && !weights.has(dup)) weights.set(dup, t);
+  }
+  for (const [name, e] of entries) {
+    if (e.shares) continue; // reported under its owner
+    if (!weights.has(`${name}.weight_scale`)) missingScales.push(`${name}.weight_scale`);
+    if ((e.bits < 8 || !e.symmetric) && !weights.has(`${name}.weight_zero_point`)) missingScales.push(`${name}.weight_zero_point`);
+  }
+  if (missingScales.length) throw new ShrinkError(`${dir}: quantized checkpoint is missing ${missingScales.length} scale/zero-point tensor(s): ${missingScales.join(', ')}`, { file: dir });
+}
+
+/**
+ * Swap in the QuantLinear / QuantEmbedding modules the (checked) entries describe, with zero-filled integer weights
+ * for a load to fill (fromPretrained) — or to stand for blocks already written (a resumed streaming pass).
+ */
+export function installQuantModules(model: Module, modules: Record<string, QuantModuleEntry>, dir: string): void {
+  const built = new Map<string, QuantizedWeight>();
+  const entries = Object.entries(modules);
   // owners first, then heads that share their weight
   for (const [name, e] of [...entries.filter(([, e]) => !e.shares), ...entries.filter(([, e]) => e.shares)]) {
     let q: QuantizedWeight;
     if (e.shares) {
-      const owner = Object.hasOwn(qc.modules, e.shares) ? built.get(e.shares) : undefined;
+      const owner = Object.hasOwn(modules, e.shares) ? built.get(e.shares) : undefined;
       if (!owner) throw new ShrinkError(`${dir}: quantization_config.modules['${name}'] shares '${e.shares}', which is not a quantized module`, { file: dir });
       if (owner.shape.join() !== e.shape.join() || owner.bits !== e.bits)
         throw new ShrinkError(`${dir}: config.json quantization_config.modules['${name}']: shares '${e.shares}' but claims shape [${e.shape.join(', ')}] at ${e.bits} bits, the owner is [${owner.shape.join(', ')}] at ${owner.bits} bits`, { file: dir });
       q = owner;
     } else {
-      checkStoredCodes(name, e, weights, tiedKeys as Record<string, string>, dir);
       q = emptyWeight(e);
       built.set(name, q);
     }
@@ -213,18 +234,6 @@ function prepareQuantizedUnchecked(model: Module, section: unknown, weights: Map
       model.setSubmodule(name, ql);
     }
   }
-  // shared tensors were written once: point the duplicates at the kept copies
-  const missingScales: string[] = [];
-  for (const [dup, kept] of Object.entries(tiedKeys as Record<string, string>)) {
-    const t = weights.get(kept);
-    if (t && !weights.has(dup)) weights.set(dup, t);
-  }
-  for (const [name, e] of entries) {
-    if (e.shares) continue; // reported under its owner
-    if (!weights.has(`${name}.weight_scale`)) missingScales.push(`${name}.weight_scale`);
-    if ((e.bits < 8 || !e.symmetric) && !weights.has(`${name}.weight_zero_point`)) missingScales.push(`${name}.weight_zero_point`);
-  }
-  if (missingScales.length) throw new ShrinkError(`${dir}: quantized checkpoint is missing ${missingScales.length} scale/zero-point tensor(s): ${missingScales.join(', ')}`, { file: dir });
 }
 
 registerCheckpointPreparer('quantization_config', prepareQuantized);

@@ -20,8 +20,12 @@ import { DEFAULT_MAX_SHARD_BYTES } from '../../io/shards.ts';
 import { noGrad } from '../../tensor/autograd.ts';
 import type { Tensor } from '../../tensor/tensor.ts';
 import { StreamingCheckpoint, peakRssMb, streamBound, streamParts, weightReader, weightsBytes } from '../stream.ts';
-import { quantizeModel, type QuantizeOptions, type QuantizeReport } from './apply.ts';
-import { saveQuantized } from './format.ts';
+import fs from 'node:fs';
+import { openRunDir } from '../../io/outdir.ts';
+import { quantizeModel, type BlockwiseState, type QuantizeOptions, type QuantizeReport } from './apply.ts';
+import { installQuantModules, saveQuantized } from './format.ts';
+import { calibrationDigest, loadGptqCheckpoint, quantizeRunDir, saveGptqCheckpoint } from './checkpoint.ts';
+import { quantizedBytes, type QuantLinear } from './modules.ts';
 
 export { peakRssMb } from '../stream.ts';
 
@@ -43,6 +47,13 @@ export interface QuantizeFolderOptions extends OutDirOptions {
   recipe?: unknown;
   /** Output shard size limit (default 1 GiB); the streamed schemes write each shard as it fills. */
   maxShardBytes?: number;
+  /**
+   * Blockwise GPTQ: checkpoint after a block once this many seconds passed since the last checkpoint (default 300;
+   * 0: after every block), in `.<out>.quantize-run` (checkpoint.ts). The same command resumes from it.
+   */
+  checkpointEverySeconds?: number;
+  /** Called when a checkpoint is written or resumed from (block index). */
+  onCheckpoint?: (event: 'saved' | 'resumed', block: number) => void;
 }
 
 /**
@@ -77,6 +88,7 @@ export function quantizeFolder(src: string, out: string, o: QuantizeOptions, io:
   } else {
     const model = withoutInit(() => modelFromConfig(raw)) as Module & { config: Record<string, unknown> };
     const file = openWeights(src);
+    let runDir: string | null = null;
     try {
       const read = weightReader(src, model, file.weights);
       // the quantizer reads <module>.weight of its Linear / Conv1D / Embedding targets itself, when it needs them;
@@ -88,12 +100,21 @@ export function quantizeFolder(src: string, out: string, o: QuantizeOptions, io:
       const maxShardBytes = io.maxShardBytes ?? DEFAULT_MAX_SHARD_BYTES;
       boundMb = streamBound(model, blocks, maxShardBytes, o.method === 'gptq' ? gptqExtraMb(model, o) : 0).boundMb;
       const materialized = new WeakSet<Tensor>();
+      // GPTQ runs long: checkpoints in a run folder beside the output, resumed by the same command
+      const run = o.method === 'gptq' && blocks.length ? openGptqRun(src, out, o, maxShardBytes, io) : null;
+      runDir = run?.dir ?? null;
+      const resume = run?.resume ? resumeState(model, blocks, run.resume) : undefined;
+      if (resume) io.onCheckpoint?.('resumed', resume.block);
+      const everyMs = 1000 * (io.checkpointEverySeconds ?? 300);
+      let lastCheckpoint = performance.now();
       ({ report, files } = writeDirAtomic(
         out,
         (tmp) => {
-          const sink = new StreamingCheckpoint(model, tmp, { maxShardBytes, metadata: { recipe } });
+          const sink = new StreamingCheckpoint(model, tmp, { maxShardBytes, metadata: { recipe }, shardDir: run?.shardDir });
+          if (run?.resume && resume) sink.restore(blocks.slice(0, resume.block), run.resume.shards);
           const rep = quantizeModel(model, {
             ...o,
+            resumeFrom: resume,
             materialize: (name, weight) => {
               if (materialized.has(weight)) return;
               read(`${name}.weight`, weight);
@@ -103,7 +124,14 @@ export function quantizeFolder(src: string, out: string, o: QuantizeOptions, io:
               start: (b) => {
                 for (const [k, t] of model.getSubmodule(b).stateDict()) if (!deferred.has(`${b}.${k}`)) read(`${b}.${k}`, t);
               },
-              done: (b) => sink.partDone(b),
+              done: (b, state) => {
+                sink.partDone(b);
+                if (run && state && performance.now() - lastCheckpoint >= everyMs) {
+                  saveGptqCheckpoint(run.dir, state, sink.flush());
+                  lastCheckpoint = performance.now();
+                  io.onCheckpoint?.('saved', state.block);
+                }
+              },
             },
           });
           const { files } = sink.finish((c) => ({ ...c, quantization_config: { ...(c.quantization_config as object), ...qc } }));
@@ -115,8 +143,52 @@ export function quantizeFolder(src: string, out: string, o: QuantizeOptions, io:
     } finally {
       file.close();
     }
+    if (runDir) fs.rmSync(runDir, { recursive: true, force: true }); // done: nothing to resume
   }
   return { ...report, out, files, fileBytesBefore: weightsBytes(src), fileBytesAfter: weightsBytes(out), ms: performance.now() - t0, peakRssMb: peakRssMb(), ...(boundMb !== undefined ? { boundMb } : {}) };
+}
+
+/**
+ * The run folder of a GPTQ quantization: a new one, or the checkpoint to resume when the folder holds a run of the
+ * same settings. A run with other settings is refused, or replaced with `force`.
+ */
+function openGptqRun(src: string, out: string, o: QuantizeOptions, maxShardBytes: number, io: QuantizeFolderOptions): { dir: string; shardDir: string; resume: ReturnType<typeof loadGptqCheckpoint> | null } {
+  const dir = quantizeRunDir(out);
+  const { calibration, log: _log, materialize: _m, blocks: _b, resumeFrom: _r, ...options } = o;
+  const settings = { model: path.resolve(src), options, calibration: calibrationDigest(calibration?.() ?? []), max_shard_bytes: maxShardBytes };
+  let st;
+  try {
+    st = openRunDir(dir, settings, { force: false });
+  } catch (e) {
+    if (!io.force) throw new Error(`${(e as Error).message.replace('output folder', 'checkpoint folder')}`, { cause: e });
+    st = openRunDir(dir, settings, { force: true });
+  }
+  const shardDir = path.join(dir, 'shards');
+  fs.mkdirSync(shardDir, { recursive: true });
+  return { dir, shardDir, resume: st.state === 'resume' ? loadGptqCheckpoint(dir, st.step) : null };
+}
+
+/**
+ * The state to resume from: the done blocks' quantized modules stand in the model again (zero-filled, as after
+ * hollowing: their tensors are in the checkpoint's shards), and the report keeps what those blocks reported.
+ */
+function resumeState(model: Module, blocks: string[], ck: { state: BlockwiseState }): BlockwiseState {
+  const done = blocks.slice(0, ck.state.block);
+  const inDone = (name: string) => done.some((b) => name.startsWith(`${b}.`));
+  const saved = ck.state.report;
+  const modules = Object.fromEntries(Object.entries(saved.modules).filter(([k]) => inDone(k)));
+  installQuantModules(model, modules, 'GPTQ checkpoint');
+  const report: QuantizeReport = { modules, floatBytes: 0, quantBytes: 0 };
+  for (const [name, e] of Object.entries(modules)) {
+    if (e.shares) continue;
+    report.floatBytes += e.shape[0] * (e.in_features ?? e.shape[1]) * 4;
+    report.quantBytes += quantizedBytes((model.getSubmodule(name) as QuantLinear).qweight);
+  }
+  const keep = <T>(r: Record<string, T> | undefined) => (r ? Object.fromEntries(Object.entries(r).filter(([k]) => inDone(k))) : undefined);
+  if (saved.gptqLoss) report.gptqLoss = keep(saved.gptqLoss);
+  const padded = keep(saved.padded);
+  if (padded && Object.keys(padded).length) report.padded = padded;
+  return { block: ck.state.block, carried: ck.state.carried, report };
 }
 
 /** GPTQ's memory beyond the weights: the carried calibration activations and one block's Hessians (float64). */

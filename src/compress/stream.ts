@@ -16,10 +16,11 @@
  * Methods take part by declaring `stream` (method.ts): which modules a config rewrites, each from its own weights
  * alone, so a block can be compressed without the others.
  */
+import fs from 'node:fs';
 import path from 'node:path';
 import v8 from 'node:v8';
 import vm from 'node:vm';
-import { Module } from '../nn/module.ts';
+import { Module, type LazyTensor } from '../nn/module.ts';
 import { Tensor } from '../tensor/tensor.ts';
 import type { TypedArray } from '../tensor/dtype.ts';
 import { noGrad } from '../tensor/autograd.ts';
@@ -28,12 +29,10 @@ import { anatomy } from '../models/anatomy.ts';
 import { describeForSave, modelFromConfig } from '../models/registry.ts';
 import { findWeights, openWeights, readConfig } from '../io/hf.ts';
 import { atomicWriteJson } from '../io/atomic.ts';
-import { ShardWriter, type ShardsWritten } from '../io/shards.ts';
+import { DEFAULT_MAX_SHARD_BYTES, ShardWriter, type ShardsWritten } from '../io/shards.ts';
 import { checkOutDir, writeDirAtomic, type OutDirOptions } from '../io/outdir.ts';
 import { copyTokenizerFiles } from '../io/tokenizer-files.ts';
-import type { LazyTensor } from '../nn/module.ts';
 import type { Method, RecipeContext } from './method.ts';
-import fs from 'node:fs';
 
 /** The process's peak resident set size so far, in MiB (getrusage maxrss). */
 export function peakRssMb(): number {
@@ -310,7 +309,7 @@ export function streamFolder(src: string, out: string, steps: StreamStep[], o: S
   // every step's options are checked on the skeleton before any weight is read (targets are names, not values)
   for (const s of steps)
     if (!s.method.stream!.targets(model, s.cfg).length) throw new Error(`${s.method.name}: options 'targets' / 'ignore' select no module of ${(model as object).constructor.name}`);
-  const maxShardBytes = o.maxShardBytes ?? 1 << 30;
+  const maxShardBytes = o.maxShardBytes ?? DEFAULT_MAX_SHARD_BYTES;
   const bound = streamBound(model, parts, maxShardBytes);
   const reports: Record<string, number | string>[][] = steps.map(() => []);
   const ctx: RecipeContext = { log: o.log };

@@ -9,19 +9,18 @@
  * GPTQ on a decoder (blockwise pass, apply.ts) adds the block's Hessians and the calibration activations.
  * int8-static observes activations on the whole float model and loads it normally.
  */
-import { copyTokenizerFiles } from '../../io/tokenizer-files.ts';
+import fs from 'node:fs';
 import path from 'node:path';
+import { copyTokenizerFiles } from '../../io/tokenizer-files.ts';
 import type { Module } from '../../nn/module.ts';
 import { withoutInit } from '../../nn/init.ts';
 import { fromPretrained, modelFromConfig } from '../../models/registry.ts';
 import { findWeights, openWeights, readConfig, writePretrained } from '../../io/hf.ts';
-import { checkOutDir, writeDirAtomic, type OutDirOptions } from '../../io/outdir.ts';
+import { checkOutDir, openRunDir, writeDirAtomic, type OutDirOptions } from '../../io/outdir.ts';
 import { DEFAULT_MAX_SHARD_BYTES } from '../../io/shards.ts';
 import { noGrad } from '../../tensor/autograd.ts';
 import type { Tensor } from '../../tensor/tensor.ts';
 import { StreamingCheckpoint, peakRssMb, streamBound, streamParts, weightReader, weightsBytes } from '../stream.ts';
-import fs from 'node:fs';
-import { openRunDir } from '../../io/outdir.ts';
 import { quantizeModel, type BlockwiseState, type QuantizeOptions, type QuantizeReport } from './apply.ts';
 import { installQuantModules, saveQuantized } from './format.ts';
 import { calibrationDigest, loadGptqCheckpoint, quantizeRunDir, saveGptqCheckpoint } from './checkpoint.ts';

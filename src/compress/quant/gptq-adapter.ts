@@ -153,6 +153,69 @@ export interface GptqOptions {
   factors?: WeakMap<Float64Array, { key: string; U: Float64Array }>;
 }
 
+/** One call of GPTQ's column loop: columns [c0, c1) of the lazy block [i1, i2), every row (see gptqColumnsReference). */
+export interface GptqColumnsArgs {
+  W: Float64Array;
+  N: number;
+  K: number;
+  U: Float64Array;
+  i1: number;
+  i2: number;
+  c0: number;
+  c1: number;
+  perm: Int32Array;
+  G: number;
+  scale: Float32Array;
+  zero: Int32Array;
+  bits: number;
+  codes: Int8Array | Uint8Array;
+  err: Float64Array;
+  B: number;
+}
+
+/**
+ * GPTQ's inner loop, the specification of the addon's gptqColumnsF64: for every row and each column i in [c0, c1),
+ * quantize W[r, i] with the scale / zero of its group (perm[i] / G), store the code at the original column perm[i],
+ * and spread the error e = (w − q)/U_ii over the block's later columns (W[r, j] −= e·U_ij, j < i2), keeping e for
+ * the lazy update. Returns Σ (w − q)²/U_ii²/2, summed per row, then over rows in order.
+ */
+export function gptqColumnsReference(a: GptqColumnsArgs): number {
+  const { W, K, U, i1, i2, c0, c1, perm, G, scale, zero, bits, codes, err, B } = a;
+  const gpr = K / G;
+  let loss = 0;
+  for (let r = 0; r < a.N; r++) {
+    const row = r * K;
+    let rowLoss = 0;
+    for (let i = c0; i < c1; i++) {
+      const orig = perm[i]!;
+      const g = Math.floor(orig / G);
+      const d = U[i * K + i]!;
+      const s = scale[r * gpr + g]!;
+      const z = zero[r * gpr + g]!;
+      const wv = W[row + i]!;
+      const code = quantizeValue(wv, s, z, bits);
+      codes[row + orig] = code;
+      const qv = (code - z) * s;
+      rowLoss += ((wv - qv) * (wv - qv)) / (d * d) / 2;
+      const e = (wv - qv) / d;
+      err[r * B + (i - i1)] = e;
+      const ui = i * K;
+      for (let j = i + 1; j < i2; j++) W[row + j] -= e * U[ui + j]!;
+    }
+    loss += rowLoss;
+  }
+  return loss;
+}
+
+/** The column loop the active backend runs: the addon's (rows across threads, bit for bit the reference) or the reference. */
+export function gptqColumns(): (a: GptqColumnsArgs) => number {
+  const addon = backend().name === 'native' ? (nativeAddon() as { gptqColumnsF64?: (...x: unknown[]) => number } | null) : null;
+  const fn = addon?.gptqColumnsF64;
+  if (!fn) return gptqColumnsReference;
+  return (a) =>
+    fn(a.W, a.N, a.K, a.U, a.i1, a.i2, a.c0, a.c1, a.perm, a.G, a.scale, a.zero, a.bits, new Uint8Array(a.codes.buffer, a.codes.byteOffset, a.codes.length), a.err, a.B);
+}
+
 /** GPTQ-quantize W [N, K] (row-major float32) with Hessian H [K, K]; H is not modified. */
 export function gptqQuantize(name: string, w32: Float32Array, N: number, K: number, H0: Float64Array, spec: WeightQuantSpec, opts: GptqOptions = {}): { q: QuantizedWeight; loss: number } {
   const percdamp = opts.percdamp ?? 0.01;
@@ -219,29 +282,20 @@ export function gptqQuantize(name: string, w32: Float32Array, N: number, K: numb
   const codes = spec.bits === 8 ? new Int8Array(N * K) : new Uint8Array(N * K); // in original column order
   let loss = 0;
   const err = new Float64Array(N * B);
+  const permI32 = Int32Array.from(perm);
+  const columns = gptqColumns();
   for (let i1 = 0; i1 < K; i1 += B) {
     const i2 = Math.min(i1 + B, K);
-    // row by row (rows are independent): a row's block segment stays in cache while its columns are quantized
-    for (let r = 0; r < N; r++) {
-      const row = r * K;
-      for (let i = i1; i < i2; i++) {
-        const orig = perm[i]!;
-        if (!actGroups && orig % G === 0) findParams(orig / G, Wp, (c) => c, r, r + 1); // groups start on the updated weights
-        const g = Math.floor(orig / G);
-        const d = U[i * K + i]!;
-        const s = scale[r * gpr + g]!;
-        const z = zero[r * gpr + g]!;
-        const wv = Wp[row + i]!;
-        const code = quantizeValue(wv, s, z, spec.bits);
-        codes[row + orig] = code;
-        const qv = (code - z) * s;
-        loss += ((wv - qv) * (wv - qv)) / (d * d) / 2;
-        const e = (wv - qv) / d;
-        err[r * B + (i - i1)] = e;
-        // spread the error over the rest of the block
-        const ui = i * K;
-        for (let j = i + 1; j < i2; j++) Wp[row + j] -= e * U[ui + j]!;
+    // the block's columns in segments that end where a group starts: a group's parameters are found on the weights
+    // as the columns before it left them (without act-order the columns are in order, so groups are contiguous)
+    for (let c0 = i1; c0 < i2; ) {
+      let c1 = i2;
+      if (!actGroups) {
+        if (c0 % G === 0) findParams(c0 / G, Wp, (c) => c);
+        c1 = Math.min(i2, (Math.floor(c0 / G) + 1) * G);
       }
+      loss += columns({ W: Wp, N, K, U, i1, i2, c0, c1, perm: permI32, G, scale, zero, bits: spec.bits, codes, err, B });
+      c0 = c1;
     }
     // lazy batch update of the columns after the block: W[:, i2:] -= Err · U[i1:i2, i2:], one float32 GEMM (the
     // reference's precision), subtracted in float64

@@ -14,7 +14,9 @@
  * - per-group parameters found on the *updated* weights when a group starts (as the reference does without
  *   act-order), per-row parameters from the whole W at the start otherwise.
  *
- * Arithmetic in float64 except the lazy block update, a float32 GEMM as the reference computes everything.
+ * Arithmetic in float64 except the lazy block update, a float32 GEMM as the reference computes everything. The
+ * column loop runs on the addon when it is loaded (gptqColumnsF64, rows across threads), bit for bit
+ * {@link gptqColumnsReference}.
  * Returns the QuantizedWeight and the reference's loss Σ (w − q)²/d² / 2.
  */
 import { matmul } from '../../ops/matmul.ts';

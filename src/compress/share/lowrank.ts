@@ -350,7 +350,7 @@ function lowRankRandomized(model: Module, name: string, m: LinearLike, rule: Ran
   rep.weight_error = t.relError;
   if (cov && cov.n > 0) {
     const W = Float64Array.from(W32);
-    rep.output_error = Math.sqrt(quadForm(residual(W, { ...t, S: t.S }, N, K), N, K, cov.c) / Math.max(quadForm(W, N, K, cov.c), 1e-300));
+    rep.output_error = Math.sqrt(quadForm(residual(W, t, N, K), N, K, cov.c) / Math.max(quadForm(W, N, K, cov.c), 1e-300));
   }
   const bt = m.bias ? noGrad(() => m.bias!.detach()) : null;
   const lr = noGrad(() => LowRankLinear.fromFactors(new Tensor(Float32Array.from(t.second), [N, r], 'float32'), new Tensor(Float32Array.from(t.first), [r, K], 'float32'), bt));

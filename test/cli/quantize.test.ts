@@ -255,3 +255,48 @@ test('a tokenizer-less random checkpoint: make-random → quantize --method gptq
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('shrink quantize --method gptq: Ctrl-C after a checkpoint, then the same command resumes and writes the uninterrupted result', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'shrink-cli-gptq-resume-'));
+  const cfg = path.join(dir, 'config.json');
+  // 10 blocks: enough time between the first checkpoint and the end to stop the run
+  fs.writeFileSync(cfg, JSON.stringify({ model_type: 'llama', vocab_size: 256, hidden_size: 128, intermediate_size: 256, num_hidden_layers: 10, num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 64, tie_word_embeddings: false }));
+  const src = path.join(dir, 'random');
+  try {
+    assert.equal(run('make-random', cfg, '-o', src, '--dtype', 'fp32', '--json').status, 0);
+    const args = (out: string) => ['quantize', src, '-o', out, '--scheme', 'int4', '--granularity', 'group:32', '--method', 'gptq', '--calib', 'random', '--calib-samples', '32', '--calib-seq-len', '64', '--checkpoint-every', '0', '--max-shard-size', '200KB'];
+    const full = path.join(dir, 'full');
+    assert.equal(run(...args(full)).status, 0);
+    const out = path.join(dir, 'resumed');
+    const runDir = path.join(dir, '.resumed.quantize-run');
+    const a = start(args(out));
+    await waitFor(() => fs.existsSync(path.join(runDir, 'latest')), a.done, 'the first checkpoint');
+    a.child.kill('SIGINT');
+    const stopped = await a.done;
+    assert.ok(stopped.code !== 0, `the run finished before it was stopped: ${stopped.stderr}`);
+    assert.equal(fs.existsSync(out), false);
+    const saved = Number(/^checkpoint-(\d+)$/.exec(fs.readFileSync(path.join(runDir, 'latest'), 'utf8'))![1]);
+    assert.ok(saved >= 1 && saved < 10, `checkpoint after block ${saved}`);
+    const r = run(...args(out));
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stderr, new RegExp(`shrink: resuming GPTQ after block ${saved} from .*\\.resumed\\.quantize-run`));
+    assert.equal(fs.existsSync(runDir), false);
+    // the same tensors, shard for shard
+    const files = (d: string) => fs.readdirSync(d).filter((f) => f.endsWith('.safetensors')).sort();
+    assert.deepEqual(files(out), files(full));
+    assert.ok(files(out).length > 1);
+    for (const f of files(full)) {
+      const x = SafetensorsFile.open(path.join(full, f));
+      const y = SafetensorsFile.open(path.join(out, f));
+      try {
+        assert.deepEqual(y.keys().sort(), x.keys().sort());
+        for (const k of x.keys()) assert.deepEqual(y.get(k).data, x.get(k).data, `${f}: ${k}`);
+      } finally {
+        x.close();
+        y.close();
+      }
+    }
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -20,7 +20,7 @@ import { SafetensorsFile } from '../../src/io/safetensors.ts';
 import { svd } from '../../src/compress/share/linalg.ts';
 import { randomizedSvd, symEig } from '../../src/compress/share/rsvd.ts';
 import { expectClose, expectEqual, expectThrows } from '../harness/expect.ts';
-import { tinyGpt2, tinyLlama } from '../harness/tiny-models.ts';
+import { tinyBert, tinyGpt2, tinyLlama } from '../harness/tiny-models.ts';
 
 const { runRecipe } = compress;
 const root = path.resolve(import.meta.dirname, '../..');
@@ -50,7 +50,7 @@ const RECIPES: Record<string, unknown>[][] = [
   [{ method: 'share.lowrank', rank: 6 }, { method: 'quant.rtn', scheme: 'int4', granularity: 'group:2' }],
 ];
 
-for (const [name, make] of [['Llama (GQA)', tinyLlama], ['GPT-2 (Conv1D, tied head)', tinyGpt2]] as const)
+for (const [name, make] of [['Llama (GQA)', tinyLlama], ['GPT-2 (Conv1D, tied head)', tinyGpt2], ['BERT classifier (pooler and head outside the blocks)', tinyBert]] as const)
   test(`streamFolder on ${name} gives the checkpoint of the recipe run on the loaded model, sharded or not`, () => {
     const dir = tmp();
     const src = path.join(dir, 'fp');

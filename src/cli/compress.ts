@@ -428,7 +428,7 @@ export function registerCompress(program: Command, out: (s: string) => void): vo
     .option('--train-data <tsv>', 'train on this TSV (the task\'s train.tsv format, e.g. from `shrink augment`) instead of the task\'s train split; sets the recipe\'s train.data (dev evaluation unchanged)')
     .option('--set <path=value>', 'override one recipe field before it runs (repeatable): steps.0.target_sparsity=0.8, train.lr=3e-5', (v: string, acc: string[] = []) => [...acc, v])
     .option('--force', 'replace an existing non-empty output folder')
-    .option('--stream', 'one transformer block at a time, for checkpoints larger than memory: one-shot local methods only (prune.magnitude with scope layer, share.lowrank, quant.rtn); no task is measured')
+    .option('--stream', 'one transformer block at a time, for checkpoints larger than memory: one-shot local methods only (prune.magnitude, share.lowrank, quant.rtn); no task is measured')
     .option('--max-shard-size <size>', 'with --stream: output shards of at most this size (e.g. 2GB, 500MB), each written as soon as it fills', '1GiB')
     .option('--list', 'list the registered methods and exit')
     .option('--json', 'print the report as JSON')

@@ -116,6 +116,13 @@ export interface Method<C extends object = Record<string, unknown>> {
     targets(model: Module, cfg: C): string[];
     /** The method's report from its per-block reports (in order). */
     merge(reports: Record<string, number | string>[]): Record<string, number | string>;
+    /**
+     * A pass over the targets' weights as the checkpoint stores them (read from the file one at a time, in module
+     * order; `weights()` may be iterated more than once) before any block is compressed — e.g. a threshold over
+     * all of them. What it returns is added to the config of every per-block `apply`. Only a recipe's first step
+     * can have one (a later step's targets are not in the file).
+     */
+    prepare?(model: Module, cfg: C, weights: () => Iterable<[name: string, stored: Float32Array]>): Record<string, unknown>;
   };
 }
 

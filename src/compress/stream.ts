@@ -309,11 +309,33 @@ export function streamFolder(src: string, out: string, steps: StreamStep[], o: S
   // every step's options are checked on the skeleton before any weight is read (targets are names, not values)
   for (const s of steps)
     if (!s.method.stream!.targets(model, s.cfg).length) throw new Error(`${s.method.name}: options 'targets' / 'ignore' select no module of ${(model as object).constructor.name}`);
+  steps.forEach((s, i) => {
+    if (i > 0 && s.method.stream!.prepare) throw new Error(`${s.method.name} (step ${i + 1}) needs a pass over the checkpoint's weights first and streams only as the recipe's first step`);
+  });
   const maxShardBytes = o.maxShardBytes ?? DEFAULT_MAX_SHARD_BYTES;
   const bound = streamBound(model, parts, maxShardBytes);
   const reports: Record<string, number | string>[][] = steps.map(() => []);
   const ctx: RecipeContext = { log: o.log };
   const file = openWeights(src);
+  // the first step's pass over the checkpoint (a global threshold), before any block
+  const prepared: Record<string, unknown>[] = steps.map(() => ({}));
+  const first = steps[0]!;
+  if (first.method.stream!.prepare) {
+    const names = first.method.stream!.targets(model, first.cfg);
+    const weights = function* (): Iterable<[string, Float32Array]> {
+      for (const n of names) {
+        const t = file.weights.get(`${n}.weight`);
+        if (!t) throw new Error(`${src}: weights have no tensor '${n}.weight'`);
+        yield [n, t.load().contiguous().toFloat32Array()];
+      }
+    };
+    try {
+      prepared[0] = first.method.stream!.prepare(model, first.cfg, weights);
+    } catch (e) {
+      file.close();
+      throw e;
+    }
+  }
   let files: string[] = [];
   const summary = () => ({
     out,
@@ -331,7 +353,7 @@ export function streamFolder(src: string, out: string, steps: StreamStep[], o: S
       steps.forEach((s, i) => {
         const names = s.method.stream!.targets(model, s.cfg).filter(within);
         if (!names.length) return;
-        const run = s.method.apply(model, { ...s.cfg, targets: names, ignore: null }, ctx);
+        const run = s.method.apply(model, { ...s.cfg, ...prepared[i], targets: names, ignore: null }, ctx);
         if (run) {
           run.finalize?.();
           const r = run.report?.();

@@ -13,6 +13,7 @@ import { spawnSync } from 'node:child_process';
 import { GPT2LMHeadModel, Generator, Tensor, compress, fromPretrained, gpt2Config, manualSeed, savePretrained } from '../../src/index.ts';
 import type { Module } from '../../src/nn/module.ts';
 import { getMethod, type Method } from '../../src/compress/method.ts';
+import { globalThreshold, pruneMagnitude } from '../../src/compress/prune/magnitude.ts';
 import { hollowOut, streamFolder, type StreamStep } from '../../src/compress/stream.ts';
 import { describeForSave } from '../../src/models/registry.ts';
 import { ShardWriter, parseByteSize, shardName } from '../../src/io/shards.ts';
@@ -42,6 +43,7 @@ function sameState(a: Module, b: Module, what: string): void {
 
 const RECIPES: Record<string, unknown>[][] = [
   [{ method: 'prune.magnitude', sparsity: 0.6, scope: 'layer' }],
+  [{ method: 'prune.magnitude', sparsity: 0.7 }], // global: the threshold from a pass over the file first
   [{ method: 'prune.magnitude', sparsity: 0.5, scope: 'layer', storage: 'sparse_int8' }],
   [{ method: 'share.lowrank', ratio: 0.4 }],
   [{ method: 'share.lowrank', rank: 5, svd: 'randomized', power_iters: 2 }],
@@ -99,7 +101,7 @@ test('what cannot stream is refused before any block is read, naming the method 
   savePretrained(tinyLlama(), src);
   const out = path.join(dir, 'out');
   const run = (recipe: Record<string, unknown>[]) => streamFolder(src, out, steps(recipe));
-  expectThrows(() => run([{ method: 'prune.magnitude', sparsity: 0.5 }]), "prune.magnitude: option 'scope' is 'global'", 'set scope: layer');
+  expectThrows(() => run([{ method: 'quant.rtn', scheme: 'int8' }, { method: 'prune.magnitude', sparsity: 0.5 }]), "prune.magnitude (step 2) needs a pass over the checkpoint's weights first and streams only as the recipe's first step");
   expectThrows(() => run([{ method: 'prune.gradual' }]), 'prune.gradual cannot stream');
   expectThrows(() => run([{ method: 'quant.gptq' }]), 'quant.gptq cannot stream');
   expectThrows(() => run([{ method: 'quant.rtn', scheme: 'int8-static' }]), "quant.rtn: option 'scheme' int8-static");
@@ -116,6 +118,39 @@ test('what cannot stream is refused before any block is read, naming the method 
   streamFolder(src, q, steps([{ method: 'quant.rtn' }]));
   expectThrows(() => streamFolder(q, path.join(dir, 'qq'), steps([{ method: 'quant.rtn' }])), `${q}: already compressed (config.json has quantization_config)`);
   fs.rmSync(dir, { recursive: true, force: true });
+});
+
+test("globalThreshold: torch's count k = round(s·n) over every weight, the k-th smallest |w|, ties counted", () => {
+  const weights = (...ws: number[][]) => () => ws.map((w, i): [string, Float32Array] => [`l${i}`, Float32Array.from(w)]);
+  assert.deepEqual(globalThreshold(weights([1, -1], [1, 1]), 0.5), { value: 1, ties: 2 });
+  assert.deepEqual(globalThreshold(weights([0.5, -3, 2], [-0.25, 7]), 0.4), { value: 0.5, ties: 1 }); // k = 2: 0.25 below, 0.5 the 2nd
+  assert.deepEqual(globalThreshold(weights([0, -0, 1e-30], [2]), 0.5), { value: 0, ties: 2 }); // ±0 are |w| = 0
+  assert.deepEqual(globalThreshold(weights([NaN, 1, 2]), 0.5), { value: 2, ties: 1 }); // NaN sorts last, as in torch.topk
+  assert.deepEqual(globalThreshold(weights([NaN, 1, 2]), 0.9), { value: NaN, ties: 1 });
+  assert.deepEqual(globalThreshold(weights([3, 4]), 0.2), { value: 0, ties: 0 }); // k = round(0.4) = 0
+  // applied: below the value pruned, then ties in order until the count is used up (a NaN value prunes every number)
+  const m = tinyLlama();
+  const q = m.model.layers[0]!.self_attn!.q_proj.weight.data as Float32Array;
+  q.set([NaN, 0.5, -0.5, NaN, 3]);
+  const names = ['model.layers.0.self_attn.q_proj'];
+  const r = pruneMagnitude(m, { sparsity: 0, targets: names, storage: 'dense', threshold: { value: NaN, ties: 1 } });
+  assert.equal(r.pruned_weights, q.length - 1);
+  assert.ok(Number.isNaN(q[3]!) && q.every((x, i) => i === 3 || x === 0));
+  const m2 = tinyLlama();
+  const q2 = m2.model.layers[0]!.self_attn!.q_proj.weight.data as Float32Array;
+  q2.fill(1);
+  q2.set([0.5, -2, 1], 0);
+  const r2 = pruneMagnitude(m2, { sparsity: 0, targets: names, storage: 'dense', threshold: { value: 1, ties: 2 } });
+  assert.equal(r2.pruned_weights, 3); // 0.5, then the first two of |w| = 1 (indices 2 and 3)
+  assert.deepEqual([...q2.slice(0, 5)], [0, -2, 0, 0, 1]);
+  // a random million: the value is the k-th order statistic exactly
+  const g = new Generator(9);
+  const big = Float32Array.from({ length: 1 << 20 }, () => g.normal() * 1e-2);
+  const t = globalThreshold(() => [['a', big.subarray(0, 300_000)], ['b', big.subarray(300_000)]], 0.37);
+  const sorted = Float32Array.from(big, Math.abs).sort();
+  const k = Math.round(0.37 * big.length);
+  assert.equal(t.value, sorted[k - 1]);
+  assert.equal(t.ties, k - sorted.findIndex((x) => x === sorted[k - 1]));
 });
 
 test('hollowOut gives back the arrays but keeps the structure and the sharing between fields', () => {

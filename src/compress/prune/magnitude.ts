@@ -22,6 +22,12 @@
  * bits/stl_algo.h and stl_heap.h, which torch's Linux wheels use), so ties resolve as torch's do; a C++ cross-check
  * against std::nth_element / std::partial_sort is in test/compress/prune-magnitude.test.ts' notes. Conv1D weights
  * are flattened in their own [in, out] layout, as torch would see GPT-2's parameter.
+ *
+ * Streaming (`shrink compress --stream`, one block at a time): `scope: "layer"` is the same per block; `scope:
+ * "global"` first finds torch's threshold — the k-th smallest |w| over every targeted weight of the checkpoint — by
+ * a two-pass radix select over the file ({@link globalThreshold}), then prunes each block against it. The pruned
+ * set is torch's except, among weights of exactly the threshold's magnitude, which ones: the first in module order
+ * here, nth_element's choice there (the weights come out identical when those ties are zeros).
  */
 import type { Method, MethodRun, RecipeContext } from '../method.ts';
 import { registerMethod } from '../method.ts';
@@ -300,6 +306,68 @@ export interface MagnitudeConfig {
   ignore: string[] | null;
   /** 'sparse': the layers become SparseLinear (bitmask or CSR, whichever is smaller); 'dense': zeros in place. */
   storage: 'sparse' | 'sparse_int8' | 'dense';
+  /** Streaming with scope global: the threshold found over the whole checkpoint first (set by `stream.prepare`, not a recipe option). */
+  threshold?: GlobalThreshold;
+}
+
+/**
+ * torch's global threshold, found in a pass over every targeted weight: the k-th smallest |w| (`value`), and how
+ * many weights of exactly that magnitude are still to prune (`ties`, counted down as blocks take them in order).
+ */
+export interface GlobalThreshold {
+  value: number;
+  ties: number;
+}
+
+/**
+ * The k-th smallest |w| over weights seen one tensor at a time, k = round(sparsity · n) (torch's count), by two
+ * passes of a radix select on the float32 bit patterns of |w| (for non-negative floats they order as the values;
+ * NaN sorts last, as in torch.topk): the first pass counts the high 16 bits, the second the low 16 bits within the
+ * bin that holds the k-th. Exact; memory is two 65,536-bin histograms.
+ */
+export function globalThreshold(weights: () => Iterable<[string, Float32Array]>, sparsity: number): GlobalThreshold {
+  const hi = new Float64Array(65536);
+  let n = 0;
+  for (const [, w] of weights()) {
+    const u = new Uint32Array(w.buffer, w.byteOffset, w.length);
+    for (let i = 0; i < u.length; i++) hi[(u[i]! & 0x7fffffff) >>> 16]!++;
+    n += w.length;
+  }
+  const k = nparamsToPrune(sparsity, n);
+  if (k === 0) return { value: 0, ties: 0 }; // nothing is below 0, and no tie is taken
+  let below = 0;
+  let bin = 0;
+  while (below + hi[bin]! < k) below += hi[bin++]!;
+  const lo = new Float64Array(65536);
+  for (const [, w] of weights()) {
+    const u = new Uint32Array(w.buffer, w.byteOffset, w.length);
+    for (let i = 0; i < u.length; i++) {
+      const b = u[i]! & 0x7fffffff;
+      if (b >>> 16 === bin) lo[b & 0xffff]!++;
+    }
+  }
+  let low = 0;
+  while (below + lo[low]! < k) below += lo[low++]!;
+  const bits = new Uint32Array([((bin << 16) | low) >>> 0]);
+  return { value: new Float32Array(bits.buffer)[0]!, ties: k - below };
+}
+
+/** Masks from a global threshold: |w| < value pruned, and the first `ties` weights of |w| = value (consumed). */
+function thresholdMasks(targets: PruneTarget[], t: GlobalThreshold): Uint8Array[] {
+  return targets.map(([, m]) => {
+    const d = storedData(m);
+    const mask = new Uint8Array(d.length).fill(1);
+    const nan = Number.isNaN(t.value); // the k-th is NaN: every number is below it, and NaNs are its ties
+    for (let i = 0; i < d.length; i++) {
+      const a = Math.abs(d[i]!);
+      if (nan ? !Number.isNaN(a) : a < t.value) mask[i] = 0;
+      else if ((nan ? Number.isNaN(a) : a === t.value) && t.ties > 0) {
+        mask[i] = 0;
+        t.ties--;
+      }
+    }
+    return mask;
+  });
 }
 
 const STORAGE = ['sparse', 'sparse_int8', 'dense'] as const;
@@ -315,7 +383,7 @@ export function pruneMagnitude(model: Module, cfg: Partial<MagnitudeConfig> & { 
   const c: MagnitudeConfig = { scope: 'global', targets: null, ignore: null, storage: 'sparse', ...cfg };
   checkSparsity('sparsity', c.sparsity);
   const targets = pruneTargets(model, c.targets, c.ignore, 'prune.magnitude');
-  const masks = magnitudeMasks(targets, c.sparsity, c.scope);
+  const masks = c.threshold ? thresholdMasks(targets, c.threshold) : magnitudeMasks(targets, c.sparsity, c.scope);
   targets.forEach(([, m], i) => applyMask(m, masks[i]!));
   const weights = masks.reduce((a, m) => a + m.length, 0);
   const pruned = countZeros(masks);
@@ -341,9 +409,10 @@ export const pruneMagnitudeMethod: Method<MagnitudeConfig> = {
   stream: {
     targets: (model, cfg) => {
       checkSparsity('sparsity', cfg.sparsity);
-      if (cfg.scope !== 'layer') throw new Error(`prune.magnitude: option 'scope' is '${cfg.scope}': a global threshold needs every targeted weight at once; streaming prunes each layer on its own (set scope: layer)`);
       return pruneTargets(model, cfg.targets, cfg.ignore, 'prune.magnitude', true).map(([n]) => n);
     },
+    // scope global: torch's threshold over every targeted weight of the checkpoint, found before the first block
+    prepare: (_model, cfg, weights) => (cfg.scope === 'global' ? { threshold: globalThreshold(weights, cfg.sparsity) } : {}),
     merge: (reports) => {
       const sum = (k: string) => reports.reduce((a, r) => a + Number(r[k] ?? 0), 0);
       const [weights, pruned] = [sum('target_weights'), sum('pruned_weights')];

@@ -15,7 +15,8 @@
  *   needs) at TinyLlama's widths 2048 and 5632, the addon's kernels against the TypeScript reference (the reference
  *   only at 2048: at 5632 it takes minutes), in this process;
  * - prune / lowrank: `shrink compress --stream` (block by block, output shards of 500 MB written as they fill) with
- *   prune.magnitude at 50 % per layer (sparse storage) / share.lowrank at ratio 0.5 (randomized SVD above width
+ *   prune.magnitude at 50 %, global (the threshold from a pass over the file first; sparse storage) /
+ *   share.lowrank at ratio 0.5 (randomized SVD above width
  *   1024); their lines add "bound_mb", the streaming formula's figure for the model;
  * - gen: greedy decoding of --tokens tokens with the KV cache (`shrink generate --prompt-ids`, 8-token prompt) on
  *   the fp32 model (the bf16 checkpoint loaded as float32) and on every quantized folder made above.
@@ -130,7 +131,7 @@ function checkpointSteps(root: string): void {
     emit({ name, peak_rss_mb: r.peakRssMb, bound_mb: r.boundMb, seconds: +seconds.toFixed(1), tokens_per_s: null, bytes, fp32_ratio: +(bytes / fp32Bytes).toFixed(4) });
     quantized.push([name.split(' ').slice(0, 2).join(' '), dir]);
   };
-  if (steps.includes('prune')) streamed('magnitude prune 50 % (per layer, sparse storage, --stream)', path.join(root, 'prune'), { method: 'prune.magnitude', sparsity: 0.5, scope: 'layer' });
+  if (steps.includes('prune')) streamed('magnitude prune 50 % (global threshold, sparse storage, --stream)', path.join(root, 'prune'), { method: 'prune.magnitude', sparsity: 0.5 });
   if (steps.includes('lowrank')) streamed('low rank ratio 0.5 (randomized SVD, --stream)', path.join(root, 'lowrank'), { method: 'share.lowrank', ratio: 0.5 });
   if (steps.includes('gen')) {
     const prompt = '1,450,3011,338,263,931,2462,297';

@@ -16,8 +16,8 @@
  *   only at 2048: at 5632 it takes minutes), in this process;
  * - prune / lowrank: `shrink compress --stream` (block by block, output shards of 500 MB written as they fill) with
  *   prune.magnitude at 50 %, global (the threshold from a pass over the file first; sparse storage) /
- *   share.lowrank at ratio 0.5 (randomized SVD above width
- *   1024); their lines add "bound_mb", the streaming formula's figure for the model;
+ *   share.lowrank at ratio 0.5 (randomized SVD above width 1024); their lines add "bound_mb", the streaming
+ *   formula's figure for the model;
  * - gen: greedy decoding of --tokens tokens with the KV cache (`shrink generate --prompt-ids`, 8-token prompt) on
  *   the fp32 model (the bf16 checkpoint loaded as float32) and on every quantized folder made above.
  *

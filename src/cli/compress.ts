@@ -13,10 +13,10 @@ import YAML from 'yaml';
 import type { Module } from '../nn/module.ts';
 import { fromPretrained, modelFromConfig, savePretrained } from '../models/registry.ts';
 import type { ModelInputs } from '../models/outputs.ts';
-import { findWeights, readConfig } from '../io/hf.ts';
+import { readConfig } from '../io/hf.ts';
 import { parseByteSize } from '../io/shards.ts';
 import { withoutInit } from '../nn/init.ts';
-import { peakRssMb, streamFolder, type StreamResult } from '../compress/stream.ts';
+import { peakRssMb, streamFolder, weightsBytes, type StreamResult } from '../compress/stream.ts';
 import { copyTokenizerFiles } from '../io/tokenizer-files.ts';
 import { checkOutDir, writeDirAtomic } from '../io/outdir.ts';
 import { atomicWriteJson } from '../io/atomic.ts';
@@ -391,7 +391,7 @@ export function streamCompress(modelArg: string | undefined, o: { recipe: string
     log: o.log,
     onPart: (i, n, name) => o.log?.(`[${i + 1}/${n}] ${name} done (peak RSS ${peakRssMb().toLocaleString('en-US')} MiB)`),
     extraFiles: (tmp, res) => {
-      report = { ...res, fileBytesAfter: findWeights(tmp).reduce((a, f) => a + fs.statSync(f).size, 0), model: modelDir, recipe: resolved };
+      report = { ...res, fileBytesAfter: weightsBytes(tmp), model: modelDir, recipe: resolved };
       atomicWriteJson(path.join(tmp, 'report.json'), report);
     },
   });

@@ -68,11 +68,6 @@ export class ShardWriter {
     return this.opts.maxShardBytes ?? DEFAULT_MAX_SHARD_BYTES;
   }
 
-  /** Bytes queued and not yet written. */
-  get queuedBytes(): number {
-    return this.pendingBytes;
-  }
-
   /**
    * Queue tensors (the writer keeps references: their data must not change until written). Returns true when a
    * shard was written, i.e. everything queued before this call and with it is now on disk.

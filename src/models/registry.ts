@@ -8,7 +8,7 @@ import type { Tensor } from '../tensor/tensor.ts';
 import path from 'node:path';
 import { withoutInit } from '../nn/init.ts';
 import { ShrinkError, asShrinkError } from '../io/errors.ts';
-import { loadWeights, openWeights, readConfig, writePretrained } from '../io/hf.ts';
+import { openWeights, readConfig, writePretrained } from '../io/hf.ts';
 import { BertForMaskedLM, BertForSequenceClassification, BertModel, bertConfig } from './bert/modeling.ts';
 import { GPT2LMHeadModel, GPT2Model, gpt2Config } from './gpt2/modeling.ts';
 import { LlamaForCausalLM, LlamaModel, llamaConfig } from './llama/modeling.ts';

@@ -20,7 +20,7 @@ import { checkOutDir, openRunDir, writeDirAtomic, type OutDirOptions } from '../
 import { DEFAULT_MAX_SHARD_BYTES } from '../../io/shards.ts';
 import { noGrad } from '../../tensor/autograd.ts';
 import type { Tensor } from '../../tensor/tensor.ts';
-import { StreamingCheckpoint, peakRssMb, streamBound, streamParts, weightReader, weightsBytes } from '../stream.ts';
+import { StreamingCheckpoint, inside, peakRssMb, streamBound, streamParts, weightReader, weightsBytes } from '../stream.ts';
 import { quantizeModel, type BlockwiseState, type QuantizeOptions, type QuantizeReport } from './apply.ts';
 import { installQuantModules, saveQuantized } from './format.ts';
 import { calibrationDigest, loadGptqCheckpoint, quantizeRunDir, saveGptqCheckpoint } from './checkpoint.ts';
@@ -89,15 +89,14 @@ export function quantizeFolder(src: string, out: string, o: QuantizeOptions, io:
     const file = openWeights(src);
     let runDir: string | null = null;
     try {
-      const read = weightReader(src, model, file.weights);
+      const { read } = weightReader(src, model, file.weights);
       // the quantizer reads <module>.weight of its Linear / Conv1D / Embedding targets itself, when it needs them;
       // a block's other tensors are read when the block starts, everything outside the blocks now
       const deferred = new Set(quantizeModel.targetsOf(model, o).map((name) => `${name}.weight`));
       const blocks = streamParts(model, src, false);
-      const inBlock = (k: string, b: string) => k.startsWith(`${b}.`);
-      for (const [k, t] of model.stateDict()) if (!deferred.has(k) && !blocks.some((b) => inBlock(k, b))) read(k, t);
+      for (const [k, t] of model.stateDict()) if (!deferred.has(k) && !blocks.some((b) => inside(k, b))) read(k, t);
       const maxShardBytes = io.maxShardBytes ?? DEFAULT_MAX_SHARD_BYTES;
-      boundMb = streamBound(model, blocks, maxShardBytes, o.method === 'gptq' ? gptqExtraMb(model, o) : 0).boundMb;
+      boundMb = streamBound(model, blocks, maxShardBytes, o.method === 'gptq' ? gptqExtraMb(model, o) : 0);
       const materialized = new WeakSet<Tensor>();
       // GPTQ runs long: checkpoints in a run folder beside the output, resumed by the same command
       const run = o.method === 'gptq' && blocks.length ? openGptqRun(src, out, o, maxShardBytes, io) : null;
@@ -110,7 +109,7 @@ export function quantizeFolder(src: string, out: string, o: QuantizeOptions, io:
         out,
         (tmp) => {
           const sink = new StreamingCheckpoint(model, tmp, { maxShardBytes, metadata: { recipe }, shardDir: run?.shardDir });
-          if (run?.resume && resume) sink.restore(blocks.slice(0, resume.block), run.resume.shards);
+          if (run?.resume) sink.restore(blocks.slice(0, run.resume.state.block), run.resume.shards);
           const rep = quantizeModel(model, {
             ...o,
             resumeFrom: resume,
@@ -133,7 +132,7 @@ export function quantizeFolder(src: string, out: string, o: QuantizeOptions, io:
               },
             },
           });
-          const { files } = sink.finish((c) => ({ ...c, quantization_config: { ...(c.quantization_config as object), ...qc } }));
+          const files = sink.finish((c) => ({ ...c, quantization_config: { ...(c.quantization_config as object), ...qc } }));
           copyTokenizerFiles(src, tmp);
           return { report: rep, files };
         },
@@ -173,7 +172,7 @@ function openGptqRun(src: string, out: string, o: QuantizeOptions, maxShardBytes
  */
 function resumeState(model: Module, blocks: string[], ck: { state: BlockwiseState }): BlockwiseState {
   const done = blocks.slice(0, ck.state.block);
-  const inDone = (name: string) => done.some((b) => name.startsWith(`${b}.`));
+  const inDone = (name: string) => done.some((b) => inside(name, b));
   const saved = ck.state.report;
   const modules = Object.fromEntries(Object.entries(saved.modules).filter(([k]) => inDone(k)));
   installQuantModules(model, modules, 'GPTQ checkpoint');

@@ -13,6 +13,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { copyTokenizerFiles } from '../../io/tokenizer-files.ts';
 import type { Module } from '../../nn/module.ts';
+import { asLinearLike, type LinearLike } from '../../nn/layers.ts';
+import { anatomy } from '../../models/anatomy.ts';
 import { withoutInit } from '../../nn/init.ts';
 import { fromPretrained, modelFromConfig } from '../../models/registry.ts';
 import { findWeights, openWeights, readConfig, writePretrained } from '../../io/hf.ts';
@@ -96,7 +98,7 @@ export function quantizeFolder(src: string, out: string, o: QuantizeOptions, io:
       const blocks = streamParts(model, src, false);
       for (const [k, t] of model.stateDict()) if (!deferred.has(k) && !blocks.some((b) => inside(k, b))) read(k, t);
       const maxShardBytes = io.maxShardBytes ?? DEFAULT_MAX_SHARD_BYTES;
-      boundMb = streamBound(model, blocks, maxShardBytes, o.method === 'gptq' ? gptqExtraMb(model, o) : 0);
+      boundMb = streamBound(model, blocks, maxShardBytes, o.method === 'gptq' ? gptqExtraMb(model, blocks, o) : 0);
       const materialized = new WeakSet<Tensor>();
       // GPTQ runs long: checkpoints in a run folder beside the output, resumed by the same command
       const run = o.method === 'gptq' && blocks.length ? openGptqRun(src, out, o, maxShardBytes, io) : null;
@@ -189,14 +191,32 @@ function resumeState(model: Module, blocks: string[], ck: { state: BlockwiseStat
   return { block: ck.state.block, carried: ck.state.carried, report };
 }
 
-/** GPTQ's memory beyond the weights: the carried calibration activations and one block's Hessians (float64). */
-function gptqExtraMb(model: Module, o: QuantizeOptions): number {
+/**
+ * GPTQ's memory beyond the weights, the larger of its two phases (MiB). A block: the carried calibration activations
+ * (block input and output, float32), the block's Hessians (K² float64 per layer, counted as if none were shared),
+ * the dampened copy and factor of the widest one (2·K² float64) and the float64 copy of the largest weight. The head,
+ * after the activations are freed: its float64 copy and its Hessian's copy and factor. Read from the model's layers,
+ * so it holds for GPT-2's names as for Llama's.
+ */
+function gptqExtraMb(model: Module, blocks: string[], o: QuantizeOptions): number {
+  if (!blocks.length) return 0;
   let tokens = 0;
-  for (const b of o.calibration?.() ?? []) tokens += (b.inputIds?.numel ?? 0);
-  const hidden = Number((model as Module & { config: Record<string, unknown> }).config.hidden_size ?? 0);
-  const inter = Number((model as Module & { config: Record<string, unknown> }).config.intermediate_size ?? 0);
-  // activations: the block input and output per token; Hessians: hidden² (q/k/v, o, gate/up share) and inter² (down)
-  return (2 * tokens * hidden * 4 + (3 * hidden * hidden + inter * inter) * 8) / 2 ** 20;
+  for (const b of o.calibration?.() ?? []) tokens += b.inputIds?.numel ?? 0;
+  const layers = model.getSubmodule(blocks[0]!).modules().map(asLinearLike).filter((m): m is LinearLike => m !== null);
+  if (!layers.length) return 0;
+  const hidden = layers[0]!.inFeatures;
+  const kMax = Math.max(...layers.map((m) => m.inFeatures));
+  const block = 2 * tokens * hidden * 4 + layers.reduce((a, m) => a + m.inFeatures ** 2 * 8, 0) + 2 * kMax ** 2 * 8 + Math.max(...layers.map((m) => m.inFeatures * m.outFeatures)) * 8;
+  const headName = (() => {
+    try {
+      return anatomy(model).head;
+    } catch {
+      return null;
+    }
+  })();
+  const head = headName ? asLinearLike(model.getSubmodule(headName)) : null;
+  const headPhase = head ? head.inFeatures * head.outFeatures * 8 + 2 * head.inFeatures ** 2 * 8 : 0;
+  return Math.max(block, headPhase) / 2 ** 20;
 }
 
 export interface CastFolderResult {

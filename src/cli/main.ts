@@ -339,13 +339,23 @@ export function buildProgram(out: (s: string) => void = (s) => process.stdout.wr
     .option('--max-positions <n>', 'bert: max_position_embeddings (default 128; preset 512)', num('max-positions', 8, 8192, true))
     .option('--whole-word-masking', 'bert: mask every WordPiece piece of a chosen word together (HF DataCollatorForWholeWordMask)')
     .option('--init-from <dir>', 'start from this folder\'s weights with a fresh optimizer and schedule (continued pretraining); bert: an MLM folder of the same architecture and corpus vocabulary; gpt2/llama: a causal LM of the same sizes and tokenizer')
+    .option('--moe-experts <n>', 'gpt2: a sparse MoE layer of n experts in place of the MLP (ST-MoE: float32 router, capacity 1.25 / 2.0 at eval); each evaluation logs expert loads and router entropy', num('moe-experts', 2, 1024, true))
+    .option('--moe-top-k <k>', 'with --moe-experts: experts per token (default 2)', num('moe-top-k', 1, 1024, true))
+    .option('--moe-expert-size <n>', 'with --moe-experts: width of each expert (default: the dense FFN width / top-k, equal active FLOPs)', num('moe-expert-size', 1, 1 << 20, true))
+    .option('--moe-every <n>', 'with --moe-experts: every n-th block gets the MoE layer (default 1: all)', num('moe-every', 1, 48, true))
+    .option('--moe-z-loss <w>', 'with --moe-experts: router z-loss weight (default 1e-3; 0: off)', num('moe-z-loss', 0))
+    .option('--moe-balance-loss <w>', 'with --moe-experts: load-balancing loss weight (default 1e-2; 0: off)', num('moe-balance-loss', 0))
+    .option('--fff-depth <d>', 'gpt2/llama: an UltraFastBERT fast feedforward tree of depth d (2^(d+1)-1 neurons, d+1 per token) in place of every MLP', num('fff-depth', 0, 20, true))
     .option('--eval-every <n>', 'held-out loss (bert: MLM on WikiText-2 test; gpt2/llama: the held-out text) every n steps into the log; 0: only at the end', num('eval-every', 0, 1e9, true), 500)
     .option('--eval-blocks <n>', 'held-out blocks evaluated (default: bert 256, gpt2/llama 64)', num('eval-blocks', 1, 1e6, true))
     .option('--seed <s>', 'random seed', num('seed', 0, 2 ** 32, true), 0)
     .option('--save-every <n>', 'checkpoint every n steps into <out>/.run; rerunning the same command resumes from the latest', num('save-every', 1, 1e9, true), 500)
     .option('--force', 'replace a non-empty output folder that is not this run, or retrain a finished run')
     .option('--json', 'print JSON')
-    .action((o: { arch: string; out?: string; corpus?: string; tokenizer: string; preset?: string; steps: number; batchSize?: number; seqLen?: number; lr?: number; hidden?: number; layers?: number; heads?: number; intermediate?: number; maxPositions?: number; wholeWordMasking?: boolean; initFrom?: string; evalEvery: number; evalBlocks?: number; seed: number; saveEvery: number; force?: boolean; json?: boolean }) => {
+    .action((o: { arch: string; out?: string; corpus?: string; tokenizer: string; preset?: string; steps: number; batchSize?: number; seqLen?: number; lr?: number; hidden?: number; layers?: number; heads?: number; intermediate?: number; maxPositions?: number; wholeWordMasking?: boolean; initFrom?: string; evalEvery: number; evalBlocks?: number; seed: number; saveEvery: number; force?: boolean; json?: boolean; moeExperts?: number; moeTopK?: number; moeExpertSize?: number; moeEvery?: number; moeZLoss?: number; moeBalanceLoss?: number; fffDepth?: number }) => {
+      const moeFlags = [[o.moeTopK, '--moe-top-k'], [o.moeExpertSize, '--moe-expert-size'], [o.moeEvery, '--moe-every'], [o.moeZLoss, '--moe-z-loss'], [o.moeBalanceLoss, '--moe-balance-loss']] as const;
+      if (o.moeExperts === undefined) for (const [v, flag] of moeFlags) if (v !== undefined) throw new Error(`${flag} needs --moe-experts`);
+      if (o.arch === 'bert') for (const [v, flag] of [[o.moeExperts, '--moe-experts'], [o.fffDepth, '--fff-depth']] as const) if (v !== undefined) throw new Error(`${flag} applies to --arch gpt2 or llama, not bert`);
       const common = { steps: o.steps, batchSize: o.batchSize, seqLen: o.seqLen, lr: o.lr, hidden: o.hidden, layers: o.layers, heads: o.heads, intermediate: o.intermediate, seed: o.seed, saveEvery: o.saveEvery, force: o.force, corpus: o.corpus, evalEvery: o.evalEvery, evalBlocks: o.evalBlocks, log: note, onLog: progress('pretrain', o.steps, o.json) };
       if (o.arch === 'bert') {
         const bertOpts = { ...common, preset: o.preset, maxPositions: o.maxPositions, wholeWordMasking: o.wholeWordMasking, initFrom: o.initFrom };
@@ -366,7 +376,11 @@ export function buildProgram(out: (s: string) => void = (s) => process.stdout.wr
         if (v !== undefined) throw new Error(`${flag} applies to --arch bert, not ${o.arch}`);
       if (!o.out) throw new Error(`--arch ${o.arch} needs --out <dir>`);
       checkOutPath(o.out);
-      const r = pretrainCausalLM({ arch: o.arch, outDir: o.out, tokenizerDir: o.tokenizer, ...common, ...(o.initFrom !== undefined ? { initFrom: o.initFrom } : {}) });
+      const mlp = {
+        ...(o.moeExperts !== undefined ? { moe: { experts: o.moeExperts, topK: o.moeTopK, expertSize: o.moeExpertSize, every: o.moeEvery, zLoss: o.moeZLoss, balanceLoss: o.moeBalanceLoss } } : {}),
+        ...(o.fffDepth !== undefined ? { fffDepth: o.fffDepth } : {}),
+      };
+      const r = pretrainCausalLM({ arch: o.arch, outDir: o.out, tokenizerDir: o.tokenizer, ...common, ...mlp, ...(o.initFrom !== undefined ? { initFrom: o.initFrom } : {}) });
       out(
         o.json
           ? JSON.stringify({ out: o.out, ...r }) + '\n'
@@ -481,8 +495,10 @@ export function buildProgram(out: (s: string) => void = (s) => process.stdout.wr
     .option('--block-size <n>', 'tokens per perplexity window (capped at the model\'s context)', num('block-size', 2, 1e6, true), 256)
     .option('--stride <n>', 'sliding-window perplexity: move windows by n tokens, scoring only new tokens (default: disjoint blocks)', num('stride', 1, 1e6, true))
     .option('--max-tokens <n>', 'evaluate only the first n tokens', num('max-tokens', 2, 1e9, true))
+    .option('--moe-top-k <k>', 'MoE models: experts per token for this evaluation (the folder keeps its own)', num('moe-top-k', 1, 1024, true))
+    .option('--moe-capacity <cf>', 'MoE models: evaluation capacity factor (ST-MoE: 2.0; the folder keeps its own)', num('moe-capacity', 0))
     .option('--json', 'print JSON')
-    .action((dir: string, o: { task?: string; text?: string; blockSize: number; stride?: number; maxTokens?: number; json?: boolean }) => {
+    .action((dir: string, o: { task?: string; text?: string; blockSize: number; stride?: number; maxTokens?: number; moeTopK?: number; moeCapacity?: number; json?: boolean }) => {
       // the task a classifier was fine-tuned on is in its config.json: default to it, and warn on a mismatch (its
       // head's labels mean something else on another task, so the score is meaningless)
       if (o.task?.startsWith('ppl:')) [o.task, o.text] = ['ppl', o.task.slice(4)]; // -t ppl:<file>
@@ -492,11 +508,16 @@ export function buildProgram(out: (s: string) => void = (s) => process.stdout.wr
       if (trained && o.task !== trained)
         note(`warning: ${dir} was fine-tuned on ${trained} (config.json finetuning_task), not ${o.task}: its classifier head's labels are ${trained}'s, so this score says nothing about the model`);
       let r;
+      const moe = { topK: o.moeTopK, capacityFactor: o.moeCapacity };
+      if (o.moeCapacity !== undefined && !(o.moeCapacity > 0)) throw new Error(`--moe-capacity must be > 0, got ${o.moeCapacity}`);
       if (o.task === 'ppl') {
         if (!o.text) throw new Error('--task ppl needs --text <file>');
-        if (wantsMemory(o)) return void out(runMemoryEval(dir, o.text, o)); // --datastore / --cache (src/cli/datastore.ts)
-        r = evalPerplexity(dir, o.text, { blockSize: o.blockSize, stride: o.stride, maxTokens: o.maxTokens });
-      } else if (['sst2', 'mrpc', 'rte', 'cola'].includes(o.task)) r = evalGlue(dir, o.task as GlueTask);
+        if (wantsMemory(o)) {
+          if (o.moeTopK !== undefined || o.moeCapacity !== undefined) throw new Error('--moe-top-k / --moe-capacity do not combine with --datastore / --cache');
+          return void out(runMemoryEval(dir, o.text, o)); // --datastore / --cache (src/cli/datastore.ts)
+        }
+        r = evalPerplexity(dir, o.text, { blockSize: o.blockSize, stride: o.stride, maxTokens: o.maxTokens, moe });
+      } else if (['sst2', 'mrpc', 'rte', 'cola'].includes(o.task)) r = evalGlue(dir, o.task as GlueTask, { moe });
       else throw new Error(`--task must be one of sst2, mrpc, rte, cola, ppl, got '${o.task}'`);
       if (o.json) out(JSON.stringify(r) + '\n');
       else

@@ -20,6 +20,28 @@ import { measureLatency } from './latency.ts';
 export { modelSize } from './size.ts';
 import { causalLabels, chunkTokens } from '../data/text.ts';
 import type { GlueTask } from '../data/glue.ts';
+import { MoELayer } from '../compress/moe/layer.ts';
+
+/** Evaluation-time routing of a model's MoE layers (`shrink eval --moe-top-k / --moe-capacity`). */
+export interface MoeEvalOptions {
+  /** Experts per token. */
+  topK?: number;
+  /** Capacity factor at evaluation (ST-MoE: 2.0). */
+  capacityFactor?: number;
+}
+
+/**
+ * Set the routing of every MoE layer of a loaded model for this evaluation (the folder keeps its own, recorded in
+ * compression_config). Fails, naming the layer, when the model has none or top-k exceeds a layer's experts.
+ */
+export function setMoeRouting(model: Module, dir: string, o: MoeEvalOptions): void {
+  if (o.topK === undefined && o.capacityFactor === undefined) return;
+  const layers = model.namedModules().filter(([, m]) => m instanceof MoELayer) as [string, MoELayer][];
+  if (layers.length === 0) throw new Error(`${dir}: --moe-top-k / --moe-capacity need a model with MoE layers; this one has none`);
+  for (const [name, l] of layers)
+    if (o.topK !== undefined && o.topK > l.numExperts) throw new Error(`--moe-top-k ${o.topK}: ${name} has only ${l.numExperts} experts`);
+  for (const [, l] of layers) l.setOptions({ ...(o.topK !== undefined ? { topK: o.topK } : {}), ...(o.capacityFactor !== undefined ? { evalCapacityFactor: o.capacityFactor } : {}) });
+}
 
 export interface EvalReport {
   model: string;
@@ -42,12 +64,13 @@ export const PPL_LATENCY_METHOD = 'per token: forward over the first window (up 
 const size = modelSize;
 
 /** Dev-set metric of a fine-tuned BERT classifier folder (needs vocab.txt). */
-export function evalGlue(dir: string, task: GlueTask): EvalReport {
+export function evalGlue(dir: string, task: GlueTask, opts: { moe?: MoeEvalOptions } = {}): EvalReport {
   const vocab = path.join(dir, 'vocab.txt');
   if (!fs.existsSync(vocab)) throw new Error(`${vocab}: missing (a BERT folder needs its vocab.txt)`);
   const model = fromPretrained<BertForSequenceClassification>(dir);
   if (!(model instanceof BertForSequenceClassification))
     throw new Error(`${dir}: ${(model as Module).constructor.name} is not a sequence classifier; fine-tune it first with 'shrink train'`);
+  setMoeRouting(model, dir, opts.moe ?? {});
   const r = evaluateGlue(model, WordPieceTokenizer.fromVocabFile(vocab), task);
   return { model: dir, task, metric: r.metric, score: r.score, ...size(model), latencyMs: r.latencyMsPerExample, latencyMethod: GLUE_LATENCY_METHOD };
 }
@@ -58,11 +81,12 @@ export function evalGlue(dir: string, task: GlueTask): EvalReport {
  * `stride`, each scoring only the tokens after the previous window, so every token is predicted once with up to
  * blockSize − stride tokens of context. Either way the first token of the text is never scored.
  */
-export function evalPerplexity(dir: string, textFile: string, opts: { blockSize?: number; stride?: number; maxTokens?: number } = {}): EvalReport {
+export function evalPerplexity(dir: string, textFile: string, opts: { blockSize?: number; stride?: number; maxTokens?: number; moe?: MoeEvalOptions } = {}): EvalReport {
   const tok = loadTokenizer(dir);
   const model = fromPretrained(dir) as Module & { forward(i: ModelInputs): ModelOutput; config: Record<string, unknown> };
   if (!['gpt2', 'llama'].includes(String(model.config.model_type)))
     throw new Error(`${dir}: perplexity needs a causal LM (gpt2 or llama), got model_type '${String(model.config.model_type)}'`);
+  setMoeRouting(model, dir, opts.moe ?? {});
   let text: string;
   try {
     text = fs.readFileSync(textFile, 'utf8');

@@ -254,28 +254,54 @@ export interface PlotResult {
   scaleWarning?: boolean;
 }
 
-/** Read a run's log and write its SVG plot. */
-export function plotRun(target: string, out: string, o: { y?: string[]; smooth?: number; title?: string; width?: number; height?: number } = {}): PlotResult {
+/** A run's name in a legend: its folder (`runs/moe/.run/log.jsonl` → `moe`), or the file name without `.jsonl`. */
+export function runName(target: string): string {
+  let p = path.resolve(target);
+  if (path.basename(p) === 'log.jsonl') p = path.dirname(p);
+  if (path.basename(p) === '.run') p = path.dirname(p);
+  return path.basename(p).replace(/\.jsonl$/, '');
+}
+
+/**
+ * Read the logs of one run or several (compared on one plot, e.g. a dense LM beside its MoE twin) and write the
+ * SVG. With several runs every series is labelled `<run>: <series>` (`labels` names the runs; default: the
+ * folder or file name) and colours go by run, then key.
+ */
+export function plotRun(target: string | string[], out: string, o: { y?: string[]; smooth?: number; title?: string; width?: number; height?: number; labels?: string[] } = {}): PlotResult {
+  const targets = Array.isArray(target) ? target : [target];
   const keys = o.y ?? ['loss', 'eval'];
+  if (targets.length === 0) throw new Error('plot: give at least one run');
   if (keys.length === 0) throw new Error('--y needs at least one series key (loss, eval, lr, gradNorm, eval.<key>, parts.<key>)');
+  if (o.labels && o.labels.length !== targets.length) throw new Error(`--labels: ${o.labels.length} label${o.labels.length === 1 ? '' : 's'} for ${targets.length} run${targets.length === 1 ? '' : 's'}`);
   if (fs.existsSync(out) && !fs.statSync(out).isFile()) throw new Error(`${out}: is a folder; -o takes the SVG file to write`);
   const parent = path.dirname(path.resolve(out));
   if (!fs.existsSync(parent)) throw new Error(`cannot write ${out}: folder ${parent} does not exist`);
-  const log = findLog(target);
-  const entries = readLog(log);
-  const { series, missing } = seriesFromLog(entries, keys, { smooth: o.smooth });
-  if (series.length === 0) throw new Error(`${log}: none of the series ${keys.join(', ')} has a value (keys: loss, eval, lr, gradNorm, eval.<key>, parts.<key>)`);
+  const runs = targets.map((t, r) => {
+    const log = findLog(t);
+    return { log, entries: readLog(log), name: o.labels?.[r] ?? runName(t) };
+  });
+  const series: Series[] = [];
+  const missing: string[] = [];
+  runs.forEach((run, r) => {
+    const got = seriesFromLog(run.entries, keys, { smooth: o.smooth });
+    for (const k of got.missing) missing.push(runs.length > 1 ? `${run.name}: ${k}` : k);
+    for (const s of got.series) {
+      const color = runs.length > 1 ? PALETTE[(r * keys.length + keys.findIndex((k) => s.label.startsWith(LABELS[k] ?? k))) % PALETTE.length]! : s.color;
+      series.push({ ...s, color, label: runs.length > 1 ? `${run.name}: ${s.label}` : s.label });
+    }
+  });
+  if (series.length === 0) throw new Error(`${runs.map((r) => r.log).join(', ')}: none of the series ${keys.join(', ')} has a value (keys: loss, eval, lr, gradNorm, eval.<key>, parts.<key>)`);
   const yLabel = keys.every((k) => k === 'loss' || k === 'eval' || k.startsWith('parts.') || k === 'eval.loss') ? 'loss (nats per token)' : keys.map((k) => LABELS[k] ?? k).join(', ');
-  const rel = path.relative(process.cwd(), path.resolve(target));
-  const title = o.title ?? `${rel === '' ? '.' : rel.startsWith('..') ? target : rel}: ${entries.length} logged steps`;
+  const rel = path.relative(process.cwd(), path.resolve(targets[0]!));
+  const title = o.title ?? (runs.length > 1 ? runs.map((r) => r.name).join(' vs ') : `${rel === '' ? '.' : rel.startsWith('..') ? targets[0] : rel}: ${runs[0]!.entries.length} logged steps`);
   atomicWriteFile(out, lineChartSvg(series, { title, yLabel, width: o.width, height: o.height }));
   const spans = series.filter((x) => !x.faint).map((x) => Math.max(...x.points.map((p) => Math.abs(p[1]))));
   const scaleWarning = spans.length > 1 && Math.min(...spans) < Math.max(...spans) / 100;
   return {
-    log,
+    log: runs.map((r) => r.log).join(', '),
     out,
     ...(scaleWarning ? { scaleWarning: true } : {}),
-    steps: entries[entries.length - 1]!.step,
+    steps: Math.max(...runs.map((r) => r.entries[r.entries.length - 1]!.step)),
     series: series.filter((s) => !s.faint).map((s) => ({ label: s.label, points: s.points.length, last: s.points[s.points.length - 1]![1] })),
     missing,
   };
@@ -291,19 +317,24 @@ export function registerPlot(program: Command, out: (s: string) => void): void {
   program
     .command('plot')
     .description('Draw the loss curve of a training run (its log.jsonl) as an SVG line plot: training loss, held-out loss, lr, …')
-    .argument('<run>', 'run folder (train -o: log.jsonl; pretrain: .run/log.jsonl) or a log.jsonl file')
+    .argument('<runs...>', 'run folders (train -o: log.jsonl; pretrain: .run/log.jsonl) or log.jsonl files; several are drawn on one plot')
     .requiredOption('-o, --out <file>', 'SVG file to write (replaced if it exists)')
     .option('--y <keys>', 'comma-separated series: loss, eval (held-out loss), lr, gradNorm, eval.<key>, parts.<key>', 'loss,eval')
     .option('--smooth <n>', 'moving average over n logged steps of the per-step series (the raw curve stays, lighter)', int('smooth', 1), 1)
-    .option('--title <text>', 'plot title (default: the run and its number of steps)')
+    .option('--title <text>', 'plot title (default: the run and its number of steps, or the runs compared)')
+    .option('--labels <names>', 'comma-separated names of the runs in the legend (default: their folder names)')
     .option('--width <px>', 'width in pixels', int('width', 200), 800)
     .option('--height <px>', 'height in pixels', int('height', 150), 480)
     .option('--json', 'print JSON')
-    .action((target: string, o: { out: string; y: string; smooth: number; title?: string; width: number; height: number; json?: boolean }) => {
+    .action((targets: string[], o: { out: string; y: string; smooth: number; title?: string; labels?: string; width: number; height: number; json?: boolean }) => {
       const keys = o.y.split(',').map((k) => k.trim()).filter(Boolean);
-      const r = plotRun(target, o.out, { y: keys, smooth: o.smooth, title: o.title, width: o.width, height: o.height });
+      const labels = o.labels?.split(',').map((k) => k.trim());
+      const r = plotRun(targets, o.out, { y: keys, smooth: o.smooth, title: o.title, width: o.width, height: o.height, labels });
       // a series asked for by name that the log lacks is worth a warning; the default's eval may simply be absent
-      for (const k of r.missing) if (o.y !== 'loss,eval' || k !== 'eval') process.stderr.write(`shrink: warning: ${r.log} has no values for '${k}'\n`);
+      for (const k of r.missing) {
+        if (o.y === 'loss,eval' && (k === 'eval' || k.endsWith(': eval'))) continue;
+        process.stderr.write(targets.length > 1 ? `shrink: warning: no values for '${k}'\n` : `shrink: warning: ${r.log} has no values for '${k}'\n`);
+      }
       if (r.scaleWarning) process.stderr.write(`shrink: warning: the series ${keys.join(', ')} differ in size by more than 100×, so the smaller ones look flat; plot them separately (one --y each)\n`);
       if (o.json) out(JSON.stringify(r) + '\n');
       else out(`wrote ${r.out} (${r.log}, to step ${r.steps}: ${r.series.map((s) => `${s.label} ${s.points} points, last ${s.last.toPrecision(4)}`).join('; ')})\n`);

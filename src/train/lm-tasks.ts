@@ -25,6 +25,12 @@ import { noGrad } from '../tensor/autograd.ts';
 import { manualSeed } from '../tensor/random.ts';
 import { DATA_DIR, TrainingInterrupted, openPretrainDir, recentMeanLoss, trainingSeconds, writePretrainDir, type PretrainOptions, type PretrainRunInfo } from './bert-tasks.ts';
 import { buildCorpus, formatCorpusSummary, heldOutDocuments, isCorpusName, type CorpusSummary } from './corpus.ts';
+import { anatomy, replaceMlp } from '../models/anatomy.ts';
+import { Linear } from '../nn/layers.ts';
+import { collectAuxLosses, registerForwardHook } from '../nn/hooks.ts';
+import { MoEExpert, MoELayer } from '../compress/moe/index.ts';
+import { FFFLayer } from '../compress/fff/index.ts';
+import type { Module } from '../nn/module.ts';
 
 export const DEFAULT_LM_TOKENIZER = path.join(DATA_DIR, 'models', 'stories260K');
 /** Files that make up a tokenizer folder (whichever exist are copied next to the trained weights). */
@@ -44,6 +50,27 @@ export interface CausalPretrainOptions extends PretrainOptions {
    * fresh optimizer and schedule: continued pretraining.
    */
   initFrom?: string;
+  /** Sparse MoE layers in place of the dense MLP (GPT-2 only): see {@link LMMoeOptions}. */
+  moe?: LMMoeOptions;
+  /** UltraFastBERT fast feedforward trees of this depth in place of every block's MLP. */
+  fffDepth?: number;
+}
+
+/**
+ * An MoE language model trained from scratch (ST-MoE, Zoph et al. 2022): every `every`-th block's MLP becomes
+ * `experts` experts of width `expertSize` (default: the dense width / topK, so a token's expert FLOPs equal the dense
+ * MLP's) with a float32 router, top-`topK` routing, capacity factor 1.25 in training and 2.0 at evaluation; the
+ * router z-loss (weight `zLoss`, 1e-3) and load-balancing loss (`balanceLoss`, 1e-2) are added to the LM loss
+ * (0 turns one off, for the ablations). Every evaluation logs each layer's expert load (fractions of routed
+ * choices) and the mean router entropy.
+ */
+export interface LMMoeOptions {
+  experts: number;
+  topK?: number;
+  expertSize?: number;
+  every?: number;
+  zLoss?: number;
+  balanceLoss?: number;
 }
 
 export interface CausalPretrainResult extends PretrainRunInfo {
@@ -122,6 +149,8 @@ export function pretrainCausalLM(o: CausalPretrainOptions): CausalPretrainResult
     evalBlocks: o.evalBlocks ?? 64,
     seed: o.seed ?? 0,
     ...(o.initFrom !== undefined ? { initFrom: path.resolve(o.initFrom) } : {}),
+    ...(o.moe ? { moe: moeSettings(o) } : {}),
+    ...(o.fffDepth !== undefined ? { fffDepth: o.fffDepth } : {}),
   };
   const state = openPretrainDir(o.outDir, settings, o);
   if (state.state === 'finished') return { ...(state.record.result as unknown as CausalPretrainResult), alreadyFinished: true };
@@ -152,7 +181,10 @@ export function pretrainCausalLM(o: CausalPretrainOptions): CausalPretrainResult
       : new LlamaForCausalLM(
           llamaConfig({ vocab_size: V, hidden_size: hidden, intermediate_size: o.intermediate ?? Math.round((8 * hidden) / 3), num_hidden_layers: layers, num_attention_heads: heads, max_position_embeddings: Math.max(T, 256), tie_word_embeddings: true, rms_norm_eps: 1e-5, bos_token_id: tok.specialIds.bos ?? 1, eos_token_id: tok.specialIds.eos ?? 2, architectures: ['LlamaForCausalLM'] }),
         );
-  // GPT-2 / Llama init: N(0, 0.02) for every matrix (embeddings included); norms and biases keep their defaults
+  const moeLayers = settings.moe ? installMoe(model, settings.moe) : [];
+  if (settings.fffDepth !== undefined) for (const b of anatomy(model).blocks) replaceMlp(model, b.index, new FFFLayer(hidden, hidden, settings.fffDepth));
+  // GPT-2 / Llama init: N(0, 0.02) for every matrix (embeddings, experts, routers and trees included); norms and
+  // biases keep their defaults
   for (const [, p] of model.namedParameters()) if (p.ndim === 2) p.copy_(Tensor.randn(p.shape).mul(0.02));
   if (o.initFrom !== undefined) {
     const theirs = readConfig(o.initFrom);
@@ -174,13 +206,15 @@ export function pretrainCausalLM(o: CausalPretrainOptions): CausalPretrainResult
       lossFn: () => {
         const idx = sampler.next();
         const x = Tensor.from(Int32Array.from(idx.flatMap((i) => train[i]!)), { shape: [idx.length, T] });
-        return model.forward({ inputIds: x, labels: x }).loss!;
+        const lm = model.forward({ inputIds: x, labels: x }).loss!;
+        return settings.moe ? withMoeLosses(model, lm, settings.moe) : lm;
       },
       evaluate: settings.evalEvery
         ? () => {
             const e0 = performance.now();
+            const stats = moeLayers.length ? watchRouting(moeLayers) : null;
             const loss = blocksNll(model, evalBlocks);
-            return { metric: loss, loss, ms: performance.now() - e0 };
+            return { metric: loss, loss, ...(stats ? stats.finish() : {}), ms: performance.now() - e0 };
           }
         : undefined,
       stateful: { sampler },
@@ -210,4 +244,89 @@ export function pretrainCausalLM(o: CausalPretrainOptions): CausalPretrainResult
     copyTokenizerFiles(tokDir, tmp);
   });
   return resumedFrom !== undefined ? { ...result, resumedFrom } : result;
+}
+
+/** The MoE settings of a run, defaults filled and checked (before any work). */
+function moeSettings(o: CausalPretrainOptions): Required<LMMoeOptions> {
+  const m = o.moe!;
+  if (o.arch !== 'gpt2') throw new Error(`--moe-experts needs --arch gpt2 (experts are dense GELU FFNs; Llama's gated MLP has no expert form here), got --arch ${o.arch}`);
+  if (o.fffDepth !== undefined) throw new Error('--moe-experts and --fff-depth both replace the MLP: give one');
+  const dense = o.intermediate ?? 4 * (o.hidden ?? 128);
+  const topK = m.topK ?? 2;
+  const int = (v: number, flag: string, min: number, max: number) => {
+    if (!(Number.isInteger(v) && v >= min && v <= max)) throw new Error(`${flag} must be an integer in [${min}, ${max}], got ${v}`);
+    return v;
+  };
+  int(m.experts, '--moe-experts', 2, 1024);
+  int(topK, '--moe-top-k', 1, m.experts);
+  const every = int(m.every ?? 1, '--moe-every', 1, o.layers ?? 4);
+  const expertSize = int(m.expertSize ?? Math.max(1, Math.round(dense / topK)), '--moe-expert-size', 1, 1 << 20);
+  for (const [v, flag] of [[m.zLoss, '--moe-z-loss'], [m.balanceLoss, '--moe-balance-loss']] as const)
+    if (v !== undefined && !(Number.isFinite(v) && v >= 0)) throw new Error(`${flag} must be a number >= 0, got ${v}`);
+  return { experts: m.experts, topK, expertSize, every, zLoss: m.zLoss ?? 1e-3, balanceLoss: m.balanceLoss ?? 1e-2 };
+}
+
+/** Blocks every-th (1-based: every, 2·every, …) get an MoE layer of fresh experts; the layers, in block order. */
+function installMoe(model: Module, m: Required<LMMoeOptions>): MoELayer[] {
+  const a = anatomy(model);
+  const H = a.hiddenSize;
+  const layers: MoELayer[] = [];
+  for (const b of a.blocks) {
+    if ((b.index + 1) % m.every !== 0) continue;
+    const experts = Array.from({ length: m.experts }, () => new MoEExpert(new Linear(H, m.expertSize), new Linear(m.expertSize, H), 'gelu_new'));
+    const layer = new MoELayer(new Linear(H, m.experts, { bias: false }), experts, { topK: m.topK, capacityFactor: 1.25, evalCapacityFactor: 2 });
+    replaceMlp(model, b.index, layer);
+    layers.push(layer);
+  }
+  return layers;
+}
+
+/** The LM loss plus the weighted router z-losses and load-balancing losses the forward recorded, with each part. */
+function withMoeLosses(model: Module, lm: Tensor, m: Required<LMMoeOptions>): { loss: Tensor; parts: Record<string, Tensor> } {
+  let z: Tensor | null = null;
+  let b: Tensor | null = null;
+  for (const [name, v] of collectAuxLosses(model)) {
+    if (name.endsWith('z_loss')) z = z ? z.add(v) : v;
+    else if (name.endsWith('balance_loss')) b = b ? b.add(v) : v;
+  }
+  let loss = lm;
+  if (z && m.zLoss > 0) loss = loss.add(z.mul(m.zLoss));
+  if (b && m.balanceLoss > 0) loss = loss.add(b.mul(m.balanceLoss));
+  return { loss, parts: { lm, ...(z ? { z_loss: z } : {}), ...(b ? { balance_loss: b } : {}) } };
+}
+
+/**
+ * Routing statistics over an evaluation: `finish()` gives `router_entropy` (mean over layers and tokens of the
+ * router distribution's entropy, nats; ln E is uniform), `max_load` (the busiest expert's share of routed choices ×
+ * E, worst layer; 1 is perfectly balanced), `dropped` (fraction of choices over capacity) and `load_l<i>_e<j>`
+ * (layer i's share of choices routed to expert j).
+ */
+function watchRouting(layers: MoELayer[]): { finish(): Record<string, number> } {
+  let entropy = 0;
+  let rows = 0;
+  for (const l of layers) l.resetStats();
+  const hooks = layers.map((l) =>
+    registerForwardHook(l, () => {
+      const p = l._last!.probs.toFloat32Array();
+      for (let i = 0; i < p.length; i++) if (p[i]! > 0) entropy -= p[i]! * Math.log(p[i]!);
+      rows += p.length / l.numExperts;
+    }),
+  );
+  return {
+    finish: () => {
+      hooks.forEach((h) => h.remove());
+      const out: Record<string, number> = { router_entropy: rows ? entropy / rows : 0 };
+      let maxLoad = 0;
+      let slots = 0;
+      let kept = 0;
+      layers.forEach((l, i) => {
+        const tot = l.stats.load.reduce((a, v) => a + v, 0) || 1;
+        l.stats.load.forEach((v, e) => (out[`load_l${i}_e${e}`] = v / tot));
+        maxLoad = Math.max(maxLoad, (Math.max(...l.stats.load) / tot) * l.numExperts);
+        slots += l.stats.slots;
+        kept += l.stats.kept;
+      });
+      return { ...out, max_load: maxLoad, dropped: slots ? 1 - kept / slots : 0 };
+    },
+  };
 }

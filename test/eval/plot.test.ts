@@ -124,3 +124,27 @@ test('shrink plot writes the SVG of a run folder or a log file; bad inputs are o
   assert.throws(() => plotRun(dir, path.join(dir, 'no', 'x.svg')), /cannot write .*x\.svg: folder .*no does not exist/);
   fs.rmSync(dir, { recursive: true });
 });
+
+test('shrink plot draws several runs on one plot, each series named by its run; --labels renames them', () => {
+  const a = fakeRun(tmpDir('plot-a-'));
+  const b = fakeRun(tmpDir('plot-b-'));
+  const out = path.join(a, 'both.svg');
+  const r = run('plot', a, path.join(b, '.run', 'log.jsonl'), '-o', out, '--y', 'eval,parts.kd', '--json');
+  assert.equal(r.status, 0, r.stderr);
+  const [na, nb] = [path.basename(a), path.basename(b)];
+  assert.deepEqual(JSON.parse(r.stdout).series.map((s: { label: string }) => s.label), [`${na}: held-out loss`, `${nb}: held-out loss`]);
+  assert.equal(r.stderr, `shrink: warning: no values for '${na}: parts.kd'\nshrink: warning: no values for '${nb}: parts.kd'\n`);
+  const svg = fs.readFileSync(out, 'utf8');
+  assertWellFormed(svg);
+  assert.ok(svg.includes(`${na} vs ${nb}`), "title names both runs");
+  // one colour per run
+  const colours = [...svg.matchAll(/<polyline data-label="[^"]*" points="[^"]*" stroke="(#[0-9a-f]+)"/g)].map((m) => m[1]);
+  assert.equal(new Set(colours).size, 2);
+  const named = run('plot', a, b, '-o', out, '--labels', 'dense,moe', '--json');
+  assert.equal(named.status, 0, named.stderr);
+  assert.deepEqual(JSON.parse(named.stdout).series.map((s: { label: string }) => s.label), ['dense: training loss', 'dense: held-out loss', 'moe: training loss', 'moe: held-out loss']);
+  const bad = run('plot', a, b, '-o', out, '--labels', 'one');
+  assert.equal(bad.stderr, 'shrink: --labels: 1 label for 2 runs\n');
+  fs.rmSync(a, { recursive: true });
+  fs.rmSync(b, { recursive: true });
+});

@@ -345,6 +345,8 @@ export function buildProgram(out: (s: string) => void = (s) => process.stdout.wr
     .option('--moe-every <n>', 'with --moe-experts: every n-th block gets the MoE layer (default 1: all)', num('moe-every', 1, 48, true))
     .option('--moe-z-loss <w>', 'with --moe-experts: router z-loss weight (default 1e-3; 0: off)', num('moe-z-loss', 0))
     .option('--moe-balance-loss <w>', 'with --moe-experts: load-balancing loss weight (default 1e-2; 0: off)', num('moe-balance-loss', 0))
+    .option('--moe-capacity-factor <cf>', 'with --moe-experts: training capacity factor per routed choice (default 1.25: an expert takes round(1.25·k·tokens/E) of a sequence\'s choices)', num('moe-capacity-factor', 0))
+    .option('--moe-eval-capacity-factor <cf>', 'with --moe-experts: evaluation capacity factor per routed choice (default 2.0)', num('moe-eval-capacity-factor', 0))
     .option('--fff-depth <d>', 'gpt2/llama: an UltraFastBERT fast feedforward tree of depth d (2^(d+1)-1 neurons, d+1 per token) in place of every MLP', num('fff-depth', 0, 20, true))
     .option('--eval-every <n>', 'held-out loss (bert: MLM on WikiText-2 test; gpt2/llama: the held-out text) every n steps into the log; 0: only at the end', num('eval-every', 0, 1e9, true), 500)
     .option('--eval-blocks <n>', 'held-out blocks evaluated (default: bert 256, gpt2/llama 64)', num('eval-blocks', 1, 1e6, true))
@@ -352,8 +354,8 @@ export function buildProgram(out: (s: string) => void = (s) => process.stdout.wr
     .option('--save-every <n>', 'checkpoint every n steps into <out>/.run; rerunning the same command resumes from the latest', num('save-every', 1, 1e9, true), 500)
     .option('--force', 'replace a non-empty output folder that is not this run, or retrain a finished run')
     .option('--json', 'print JSON')
-    .action((o: { arch: string; out?: string; corpus?: string; tokenizer: string; preset?: string; steps: number; batchSize?: number; seqLen?: number; lr?: number; hidden?: number; layers?: number; heads?: number; intermediate?: number; maxPositions?: number; wholeWordMasking?: boolean; initFrom?: string; evalEvery: number; evalBlocks?: number; seed: number; saveEvery: number; force?: boolean; json?: boolean; moeExperts?: number; moeTopK?: number; moeExpertSize?: number; moeEvery?: number; moeZLoss?: number; moeBalanceLoss?: number; fffDepth?: number }) => {
-      const moeFlags = [[o.moeTopK, '--moe-top-k'], [o.moeExpertSize, '--moe-expert-size'], [o.moeEvery, '--moe-every'], [o.moeZLoss, '--moe-z-loss'], [o.moeBalanceLoss, '--moe-balance-loss']] as const;
+    .action((o: { arch: string; out?: string; corpus?: string; tokenizer: string; preset?: string; steps: number; batchSize?: number; seqLen?: number; lr?: number; hidden?: number; layers?: number; heads?: number; intermediate?: number; maxPositions?: number; wholeWordMasking?: boolean; initFrom?: string; evalEvery: number; evalBlocks?: number; seed: number; saveEvery: number; force?: boolean; json?: boolean; moeExperts?: number; moeTopK?: number; moeExpertSize?: number; moeEvery?: number; moeZLoss?: number; moeBalanceLoss?: number; moeCapacityFactor?: number; moeEvalCapacityFactor?: number; fffDepth?: number }) => {
+      const moeFlags = [[o.moeTopK, '--moe-top-k'], [o.moeExpertSize, '--moe-expert-size'], [o.moeEvery, '--moe-every'], [o.moeZLoss, '--moe-z-loss'], [o.moeBalanceLoss, '--moe-balance-loss'], [o.moeCapacityFactor, '--moe-capacity-factor'], [o.moeEvalCapacityFactor, '--moe-eval-capacity-factor']] as const;
       if (o.moeExperts === undefined) for (const [v, flag] of moeFlags) if (v !== undefined) throw new Error(`${flag} needs --moe-experts`);
       if (o.arch === 'bert') for (const [v, flag] of [[o.moeExperts, '--moe-experts'], [o.fffDepth, '--fff-depth']] as const) if (v !== undefined) throw new Error(`${flag} applies to --arch gpt2 or llama, not bert`);
       const common = { steps: o.steps, batchSize: o.batchSize, seqLen: o.seqLen, lr: o.lr, hidden: o.hidden, layers: o.layers, heads: o.heads, intermediate: o.intermediate, seed: o.seed, saveEvery: o.saveEvery, force: o.force, corpus: o.corpus, evalEvery: o.evalEvery, evalBlocks: o.evalBlocks, log: note, onLog: progress('pretrain', o.steps, o.json) };
@@ -377,7 +379,7 @@ export function buildProgram(out: (s: string) => void = (s) => process.stdout.wr
       if (!o.out) throw new Error(`--arch ${o.arch} needs --out <dir>`);
       checkOutPath(o.out);
       const mlp = {
-        ...(o.moeExperts !== undefined ? { moe: { experts: o.moeExperts, topK: o.moeTopK, expertSize: o.moeExpertSize, every: o.moeEvery, zLoss: o.moeZLoss, balanceLoss: o.moeBalanceLoss } } : {}),
+        ...(o.moeExperts !== undefined ? { moe: { experts: o.moeExperts, topK: o.moeTopK, expertSize: o.moeExpertSize, every: o.moeEvery, zLoss: o.moeZLoss, balanceLoss: o.moeBalanceLoss, capacityFactor: o.moeCapacityFactor, evalCapacityFactor: o.moeEvalCapacityFactor } } : {}),
         ...(o.fffDepth !== undefined ? { fffDepth: o.fffDepth } : {}),
       };
       const r = pretrainCausalLM({ arch: o.arch, outDir: o.out, tokenizerDir: o.tokenizer, ...common, ...mlp, ...(o.initFrom !== undefined ? { initFrom: o.initFrom } : {}) });

@@ -59,7 +59,9 @@ export interface CausalPretrainOptions extends PretrainOptions {
 /**
  * An MoE language model trained from scratch (ST-MoE, Zoph et al. 2022): every `every`-th block's MLP becomes
  * `experts` experts of width `expertSize` (default: the dense width / topK, so a token's expert FLOPs equal the dense
- * MLP's) with a float32 router, top-`topK` routing, capacity factor 1.25 in training and 2.0 at evaluation; the
+ * MLP's) with a float32 router, top-`topK` routing, capacity factor `capacityFactor` (1.25) in training and
+ * `evalCapacityFactor` (2.0) at evaluation, per routed choice: an expert takes round(CF·k·tokens/E) choices of a
+ * group (GShard's 2N/E for top-2 at CF 1), since with top-k every token fills k slots; the
  * router z-loss (weight `zLoss`, 1e-3) and load-balancing loss (`balanceLoss`, 1e-2) are added to the LM loss
  * (0 turns one off, for the ablations). Every evaluation logs each layer's expert load (fractions of routed
  * choices) and the mean router entropy.
@@ -71,6 +73,8 @@ export interface LMMoeOptions {
   every?: number;
   zLoss?: number;
   balanceLoss?: number;
+  capacityFactor?: number;
+  evalCapacityFactor?: number;
 }
 
 export interface CausalPretrainResult extends PretrainRunInfo {
@@ -263,7 +267,12 @@ function moeSettings(o: CausalPretrainOptions): Required<LMMoeOptions> {
   const expertSize = int(m.expertSize ?? Math.max(1, Math.round(dense / topK)), '--moe-expert-size', 1, 1 << 20);
   for (const [v, flag] of [[m.zLoss, '--moe-z-loss'], [m.balanceLoss, '--moe-balance-loss']] as const)
     if (v !== undefined && !(Number.isFinite(v) && v >= 0)) throw new Error(`${flag} must be a number >= 0, got ${v}`);
-  return { experts: m.experts, topK, expertSize, every, zLoss: m.zLoss ?? 1e-3, balanceLoss: m.balanceLoss ?? 1e-2 };
+  for (const [v, flag] of [[m.capacityFactor, '--moe-capacity-factor'], [m.evalCapacityFactor, '--moe-eval-capacity-factor']] as const)
+    if (v !== undefined && !(Number.isFinite(v) && v > 0)) throw new Error(`${flag} must be a number > 0, got ${v}`);
+  return {
+    experts: m.experts, topK, expertSize, every, zLoss: m.zLoss ?? 1e-3, balanceLoss: m.balanceLoss ?? 1e-2,
+    capacityFactor: m.capacityFactor ?? 1.25, evalCapacityFactor: m.evalCapacityFactor ?? 2,
+  };
 }
 
 /** Blocks every-th (1-based: every, 2·every, …) get an MoE layer of fresh experts; the layers, in block order. */
@@ -274,7 +283,8 @@ function installMoe(model: Module, m: Required<LMMoeOptions>): MoELayer[] {
   for (const b of a.blocks) {
     if ((b.index + 1) % m.every !== 0) continue;
     const experts = Array.from({ length: m.experts }, () => new MoEExpert(new Linear(H, m.expertSize), new Linear(m.expertSize, H), 'gelu_new'));
-    const layer = new MoELayer(new Linear(H, m.experts, { bias: false }), experts, { topK: m.topK, capacityFactor: 1.25, evalCapacityFactor: 2 });
+    // the layer's capacity is round(CF·tokens/E) slots; per routed choice, so × k
+    const layer = new MoELayer(new Linear(H, m.experts, { bias: false }), experts, { topK: m.topK, capacityFactor: m.capacityFactor * m.topK, evalCapacityFactor: m.evalCapacityFactor * m.topK });
     replaceMlp(model, b.index, layer);
     layers.push(layer);
   }

@@ -41,6 +41,8 @@ test('pretrain --moe-experts: loss = LM + 1e-3·z-loss + 1e-2·balance loss, rou
   assert.deepEqual(layersOf(model, MoELayer), ['transformer.h.0.mlp', 'transformer.h.1.mlp']);
   const l0 = model.getSubmodule('transformer.h.0.mlp') as unknown as MoELayer;
   assert.deepEqual([l0.numExperts, l0.options.topK, l0.experts[0]!.up.outFeatures], [4, 2, 64]); // 4·32 dense / top-2
+  // capacity per routed choice: 1.25 and 2.0 × k slots
+  assert.deepEqual([l0.options.capacityFactor, l0.options.evalCapacityFactor], [2.5, 4]);
   const text = path.join(dir, 'text.txt');
   fs.writeFileSync(text, 'the quick brown fox jumps over the lazy dog . '.repeat(30));
   const ppl = (...f: string[]) => run('eval', out, '-t', 'ppl', '--text', text, '--json', ...f);
@@ -87,6 +89,8 @@ test('pretrain: MoE / FFF flags that cannot apply are refused before any work, n
     [['--arch', 'gpt2', '--moe-experts', '4', '--moe-top-k', '5'], '--moe-top-k must be an integer in [1, 4], got 5'],
     [['--arch', 'gpt2', '--moe-experts', '4', '--fff-depth', '3'], '--moe-experts and --fff-depth both replace the MLP: give one'],
     [['--arch', 'gpt2', '--moe-experts', '4', '--moe-every', '9', '--layers', '2'], '--moe-every must be an integer in [1, 2], got 9'],
+    [['--arch', 'gpt2', '--moe-experts', '4', '--moe-capacity-factor', '0'], '--moe-capacity-factor must be a number > 0, got 0'],
+    [['--arch', 'gpt2', '--moe-eval-capacity-factor', '2'], '--moe-eval-capacity-factor needs --moe-experts'],
   ];
   for (const [args, msg] of cases) {
     const r = run('pretrain', ...args, '--steps', '2', '-o', out);

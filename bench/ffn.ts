@@ -27,7 +27,7 @@ import type { ModelInputs } from '../src/models/outputs.ts';
 import type { Module } from '../src/nn/module.ts';
 import { Tensor } from '../src/tensor/tensor.ts';
 import { noGrad } from '../src/tensor/autograd.ts';
-import { callForward, registerForwardHook, registerForwardPreHook } from '../src/nn/hooks.ts';
+import { registerForwardHook, registerForwardPreHook } from '../src/nn/hooks.ts';
 import { compareLatency } from '../src/eval/latency.ts';
 import { taskData } from '../src/compress/tasks.ts';
 import { setNumThreads } from '../src/backend/registry.ts';
@@ -71,14 +71,14 @@ function slotCalls(m: Fwd, x: ModelInputs): Call[] {
   const handles = anatomy(m).blocks.flatMap((b) => {
     const a = b.mlp;
     if (!a) return [];
-    const whole = a.kind === 'custom' || !a.up || !a.down ? m.getSubmodule(a.path) : null;
     const lin = (p: string) => m.getSubmodule(p) as unknown as Module & { forward(x: Tensor): Tensor };
+    const whole = a.kind === 'custom' || !a.up || !a.down ? lin(a.path) : null;
     const up = a.up ? lin(a.up) : null;
     const down = a.down ? lin(a.down) : null;
     const gate = a.gate ? lin(a.gate) : null;
     const act = a.activation ? activation(a.activation, 'bench:ffn') : null;
     const c: Call = {
-      run: whole ? (t) => callForward(whole as never, t as never) as unknown as Tensor : (t) => down!.forward(gate ? act!(gate.forward(t)).mul(up!.forward(t)) : act!(up!.forward(t))),
+      run: whole ? (t) => whole.forward(t) : (t) => down!.forward(gate ? act!(gate.forward(t)).mul(up!.forward(t)) : act!(up!.forward(t))),
       input: null as unknown as Tensor,
       output: null as unknown as Tensor,
     };

@@ -281,9 +281,13 @@ export function stagesOf(steps: ResolvedStep[]): ResolvedStep[][] {
  * keeps it for the stage). `dataKey` names the recipe-level key in errors (the CLI says which flag set it).
  */
 export function checkRun(model: Module, steps: ResolvedStep[], opts: RunOptions, where = 'recipe', train?: TrainSettings, dataKey = 'train.data'): void {
-  for (const s of steps) {
-    if (s.method.kind === 'trained' && !opts.task) throw new Error(`${where}: step ${s.index + 1} (${s.method.name}) trains the model and needs a task (recipe "task" or --task)`);
-    s.method.check?.(model, s.cfg, contextFor(opts, 0));
+  for (const stage of stagesOf(steps)) {
+    // a trained stage's methods see its train settings (the recipe's, then the stage's own), as apply will
+    const stageTrain = train && stage[0]!.method.kind === 'trained' ? { ...train, ...(stage[0]!.train ?? {}) } : undefined;
+    for (const s of stage) {
+      if (s.method.kind === 'trained' && !opts.task) throw new Error(`${where}: step ${s.index + 1} (${s.method.name}) trains the model and needs a task (recipe "task" or --task)`);
+      s.method.check?.(model, s.cfg, contextFor(opts, stageTrain?.steps ?? 0, stageTrain));
+    }
   }
   if (train) for (const stage of stagesOf(steps)) stageTask(stage, train, opts.task, where, dataKey);
 }

@@ -146,6 +146,10 @@ test('distill.kd errors come before any work', () => {
   const task = clsTask();
   const m = tinyBert(1);
   expectThrows(() => runRecipe(m, { train: { steps: 1 }, steps: [{ method: 'distill.kd', alpha: 0.5 }] }, { task, teacher: () => tinyBert(1) }), 'set train.task_weight to 0');
+  // the stage's task_weight is checked with the stage's settings before an earlier step of the same stage applies
+  expectThrows(() => runRecipe(m, { train: { steps: 1 }, steps: [{ method: 'fff.ultrafast', depth: 1 }, { method: 'distill.kd', alpha: 0.5 }] }, { task, teacher: () => tinyBert(1) }), 'set train.task_weight to 0');
+  assert.deepEqual(anatomy(m).blocks.map((b) => b.mlp!.kind), ['dense', 'dense'], 'no step applied');
+  expectThrows(() => runRecipe(m, { train: { steps: 1, task_weight: 0 }, steps: [{ method: 'distill.kd', alpha: 0.5, train: { task_weight: 1 } }] }, { task, teacher: () => tinyBert(1) }), 'set train.task_weight to 0');
   expectThrows(() => runRecipe(m, { train: { steps: 1 }, steps: [{ method: 'distill.kd', temperature: 0 }] }, { task }), "option 'temperature' must be > 0");
   expectThrows(() => runRecipe(m, { train: { steps: 1 }, steps: [{ method: 'distill.kd', alpha: 1.5 }] }, { task }), "option 'alpha' must be in [0, 1]");
   expectThrows(() => runRecipe(m, { train: { steps: 1 }, steps: [{ method: 'distill.kd', keep_layers: [2] }] }, { task }), "'keep_layers': 2 is not a layer index of the model (0..1)");

@@ -32,12 +32,14 @@ export interface KdConfig extends StudentOptions {
   teacher: string | null;
 }
 
-function check(model: Module, cfg: KdConfig): void {
+function check(model: Module, cfg: KdConfig, ctx?: RecipeContext): void {
   const name = 'distill.kd';
   if (!(cfg.temperature > 0)) throw new Error(`${name}: option 'temperature' must be > 0, got ${cfg.temperature}`);
   if (cfg.alpha !== null && !(cfg.alpha >= 0 && cfg.alpha <= 1)) throw new Error(`${name}: option 'alpha' must be in [0, 1] (or null), got ${cfg.alpha}`);
   checkStudent(name, model, cfg);
   checkTeacherFolder(name, cfg.teacher);
+  if (cfg.alpha !== null && ctx?.train && ctx.train.task_weight !== 0)
+    throw new Error(`${name}: with 'alpha' set (${cfg.alpha}) the step adds (1 − alpha)·task loss itself; set train.task_weight to 0, or alpha to null to mix through task_weight`);
 }
 
 /** Whether the model's token logits are scored against the next token (causal) or the same one (masked). */
@@ -51,11 +53,9 @@ export const distillKd: Method<KdConfig> = {
   description: 'logit knowledge distillation (Hinton): α·T²·KL(teacher ‖ student) + (1 − α)·task loss; student from the model\'s own layers, a config, or as is',
   defaults: { temperature: 2, alpha: 0.5, positions: 'labelled', teacher: null, ...STUDENT_DEFAULTS },
   types: { alpha: 'number', positions: ['labelled', 'all'], teacher: 'string', ...STUDENT_TYPES },
-  check: (model, cfg) => check(model, cfg),
+  check: (model, cfg, ctx) => check(model, cfg, ctx),
   apply: (model, cfg, ctx: RecipeContext): MethodRun => {
-    check(model, cfg);
-    if (cfg.alpha !== null && ctx.train && ctx.train.task_weight !== 0)
-      throw new Error(`distill.kd: with 'alpha' set (${cfg.alpha}) the step adds (1 − alpha)·task loss itself; set train.task_weight to 0, or alpha to null to mix through task_weight`);
+    check(model, cfg, ctx);
     const before = model.parameters().reduce((n, p) => n + p.numel, 0);
     const made = makeStudent(model, cfg); // not inside ctx.log?.(…): optional chaining would skip it without a log
     ctx.log?.(`distill.kd: ${made}`);

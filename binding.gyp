@@ -18,6 +18,7 @@
         "native/codebook.cc",
         "native/linalg.cc",
         "native/fff.cc",
+        "native/moe.cc",
         "native/signal.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],

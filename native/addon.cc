@@ -1,5 +1,5 @@
 // Shrink's Node-API addon: entry point. Kernels live in one file per family (gemm, elementwise, reduce, nn,
-// convert, quant, sparse, fff, codebook, linalg) plus signal.cc (SIGINT/SIGTERM watch); each registers its functions
+// convert, quant, sparse, fff, moe, codebook, linalg) plus signal.cc (SIGINT/SIGTERM watch); each registers its functions
 // through init_<family>. Arguments are validated in TypeScript (src/backend/native) and re-checked here (a bad call
 // throws, it never crashes).
 //
@@ -20,6 +20,7 @@ namespace shrink {
 bool simd_enabled();  // elementwise.cc (args.h)
 void init_sparse(Napi::Env env, Napi::Object exports);  // sparse.cc
 void init_fff(Napi::Env env, Napi::Object exports);  // fff.cc
+void init_moe(Napi::Env env, Napi::Object exports);  // moe.cc
 void init_codebook(Napi::Env env, Napi::Object exports);  // codebook.cc
 void init_linalg(Napi::Env env, Napi::Object exports);  // linalg.cc
 
@@ -187,6 +188,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   shrink::init_quant(env, exports);
   shrink::init_sparse(env, exports);
   shrink::init_fff(env, exports);
+  shrink::init_moe(env, exports);
   shrink::init_codebook(env, exports);
   shrink::init_linalg(env, exports);
   shrink::init_signal(env, exports);

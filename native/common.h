@@ -55,6 +55,10 @@ void pack_b_rows(const float* rows, int64_t ld, int kc, int nr, float* dst);
 // C[M, N] = bias (or 0) in every row, then += A[M, K] (row stride K) · B: the weight-only layers' GEMM onto the bias.
 void sgemm_source_b_bias(const float* A, const BPanelSource& B, const float* bias, float* C, int64_t M, int64_t N, int64_t K);
 
+// C[M, N] (=|+=) A[M, K] (row stride lda) · Wᵀ for W [N, K] (row stride ldw): a Linear's product x·Wᵀ with the
+// packed SGEMM (GEMV loops for M = 1). nt threads, or nt ≤ 0: as sgemm does for one matrix (one thread below
+// 2·64³ flop, else the whole pool). Must not be called with nt ≠ 1 from inside a pool job.
+void sgemm_abt(const float* A, int64_t lda, const float* W, int64_t ldw, float* C, int64_t M, int64_t N, int64_t K, bool accumulate, int nt);
 // B = Wᵀ for a weight W [N, K] that produces its rows on demand: `w.row(n, k0, kc, dst)` writes W[n, k0 : k0 + kc]
 // as floats (dequantized, looked up in a codebook, densified, …). Each 16-row micro-panel is produced into a
 // per-thread buffer (16·kc floats, L1-resident) and transposed into the panel, so W never exists whole.

@@ -825,6 +825,11 @@ void sgemm_source_b(const float* A, int64_t lda, const BPanelSource& B, float* C
   gemm_packed(Mat{A, lda, false}, Mat{nullptr, 0, false}, C, M, N, K, accumulate, nt, &B);
 }
 
+void sgemm_abt(const float* A, int64_t lda, const float* W, int64_t ldw, float* C, int64_t M, int64_t N, int64_t K, bool accumulate, int nt) {
+  if (nt <= 0) nt = num_threads() <= 1 || 2 * M * N * std::max<int64_t>(K, 1) < kSmallFlops ? 1 : num_threads();
+  gemm_one(Mat{A, lda, false}, Mat{W, ldw, true}, C, M, N, K, accumulate, nt);
+}
+
 void sgemm_source_b_bias(const float* A, const BPanelSource& B, const float* bias, float* C, int64_t M, int64_t N, int64_t K) {
   for (int64_t m = 0; m < M; m++) {
     if (bias)

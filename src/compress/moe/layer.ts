@@ -22,6 +22,13 @@
  * zero expert output (the block's residual carries it), or `dropped: 'scaled_input'` reproduces HF
  * SwitchTransformersSparseMLP v4.36 (`p_max · x`).
  *
+ * Native dispatch (inference): when the native backend is active with its MoE kernel (native/moe.cc `moeFfn`), the
+ * layer is in eval mode, no gradient is needed (inside noGrad, or nothing involved requires one), the input is
+ * float32, every expert is a plain MoEExpert of plain float32 `Linear`s (no forward hooks, no subclasses, a known
+ * activation), tokenDropout is 0 and dropped tokens get 'zero', {@link MoELayer.dispatch} runs the whole gather →
+ * up → activation → down → gate → scatter in one native call (one GEMM per expert and projection). The TypeScript
+ * dispatch stays the spec and runs in every other case; test/compress/moe-native.test.ts compares the two.
+ *
  * Auxiliary losses (recorded with addAuxLoss while training, read by the methods with collectAuxLosses):
  * `z_loss` = mean over tokens of logsumexp(logits)² and `balance_loss` = E² · mean over groups and experts of
  * (fraction of tokens routed to e) · (mean probability of e), as transformers' router_z_loss_func and
@@ -31,7 +38,8 @@ import { keepFloat } from '../quant/apply.ts';
 import { Module } from '../../nn/module.ts';
 import { Linear } from '../../nn/layers.ts';
 import { Tensor } from '../../tensor/tensor.ts';
-import { noGrad } from '../../tensor/autograd.ts';
+import { isGradEnabled, noGrad } from '../../tensor/autograd.ts';
+import { backend, nativeAddon } from '../../backend/registry.ts';
 import { defaultGenerator, type Generator } from '../../tensor/random.ts';
 import { cat } from '../../ops/movement.ts';
 import { dropout } from '../../ops/nn.ts';
@@ -84,11 +92,12 @@ export function expertCapacity(o: RoutingOptions, tokens: number, training: bool
   return Math.max(o.minCapacity, Math.round((cf * tokens) / o.numExperts));
 }
 
-function argmaxMasked(v: ArrayLike<number>, base: number, E: number, taken: readonly number[]): number {
+/** The first index of the largest v[base + e] over e < E not marked in `taken` (a NaN first in line stays). */
+function argmaxMasked(v: ArrayLike<number>, base: number, E: number, taken: Uint8Array): number {
   let best = -1;
   let bv = Number.NEGATIVE_INFINITY;
   for (let e = 0; e < E; e++) {
-    if (taken.includes(e)) continue;
+    if (taken[e]) continue;
     const x = v[base + e]!;
     if (best < 0 || x > bv) {
       best = e;
@@ -116,9 +125,10 @@ export function route(logits: Tensor, o: RoutingOptions, opts: { training: boole
   const choice = new Int32Array(N * k).fill(-1);
   const capacity = expertCapacity(o, S, opts.training);
   // choices
+  const taken = new Uint8Array(E);
   for (let t = 0; t < N; t++) {
     if (opts.padding && opts.padding[t]) continue;
-    const taken: number[] = [];
+    taken.fill(0);
     for (let j = 0; j < k; j++) {
       let e: number;
       if (j === 0) e = argmaxMasked(pd, t * E, E, taken);
@@ -127,7 +137,7 @@ export function route(logits: Tensor, o: RoutingOptions, opts: { training: boole
         for (let x = 0; x < E; x++) noisy[x] = ld[t * E + x]! - Math.log(-Math.log(Math.max(gen.random(), 1e-20)));
         e = argmaxMasked(noisy, 0, E, taken);
       } else e = argmaxMasked(ld, t * E, E, taken);
-      taken.push(e);
+      taken[e] = 1;
       if (j > 0 && o.secondPolicy === 'random' && !(2 * pd[t * E + e]! > gen.random())) continue;
       choice[t * k + j] = e;
     }
@@ -155,7 +165,8 @@ export function route(logits: Tensor, o: RoutingOptions, opts: { training: boole
       }
   }
   let gates: Tensor | null = null;
-  if (o.gate === 'softmax') {
+  if (o.gate === 'softmax' && (probs.dtype === 'float32' || probs.dtype === 'float64') && (!isGradEnabled() || !probs.requiresGrad)) gates = gatesNoGrad(pd, choice, kept, N, E, k, o.normalizeBeforeDropping, probs.dtype);
+  else if (o.gate === 'softmax') {
     const flatIdx = new Int32Array(N * k);
     for (let i = 0; i < N * k; i++) flatIdx[i] = Math.floor(i / k) * E + Math.max(choice[i]!, 0);
     const psel = probs.reshape([N * E]).indexSelect(0, Tensor.from(flatIdx, { dtype: 'int32' })).reshape([N, k]);
@@ -170,6 +181,32 @@ export function route(logits: Tensor, o: RoutingOptions, opts: { training: boole
     }
   }
   return { groups: G, tokens: S, k, numExperts: E, capacity, probs, choice, kept, gates };
+}
+
+/**
+ * route's softmax gates without autograd, in plain loops: the same values as its tensor ops (psel, × mask, sum in
+ * float64 rounded once to the dtype, clamp to eps, ÷), for float32 (each result rounded with Math.fround) and
+ * float64 probabilities.
+ */
+function gatesNoGrad(pd: ArrayLike<number>, choice: Int32Array, kept: Uint8Array, N: number, E: number, k: number, normalizeBeforeDropping: boolean, dtype: 'float32' | 'float64'): Tensor {
+  const f32 = dtype === 'float32';
+  const out = f32 ? new Float32Array(N * k) : new Float64Array(N * k);
+  if (k === 1) {
+    for (let t = 0; t < N; t++) out[t] = pd[t * E + Math.max(choice[t]!, 0)]!;
+  } else {
+    const eps = f32 ? 1.1920928955078125e-7 : 2.220446049250313e-16;
+    for (let t = 0; t < N; t++) {
+      let s = 0;
+      for (let j = 0; j < k; j++) s += pd[t * E + Math.max(choice[t * k + j]!, 0)]! * (normalizeBeforeDropping || kept[t * k + j] ? 1 : 0);
+      let d = f32 ? Math.fround(s) : s;
+      if (d < eps) d = eps;
+      for (let j = 0; j < k; j++) {
+        const q = pd[t * E + Math.max(choice[t * k + j]!, 0)]! / d;
+        out[t * k + j] = f32 ? Math.fround(q) : q;
+      }
+    }
+  }
+  return new Tensor(out, [N * k], dtype);
 }
 
 /** Dense combine weights [G·S, E] (gate of each kept slot; 1 for 'one' gates), detached: for inspection and tests. */
@@ -221,6 +258,40 @@ export function loadBalancingLoss(probs: Tensor, indices: Tensor | { data: Array
     }
   const f = Tensor.from(frac, { shape: [G, E], dtype: probs.dtype });
   return probs.mean(1).mul(f).mean().mul(E * E);
+}
+
+// ---------------------------------------------------------------- native dispatch
+
+interface MoeAddon {
+  moeFfn(
+    x: Float32Array, N: number, D: number, choice: Int32Array, kept: Uint8Array, gates: Float32Array | null, k: number,
+    experts: (Float32Array | null)[], widths: Int32Array, act: number, bias: Float32Array | null, out: Float32Array,
+  ): void;
+}
+
+/** The addon's MoE kernel when the native backend is active (and built with it), else null. */
+export function moeAddon(): MoeAddon | null {
+  if (backend().name !== 'native') return null;
+  const a = nativeAddon() as unknown as Partial<MoeAddon> | null;
+  return a && typeof a.moeFfn === 'function' ? (a as MoeAddon) : null;
+}
+
+/** native/moe.cc activation ids of the ACT2FN names MoEExpert accepts. */
+const MOE_ACT_ID: Record<string, number> = { relu: 0, gelu: 1, gelu_new: 2, gelu_pytorch_tanh: 2, silu: 3, swish: 3, tanh: 4 };
+
+/** Contiguous float32 values of t without a copy when possible. */
+function f32(t: Tensor): Float32Array {
+  const c = t.contiguous();
+  if (c.dtype === 'float32') return (c.data as Float32Array).subarray(c.offset, c.offset + c.numel);
+  return c.toFloat32Array();
+}
+
+/** A Linear the kernel can read: the class itself (no subclass, no forward hook), float32 [out, inF] weight and bias. */
+function plainLinear(l: unknown, out: number, inF: number): l is Linear {
+  if (!(l instanceof Linear) || Object.getPrototypeOf(l) !== Linear.prototype || Object.prototype.hasOwnProperty.call(l, 'forward')) return false;
+  const w = l.weight;
+  if (w.dtype !== 'float32' || w.ndim !== 2 || w.shape[0] !== out || w.shape[1] !== inF) return false;
+  return !l.bias || (l.bias.dtype === 'float32' && l.bias.ndim === 1 && l.bias.shape[0] === out);
 }
 
 // ---------------------------------------------------------------- experts and the layer
@@ -277,6 +348,8 @@ export class MoELayer extends Module {
   _last: Routing | null = null;
   /** Padding mask for the next call ([G·S], 1 = padding); consumed by it. */
   _padding: ArrayLike<number> | null = null;
+  /** false: always the TypeScript dispatch, even where the native kernel could run (tests, benchmarks). */
+  _native = true;
   constructor(router: Linear, experts: MoEExpert[], opts: Partial<MoELayerOptions> = {}, bias: Tensor | null = null) {
     super();
     if (router.bias) throw new Error('MoELayer: the router has no bias (x·W_r)');
@@ -346,8 +419,13 @@ export class MoELayer extends Module {
     return idx;
   }
 
-  /** Gather per expert → expert → gate → scatter back (one indexSelect per rank over the stacked outputs). */
+  /**
+   * Gather per expert → expert → gate → scatter back (one indexSelect per rank over the stacked outputs); natively
+   * when {@link MoELayer.nativeArgs} allows (see the file comment), with the same statistics.
+   */
   dispatch(flat: Tensor, r: Routing): Tensor {
+    const nat = this.nativeArgs(flat, r);
+    if (nat) return this.dispatchNative(flat, r, nat);
     const o = this._opts;
     const [N, D] = flat.shape as [number, number];
     const k = r.k;
@@ -407,5 +485,61 @@ export class MoELayer extends Module {
     }
     if (!out) out = Tensor.zeros([N, D], { dtype: flat.dtype });
     return this.bias ? out.add(this.bias) : out;
+  }
+
+  /**
+   * What the native kernel needs, or null when this call must take the TypeScript dispatch: no kernel, training,
+   * a gradient to record, a non-float32 input, token dropout, 'scaled_input' drops, or an expert that is not a plain
+   * MoEExpert of plain float32 Linears with a supported activation.
+   */
+  private nativeArgs(flat: Tensor, r: Routing): { addon: MoeAddon; act: number } | null {
+    const o = this._opts;
+    if (!this._native || this.training || flat.dtype !== 'float32' || flat.ndim !== 2 || o.tokenDropout !== 0 || o.dropped !== 'zero') return null;
+    if (r.gates && r.gates.numel !== r.groups * r.tokens * r.k) return null;
+    if (this.bias && (this.bias.dtype !== 'float32' || this.bias.numel !== flat.shape[1])) return null;
+    const addon = moeAddon();
+    if (!addon) return null;
+    const D = flat.shape[1]!;
+    const grad = isGradEnabled();
+    if (grad && (flat.requiresGrad || (r.gates?.requiresGrad ?? false) || (this.bias?.requiresGrad ?? false))) return null;
+    let act = -1;
+    for (const e of this.experts) {
+      if (Object.getPrototypeOf(e) !== MoEExpert.prototype || Object.prototype.hasOwnProperty.call(e, 'forward') || e.training) return null;
+      const a = MOE_ACT_ID[e.activation];
+      if (a === undefined || (act >= 0 && a !== act)) return null;
+      act = a;
+      const F = e.up.outFeatures;
+      if (!plainLinear(e.up, F, D) || !plainLinear(e.down, D, F)) return null;
+      if (grad && (e.up.weight.requiresGrad || e.down.weight.requiresGrad || (e.up.bias?.requiresGrad ?? false) || (e.down.bias?.requiresGrad ?? false))) return null;
+    }
+    return act < 0 ? null : { addon, act };
+  }
+
+  /** The native dispatch (moeFfn): the same output and statistics as the TypeScript one. */
+  private dispatchNative(flat: Tensor, r: Routing, nat: { addon: MoeAddon; act: number }): Tensor {
+    const [N, D] = flat.shape as [number, number];
+    const k = r.k;
+    const E = this.experts.length;
+    const st = this._stats;
+    st.tokens += N;
+    for (let i = 0; i < N * k; i++) {
+      const c = r.choice[i]!;
+      if (c >= 0) st.slots++;
+      if (r.kept[i]) {
+        st.kept++;
+        if (c >= 0 && c < E) st.load[c]!++;
+      }
+    }
+    const weights: (Float32Array | null)[] = [];
+    const widths = new Int32Array(E);
+    for (let e = 0; e < E; e++) {
+      const ex = this.experts[e]!;
+      widths[e] = ex.up.outFeatures;
+      weights.push(f32(ex.up.weight), ex.up.bias ? f32(ex.up.bias) : null, f32(ex.down.weight), ex.down.bias ? f32(ex.down.bias) : null);
+    }
+    const gates = r.gates ? f32(noGrad(() => r.gates!.detach())) : null;
+    const out = new Float32Array(N * D);
+    nat.addon.moeFfn(f32(flat), N, D, r.choice, r.kept, gates, k, weights, widths, nat.act, this.bias ? f32(this.bias) : null, out);
+    return new Tensor(out, [N, D], 'float32');
   }
 }

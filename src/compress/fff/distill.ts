@@ -17,7 +17,6 @@
 import type { Module } from '../../nn/module.ts';
 import type { LinearLike } from '../../nn/layers.ts';
 import { AdamW } from '../../nn/optim.ts';
-import { captureActivations } from '../../nn/hooks.ts';
 import { Tensor } from '../../tensor/tensor.ts';
 import { enableGrad, noGrad } from '../../tensor/autograd.ts';
 import { Generator } from '../../tensor/random.ts';
@@ -26,6 +25,7 @@ import { anatomy, type MlpAnatomy } from '../../models/anatomy.ts';
 import type { ModelInputs, ModelOutput } from '../../models/outputs.ts';
 import type { RecipeContext } from '../method.ts';
 import { calibrationOf } from '../prune/importance.ts';
+import { captureTokenRows } from '../capture.ts';
 import { fffDescend, geluRef } from './cmm.ts';
 import type { FFFLayer } from './layer.ts';
 
@@ -35,32 +35,9 @@ export interface MlpIO {
   y: Tensor;
 }
 
-type ForwardModel = Module & { forward(i: ModelInputs): ModelOutput };
-
 /** The modules whose input and output are the MLP slot's: up/down of a dense or gated MLP, the slot itself otherwise. */
 function ends(m: MlpAnatomy): { input: string; output: string } {
   return m.kind !== 'custom' && m.up && m.down ? { input: m.up, output: m.down } : { input: m.path, output: m.path };
-}
-
-/** Rows of x [B, T, H] (or [T, H]) where the mask is set (all rows without a mask), as float32 values. */
-function keptRows(parts: Tensor[], masks: (ArrayLike<number> | null)[]): Tensor {
-  const H = parts[0]!.shape[parts[0]!.ndim - 1]!;
-  const chunks: Float32Array[] = [];
-  let n = 0;
-  parts.forEach((t, bi) => {
-    const v = t.to('float32').contiguous().toArray() as Float32Array;
-    const m = masks[bi];
-    const rows = v.length / H;
-    if (m && m.length !== rows) throw new Error(`fff.ultrafast: attention mask of ${m.length} positions for ${rows} MLP rows`);
-    for (let r = 0; r < rows; r++)
-      if (!m || m[r]) {
-        chunks.push(v.subarray(r * H, r * H + H));
-        n++;
-      }
-  });
-  const out = new Float32Array(n * H);
-  chunks.forEach((c, i) => out.set(c, i * H));
-  return Tensor.from(out, { shape: [n, H] });
 }
 
 /**
@@ -68,31 +45,10 @@ function keptRows(parts: Tensor[], masks: (ArrayLike<number> | null)[]): Tensor 
  * no gradients; padding positions left out when the batches carry an attention mask).
  */
 export function captureMlpIO(model: Module, blocks: number[], ctx: RecipeContext, who = 'fff.ultrafast'): MlpIO[] {
-  const batches = calibrationOf(who, ctx);
   const a = anatomy(model);
   const e = blocks.map((i) => ends(a.blocks[i]!.mlp!));
-  const masks: (ArrayLike<number> | null)[] = [];
-  const was = model.training;
-  model.eval();
-  let ins: Map<string, Tensor[]>;
-  let outs!: Map<string, Tensor[]>;
-  try {
-    ins = captureActivations(model, [...new Set(e.map((x) => x.input))], 'input', () => {
-      outs = captureActivations(model, [...new Set(e.map((x) => x.output))], 'output', () =>
-        noGrad(() => {
-          for (const b of batches) {
-            const am = (b.attentionMask ?? b.attention_mask) as Tensor | undefined;
-            masks.push(am ? (am.to('float32').toArray() as ArrayLike<number>) : null);
-            const { labels: _l, ...inputs } = b;
-            (model as ForwardModel).forward(inputs as unknown as ModelInputs);
-          }
-        }),
-      );
-    });
-  } finally {
-    model.train(was);
-  }
-  return e.map((x) => ({ x: keptRows(ins.get(x.input)!, masks), y: keptRows(outs.get(x.output)!, masks) }));
+  const rows = captureTokenRows(model, calibrationOf(who, ctx), e.map((x) => x.input), e.map((x) => x.output), who);
+  return e.map((x) => ({ x: rows.inputs.get(x.input)!, y: rows.outputs.get(x.output)! }));
 }
 
 /** ‖tree(x) − y‖² / ‖y‖² through the training (masked) form, no gradients. */

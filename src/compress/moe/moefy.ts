@@ -22,9 +22,8 @@ import { noGrad, enableGrad } from '../../tensor/autograd.ts';
 import { Generator } from '../../tensor/random.ts';
 import { activation } from '../../models/activations.ts';
 import { replaceMlp } from '../../models/anatomy.ts';
-import type { ModelInputs, ModelOutput } from '../../models/outputs.ts';
-import { captureActivations } from '../../nn/hooks.ts';
 import { calibrationOf, ffnUnits, type FfnUnits } from '../prune/importance.ts';
+import { captureTokenRows } from '../capture.ts';
 import { MoEExpert, MoELayer } from './layer.ts';
 
 export interface MoefyConfig {
@@ -184,45 +183,10 @@ export function trainRouter(layer: MoELayer, x: Tensor, targets: Tensor, k: numb
   });
 }
 
-type ForwardModel = Module & { forward(i: ModelInputs): ModelOutput };
-
 /** Inputs of each targeted FFN on the calibration tokens (padding left out): [tokens, d] per FFN. */
 function ffnInputs(model: Module, ffns: FfnUnits[], ctx: RecipeContext): Tensor[] {
-  const batches = calibrationOf('moe.moefy', ctx);
-  const was = model.training;
-  model.eval();
-  let caps: Map<string, Tensor[]>;
-  const masks: (ArrayLike<number> | null)[] = [];
-  try {
-    caps = captureActivations(model, ffns.map((f) => f.m.up!), 'input', () =>
-      noGrad(() => {
-        for (const b of batches) {
-          const am = (b.attentionMask ?? b.attention_mask) as Tensor | undefined;
-          masks.push(am ? (am.to('float32').toArray() as ArrayLike<number>) : null);
-          const { labels: _l, ...inputs } = b;
-          (model as ForwardModel).forward(inputs as unknown as ModelInputs);
-        }
-      }),
-    );
-  } finally {
-    model.train(was);
-  }
-  return ffns.map((f) => {
-    const xs = caps.get(f.m.up!)!;
-    const rows: number[] = [];
-    let d = 0;
-    const parts: ArrayLike<number>[] = [];
-    xs.forEach((x, bi) => {
-      d = x.shape[x.ndim - 1]!;
-      const v = x.to('float32').toArray() as ArrayLike<number>;
-      parts.push(v);
-      const m = masks[bi];
-      for (let r = 0; r < v.length / d; r++) if (!m || m[r]) rows.push(bi, r);
-    });
-    const out = new Float32Array((rows.length / 2) * d);
-    for (let q = 0; q < rows.length; q += 2) out.set((parts[rows[q]!] as Float32Array).subarray(rows[q + 1]! * d, rows[q + 1]! * d + d), (q / 2) * d);
-    return Tensor.from(out, { shape: [rows.length / 2, d] });
-  });
+  const rows = captureTokenRows(model, calibrationOf('moe.moefy', ctx), ffns.map((f) => f.m.up!), [], 'moe.moefy');
+  return ffns.map((f) => rows.inputs.get(f.m.up!)!);
 }
 
 function plan(model: Module, cfg: MoefyConfig): FfnUnits[] {

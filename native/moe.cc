@@ -403,7 +403,7 @@ napi_value MoeSkinnyRows(napi_env env, napi_callback_info info) {
   return r;
 }
 
-const char* kernel_name() { return simd_enabled() ? "avx2 dots (few rows) / sgemm, avx2 activation" : "sdot (few rows) / sgemm, portable activation"; }
+const char* kernel_name() { return simd_enabled() ? "avx2 dots (few rows) / sgemm, avx2 activation" : "portable dots (few rows) / sgemm, portable activation"; }
 
 }  // namespace
 

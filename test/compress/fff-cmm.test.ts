@@ -1,7 +1,9 @@
 // The conditional-matmul kernel of FFF layers (native/fff.cc, fffCmm) against its TypeScript spec (cmmReference)
 // and against the masked dense training form, on random trees: every native path this CPU has (AVX-512, AVX2,
 // portable; a path the CPU or SHRINK_ISA lacks is skipped with a message), odd widths (vector tails), depth 0,
-// parallel trees, both decisions, with and without bias, batch 0 to 70 (thread split); and the argument checks.
+// parallel trees, both decisions, with and without bias, batch 0 to 70 (thread split); the batched (level by
+// level, grouped by node) and per-token descents forced via _fffBatchedMinTokens, bit-identical to each other, at
+// batch 1 to 2000, depths 0–9, with a zero and a NaN token; and the argument checks.
 //
 // Different summation orders may flip a decision whose logit is within float noise of 0; such a token (the
 // paths differ and the reference logit at the first difference is tiny) is left out of the comparison, and the
@@ -96,6 +98,77 @@ for (const path of ['avx512', 'avx2', 'portable'] as const) {
     });
   });
 }
+
+/** The addon's hidden threshold setter (native/fff.cc): batches of at least n tokens descend level by level. */
+const batchedMin = (n?: number): number => (fffAddon() as unknown as { _fffBatchedMinTokens(n?: number): number })._fffBatchedMinTokens(n);
+const BATCHED_ALWAYS = 0;
+const BATCHED_NEVER = 2 ** 40;
+
+for (const path of ['avx512', 'avx2', 'portable'] as const) {
+  const why = skip || (cmmPaths().includes(path) ? false : `the ${path} CMM path is not available on this CPU (or SHRINK_ISA=${process.env.SHRINK_ISA ?? ''}); has: ${cmmPaths().join(', ')}`);
+  describe(`fffCmm native ${path}: batched (level by level) = per-token = cmmReference`, { skip: why }, () => {
+    test('depth 0–9, 1–3 trees, bias or not, > 0 or ≥ 0, M 1–2000, a zero and a NaN token', () => {
+      const saved = batchedMin();
+      try {
+        let ties = 0;
+        let tokens = 0;
+        for (let depth = 0; depth <= 9; depth++)
+          for (const [i, M] of [1, 7, 64, 300, 2000].entries()) {
+            const P = 1 + ((depth + i) % 3);
+            const bias = (depth + i) % 2 === 0;
+            const strict = Math.floor((depth + i) / 2) % 2 === 0;
+            const [K, O] = depth % 2 ? [70, 37] : [19, 33];
+            const w = randomTree(K, O, depth, P, bias, strict);
+            const x = rand(M * K);
+            if (M >= 7) {
+              x.fill(0, 2 * K, 3 * K); // token 2: all zeros (ties at bias-free nodes: the decision rule)
+              x[(M - 1) * K + 3] = NaN; // last token: NaN logits all the way down (left), NaN outputs
+            }
+            const L = depth + 1;
+            const what = `${path} K=${K} O=${O} D=${depth} P=${P} bias=${bias} strict=${strict} M=${M}`;
+            const run = (min: number) => {
+              batchedMin(min);
+              const out = new Float32Array(M * O).fill(-7);
+              const nodes = new Int32Array(M * P * L).fill(-1);
+              cmmForward(w, x, M, out, { path: path as CmmPath, nodes });
+              return { out, nodes };
+            };
+            const bat = run(BATCHED_ALWAYS);
+            const tok = run(BATCHED_NEVER);
+            // Same dot products and the same summation order: bit-identical, NaN included.
+            assert.deepEqual(bat.nodes, tok.nodes, `${what}: nodes, batched vs per-token`);
+            for (let k = 0; k < M * O; k++) if (!Object.is(bat.out[k], tok.out[k])) assert.fail(`${what}: out[${k}] batched ${bat.out[k]} vs per-token ${tok.out[k]}`);
+            const ref = new Float32Array(M * O);
+            const refNodes = new Int32Array(M * P * L);
+            cmmReference(w, x, M, ref, refNodes);
+            const finite = M >= 7 ? M - 1 : M;
+            ties += compare(w, x, finite, bat.out, bat.nodes, ref, refNodes, what);
+            tokens += finite;
+            if (M >= 7) {
+              const m = M - 1;
+              for (let p = 0; p < P; p++) for (let d = 0; d < L; d++) assert.equal(bat.nodes[(m * P + p) * L + d], 2 ** d - 1, `${what}: NaN token goes left`);
+              for (let o = 0; o < O; o++) assert.ok(Number.isNaN(bat.out[m * O + o]) && Number.isNaN(ref[m * O + o]), `${what}: NaN token's output`);
+            }
+          }
+        assert.ok(ties <= tokens / 100, `${ties} near-tie tokens of ${tokens}`);
+      } finally {
+        batchedMin(saved);
+      }
+    });
+  });
+}
+
+test('_fffBatchedMinTokens: reads and sets the threshold, rejects bad values', { skip: skip || (fffAddon() ? false : 'no native fffCmm') }, () => {
+  const saved = batchedMin();
+  try {
+    assert.ok(saved >= 1);
+    assert.equal(batchedMin(5), 5);
+    assert.equal(batchedMin(), 5);
+    assert.throws(() => batchedMin(-1), /tokens must be/);
+  } finally {
+    batchedMin(saved);
+  }
+});
 
 describe('CMM (eval) = masked dense form (training) of FFFLayer', () => {
   for (const [K, O, depth, P] of [[16, 16, 3, 2], [48, 40, 6, 1], [128, 128, 8, 1]] as const)

@@ -498,7 +498,7 @@ export function buildProgram(out: (s: string) => void = (s) => process.stdout.wr
     .option('--stride <n>', 'sliding-window perplexity: move windows by n tokens, scoring only new tokens (default: disjoint blocks)', num('stride', 1, 1e6, true))
     .option('--max-tokens <n>', 'evaluate only the first n tokens', num('max-tokens', 2, 1e9, true))
     .option('--moe-top-k <k>', 'MoE models: experts per token for this evaluation (the folder keeps its own)', num('moe-top-k', 1, 1024, true))
-    .option('--moe-capacity <cf>', 'MoE models: evaluation capacity factor (ST-MoE: 2.0; the folder keeps its own)', num('moe-capacity', 0))
+    .option('--moe-capacity <cf>', 'MoE models: the layers\' evaluation capacity factor CF, an expert taking round(CF·tokens/E) routed choices of a sequence (pretrain --moe-experts records 2.0·k, i.e. 2.0 per choice; the folder keeps its own)', num('moe-capacity', 0))
     .option('--json', 'print JSON')
     .action((dir: string, o: { task?: string; text?: string; blockSize: number; stride?: number; maxTokens?: number; moeTopK?: number; moeCapacity?: number; json?: boolean }) => {
       // the task a classifier was fine-tuned on is in its config.json: default to it, and warn on a mismatch (its

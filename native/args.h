@@ -32,6 +32,13 @@ class Args {
 
   napi_env env() const { return env_; }
   bool failed() const { return err_ != nullptr; }
+  // Argument i as it was passed (undefined past the count), for arguments of other kinds (arrays of typed arrays).
+  napi_value value(size_t i) const { return v_[i]; }
+  // Whether argument i was passed and is not undefined (optional arguments).
+  bool given(size_t i) const {
+    napi_valuetype t = napi_undefined;
+    return i < kMax && napi_typeof(env_, v_[i], &t) == napi_ok && t != napi_undefined;
+  }
 
   // Typed-array arguments. `len` receives the element count. Wrong type → TypeError (data nullptr).
   float* f32(size_t i, size_t& len) { return static_cast<float*>(typed(i, napi_float32_array, len, false)); }

@@ -395,14 +395,7 @@ napi_value FffCmm(napi_env env, napi_callback_info info) {
 // (0 or 1: always; 2^40: never); returns the value in effect.
 napi_value FffBatchedMinTokens(napi_env env, napi_callback_info info) {
   Args a(env, info, "_fffBatchedMinTokens");
-  napi_valuetype ty = napi_undefined;
-  {
-    size_t argc = 1;
-    napi_value v;
-    napi_get_cb_info(env, info, &argc, &v, nullptr, nullptr);
-    if (argc >= 1) napi_typeof(env, v, &ty);
-  }
-  if (ty != napi_undefined) {
+  if (a.given(0)) {
     const int64_t n = a.int64(0);
     if (a.failed()) return a.fail();
     if (!a.check(n >= 0 && n <= (int64_t{1} << 40), "tokens must be in [0, 2^40]")) return a.fail();

@@ -265,16 +265,11 @@ napi_value MoeFfn(napi_env env, napi_callback_info info) {
   if (!a.check(N * k <= INT32_MAX, "N·k must fit in int32")) return a.fail();
   const int64_t E = static_cast<int64_t>(wl);
   if (!a.check(E >= 1, "widths must name at least one expert")) return a.fail();
-  bool is_array = false;
-  napi_value arr;
+  const napi_value arr = a.value(7);
   {
-    size_t argc = 8;
-    napi_value argv[8];
-    napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
-    arr = argv[7];
+    bool is_array = false;
     uint32_t len = 0;
-    if (argc < 8 || napi_is_array(env, arr, &is_array) != napi_ok || !is_array || napi_get_array_length(env, arr, &len) != napi_ok)
-      is_array = false;
+    if (napi_is_array(env, arr, &is_array) != napi_ok || !is_array || napi_get_array_length(env, arr, &len) != napi_ok) is_array = false;
     if (!a.check(is_array && static_cast<int64_t>(len) == 4 * E, "experts must be an array of 4·E entries (up weight, up bias, down weight, down bias)")) return a.fail();
   }
   for (int64_t e = 0; e < E; e++)
@@ -385,14 +380,7 @@ napi_value MoeFfn(napi_env env, napi_callback_info info) {
 // products (0: always the packed SGEMM); returns the value in effect.
 napi_value MoeSkinnyRows(napi_env env, napi_callback_info info) {
   Args a(env, info, "_moeSkinnyRows");
-  napi_valuetype t = napi_undefined;
-  {
-    size_t argc = 1;
-    napi_value v;
-    napi_get_cb_info(env, info, &argc, &v, nullptr, nullptr);
-    if (argc >= 1) napi_typeof(env, v, &t);
-  }
-  if (t != napi_undefined) {
+  if (a.given(0)) {
     const int64_t n = a.int64(0);
     if (a.failed()) return a.fail();
     if (!a.check(n >= 0 && n <= 1 << 20, "rows must be in [0, 2^20]")) return a.fail();
